@@ -1,0 +1,3 @@
+from flowenv.cli import main
+
+raise SystemExit(main())

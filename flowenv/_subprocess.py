@@ -1,0 +1,38 @@
+"""The one way flowenv runs external programs: captured, and with secrets redacted in errors."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """Remove ``user:password@`` from every URL in ``text``."""
+    return _USERINFO.sub(r"\g<scheme>****@", text)
+
+
+def run(
+    args: Sequence[str | Path],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``args`` to completion with output captured; never raises on a non-zero exit."""
+    return subprocess.run(
+        [str(a) for a in args],
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def describe_failure(args: Sequence[str | Path], result: subprocess.CompletedProcess[str]) -> str:
+    """A redacted, human-readable account of a failed command's output."""
+    output = (result.stderr or result.stdout or "").strip()
+    return redact(output or f"{Path(str(args[0])).name} exited with status {result.returncode}")

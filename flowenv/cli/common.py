@@ -1,0 +1,20 @@
+"""Pieces shared by commands: loading the configuration the global options point at."""
+
+from __future__ import annotations
+
+import argparse
+
+from flowenv.config.discover import discover_config
+from flowenv.config.load import load_config
+from flowenv.config.models import Config
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The configuration ``-C``/``-c`` (or discovery from the cwd) selects."""
+    return load_config(discover_config(start=args.directory, explicit=args.config))
+
+
+def add_selection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("envs", nargs="*", metavar="ENV", help="environments (default: all)")
+    parser.add_argument("-p", "--platform", action="append", default=[], dest="platforms",
+                        metavar="P", help="only this platform (repeatable; default: all of the project's)")

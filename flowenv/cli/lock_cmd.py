@@ -1,0 +1,67 @@
+"""``flowenv lock``: write stale locks, or with ``--check`` only say which are stale."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from flowenv.cli.common import add_selection, config_from_args
+from flowenv.errors import CheckFailed
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("lock", help="resolve environments into per-platform lock files",
+                            description="Resolve every stale env × platform and write its lock file.")
+    add_selection(parser)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true",
+                      help="resolve nothing; exit 1 naming every stale or missing lock")
+    mode.add_argument("-U", "--upgrade", action="store_true",
+                      help="re-resolve everything selected, allowing every package to move")
+    mode.add_argument("-P", "--upgrade-package", action="append", default=[], metavar="PKG",
+                      help="re-resolve, allowing PKG to move (repeatable)")
+    parser.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
+                        help="resolutions run at once (default: number of CPUs)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from flowenv.lock import Selection, stale_targets
+
+    config = config_from_args(args)
+    selection = Selection(envs=tuple(args.envs), platforms=tuple(args.platforms))
+    if args.check:
+        stale = stale_targets(config, selection)
+        if stale:
+            lines = [f"  {t.label}: {_why(t)} ({t.path.relative_to(config.root)})" for t in stale]
+            raise CheckFailed("stale locks (run `flowenv lock`):\n" + "\n".join(lines))
+        if not args.quiet:
+            print("all locks are fresh")
+        return 0
+    return _lock(args, config, selection)
+
+
+def _why(target: Any) -> str:
+    return "stale" if target.path.exists() else "missing"
+
+
+def _lock(args: argparse.Namespace, config: Any, selection: Any) -> int:
+    from flowenv.cli import is_interactive
+    from flowenv.lock import lock
+    from flowenv.lockers import LockOptions
+
+    options = LockOptions(upgrade=args.upgrade, upgrade_packages=tuple(args.upgrade_package))
+    if is_interactive() and not args.quiet:
+        from flowenv.cli.progress import JobProgress
+
+        with JobProgress("resolving") as progress:
+            results = lock(config, selection, options, jobs=args.jobs,
+                           on_plan=progress.plan, on_resolved=progress.done)
+    else:
+        results = lock(config, selection, options, jobs=args.jobs)
+    if not args.quiet:
+        for result in results:
+            relative = result.target.path.relative_to(config.root)
+            print(f"{result.status:>9}  {result.target.label}  {relative}", file=sys.stdout)
+    return 0

@@ -1,0 +1,1 @@
+"""Reading flowenv configuration: discovery, TOML source with line numbers, models, validation."""

@@ -1,0 +1,422 @@
+"""Turn a configuration file into a validated :class:`Config`, reporting every problem at once.
+
+Validation is hand-written rather than delegated to a generic converter because
+the messages are the product: each names the file, the line, the key path and
+what was expected, with a "did you mean" for near-miss keys and names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from flowenv.config.discover import PYPROJECT_NAME
+from flowenv.config.locate import KeyPath, line_of, locate_keys
+from flowenv.config.models import (
+    DEFAULT_CHANNELS,
+    DEFAULT_LOCK_DIR,
+    DEFAULT_STORE,
+    CondaPackage,
+    CondaSettings,
+    Config,
+    EnvDecl,
+    ProjectSettings,
+    PypiPackage,
+    PypiSettings,
+)
+from flowenv.errors import ConfigError, Diagnostic
+from flowenv.platforms import KNOWN_PLATFORMS, default_platforms
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+T = TypeVar("T")
+
+TOP_KEYS = ("project", "base", "steps", "envs")
+PROJECT_KEYS = ("name", "platforms", "lock-dir", "store", "store-options", "pypi", "conda")
+PROJECT_PYPI_KEYS = ("index-url", "extra-index-urls", "find-links")
+PROJECT_CONDA_KEYS = ("channels", "channel-priority", "virtual-packages")
+ENV_KEYS = ("python", "pypi", "conda")
+BASE_KEYS = (*ENV_KEYS, "disabled")
+STEP_KEYS = (*ENV_KEYS, "disabled", "env")
+PYPI_KEYS = ("packages", "libraries")
+CONDA_KEYS = ("packages", "libraries", "channels")
+CHANNEL_PRIORITIES = ("strict", "flexible", "disabled")
+
+_PYTHON_VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
+_PYPI_NAME = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])(\[([^\]]*)\])?$")
+_CONDA_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+_CONDA_BARE_VERSION = re.compile(r"^[0-9][0-9A-Za-z_.+!]*$")
+_CONDA_SPEC = re.compile(r"^[<>=!~]{0,2}[0-9A-Za-z_.*+!]+([,|]\s*[<>=!~]{0,2}[0-9A-Za-z_.*+!]+)*(\s+[0-9A-Za-z_.*+]+)?$")
+_NAME_SEPARATORS = re.compile(r"[-_.]+")
+_STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+def normalize_pypi_name(name: str) -> str:
+    """PEP 503 normalisation: ``Scikit_Learn`` and ``scikit-learn`` are one package."""
+    return _NAME_SEPARATORS.sub("-", name).lower()
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _type_name(value: object) -> str:
+    return {
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a float",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+class _Validator:
+    def __init__(self, file: str, lines: dict[KeyPath, int], prefix: KeyPath) -> None:
+        self.file = file
+        self.lines = lines
+        self.prefix = prefix
+        self.diagnostics: list[Diagnostic] = []
+
+    # -- reporting ---------------------------------------------------------
+    def error(self, path: KeyPath, message: str) -> None:
+        full = (*self.prefix, *path)
+        key_path = ""
+        for part in full:
+            key_path += f"[{part}]" if isinstance(part, int) else (f".{part}" if key_path else part)
+        self.diagnostics.append(Diagnostic(self.file, line_of(self.lines, full), key_path, message))
+
+    # -- shapes --------------------------------------------------------------
+    def table(self, value: object, path: KeyPath, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.error(path, f"expected a table, got {_type_name(value)}")
+            return {}
+        for key in value:
+            if key not in allowed:
+                self.error((*path, key), f"unknown key{_did_you_mean(key, allowed)}")
+        return {k: v for k, v in value.items() if k in allowed}
+
+    def typed(self, value: object, path: KeyPath, kind: type[T], what: str) -> T | None:
+        # bool is an int subclass; never accept one where the other is meant.
+        if isinstance(value, kind) and not (kind is not bool and isinstance(value, bool)):
+            return value
+        self.error(path, f"expected {what}, got {_type_name(value)}")
+        return None
+
+    def string(self, table: Mapping[str, Any], key: str, path: KeyPath) -> str | None:
+        if key not in table:
+            return None
+        return self.typed(table[key], (*path, key), str, "a string")
+
+    def string_list(self, table: Mapping[str, Any], key: str, path: KeyPath) -> tuple[str, ...] | None:
+        if key not in table:
+            return None
+        value = self.typed(table[key], (*path, key), list, "an array of strings")
+        if value is None:
+            return None
+        items = [self.typed(item, (*path, key, i), str, "a string") for i, item in enumerate(value)]
+        return tuple(item for item in items if item is not None)
+
+    # -- project -------------------------------------------------------------
+    def project(self, raw: object, root: Path) -> ProjectSettings:
+        path: KeyPath = ("project",)
+        table = self.table(raw, path, PROJECT_KEYS)
+        platforms = self.platforms(table, path)
+        pypi_table = self.table(table.get("pypi", {}), (*path, "pypi"), PROJECT_PYPI_KEYS)
+        pypi_path: KeyPath = (*path, "pypi")
+        pypi = PypiSettings(
+            index_url=self.string(pypi_table, "index-url", pypi_path),
+            extra_index_urls=self.string_list(pypi_table, "extra-index-urls", pypi_path) or (),
+            find_links=self.string_list(pypi_table, "find-links", pypi_path) or (),
+        )
+        conda_path: KeyPath = (*path, "conda")
+        conda_table = self.table(table.get("conda", {}), conda_path, PROJECT_CONDA_KEYS)
+        priority = self.string(conda_table, "channel-priority", conda_path) or "strict"
+        if priority not in CHANNEL_PRIORITIES:
+            self.error(
+                (*conda_path, "channel-priority"),
+                f"expected one of {', '.join(CHANNEL_PRIORITIES)}, got '{priority}'"
+                + _did_you_mean(priority, CHANNEL_PRIORITIES),
+            )
+        virtual = self.string_table(conda_table, "virtual-packages", conda_path)
+        conda = CondaSettings(
+            channels=self.channels(conda_table, conda_path) or DEFAULT_CHANNELS,
+            channel_priority=priority,
+            virtual_packages=tuple(sorted(virtual.items())),
+        )
+        options = table.get("store-options", {})
+        if not isinstance(options, dict):
+            self.error((*path, "store-options"), f"expected a table, got {_type_name(options)}")
+            options = {}
+        return ProjectSettings(
+            name=self.string(table, "name", path) or root.name,
+            platforms=platforms,
+            lock_dir=self.string(table, "lock-dir", path) or DEFAULT_LOCK_DIR,
+            store=self.string(table, "store", path) or DEFAULT_STORE,
+            store_options=tuple(sorted(options.items())),
+            pypi=pypi,
+            conda=conda,
+        )
+
+    def platforms(self, table: Mapping[str, Any], path: KeyPath) -> tuple[str, ...]:
+        names = self.string_list(table, "platforms", path)
+        if names is None:
+            return default_platforms()
+        if not names and isinstance(table.get("platforms"), list):
+            self.error((*path, "platforms"), "expected at least one platform")
+        for i, name in enumerate(names):
+            if name not in KNOWN_PLATFORMS:
+                self.error(
+                    (*path, "platforms", i),
+                    f"unknown platform '{name}'{_did_you_mean(name, KNOWN_PLATFORMS)}; "
+                    f"expected one of {', '.join(KNOWN_PLATFORMS)}",
+                )
+        return tuple(p for p in KNOWN_PLATFORMS if p in names)
+
+    def channels(self, table: Mapping[str, Any], path: KeyPath) -> tuple[str, ...] | None:
+        channels = self.string_list(table, "channels", path)
+        for i, channel in enumerate(channels or ()):
+            if not channel.strip():
+                self.error((*path, "channels", i), "expected a channel name or URL, got ''")
+        return channels
+
+    def string_table(self, table: Mapping[str, Any], key: str, path: KeyPath) -> dict[str, str]:
+        if key not in table:
+            return {}
+        raw = self.typed(table[key], (*path, key), dict, "a table")
+        if raw is None:
+            return {}
+        out = {}
+        for name, value in raw.items():
+            checked = self.typed(value, (*path, key, name), str, "a string")
+            if checked is not None:
+                out[name] = checked
+        return out
+
+    # -- environments ----------------------------------------------------------
+    def env_decl(self, raw: object, path: KeyPath, allowed: tuple[str, ...]) -> EnvDecl:
+        table = self.table(raw, path, allowed)
+        python = self.string(table, "python", path)
+        if python is not None and not _PYTHON_VERSION.match(python):
+            self.error((*path, "python"), f"expected a Python version like \"3.11\" or \"3.11.9\", got '{python}'")
+        self.table(table.get("pypi", {}), (*path, "pypi"), PYPI_KEYS)
+        pypi = self.packages(table, "pypi", path, PYPI_KEYS, self.pypi_package)
+        conda_path: KeyPath = (*path, "conda")
+        conda_table = self.table(table.get("conda", {}), conda_path, CONDA_KEYS)
+        conda = self.packages(table, "conda", path, CONDA_KEYS, self.conda_package)
+        disabled = False
+        if "disabled" in table:
+            disabled = bool(self.typed(table["disabled"], (*path, "disabled"), bool, "a boolean"))
+        env = self.string(table, "env", path)
+        return EnvDecl(
+            python=python,
+            pypi=tuple(sorted(pypi, key=lambda p: p.name)),
+            conda=tuple(sorted(conda, key=lambda p: (p.name, p.channel or ""))),
+            channels=self.channels(conda_table, conda_path),
+            disabled=disabled,
+            env=env,
+        )
+
+    def packages(
+        self,
+        table: Mapping[str, Any],
+        manager: str,
+        path: KeyPath,
+        allowed: tuple[str, ...],
+        parse: Callable[[str, object, KeyPath], T | None],
+    ) -> list[T]:
+        if manager not in table or not isinstance(table[manager], dict):
+            return []
+        section = table[manager]
+        manager_path: KeyPath = (*path, manager)
+        if "packages" in section and "libraries" in section:
+            self.error(
+                (*manager_path, "libraries"),
+                "'libraries' is an alias of 'packages'; use one of them, not both",
+            )
+        key = "packages" if "packages" in section else "libraries"
+        raw = section.get(key, {})
+        if not isinstance(raw, dict):
+            self.error((*manager_path, key), f"expected a table of name = version, got {_type_name(raw)}")
+            return []
+        parsed: list[T] = []
+        seen: dict[str, str] = {}
+        for name, spec in raw.items():
+            item = parse(name, spec, (*manager_path, key, name))
+            if item is None:
+                continue
+            identity = str(getattr(item, "name", name))
+            if identity in seen:
+                self.error(
+                    (*manager_path, key, name),
+                    f"'{seen[identity]}' and '{name}' name the same package",
+                )
+                continue
+            seen[identity] = name
+            parsed.append(item)
+        return parsed
+
+    def pypi_package(self, key: str, spec: object, path: KeyPath) -> PypiPackage | None:
+        match = _PYPI_NAME.match(key)
+        if not match:
+            self.error(path, f"invalid package name '{key}'")
+            return None
+        extras = tuple(sorted(normalize_pypi_name(e.strip()) for e in (match.group(3) or "").split(",") if e.strip()))
+        text = self.typed(spec, path, str, "a version string")
+        if text is None:
+            return None
+        specifier = pypi_specifier(text)
+        if specifier is None:
+            self.error(
+                path,
+                f"invalid version specifier '{text}' (expected a version like \"1.2.3\" "
+                "or a PEP 440 specifier like \">=1.2,<2\")",
+            )
+            return None
+        return PypiPackage(name=normalize_pypi_name(match.group(1)), specifier=specifier, extras=extras)
+
+    def conda_package(self, key: str, spec: object, path: KeyPath) -> CondaPackage | None:
+        channel, sep, name = key.rpartition("::")
+        if (sep and not channel) or not _CONDA_NAME.match(name):
+            self.error(path, f"invalid conda package '{key}' (expected 'name' or 'channel::name')")
+            return None
+        text = self.typed(spec, path, str, "a version string")
+        if text is None:
+            return None
+        normalized = conda_spec(text)
+        if normalized is None:
+            self.error(
+                path,
+                f"invalid conda version spec '{text}' (expected a version like \"1.2.3\" "
+                "or a match spec like \">=1.2,<2\" or \"1.2.*\")",
+            )
+            return None
+        return CondaPackage(name=name.lower(), spec=normalized, channel=channel or None)
+
+
+def pypi_specifier(text: str) -> str | None:
+    """Normalise a declared PyPI version: a bare version is an exact pin; None if invalid."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    text = text.strip()
+    if text in ("", "*"):
+        return ""
+    if text[0].isdigit():
+        try:
+            return f"=={Version(text)}" if "*" not in text else str(SpecifierSet(f"=={text}"))
+        except (InvalidVersion, InvalidSpecifier):
+            return None
+    try:
+        return ",".join(sorted(str(s) for s in SpecifierSet(text)))
+    except InvalidSpecifier:
+        return None
+
+
+def conda_spec(text: str) -> str | None:
+    """Normalise a declared conda version: a bare version is an exact pin; None if invalid."""
+    text = " ".join(text.split())
+    if text in ("", "*"):
+        return ""
+    if _CONDA_BARE_VERSION.match(text):
+        return f"=={text}"
+    return text if _CONDA_SPEC.match(text) else None
+
+
+def _validate_steps(
+    v: _Validator, base: EnvDecl, steps: dict[str, EnvDecl], envs: dict[str, EnvDecl]
+) -> None:
+    for name, step in steps.items():
+        path: KeyPath = ("steps", name)
+        if not _STEP_NAME.match(name):
+            v.error(path, "a step name must be a Python identifier")
+        if step.disabled and (step.has_own_content() or step.env):
+            v.error(
+                (*path, "disabled"),
+                "a disabled step runs in the system environment; it cannot also declare "
+                "python, packages, channels or env",
+            )
+        if step.env is not None and step.env not in envs:
+            known = f"; known: {', '.join(sorted(envs))}" if envs else "; there is no [envs] table"
+            v.error(
+                (*path, "env"),
+                f"no environment named '{step.env}' in [envs]{_did_you_mean(step.env, envs)}{known}",
+            )
+    for name in envs:
+        if name in steps and steps[name].has_own_content():
+            v.error(("envs", name), f"'{name}' names both a step with packages and an [envs] entry")
+    _validate_python_present(v, base, steps, envs)
+
+
+def _validate_python_present(
+    v: _Validator, base: EnvDecl, steps: dict[str, EnvDecl], envs: dict[str, EnvDecl]
+) -> None:
+    # Every locked environment needs a Python version: defaulting to the
+    # interpreter that runs flowenv would make locks differ between machines.
+    hint = 'set python = "3.x" here or in [base]'
+    if not base.disabled and not base.python:
+        v.error(("base",), "no python version; steps that declare nothing of their own run in "
+                f"base, so it is locked too ({hint}, or disabled = true)")
+    for name, env in envs.items():
+        if not (env.python or base.python):
+            v.error(("envs", name), f"no python version ({hint})")
+    for name, step in steps.items():
+        if step.disabled or not step.has_own_content():
+            continue
+        parent_python = (envs[step.env].python if step.env in envs else None) or base.python
+        if not (step.python or parent_python):
+            v.error(("steps", name), f"no python version ({hint})")
+
+
+def parse_config(text: str, path: Path) -> Config:
+    """Validate ``text`` (the contents of ``path``) into a :class:`Config`."""
+    display = str(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"at line (\d+)", str(exc))
+        line = int(match.group(1)) if match else None
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise ConfigError([Diagnostic(display, line, "", f"invalid TOML: {message}")]) from None
+    prefix: KeyPath = ()
+    if path.name == PYPROJECT_NAME:
+        prefix = ("tool", "flowenv")
+        data = data.get("tool", {}).get("flowenv", {})
+    v = _Validator(display, locate_keys(text), prefix)
+    root = path.parent
+    top = v.table(data, (), TOP_KEYS)
+    project = v.project(top.get("project", {}), root)
+    base = v.env_decl(top.get("base", {}), ("base",), BASE_KEYS)
+    steps_raw = v.table(top.get("steps", {}), ("steps",), tuple(top.get("steps", {}) or ()))
+    envs_raw = v.table(top.get("envs", {}), ("envs",), tuple(top.get("envs", {}) or ()))
+    steps = {name: v.env_decl(raw, ("steps", name), STEP_KEYS) for name, raw in steps_raw.items()}
+    envs = {name: v.env_decl(raw, ("envs", name), ENV_KEYS) for name, raw in envs_raw.items()}
+    _validate_steps(v, base, steps, envs)
+    if v.diagnostics:
+        raise ConfigError(v.diagnostics)
+    return Config(
+        path=path,
+        root=root,
+        project=project,
+        base=base,
+        steps=tuple(sorted(steps.items())),
+        envs=tuple(sorted(envs.items())),
+        key_prefix="tool.flowenv." if prefix else "",
+    )
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the configuration file at ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([Diagnostic(str(path), None, "", f"cannot read: {exc.strerror}")]) from None
+    return parse_config(text, path)

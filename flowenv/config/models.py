@@ -1,0 +1,118 @@
+"""The configuration models, defined once: what a flowenv.toml means after validation.
+
+Every model is frozen and keyword-only. Package names are normalised
+(PEP 503 for PyPI, lower case for conda) and every package collection is a
+tuple sorted by name, so equal configurations compare and hash equal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+
+DEFAULT_LOCK_DIR = "locks"
+DEFAULT_STORE = ".flowenv/store"
+DEFAULT_CHANNELS: tuple[str, ...] = ("conda-forge",)
+
+
+@attrs.frozen(kw_only=True)
+class PypiPackage:
+    """A PyPI requirement: ``name[extras]`` plus a PEP 440 specifier ("" = any version)."""
+
+    name: str
+    specifier: str = ""
+    extras: tuple[str, ...] = ()
+
+    def requirement(self) -> str:
+        """The PEP 508 line handed to the resolver."""
+        extras = f"[{','.join(self.extras)}]" if self.extras else ""
+        return f"{self.name}{extras}{self.specifier}"
+
+
+@attrs.frozen(kw_only=True)
+class CondaPackage:
+    """A conda requirement: optional ``channel::``, name and a conda version spec ("" = any)."""
+
+    name: str
+    spec: str = ""
+    channel: str | None = None
+
+    def match_spec(self) -> str:
+        """The conda match spec string handed to the solver."""
+        prefix = f"{self.channel}::" if self.channel else ""
+        return f"{prefix}{self.name} {self.spec}".strip()
+
+
+@attrs.frozen(kw_only=True)
+class PypiSettings:
+    """Where PyPI packages come from. Credentials never live here (env, netrc, keyring)."""
+
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class CondaSettings:
+    """Where conda packages come from, and how channels are prioritised."""
+
+    channels: tuple[str, ...] = DEFAULT_CHANNELS
+    channel_priority: str = "strict"
+    virtual_packages: tuple[tuple[str, str], ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class ProjectSettings:
+    """The ``[project]`` table."""
+
+    name: str
+    platforms: tuple[str, ...]
+    lock_dir: str = DEFAULT_LOCK_DIR
+    store: str = DEFAULT_STORE
+    store_options: tuple[tuple[str, object], ...] = ()
+    pypi: PypiSettings = PypiSettings()
+    conda: CondaSettings = CondaSettings()
+
+
+@attrs.frozen(kw_only=True)
+class EnvDecl:
+    """What one ``[base]``, ``[steps.NAME]`` or ``[envs.NAME]`` table declares, unmerged.
+
+    ``None`` means "not said here" so that merging can tell an omission from a value.
+    """
+
+    python: str | None = None
+    pypi: tuple[PypiPackage, ...] = ()
+    conda: tuple[CondaPackage, ...] = ()
+    channels: tuple[str, ...] | None = None
+    disabled: bool = False
+    env: str | None = None
+
+    def has_own_content(self) -> bool:
+        """Whether this table changes anything over the environment it builds on."""
+        return bool(self.python or self.pypi or self.conda or self.channels is not None)
+
+
+@attrs.frozen(kw_only=True)
+class Config:
+    """A whole, validated flowenv configuration and where it came from."""
+
+    path: Path
+    root: Path
+    project: ProjectSettings
+    base: EnvDecl = EnvDecl()
+    steps: tuple[tuple[str, EnvDecl], ...] = ()
+    envs: tuple[tuple[str, EnvDecl], ...] = ()
+    #: "tool.flowenv." when read from pyproject.toml, "" from flowenv.toml.
+    key_prefix: str = ""
+
+    @property
+    def lock_root(self) -> Path:
+        return self.root / self.project.lock_dir
+
+    def step(self, name: str) -> EnvDecl:
+        return dict(self.steps)[name]
+
+    def named_env(self, name: str) -> EnvDecl:
+        return dict(self.envs)[name]

@@ -1,0 +1,1 @@
+"""Lock files: where they live, what they record, how they are written."""

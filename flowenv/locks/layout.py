@@ -1,0 +1,66 @@
+"""Where each environment's lock lives and whether it is fresh, without parsing it fully.
+
+This module is on the ``lock --check`` path: it reads the input hash a lock
+records with a regular expression and imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import attrs
+
+from flowenv.spec import EnvSpec
+
+PYLOCK_PATTERN = "pylock.{platform}.toml"
+CONDA_LOCK_NAME = "conda-lock.yml"
+
+_PYLOCK_HASH = re.compile(r'^input-hash\s*=\s*"([0-9a-f]{64})"', re.MULTILINE)
+# conda-lock.yml keeps flowenv's hashes in metadata.custom_metadata, one key per platform.
+_CONDA_HASH = re.compile(r"^\s+flowenv-input-hash-([a-z0-9-]+):\s*'?([0-9a-f]{64})'?", re.MULTILINE)
+
+
+@attrs.frozen
+class LockTarget:
+    """One environment × platform pair, and the file its lock lives in."""
+
+    env: EnvSpec
+    platform: str
+    path: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.env.name} · {self.platform}"
+
+
+def lock_path(lock_root: Path, env: EnvSpec, platform: str) -> Path:
+    """``locks/<env>/pylock.<platform>.toml`` or ``locks/<env>/conda-lock.yml``."""
+    if env.kind == "conda":
+        return lock_root / env.name / CONDA_LOCK_NAME
+    return lock_root / env.name / PYLOCK_PATTERN.format(platform=platform)
+
+
+def targets(lock_root: Path, envs: Iterable[EnvSpec], platforms: Iterable[str]) -> list[LockTarget]:
+    """Every env × platform pair, in a stable order."""
+    wanted = tuple(platforms)
+    return [LockTarget(env, p, lock_path(lock_root, env, p)) for env in envs for p in wanted]
+
+
+def recorded_input_hash(path: Path, platform: str) -> str | None:
+    """The input hash ``path`` records for ``platform``, or None if absent or unreadable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    if path.name == CONDA_LOCK_NAME:
+        hashes = dict(_CONDA_HASH.findall(text))
+        return hashes.get(platform)
+    match = _PYLOCK_HASH.search(text)
+    return match.group(1) if match else None
+
+
+def is_fresh(target: LockTarget) -> bool:
+    """Whether the lock on disk was made from exactly this target's inputs."""
+    return recorded_input_hash(target.path, target.platform) == target.env.input_hash()

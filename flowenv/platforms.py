@@ -1,0 +1,48 @@
+"""The platforms flowenv locks for, named as conda names them, and their uv targets."""
+
+from __future__ import annotations
+
+import platform as _platform
+import sys
+
+#: conda subdir name -> uv ``--python-platform`` target.
+#: Linux targets pin manylinux_2_28 (glibc 2.28), the same glibc the conda
+#: resolver assumes by default, so both halves of a mixed env agree.
+UV_TARGETS: dict[str, str] = {
+    "linux-64": "x86_64-manylinux_2_28",
+    "linux-aarch64": "aarch64-manylinux_2_28",
+    "osx-64": "x86_64-apple-darwin",
+    "osx-arm64": "aarch64-apple-darwin",
+    "win-64": "x86_64-pc-windows-msvc",
+}
+
+KNOWN_PLATFORMS: tuple[str, ...] = tuple(UV_TARGETS)
+
+
+def host_platform() -> str:
+    """The conda-style name of the platform this interpreter runs on."""
+    machine = _platform.machine().lower()
+    arm = machine in ("arm64", "aarch64")
+    if sys.platform.startswith("linux"):
+        return "linux-aarch64" if arm else "linux-64"
+    if sys.platform == "darwin":
+        return "osx-arm64" if arm else "osx-64"
+    if sys.platform == "win32":
+        return "win-64"
+    raise RuntimeError(f"unsupported host platform: {sys.platform} {machine}")
+
+
+def default_platforms() -> tuple[str, ...]:
+    """linux-64 (where remote steps run) plus the host platform, in a stable order."""
+    wanted = {"linux-64", host_platform()}
+    return tuple(p for p in KNOWN_PLATFORMS if p in wanted)
+
+#: PEP 508 marker that holds exactly on each platform (a pylock's ``environments``),
+#: so an installer refuses a lock made for another platform.
+ENVIRONMENT_MARKERS: dict[str, str] = {
+    "linux-64": "sys_platform == 'linux' and platform_machine == 'x86_64'",
+    "linux-aarch64": "sys_platform == 'linux' and platform_machine == 'aarch64'",
+    "osx-64": "sys_platform == 'darwin' and platform_machine == 'x86_64'",
+    "osx-arm64": "sys_platform == 'darwin' and platform_machine == 'arm64'",
+    "win-64": "sys_platform == 'win32' and platform_machine == 'AMD64'",
+}

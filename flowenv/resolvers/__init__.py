@@ -1,0 +1,1 @@
+"""Adapters to the resolvers flowenv drives: uv for PyPI, py-rattler for conda."""
