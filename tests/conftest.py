@@ -10,6 +10,9 @@ import pytest
 
 from tests.support.wheels import DEFAULT_WHEELS, build_simple_index, build_wheel
 
+# Fixture modules of the larger subsystems (conda channel, object-store servers, ...).
+pytest_plugins: list[str] = []
+
 
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
