@@ -6,11 +6,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from flowenv.config.models import Config
-from flowenv.locks.layout import is_fresh, targets
+from flowenv.errors import UsageError
+from flowenv.locks.layout import lock_status, targets
 from flowenv.spec import EnvSpec, build_environments
 
 
 def describe_env(config: Config, env: EnvSpec) -> dict[str, Any]:
+    """One environment: its merged spec, the steps using it, and its lock per platform."""
     env_targets = targets(config.lock_root, [env], config.project.platforms)
     return {
         "name": env.name,
@@ -21,29 +23,56 @@ def describe_env(config: Config, env: EnvSpec) -> dict[str, Any]:
         "channels": list(env.channels) if env.kind == "conda" else [],
         "steps": list(env.steps),
         "input-hash": env.input_hash(),
-        "locks": {t.platform: str(t.path.relative_to(config.root)) for t in env_targets},
-        "lock-status": {
-            t.platform: ("fresh" if is_fresh(t) else "stale" if t.path.exists() else "missing")
+        "locks": {
+            t.platform: {"path": t.path.relative_to(config.root).as_posix(), "status": lock_status(t)}
             for t in env_targets
         },
     }
 
 
 def describe_steps(config: Config, steps: Sequence[str] = ()) -> dict[str, Any]:
-    """Every declared step (or those named; unknown ones raise KeyError) with its env."""
+    """Every declared step (or those named) with the environment it runs in.
+
+    A step the file does not mention runs in base, as Metaflow runs an
+    undecorated step under ``@conda_base``; it is shown with ``declared: false``
+    so that a typo in a step name is visible rather than silently "base".
+    """
     environments = build_environments(config)
     declared = dict(environments.step_envs)
-    names = list(steps) or sorted(declared)
-    envs = {env.name: describe_env(config, env) for env in environments.envs}
-    out = []
+    names = list(dict.fromkeys(steps)) or sorted(declared)
+    shown = []
     for name in names:
-        if name not in declared:
-            raise KeyError(name)
-        env_name = declared[name]
-        out.append({"step": name, "env": envs[env_name] if env_name else None})
+        if not name.isidentifier():
+            raise UsageError(f"'{name}' is not a step name (steps are Python identifiers)")
+        shown.append({
+            "step": name,
+            "declared": name in declared,
+            "env": environments.env_of_step(name),
+        })
+    used = {s["env"] for s in shown} if steps else set(environments.names())
     return {
         "config": str(config.path),
         "platforms": list(config.project.platforms),
-        "steps": out,
-        "envs": [envs[n] for n in sorted(envs)],
+        "steps": shown,
+        "envs": [describe_env(config, env) for env in environments.envs if env.name in used],
     }
+
+
+def render_text(described: dict[str, Any]) -> str:
+    """The human form of :func:`describe_steps`: one block per step."""
+    envs = {env["name"]: env for env in described["envs"]}
+    lines: list[str] = []
+    for step in described["steps"]:
+        note = "" if step["declared"] else " [not declared: as base]"
+        if step["env"] is None:
+            lines.append(f"{step['step']}: disabled (system environment, no lock){note}")
+            continue
+        env = envs[step["env"]]
+        lines.append(f"{step['step']}: env {env['name']} ({env['kind']}, python {env['python']}){note}")
+        lines += [f"    pypi   {req}" for req in env["pypi"]]
+        lines += [f"    conda  {req}" for req in env["conda"]]
+        if env["channels"]:
+            lines.append(f"    channels  {', '.join(env['channels'])}")
+        for platform, lock in env["locks"].items():
+            lines.append(f"    lock   {platform}: {lock['path']} ({lock['status']})")
+    return "".join(f"{line}\n" for line in lines)

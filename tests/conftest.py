@@ -3,15 +3,40 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.wheels import DEFAULT_WHEELS, build_simple_index, build_wheel
+from tests.support.wheels import DEFAULT_WHEELS, WheelSpec, build_simple_index, build_wheel
 
 # Fixture modules of the larger subsystems (conda channel, object-store servers, ...).
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.support.conda_channel", "tests.support.stores"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """uv caches in a session directory: tests never read or fill the user's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("UV_CACHE_DIR", str(tmp_path_factory.mktemp("uv-cache")))
+        yield
+
+
+@pytest.fixture
+def make_index(tmp_path: Path) -> Callable[[Iterable[WheelSpec]], Path]:
+    """Build (or rebuild, adding versions) a per-test PEP 503 index; returns its ``simple`` dir.
+
+    Calling it again with more specs keeps the same URL, so a test can publish
+    a newer version "later" and watch what a re-lock does with it.
+    """
+    wheels = tmp_path / "index-wheels"
+
+    def make(specs: Iterable[WheelSpec]) -> Path:
+        for spec in specs:
+            build_wheel(spec, wheels)
+        return build_simple_index(sorted(wheels.glob("*.whl")), tmp_path / "index")
+
+    return make
 
 
 @pytest.fixture(scope="session")
@@ -30,14 +55,14 @@ def simple_index(wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture
-def make_project(tmp_path: Path, simple_index: Path) -> Callable[[str], Path]:
+def make_project(tmp_path: Path, simple_index: Path) -> Callable[..., Path]:
     """Write a flowenv.toml whose ``[project]`` points at the test index; returns its directory.
 
     The body is appended after a ``[project]`` table that sets ``index-url``;
-    pass ``project_extra`` lines to add keys to ``[project]``.
+    pass ``project_extra`` lines to add keys to ``[project]``, ``index`` for another index.
     """
 
-    def make(body: str, project_extra: str = "", name: str = "proj") -> Path:
+    def make(body: str, project_extra: str = "", name: str = "proj", index: Path | None = None) -> Path:
         root = tmp_path / name
         root.mkdir(exist_ok=True)
         header = (
@@ -45,7 +70,7 @@ def make_project(tmp_path: Path, simple_index: Path) -> Callable[[str], Path]:
             f'name = "{name}"\n'
             'platforms = ["linux-64", "osx-arm64"]\n'
             f"{textwrap.dedent(project_extra)}"
-            f'pypi.index-url = "{simple_index.as_uri()}"\n\n'
+            f'pypi.index-url = "{(index or simple_index).as_uri()}"\n\n'
         )
         (root / "flowenv.toml").write_text(header + textwrap.dedent(body))
         return root

@@ -22,6 +22,13 @@ from flowenv.errors import EXIT_USAGE, FlowenvError
 COMMANDS: dict[str, str] = {
     "lock": "flowenv.cli.lock_cmd",
     "show": "flowenv.cli.show_cmd",
+    "sync": "flowenv.cli.sync_cmd",
+    "hydrate": "flowenv.cli.hydrate_cmd",
+    "run": "flowenv.cli.run_cmd",
+    "import": "flowenv.cli.import_cmd",
+    "diff": "flowenv.cli.diff_cmd",
+    "export": "flowenv.cli.export_cmd",
+    "git": "flowenv.cli.git_cmd",
 }
 
 

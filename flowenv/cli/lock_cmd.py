@@ -28,22 +28,22 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from flowenv.lock import Selection, stale_targets
+    from flowenv.locks.layout import lock_status
 
     config = config_from_args(args)
     selection = Selection(envs=tuple(args.envs), platforms=tuple(args.platforms))
     if args.check:
         stale = stale_targets(config, selection)
         if stale:
-            lines = [f"  {t.label}: {_why(t)} ({t.path.relative_to(config.root)})" for t in stale]
+            lines = [
+                f"  {t.label}: {lock_status(t)} ({t.path.relative_to(config.root).as_posix()})"
+                for t in stale
+            ]
             raise CheckFailed("stale locks (run `flowenv lock`):\n" + "\n".join(lines))
         if not args.quiet:
             print("all locks are fresh")
         return 0
     return _lock(args, config, selection)
-
-
-def _why(target: Any) -> str:
-    return "stale" if target.path.exists() else "missing"
 
 
 def _lock(args: argparse.Namespace, config: Any, selection: Any) -> int:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from flowenv.cli.common import config_from_args
-from flowenv.errors import UsageError
 
 
 def register(sub: Any) -> None:
@@ -19,26 +19,11 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowenv.show import describe_steps
+    from flowenv.show import describe_steps, render_text
 
-    config = config_from_args(args)
-    try:
-        described = describe_steps(config, tuple(args.steps))
-    except KeyError as exc:
-        raise UsageError(f"no step named {exc}") from None
+    described = describe_steps(config_from_args(args), tuple(args.steps))
     if args.json:
-        print(json.dumps(described, indent=2, sort_keys=True))
-        return 0
-    for step in described["steps"]:
-        env = step["env"]
-        if env is None:
-            print(f"{step['step']}: disabled (system environment, no lock)")
-            continue
-        print(f"{step['step']}: env {env['name']} ({env['kind']}, python {env['python']})")
-        for req in env["pypi"]:
-            print(f"    pypi   {req}")
-        for req in env["conda"]:
-            print(f"    conda  {req}")
-        for platform, path in sorted(env["locks"].items()):
-            print(f"    lock   {platform}: {path} ({env['lock-status'][platform]})")
+        sys.stdout.write(json.dumps(described, indent=2) + "\n")
+    else:
+        sys.stdout.write(render_text(described))
     return 0

@@ -39,6 +39,8 @@ else:  # pragma: no cover
 T = TypeVar("T")
 
 TOP_KEYS = ("project", "base", "steps", "envs")
+#: The environment of [base]; the same name as ``flowenv.spec.BASE`` (config sits below spec).
+BASE = "base"
 PROJECT_KEYS = ("name", "platforms", "lock-dir", "store", "store-options", "pypi", "conda")
 PROJECT_PYPI_KEYS = ("index-url", "extra-index-urls", "find-links")
 PROJECT_CONDA_KEYS = ("channels", "channel-priority", "virtual-packages")
@@ -54,8 +56,12 @@ _PYPI_NAME = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])(\
 _CONDA_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _CONDA_BARE_VERSION = re.compile(r"^[0-9][0-9A-Za-z_.+!]*$")
 _CONDA_SPEC = re.compile(r"^[<>=!~]{0,2}[0-9A-Za-z_.*+!]+([,|]\s*[<>=!~]{0,2}[0-9A-Za-z_.*+!]+)*(\s+[0-9A-Za-z_.*+]+)?$")
+#: A virtual package's version, optionally with a build string: "2.28", "1=x86_64_v3".
+_VIRTUAL_VALUE = re.compile(r"^[0-9][0-9A-Za-z_.]*(=[0-9A-Za-z_.]+)?$")
 _NAME_SEPARATORS = re.compile(r"[-_.]+")
-_STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+# Env names become directory names under the lock dir: no separators, no dot-dot.
+_ENV_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
 def normalize_pypi_name(name: str) -> str:
@@ -79,20 +85,35 @@ def _type_name(value: object) -> str:
     }.get(type(value), type(value).__name__)
 
 
+def render_key_path(path: KeyPath) -> str:
+    """``("steps", "train", "conda", "packages", "pytorch::pytorch")`` -> ``steps.train...."pytorch::pytorch"``.
+
+    Written the way TOML spells the key, so it can be searched for in the file.
+    """
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        key = part if _BARE_KEY.match(part) else '"' + part.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        out += f".{key}" if out else key
+    return out
+
+
 class _Validator:
     def __init__(self, file: str, lines: dict[KeyPath, int], prefix: KeyPath) -> None:
         self.file = file
         self.lines = lines
         self.prefix = prefix
         self.diagnostics: list[Diagnostic] = []
+        #: Paths already reported, so a later check does not pile a second error on one key.
+        self.reported: set[KeyPath] = set()
 
     # -- reporting ---------------------------------------------------------
     def error(self, path: KeyPath, message: str) -> None:
         full = (*self.prefix, *path)
-        key_path = ""
-        for part in full:
-            key_path += f"[{part}]" if isinstance(part, int) else (f".{part}" if key_path else part)
-        self.diagnostics.append(Diagnostic(self.file, line_of(self.lines, full), key_path, message))
+        self.reported.add(path)
+        self.diagnostics.append(Diagnostic(self.file, line_of(self.lines, full), render_key_path(full), message))
 
     # -- shapes --------------------------------------------------------------
     def table(self, value: object, path: KeyPath, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -147,6 +168,13 @@ class _Validator:
                 + _did_you_mean(priority, CHANNEL_PRIORITIES),
             )
         virtual = self.string_table(conda_table, "virtual-packages", conda_path)
+        for name, value in virtual.items():
+            if not name.startswith("__") or not _VIRTUAL_VALUE.match(value):
+                self.error(
+                    (*conda_path, "virtual-packages", name),
+                    f"expected a virtual package like __glibc = \"2.28\" "
+                    f"(or \"version=build\"), got {name} = '{value}'",
+                )
         conda = CondaSettings(
             channels=self.channels(conda_table, conda_path) or DEFAULT_CHANNELS,
             channel_priority=priority,
@@ -334,10 +362,29 @@ def conda_spec(text: str) -> str | None:
 def _validate_steps(
     v: _Validator, base: EnvDecl, steps: dict[str, EnvDecl], envs: dict[str, EnvDecl]
 ) -> None:
+    if base.disabled and (base.pypi or base.conda or base.channels is not None):
+        v.error(
+            ("base", "disabled"),
+            "a disabled base runs in the system environment; it cannot also declare "
+            "packages or channels (python stays allowed: steps with packages inherit it)",
+        )
+    for name in envs:
+        if name == BASE:
+            v.error(("envs", name), "'base' is reserved for the [base] table; choose another name")
+        elif not _ENV_NAME.match(name):
+            v.error(
+                ("envs", name),
+                "an environment name may only use letters, digits, '_', '-' and '.' "
+                "(it names a directory under the lock dir)",
+            )
     for name, step in steps.items():
         path: KeyPath = ("steps", name)
-        if not _STEP_NAME.match(name):
+        if not name.isidentifier():
+            # Steps are the flow's methods, so their names are Python identifiers.
             v.error(path, "a step name must be a Python identifier")
+        elif name == BASE and step.has_own_content():
+            v.error(path, "a step named 'base' cannot declare packages: its environment "
+                          "would collide with [base]; rename the step or move them to [base]")
         if step.disabled and (step.has_own_content() or step.env):
             v.error(
                 (*path, "disabled"),
@@ -362,14 +409,18 @@ def _validate_python_present(
     # Every locked environment needs a Python version: defaulting to the
     # interpreter that runs flowenv would make locks differ between machines.
     hint = 'set python = "3.x" here or in [base]'
+    if ("base", "python") in v.reported:
+        return  # a python that is there but malformed is already reported
     if not base.disabled and not base.python:
         v.error(("base",), "no python version; steps that declare nothing of their own run in "
                 f"base, so it is locked too ({hint}, or disabled = true)")
     for name, env in envs.items():
+        if ("envs", name, "python") in v.reported:
+            continue
         if not (env.python or base.python):
             v.error(("envs", name), f"no python version ({hint})")
     for name, step in steps.items():
-        if step.disabled or not step.has_own_content():
+        if step.disabled or not step.has_own_content() or ("steps", name, "python") in v.reported:
             continue
         parent_python = (envs[step.env].python if step.env in envs else None) or base.python
         if not (step.python or parent_python):
@@ -389,7 +440,11 @@ def parse_config(text: str, path: Path) -> Config:
     prefix: KeyPath = ()
     if path.name == PYPROJECT_NAME:
         prefix = ("tool", "flowenv")
-        data = data.get("tool", {}).get("flowenv", {})
+        tool = data.get("tool")
+        if not isinstance(tool, dict) or "flowenv" not in tool:
+            # Reached only with -c: discovery skips a pyproject.toml without the table.
+            raise ConfigError([Diagnostic(display, None, "", "no [tool.flowenv] table")])
+        data = tool["flowenv"]
     v = _Validator(display, locate_keys(text), prefix)
     root = path.parent
     top = v.table(data, (), TOP_KEYS)
@@ -401,7 +456,8 @@ def parse_config(text: str, path: Path) -> Config:
     envs = {name: v.env_decl(raw, ("envs", name), ENV_KEYS) for name, raw in envs_raw.items()}
     _validate_steps(v, base, steps, envs)
     if v.diagnostics:
-        raise ConfigError(v.diagnostics)
+        # In file order, so the report reads top to bottom like the file.
+        raise ConfigError(sorted(v.diagnostics, key=lambda d: d.line or 0))
     return Config(
         path=path,
         root=root,

@@ -8,7 +8,7 @@ from pathlib import Path
 from flowenv.config.models import Config
 from flowenv.lockers import LockOptions
 from flowenv.locks.layout import lock_path
-from flowenv.locks.pylock import canonical_pylock
+from flowenv.locks.pylock import EMPTY_PYLOCK, canonical_pylock
 from flowenv.resolvers.uv import compile_pylock
 from flowenv.spec import EnvSpec
 
@@ -26,6 +26,11 @@ def lock_pypi_env(
     out: dict[str, str] = {}
     for platform in platforms:
         path = lock_path(config.lock_root, env, platform)
+        if not env.pypi:
+            # Nothing to resolve (a Python-only env, as PeekabooFlow's base): the
+            # answer is known, so no uv process is started.
+            out[path.name] = canonical_pylock(EMPTY_PYLOCK, env, platform)
+            continue
         raw = compile_pylock(
             [p.requirement() for p in env.pypi],
             python=env.python,

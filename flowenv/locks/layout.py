@@ -64,3 +64,10 @@ def recorded_input_hash(path: Path, platform: str) -> str | None:
 def is_fresh(target: LockTarget) -> bool:
     """Whether the lock on disk was made from exactly this target's inputs."""
     return recorded_input_hash(target.path, target.platform) == target.env.input_hash()
+
+
+def lock_status(target: LockTarget) -> str:
+    """``"fresh"``, ``"stale"`` (made from other inputs) or ``"missing"``."""
+    if is_fresh(target):
+        return "fresh"
+    return "stale" if target.path.exists() else "missing"

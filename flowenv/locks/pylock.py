@@ -26,7 +26,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CREATED_BY = "flowenv"
-_URL_KEYS = ("url", "path")
+#: What a resolver answers for an environment without PyPI packages.
+EMPTY_PYLOCK = 'lock-version = "1.0"\n'
 
 
 @attrs.frozen(kw_only=True)
@@ -49,14 +50,17 @@ class LockedPackage:
 
 
 def _scrub(value: Any) -> Any:
-    """Every URL in a lock document without its user:password@ part."""
+    """Every URL in a lock document without its user:password@ part.
+
+    Every string is checked, not only the keys known to hold URLs (``url``,
+    ``index``, ...): a key a newer uv adds must not become a leak.
+    """
     if isinstance(value, Mapping):
-        return {
-            k: strip_credentials(v) if k in _URL_KEYS and isinstance(v, str) else _scrub(v)
-            for k, v in value.items()
-        }
+        return {k: _scrub(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_scrub(v) for v in value]
+    if isinstance(value, str) and "@" in value and "://" in value:
+        return strip_credentials(value)
     return value
 
 

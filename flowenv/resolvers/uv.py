@@ -17,7 +17,7 @@ from pathlib import Path
 
 from flowenv._subprocess import describe_failure, run
 from flowenv.config.models import PypiSettings
-from flowenv.errors import FlowenvError, ResolutionError
+from flowenv.errors import FlowenvError, ResolutionError, StoreError
 from flowenv.platforms import UV_TARGETS
 
 
@@ -52,6 +52,40 @@ def index_args(settings: PypiSettings) -> list[str]:
     return args
 
 
+def compile_args(
+    requirements_in: Path,
+    output: Path,
+    *,
+    python: str,
+    platform: str,
+    settings: PypiSettings,
+    constraints_txt: Path | None = None,
+    upgrade: bool = False,
+    upgrade_packages: Sequence[str] = (),
+) -> list[str | Path]:
+    """The ``uv pip compile`` command line for one env × platform (the benchmark reuses it)."""
+    args: list[str | Path] = [
+        uv_binary(), "pip", "compile", requirements_in,
+        "--format", "pylock.toml", "--output-file", output,
+        "--python-platform", UV_TARGETS[platform],
+        "--python-version", python,
+        # The target is --python-version; the interpreter only builds sdists for
+        # their metadata. Naming this one skips interpreter discovery, and
+        # without --no-python-downloads uv would fetch a managed CPython of the
+        # target version first (seconds, or a timeout where GitHub is unreachable).
+        "--python", sys.executable, "--no-python-downloads",
+        "--no-header", "--quiet", "--color", "never", "--no-config",
+        *index_args(settings),
+    ]
+    if constraints_txt is not None:
+        args += ["--constraint", constraints_txt]
+    if upgrade:
+        args.append("--upgrade")
+    for package in upgrade_packages:
+        args += ["--upgrade-package", package]
+    return args
+
+
 def compile_pylock(
     requirements: Sequence[str],
     *,
@@ -76,27 +110,72 @@ def compile_pylock(
         workdir = Path(tmp)
         requirements_in = workdir / "requirements.in"
         requirements_in.write_text("".join(f"{r}\n" for r in requirements), encoding="utf-8")
+        # uv insists on a PEP 751 file name for its output.
         output = workdir / "pylock.toml"
         if previous is not None:
             output.write_text(previous, encoding="utf-8")
-        args: list[str | Path] = [
-            uv_binary(), "pip", "compile", requirements_in,
-            "--format", "pylock.toml", "--output-file", output,
-            "--python-platform", UV_TARGETS[platform],
-            "--python-version", python,
-            "--no-header", "--quiet", "--color", "never", "--no-config",
-            *index_args(settings),
-        ]
+        constraints_txt = None
         if constraints:
             constraints_txt = workdir / "constraints.txt"
             constraints_txt.write_text("".join(f"{c}\n" for c in constraints), encoding="utf-8")
-            args += ["--constraint", constraints_txt]
-        if upgrade:
-            args.append("--upgrade")
-        for package in upgrade_packages:
-            args += ["--upgrade-package", package]
+        args = compile_args(
+            requirements_in, output, python=python, platform=platform, settings=settings,
+            constraints_txt=constraints_txt, upgrade=upgrade, upgrade_packages=upgrade_packages,
+        )
         # Relative find-links and file: indexes are relative to the project root.
         result = run(args, cwd=root, env={**os.environ, "UV_NO_PROGRESS": "1"})
         if result.returncode != 0:
             raise ResolutionError(f"cannot resolve {label}:\n{describe_failure(args, result)}")
         return output.read_text(encoding="utf-8")
+
+
+def _offline_env(cache_dir: Path) -> dict[str, str]:
+    """uv's environment for building from local files: no index, no Python downloads, own cache."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UV_")}
+    return env | {
+        "UV_OFFLINE": "1",
+        "UV_PYTHON_DOWNLOADS": "never",
+        "UV_NO_PROGRESS": "1",
+        # uv's cache inside flowenv's: hydrate writes nothing outside the prefix and cache.
+        "UV_CACHE_DIR": str(cache_dir),
+    }
+
+
+def create_venv(prefix: Path, python: str, *, cache_dir: Path, label: str) -> None:
+    """A venv at ``prefix`` with an installed Python matching ``python``; never downloads one."""
+    args: list[str | Path] = [
+        uv_binary(), "venv", prefix, "--python", python, "--no-python-downloads",
+        "--no-config", "--no-project", "--quiet", "--color", "never",
+    ]
+    result = run(args, env=_offline_env(cache_dir))
+    if result.returncode != 0:
+        detail = describe_failure(args, result)
+        if "No interpreter found" in detail or "not found" in detail.lower():
+            raise FlowenvError(
+                f"{label}: no Python {python} interpreter on this machine (hydrate never downloads "
+                f"one); install Python {python} here:\n{detail}"
+            )
+        raise StoreError(f"{label}: cannot create a venv with Python {python}:\n{detail}")
+
+
+def install_wheels_offline(
+    python: Path, requirements: Path, wheel_dir: Path, *, cache_dir: Path, label: str,
+    system: bool = False,
+) -> None:
+    """Install exactly the pinned, hash-checked ``requirements`` from ``wheel_dir`` into ``python``.
+
+    No index, no dependency resolution (the lock already is the resolution),
+    no network: uv only picks, among the verified wheels, the one that fits
+    the interpreter. ``system`` allows a non-venv interpreter (a conda prefix).
+    """
+    args: list[str | Path] = [
+        uv_binary(), "pip", "install", "--python", python, "-r", requirements,
+        "--no-index", "--find-links", wheel_dir, "--offline", "--no-deps", "--require-hashes",
+        "--no-build", "--no-config", "--quiet", "--color", "never",
+    ]
+    if system:
+        args.append("--break-system-packages")
+    result = run(args, env=_offline_env(cache_dir))
+    if result.returncode != 0:
+        detail = describe_failure(args, result)
+        raise StoreError(f"{label}: installing the locked wheels failed:\n{detail}")

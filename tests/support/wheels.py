@@ -44,7 +44,7 @@ def _record_hash(data: bytes) -> str:
 def build_wheel(spec: WheelSpec, directory: Path) -> Path:
     """Write ``spec`` as a wheel into ``directory``; its module records name, version, tag."""
     dist_info = f"{spec.module}-{spec.version}.dist-info"
-    metadata = [f"Metadata-Version: 2.1", f"Name: {spec.name}", f"Version: {spec.version}"]
+    metadata = ["Metadata-Version: 2.1", f"Name: {spec.name}", f"Version: {spec.version}"]
     metadata += [f"Requires-Dist: {r}" for r in spec.requires]
     files: dict[str, str] = {
         f"{spec.module}/__init__.py": (
@@ -69,8 +69,12 @@ def build_wheel(spec: WheelSpec, directory: Path) -> Path:
     return path
 
 
-def build_simple_index(wheels: Iterable[Path], root: Path) -> Path:
-    """A PEP 503 "simple" index over ``wheels`` (with sha256 fragments) under ``root``."""
+def build_simple_index(wheels: Iterable[Path], root: Path, files_url: str | None = None) -> Path:
+    """A PEP 503 "simple" index over ``wheels`` (with sha256 fragments) under ``root``.
+
+    Links are the wheels' ``file://`` URIs, or ``<files_url>/<filename>`` when the
+    index is served over HTTP together with the wheels.
+    """
     by_project: dict[str, list[Path]] = {}
     for wheel in wheels:
         project = wheel.name.split("-")[0].replace("_", "-").lower()
@@ -80,7 +84,7 @@ def build_simple_index(wheels: Iterable[Path], root: Path) -> Path:
         page = simple / project
         page.mkdir(parents=True, exist_ok=True)
         links = "".join(
-            f'<a href="{f.as_uri()}#sha256={hashlib.sha256(f.read_bytes()).hexdigest()}">{f.name}</a>\n'
+            f'<a href="{f"{files_url}/{f.name}" if files_url else f.as_uri()}#sha256={hashlib.sha256(f.read_bytes()).hexdigest()}">{f.name}</a>\n'
             for f in sorted(files)
         )
         (page / "index.html").write_text(f"<!DOCTYPE html><html><body>\n{links}</body></html>\n")

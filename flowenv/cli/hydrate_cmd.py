@@ -1,0 +1,76 @@
+"""``flowenv hydrate``: build an env from the store, offline; works without a flowenv.toml."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def add_hydrate_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("env", metavar="ENV", help="environment (or step) name")
+    parser.add_argument("--platform", default="auto", metavar="P", help="platform (default: auto)")
+    parser.add_argument(
+        "--store", metavar="URL", help="store URL (default: $FLOWENV_STORE, else project.store)"
+    )
+    parser.add_argument(
+        "--project",
+        metavar="NAME",
+        help="project name (default: the configuration's, else $FLOWENV_PROJECT)",
+    )
+    parser.add_argument(
+        "--prefix",
+        type=Path,
+        metavar="DIR",
+        help="build the env in DIR (default: in the cache, by env id)",
+    )
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "hydrate",
+        help="build an environment from the store alone (on an executor)",
+        description="Download and verify every artifact of ENV from the store, then build it "
+        "offline. Prints the interpreter path.",
+    )
+    add_hydrate_options(parser)
+    parser.add_argument(
+        "--json", action="store_true", help="print env id, prefix, python... as JSON"
+    )
+    parser.set_defaults(run=run)
+
+
+def optional_config(args: argparse.Namespace) -> Any:
+    """The project's configuration, or None when there is none (an executor with only a store)."""
+    from flowenv.config.discover import discover_config
+    from flowenv.config.load import load_config
+    from flowenv.errors import ConfigError
+
+    if args.config is None:
+        try:
+            path = discover_config(start=args.directory)
+        except ConfigError:
+            return None
+    else:
+        path = discover_config(start=args.directory, explicit=args.config)
+    return load_config(path)
+
+
+def hydrate_from_args(args: argparse.Namespace) -> Any:
+    from flowenv.hydrate import hydrate
+
+    return hydrate(
+        optional_config(args),
+        args.env,
+        platform=args.platform,
+        store_url=args.store,
+        prefix=args.prefix,
+        project=args.project,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    env = hydrate_from_args(args)
+    print(json.dumps(env.to_dict(), indent=1, sort_keys=True) if args.json else env.python)
+    return 0

@@ -1,0 +1,342 @@
+"""``flowenv hydrate``: build an environment from the store alone, offline, verified.
+
+Works with or without the project's configuration: an executor needs only
+the store URL, the project name and the env name (the alias the last sync
+wrote). With a configuration, the env id comes from the local lock instead,
+so an executor running a given commit gets exactly that commit's env.
+
+Every artifact is downloaded into the cache and its sha256 checked *before*
+anything is installed; a mismatch deletes the file and installs nothing.
+The prefix gets a marker written last; a second hydrate of the same env id
+finds it and returns at once. Nothing is written outside the prefix and the
+cache (uv and rattler are pointed at caches inside flowenv's).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from flowenv._atomic import write_atomic
+from flowenv.config.models import Config
+from flowenv.errors import StoreError, UsageError
+from flowenv.platforms import host_platform
+from flowenv.store import Store, open_store, store_url_for
+from flowenv.store.cache import ArtifactCache
+from flowenv.store.layout import (
+    Artifact,
+    Manifest,
+    alias_key,
+    check_segment,
+    manifest_key,
+    parse_alias,
+)
+
+__all__ = ["PROJECT_ENV", "HydratedEnv", "command_env", "hydrate"]
+
+PROJECT_ENV = "FLOWENV_PROJECT"
+MARKER = ".flowenv-env.json"
+DEFAULT_JOBS = 16
+
+
+@attrs.frozen(kw_only=True)
+class HydratedEnv:
+    """A ready environment."""
+
+    env: str
+    env_id: str
+    platform: str
+    kind: str  # "pypi" (a venv) | "conda" (a conda prefix)
+    prefix: Path
+    python: Path
+    #: True when an earlier hydrate had already built this env id here.
+    reused: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "env_id": self.env_id,
+            "platform": self.platform,
+            "kind": self.kind,
+            "prefix": str(self.prefix),
+            "python": str(self.python),
+            "reused": self.reused,
+        }
+
+
+def hydrate(
+    config_or_none: Config | None,
+    env_name: str,
+    *,
+    platform: str | None = None,
+    store_url: str | None = None,
+    prefix: Path | str | None = None,
+    project: str | None = None,
+    store_options: Mapping[str, Any] | None = None,
+    cache: ArtifactCache | None = None,
+) -> HydratedEnv:
+    """Build (or reuse) ``env_name`` for ``platform`` (None or "auto": this machine)."""
+    config = config_or_none
+    if config is not None and project is not None and project != config.project.name:
+        config = None  # another project's env: only the store knows it
+    platform = host_platform() if platform in (None, "auto") else platform
+    check_segment(platform, "platform")
+    if platform != host_platform():
+        raise UsageError(f"cannot hydrate a {platform} env on this {host_platform()} machine")
+    project_name = (
+        project or (config.project.name if config else None) or os.environ.get(PROJECT_ENV)
+    )
+    if not project_name:
+        raise UsageError(
+            f"no project: pass --project NAME or set {PROJECT_ENV} (or run inside the project)"
+        )
+    store = _store(config, store_url, store_options)
+    cache = cache or ArtifactCache()
+
+    env_id = _local_env_id(config, env_name, platform)
+    if env_id is None:
+        key = alias_key(project_name, env_name, platform)
+        data = store.read(key)
+        if data is None:
+            raise StoreError(
+                f"{store.url}: no env '{env_name}' for {platform} in project '{project_name}' "
+                "(run `flowenv sync` first)"
+            )
+        env_id = parse_alias(data, key)
+    where = f"{store.url}/{manifest_key(env_id, platform)}"
+    raw = store.read(manifest_key(env_id, platform))
+    if raw is None:
+        raise StoreError(f"{where} is missing (run `flowenv sync`)")
+    manifest = Manifest.from_json(raw, where, expected_env_id=env_id)
+
+    target = Path(prefix).expanduser().resolve() if prefix else cache.root / "envs" / env_id
+    with _exclusive(cache, target):
+        done = _read_marker(target)
+        if done is not None and done.get("env_id") == env_id:
+            return _result(env_name, manifest, env_id, target, reused=True)
+        files = _fetch_all(store, cache, manifest)
+        _clear(target, cache)
+        _building(cache, target).touch()
+        _build(manifest, files, target, cache, label=f"{env_name} · {platform}")
+        marker = {"env": env_name, "env_id": env_id, "platform": platform, "kind": manifest.kind}
+        write_atomic(target / MARKER, _json(marker))
+        _building(cache, target).unlink(missing_ok=True)
+    return _result(env_name, manifest, env_id, target, reused=False)
+
+
+def command_env(env: HydratedEnv, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The process environment in which a command runs "inside" ``env``."""
+    out = dict(os.environ if base is None else base)
+    bin_dir = env.python.parent
+    out["PATH"] = os.pathsep.join([str(bin_dir), out.get("PATH", "")]).rstrip(os.pathsep)
+    out.pop("PYTHONHOME", None)
+    if env.kind == "pypi":
+        out["VIRTUAL_ENV"] = str(env.prefix)
+    else:
+        out["CONDA_PREFIX"] = str(env.prefix)
+    return out
+
+
+# -- helpers -----------------------------------------------------------------------
+def _store(
+    config: Config | None, store_url: str | None, store_options: Mapping[str, Any] | None
+) -> Store:
+    if config is not None:
+        from flowenv.sync import store_for_config
+
+        return store_for_config(config, store_url, store_options)
+    return open_store(store_url_for(store_url, None, Path.cwd()), store_options)
+
+
+def _local_env_id(config: Config | None, env_name: str, platform: str) -> str | None:
+    """With the project at hand, the env id of its local lock (None without config or lock)."""
+    if config is None:
+        return None
+    from flowenv.locks.layout import lock_path
+    from flowenv.spec import build_environments
+    from flowenv.store.plan import plan_target
+
+    environments = build_environments(config)
+    if env_name not in environments.names():
+        return None
+    env = environments.get(env_name)
+    from flowenv.locks.layout import LockTarget
+
+    target = LockTarget(env, platform, lock_path(config.lock_root, env, platform))
+    if not target.path.is_file():
+        return None
+    return plan_target(target).env_id
+
+
+def _python_of(prefix: Path, kind: str) -> Path:
+    if os.name == "nt":
+        return prefix / ("Scripts/python.exe" if kind == "pypi" else "python.exe")
+    default = prefix / "bin" / "python"
+    if kind == "conda" and not default.exists():
+        # Some conda Pythons ship only the versioned name.
+        versioned = sorted((prefix / "bin").glob("python3.*[0-9]"))
+        if versioned:
+            return versioned[-1]
+    return default
+
+
+def _result(
+    env: str, manifest: Manifest, env_id: str, prefix: Path, *, reused: bool
+) -> HydratedEnv:
+    return HydratedEnv(
+        env=env,
+        env_id=env_id,
+        platform=manifest.platform,
+        kind=manifest.kind,
+        prefix=prefix,
+        python=_python_of(prefix, manifest.kind),
+        reused=reused,
+    )
+
+
+def _json(data: Mapping[str, Any]) -> str:
+    import json
+
+    return json.dumps(data, sort_keys=True, indent=1) + "\n"
+
+
+def _read_marker(prefix: Path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        data = json.loads((prefix / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _prefix_token(target: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(str(target).encode()).hexdigest()[:24]
+
+
+def _building(cache: ArtifactCache, target: Path) -> Path:
+    """Kept in the cache, not the prefix: it must survive the prefix being half-made."""
+    path = cache.root / "building" / _prefix_token(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextmanager
+def _exclusive(cache: ArtifactCache, target: Path) -> Iterator[None]:
+    """One hydrate at a time per prefix (others wait, then find the marker)."""
+    lock_file = cache.root / "locks" / f"{_prefix_token(target)}.lock"
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("a") as handle:
+        if os.name == "posix":
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        yield
+
+
+def _clear(target: Path, cache: ArtifactCache) -> None:
+    """Empty ``target`` if it is ours (a marker, or a build we left half-done); refuse otherwise."""
+    if not target.exists():
+        return
+    ours = (target / MARKER).is_file() or _building(cache, target).exists()
+    if not ours and (not target.is_dir() or any(target.iterdir())):
+        raise UsageError(
+            f"{target} exists and was not made by flowenv hydrate; choose another --prefix"
+        )
+    shutil.rmtree(target)
+
+
+def _fetch_all(store: Store, cache: ArtifactCache, manifest: Manifest) -> dict[str, Path]:
+    """Every artifact verified in the cache (by store key), before anything is installed."""
+
+    def one(artifact: Artifact) -> Path:
+        cached = cache.get(artifact.sha256, artifact.filename)
+        if cached is not None:
+            return cached
+        source = f"{store.url}/{artifact.key}"
+        return cache.add_path(
+            artifact.sha256,
+            artifact.filename,
+            source,
+            lambda tmp: store.download(artifact.key, tmp),
+        )
+
+    unique = {a.key: a for a in manifest.artifacts}
+    with ThreadPoolExecutor(max_workers=max(1, min(DEFAULT_JOBS, len(unique)))) as pool:
+        return dict(zip(unique, pool.map(one, unique.values()), strict=True))
+
+
+def _build(
+    manifest: Manifest, files: Mapping[str, Path], target: Path, cache: ArtifactCache, label: str
+) -> None:
+    wheels = [a for a in manifest.artifacts if a.manager == "pip"]
+    if manifest.kind == "pypi":
+        from flowenv.resolvers.uv import create_venv
+
+        assert manifest.python, "a pypi manifest always records its Python"
+        create_venv(target, manifest.python, cache_dir=cache.root / "uv", label=label)
+    else:
+        from flowenv.resolvers.rattler import InstallPackage, install
+
+        # rattler "downloads" from the verified cache files, never from a channel.
+        packages = [
+            InstallPackage(
+                name=a.name, version=a.version, url=files[a.key].as_uri(), md5="", sha256=a.sha256
+            )
+            for a in manifest.artifacts
+            if a.manager == "conda"
+        ]
+        install(packages, target, manifest.platform, cache_dir=cache.root / "rattler")
+    if wheels:
+        _install_wheels(
+            wheels,
+            files,
+            _python_of(target, manifest.kind),
+            cache,
+            label,
+            system=manifest.kind == "conda",
+        )
+
+
+def _install_wheels(
+    wheels: list[Artifact],
+    files: Mapping[str, Path],
+    python: Path,
+    cache: ArtifactCache,
+    label: str,
+    *,
+    system: bool,
+) -> None:
+    from flowenv.resolvers.uv import install_wheels_offline
+
+    scratch = cache.scratch("wheels")
+    try:
+        by_package: dict[tuple[str, str], list[str]] = {}
+        for wheel in wheels:
+            link = scratch / wheel.filename
+            if not link.exists():
+                try:
+                    os.link(files[wheel.key], link)
+                except OSError:
+                    shutil.copyfile(files[wheel.key], link)
+            by_package.setdefault((wheel.name, wheel.version), []).append(wheel.sha256)
+        lines = [
+            f"{name}=={version} " + " ".join(f"--hash=sha256:{h}" for h in sorted(hashes))
+            for (name, version), hashes in sorted(by_package.items())
+        ]
+        requirements = scratch / "requirements.txt"
+        requirements.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        install_wheels_offline(
+            python, requirements, scratch, cache_dir=cache.root / "uv", label=label, system=system
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

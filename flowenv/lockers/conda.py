@@ -1,0 +1,342 @@
+"""Lock a conda or mixed conda+PyPI environment into one conda-lock v1 ``conda-lock.yml``.
+
+Per platform: rattler solves the conda packages first (the Python version is
+whatever that solution holds); then, for a mixed env, uv resolves the PyPI
+packages for that Python and platform. A package conda already provides is
+not taken from PyPI: its PyPI name is constrained to conda's version (so PyPI
+packages that need it agree with conda) and left out of the pip part.
+
+Conda names are mapped to PyPI names by PEP 503 normalisation
+(``scikit-learn`` is ``scikit-learn`` on both sides). Packages whose names
+differ between the two (conda's ``pytorch`` is PyPI's ``torch``) are not
+mapped: declare the PyPI name in ``conda.packages`` if both sides need it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from flowenv.config.models import Config
+from flowenv.errors import FlowenvError
+from flowenv.lockers import LockOptions
+from flowenv.locks.condalock import (
+    INPUT_HASH_KEY,
+    CondaLock,
+    LockedCondaPackage,
+    content_hash,
+    read_conda_lock,
+    render_conda_lock,
+)
+from flowenv.locks.layout import CONDA_LOCK_NAME, lock_path
+from flowenv.locks.pylock import LockedWheel
+from flowenv.resolvers import rattler
+from flowenv.spec import EnvSpec, strip_credentials
+
+#: Virtual packages assumed per OS when the config does not say otherwise:
+#: what a typical remote executor offers (glibc 2.28 matches the manylinux_2_28
+#: target of the PyPI half). ``__cuda`` is never assumed: a GPU is opt-in.
+_DEFAULT_VIRTUAL: dict[str, tuple[tuple[str, str], ...]] = {
+    "linux": (("__unix", "0"), ("__linux", "5.10"), ("__glibc", "2.28")),
+    "osx": (("__unix", "0"), ("__osx", "11.0")),
+    "win": (("__win", "0"),),
+}
+#: The OSes each known virtual package exists on; any other name applies everywhere.
+_VIRTUAL_OS: dict[str, tuple[str, ...]] = {
+    "__unix": ("linux", "osx"),
+    "__linux": ("linux",),
+    "__glibc": ("linux",),
+    "__osx": ("osx",),
+    "__win": ("win",),
+    "__cuda": ("linux", "win"),
+}
+_ARCHSPEC = {"64": "x86_64", "aarch64": "aarch64", "arm64": "arm64"}
+
+
+def virtual_packages(
+    platform: str, overrides: Iterable[tuple[str, str]]
+) -> tuple[tuple[str, str, str], ...]:
+    """(name, version, build) of every virtual package a solve for ``platform`` assumes.
+
+    ``overrides`` (``[project.conda] virtual-packages``) replace or add
+    versions; a value may carry a build string as ``"version=build"``.
+    """
+    os_name, _, arch = platform.partition("-")
+    chosen = {name: (version, "0") for name, version in _DEFAULT_VIRTUAL[os_name]}
+    chosen["__archspec"] = ("1", _ARCHSPEC[arch])
+    for name, value in overrides:
+        if os_name in _VIRTUAL_OS.get(name, (os_name,)):
+            version, _, build = value.partition("=")
+            chosen[name] = (version, build or "0")
+    return tuple((name, version, build) for name, (version, build) in sorted(chosen.items()))
+
+
+def python_spec(python: str) -> str:
+    """``"3.11"`` -> ``python 3.11.*`` (any patch); ``"3.9.13"`` -> ``python ==3.9.13``."""
+    return f"python {python}.*" if python.count(".") == 1 else f"python =={python}"
+
+
+def conda_specs(env: EnvSpec) -> tuple[str, ...]:
+    """The match specs handed to the solver: the declared packages plus the env's Python."""
+    specs = [c.match_spec() for c in env.conda]
+    if not any(c.name == "python" for c in env.conda):
+        specs.append(python_spec(env.python))
+    return tuple(specs)
+
+
+def lock_channels(env: EnvSpec) -> tuple[str, ...]:
+    """Every channel the env resolves from: configured ones, then ``channel::`` ones."""
+    channels = list(env.channels)
+    for package in env.conda:
+        if package.channel and package.channel not in channels:
+            channels.append(package.channel)
+    return tuple(strip_credentials(c) for c in channels)
+
+
+def _read_previous(path: Path) -> CondaLock | None:
+    try:
+        return read_conda_lock(path)
+    except OSError:
+        return None
+    except FlowenvError:
+        # A damaged lock is replaced, not an obstacle to re-locking.
+        return None
+
+
+def _normalize(name: str) -> str:
+    from flowenv.config.load import normalize_pypi_name
+
+    return normalize_pypi_name(name)
+
+
+def _dependencies(depends: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """conda ``depends`` strings -> conda-lock's name -> spec mapping."""
+    merged: dict[str, list[str]] = {}
+    for text in depends:
+        name, _, spec = text.strip().partition(" ")
+        merged.setdefault(name, [])
+        if spec.strip():
+            merged[name].append(spec.strip())
+    return tuple(sorted((name, ",".join(specs)) for name, specs in merged.items()))
+
+
+def _conda_entry(package: rattler.SolvedPackage, platform: str) -> LockedCondaPackage:
+    return LockedCondaPackage(
+        name=package.name,
+        version=package.version,
+        manager="conda",
+        platform=platform,
+        url=strip_credentials(package.url),
+        md5=package.md5,
+        sha256=package.sha256,
+        dependencies=_dependencies(package.depends),
+    )
+
+
+def _preferred(previous: CondaLock | None, platform: str, options: LockOptions) -> tuple[str, ...]:
+    """URLs of the previous lock's conda packages the solver should keep if it still can."""
+    if previous is None or options.upgrade:
+        return ()
+    moving = {name.lower() for name in options.upgrade_packages}
+    return tuple(
+        p.url
+        for p in previous.for_platform(platform)
+        if p.manager == "conda" and p.name not in moving
+    )
+
+
+def _previous_pylock(previous: CondaLock | None, platform: str) -> str | None:
+    """The previous lock's pip part as a pylock, which uv reads for its preferred versions."""
+    from flowenv.locks.toml_render import render
+
+    if previous is None:
+        return None
+    packages = []
+    for package in previous.for_platform(platform):
+        if package.manager != "pip":
+            continue
+        artifact = {"url": package.url, "hashes": {"sha256": package.sha256}}
+        kind = "wheels" if package.filename.endswith(".whl") else "sdist"
+        packages.append({
+            "name": package.name,
+            "version": package.version,
+            kind: [artifact] if kind == "wheels" else artifact,
+        })
+    if not packages:
+        return None
+    return render({"lock-version": "1.0", "created-by": "flowenv", "packages": packages})
+
+
+def _pip_part(
+    config: Config,
+    env: EnvSpec,
+    platform: str,
+    solution: Sequence[rattler.SolvedPackage],
+    previous: CondaLock | None,
+    options: LockOptions,
+) -> list[LockedCondaPackage]:
+    from flowenv.locks.pylock import parse_pylock
+    from flowenv.resolvers.uv import compile_pylock
+
+    versions = {p.name: p.version for p in solution}
+    python = versions.get("python")
+    if python is None:
+        raise FlowenvError(
+            f"cannot resolve {env.name} · {platform}: the conda solution has no python package, "
+            "so its PyPI packages cannot be resolved"
+        )
+    provided = {_normalize(name): version for name, version in versions.items() if name != "python"}
+    raw = compile_pylock(
+        [p.requirement() for p in env.pypi],
+        python=python,
+        platform=platform,
+        settings=env.pypi_settings,
+        label=f"{env.name} · {platform} (PyPI packages, with Python {python} from conda)",
+        constraints=_constraints(provided),
+        previous=None if options.upgrade else _previous_pylock(previous, platform),
+        upgrade=options.upgrade,
+        upgrade_packages=options.upgrade_packages,
+        root=config.root,
+    )
+    entries = []
+    for package in parse_pylock(raw):
+        if _normalize(package.name) in provided:
+            continue
+        artifact = best_wheel(package.wheels, platform, python) or package.sdist
+        if artifact is None:
+            raise FlowenvError(
+                f"{env.name} · {platform}: uv locked {package.name} without any file"
+            )
+        entries.append(
+            LockedCondaPackage(
+                name=package.name,
+                version=package.version,
+                manager="pip",
+                platform=platform,
+                url=strip_credentials(_as_url(artifact.url, config.root)),
+                sha256=artifact.sha256,
+            )
+        )
+    return entries
+
+
+def _platform_tags(platform: str) -> list[str]:
+    """Wheel platform tags installable on ``platform``, best first (as uv targets them)."""
+    from packaging.tags import mac_platforms
+
+    os_name, _, arch = platform.partition("-")
+    machine = {"64": "x86_64", "aarch64": "aarch64", "arm64": "arm64"}[arch]
+    if os_name == "linux":
+        # glibc 2.28 down to manylinux1, as the manylinux_2_28 uv target allows.
+        legacy = {"manylinux2014": 17, "manylinux2010": 12, "manylinux1": 5}
+        tags = [f"manylinux_2_{minor}_{machine}" for minor in range(28, 4, -1)]
+        tags += [f"{name}_{machine}" for name in legacy]
+        return [*tags, f"linux_{machine}"]
+    if os_name == "osx":
+        return list(mac_platforms((11, 0), machine))
+    return ["win_amd64"]
+
+
+def best_wheel(wheels: Sequence[LockedWheel], platform: str, python: str) -> LockedWheel | None:
+    """The wheel pip would pick for ``platform`` and ``python``; None if none is installable.
+
+    conda-lock records one file per pip package, while a pylock lists every
+    wheel that fits; rank them by packaging's tag order for the target.
+    """
+    from packaging.tags import compatible_tags, cpython_tags
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    version = tuple(int(part) for part in python.split(".")[:2])
+    platforms = _platform_tags(platform)
+    order = [
+        *cpython_tags(version, platforms=platforms),
+        *compatible_tags(version, platforms=platforms),
+    ]
+    rank = {tag: i for i, tag in enumerate(order)}
+    best: tuple[int, str, LockedWheel] | None = None
+    for wheel in wheels:
+        try:
+            tags = parse_wheel_filename(wheel.name)[3]
+        except InvalidWheelFilename:
+            continue
+        score = min((rank[t] for t in tags if t in rank), default=None)
+        if score is not None and (best is None or (score, wheel.name) < best[:2]):
+            best = (score, wheel.name, wheel)
+    return best[2] if best else None
+
+
+def _constraints(provided: Mapping[str, str]) -> list[str]:
+    from packaging.version import InvalidVersion, Version
+
+    out = []
+    for name, version in sorted(provided.items()):
+        try:
+            out.append(f"{name}=={Version(version)}")
+        except InvalidVersion:
+            # Not a PEP 440 version (some native conda packages): no PyPI twin to pin.
+            continue
+    return out
+
+
+def _as_url(location: str, root: Path) -> str:
+    # A pylock ``path`` (a relative find-links wheel) is made a URL: conda-lock needs one.
+    return location if "://" in location else (root / location).resolve().as_uri()
+
+
+def lock_conda_env(
+    config: Config, env: EnvSpec, platforms: Sequence[str], options: LockOptions
+) -> Mapping[str, str]:
+    path = lock_path(config.lock_root, env, platforms[0])
+    previous = _read_previous(path)
+    specs = conda_specs(env)
+    requests = [
+        rattler.SolveRequest(
+            specs=specs,
+            channels=env.channels,
+            platform=platform,
+            virtual_packages=virtual_packages(platform, env.virtual_packages),
+            channel_priority=env.channel_priority,
+            preferred_urls=_preferred(previous, platform, options),
+            label=f"{env.name} · {platform}",
+        )
+        for platform in platforms
+    ]
+    solutions = rattler.solve(requests)
+    packages: list[LockedCondaPackage] = []
+    hashes: dict[str, str] = {}
+    inputs: dict[str, str] = {}
+    for platform, solution in zip(platforms, solutions, strict=True):
+        entries = [_conda_entry(p, platform) for p in solution]
+        if env.pypi:
+            entries += _pip_part(config, env, platform, solution, previous, options)
+        packages += entries
+        hashes[platform] = content_hash(entries)
+        inputs[platform] = env.input_hash()
+    # The file holds every platform: keep those not re-locked now from the previous lock.
+    kept = [p for p in config.project.platforms if p not in platforms]
+    if previous is not None:
+        old_inputs = dict(previous.custom_metadata)
+        old_hashes = dict(previous.content_hash)
+        for platform in kept:
+            if platform not in previous.platforms:
+                continue
+            packages += previous.for_platform(platform)
+            key = INPUT_HASH_KEY.format(platform=platform)
+            if key in old_inputs:
+                inputs[platform] = old_inputs[key]
+            hashes[platform] = old_hashes.get(platform) or content_hash(
+                previous.for_platform(platform)
+            )
+    locked = tuple(p for p in config.project.platforms if p in hashes)
+    lock = CondaLock(
+        platforms=locked,
+        channels=lock_channels(env),
+        content_hash=tuple(sorted(hashes.items())),
+        custom_metadata=tuple(
+            sorted((INPUT_HASH_KEY.format(platform=p), h) for p, h in inputs.items())
+        ),
+        packages=tuple(packages),
+        sources=(Path(os.path.relpath(config.path, path.parent)).as_posix(),),
+    )
+    return {CONDA_LOCK_NAME: render_conda_lock(lock)}

@@ -1,0 +1,68 @@
+"""Stores addressed by URL: a local folder (the default), s3://, gs://, az:// / abfs://.
+
+Storage options come from the standard places, in increasing precedence: the
+backend's own (AWS profiles and ``AWS_*`` variables, Google application
+default credentials, ``AZURE_STORAGE_*`` variables), fsspec's configuration
+(``FSSPEC_S3='{"key": …}'`` and friends, ``~/.config/fsspec``), the project's
+``[project.store-options]`` table, then options passed in code. None of them
+is ever printed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from flowenv.store.registry import LOCAL, backend_for, scheme_of
+from flowenv.store.store import Store
+
+__all__ = ["STORE_ENV", "Store", "open_store", "store_url_for"]
+
+#: Store URL used when neither ``--store`` nor a configuration names one (executors).
+STORE_ENV = "FLOWENV_STORE"
+
+
+def store_url_for(explicit: str | None, configured: str | None, base: Path) -> str:
+    """The store: explicit, else $FLOWENV_STORE, else the configuration's (paths absolute)."""
+    url = explicit or os.environ.get(STORE_ENV) or configured
+    if not url:
+        from flowenv.errors import UsageError
+
+        raise UsageError(f"no store: pass --store URL or set {STORE_ENV}")
+    if scheme_of(url) == "file":
+        path = Path(unquote(urlsplit(url).path)) if url.startswith("file://") else Path(url)
+        # A relative store in flowenv.toml is relative to the project, on the CLI to the cwd.
+        return str((base / path).resolve() if not path.is_absolute() else path)
+    return url
+
+
+def open_store(url: str, options: Mapping[str, Any] | None = None) -> Store:
+    """A :class:`Store` for ``url`` (as returned by :func:`store_url_for`)."""
+    backend = backend_for(url)
+    opts = dict(options or {})
+    import fsspec
+
+    if backend is LOCAL:
+        fs = fsspec.filesystem("file")
+        root = str(Path(url).resolve()).replace(os.sep, "/")
+        return Store(url, backend, fs, root, opts)
+    cls = fsspec.get_filesystem_class(backend.protocol)
+    fs = _make(cls, opts, url)
+    root = cls._strip_protocol(url).rstrip("/")
+    return Store(url, backend, fs, root, opts)
+
+
+def _make(cls: Any, options: dict[str, Any], url: str) -> Any:
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        from flowenv.errors import UsageError
+
+        # Only the option *names* are safe to show.
+        raise UsageError(
+            f"store {scheme_of(url)}:// rejected its options ({', '.join(sorted(options))}): "
+            f"{str(exc).split(':')[0]}"
+        ) from None

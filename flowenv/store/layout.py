@@ -1,0 +1,245 @@
+"""The store's content-addressed layout and the manifest that ties an environment to its artifacts.
+
+::
+
+    artifacts/sha256/<ab>/<digest>/<filename>       every wheel and conda package, once
+    envs/<env-id>/<platform>/<lock file>            a copy of the lock it was made from
+    envs/<env-id>/<platform>/manifest.json          written only after every artifact it names
+    projects/<project>/envs/<env>/<platform>/current   {"env_id": ...}, written last
+
+The env id is a hash of what gets installed (kind, platform, Python, every
+artifact's name, version, file name and sha256), so identical locks in two
+projects share one manifest and every artifact is shared by all envs. Every
+name that ends up in a key or a local path is validated here, whether it came
+from a lock file or from a manifest read back from the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from flowenv.errors import StoreError, UsageError
+
+MANIFEST_FORMAT = 1
+MANIFEST_NAME = "manifest.json"
+ALIAS_NAME = "current"
+ARTIFACTS = "artifacts/sha256"
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9_.+-]+$")
+_ENV_ID = re.compile(r"^[0-9a-f]{32}$")
+MANAGERS = ("pip", "conda")
+KINDS = ("pypi", "conda")
+
+
+def check_filename(filename: str, where: str) -> str:
+    """An artifact file name that is safe as one path component, or a StoreError (exit 4)."""
+    if (
+        not filename
+        or filename in (".", "..")
+        or "/" in filename
+        or "\\" in filename
+        or ".." in filename
+        or filename.startswith(".")
+        or "\x00" in filename
+        or ":" in filename
+    ):
+        raise StoreError(f"{where}: refusing artifact name {filename!r}: not a plain file name")
+    return filename
+
+
+def check_sha256(digest: str, where: str) -> str:
+    if not _SHA256.match(digest):
+        raise StoreError(f"{where}: refusing artifact without a valid sha256 (got {digest!r})")
+    return digest
+
+
+def check_segment(name: str, what: str) -> str:
+    """A project, env or platform name used as one key segment."""
+    if not _SEGMENT.match(name) or name in (".", "..") or ".." in name:
+        raise UsageError(f"invalid {what} name {name!r}: use letters, digits, '.', '_', '+', '-'")
+    return name
+
+
+def artifact_key(sha256: str, filename: str) -> str:
+    return f"{ARTIFACTS}/{sha256[:2]}/{sha256}/{filename}"
+
+
+def env_dir(env_id: str, platform: str) -> str:
+    return f"envs/{env_id}/{platform}"
+
+
+def manifest_key(env_id: str, platform: str) -> str:
+    return f"{env_dir(env_id, platform)}/{MANIFEST_NAME}"
+
+
+def alias_key(project: str, env: str, platform: str) -> str:
+    return (
+        f"projects/{check_segment(project, 'project')}/envs/{check_segment(env, 'environment')}"
+        f"/{check_segment(platform, 'platform')}/{ALIAS_NAME}"
+    )
+
+
+@attrs.frozen(kw_only=True)
+class Artifact:
+    """One file an environment installs, addressed by its sha256."""
+
+    sha256: str
+    filename: str
+    manager: str  # "pip" (a wheel) | "conda" (a .conda / .tar.bz2 package)
+    name: str
+    version: str
+    #: Bytes; 0 when not yet known (planning before the file was fetched).
+    size: int = 0
+
+    @property
+    def key(self) -> str:
+        return artifact_key(self.sha256, self.filename)
+
+    def identity(self) -> list[str]:
+        return [self.manager, self.name, self.version, self.filename, self.sha256]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sha256": self.sha256,
+            "filename": self.filename,
+            "size": self.size,
+            "manager": self.manager,
+            "name": self.name,
+            "version": self.version,
+        }
+
+    @classmethod
+    def _from_dict(cls, data: Mapping[str, Any], where: str) -> Artifact:
+        try:
+            manager = str(data["manager"])
+            if manager not in MANAGERS:
+                raise ValueError(f"manager must be one of {', '.join(MANAGERS)}, got {manager!r}")
+            size = data.get("size", 0)
+            if not isinstance(size, int) or size < 0:
+                raise ValueError(f"size must be a non-negative integer, got {size!r}")
+            return cls(
+                sha256=check_sha256(str(data["sha256"]), where),
+                filename=check_filename(str(data["filename"]), where),
+                manager=manager,
+                name=str(data["name"]),
+                version=str(data["version"]),
+                size=size,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreError(f"{where}: invalid artifact entry: {exc}") from None
+
+
+def compute_env_id(
+    kind: str, platform: str, python: str | None, artifacts: Sequence[Artifact]
+) -> str:
+    """32 hex digits of sha256 over what gets installed; names of projects and envs excluded."""
+    canonical = json.dumps(
+        {
+            "format": MANIFEST_FORMAT,
+            "kind": kind,
+            "platform": platform,
+            "python": python,
+            "artifacts": sorted(a.identity() for a in artifacts),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+@attrs.frozen(kw_only=True)
+class Manifest:
+    """What one environment x platform installs, exactly."""
+
+    kind: str  # "pypi" | "conda"
+    platform: str
+    #: The Python a PyPI env's venv is made with ("3.11"); None for conda envs (a package).
+    python: str | None
+    #: File name of the lock copy stored beside the manifest.
+    lock_name: str
+    artifacts: tuple[Artifact, ...]
+
+    @property
+    def env_id(self) -> str:
+        return compute_env_id(self.kind, self.platform, self.python, self.artifacts)
+
+    def with_sizes(self, sizes: Mapping[str, int]) -> Manifest:
+        """The same manifest with each artifact's size (by store key) filled in."""
+        return attrs.evolve(
+            self,
+            artifacts=tuple(attrs.evolve(a, size=sizes.get(a.key, a.size)) for a in self.artifacts),
+        )
+
+    def to_json(self) -> str:
+        document = {
+            "format": MANIFEST_FORMAT,
+            "env_id": self.env_id,
+            "kind": self.kind,
+            "platform": self.platform,
+            "python": self.python,
+            "lock": self.lock_name,
+            "artifacts": [a.to_dict() for a in sorted(self.artifacts, key=lambda a: a.identity())],
+        }
+        return json.dumps(document, indent=1, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(
+        cls, text: str | bytes, where: str, expected_env_id: str | None = None
+    ) -> Manifest:
+        """Parse and validate a manifest read from ``where``; a StoreError for anything off."""
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            if data.get("format") != MANIFEST_FORMAT:
+                raise ValueError(f"unsupported manifest format {data.get('format')!r}")
+            kind = str(data["kind"])
+            if kind not in KINDS:
+                raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+            python = data.get("python")
+            entries = data["artifacts"]
+            if not isinstance(entries, list):
+                raise ValueError("artifacts must be a list")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreError(f"{where}: not a flowenv manifest: {exc}") from None
+        manifest = cls(
+            kind=kind,
+            platform=check_segment(str(data["platform"]), "platform"),
+            python=None if python is None else str(python),
+            lock_name=check_filename(str(data.get("lock", "")), where),
+            artifacts=tuple(
+                Artifact._from_dict(e, f"{where}: artifacts[{i}]") for i, e in enumerate(entries)
+            ),
+        )
+        # The id is recomputed, never trusted: a manifest edited in the store
+        # no longer matches the key it is stored under and is refused.
+        recorded = data.get("env_id")
+        for claimed in (recorded, expected_env_id):
+            if claimed is not None and claimed != manifest.env_id:
+                raise StoreError(
+                    f"{where}: manifest content does not match its env id "
+                    f"({claimed} != {manifest.env_id}); refusing it"
+                )
+        return manifest
+
+
+def parse_alias(data: bytes, where: str) -> str:
+    """The env id an alias file points at."""
+    try:
+        env_id = json.loads(data)["env_id"]
+    except (ValueError, KeyError, TypeError):
+        raise StoreError(f"{where}: not a flowenv alias file") from None
+    if not isinstance(env_id, str) or not _ENV_ID.match(env_id):
+        raise StoreError(f"{where}: invalid env id {env_id!r}")
+    return env_id
+
+
+def render_alias(env_id: str) -> bytes:
+    return (json.dumps({"env_id": env_id}, sort_keys=True) + "\n").encode()

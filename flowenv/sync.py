@@ -1,0 +1,205 @@
+"""``flowenv sync``: put every locked artifact and a manifest per env x platform into a store.
+
+Order is what makes a store safe to read at any moment and to interrupt at
+any point: artifacts first (each one atomic), then a copy of the lock, then
+the manifest (only once every artifact it names is in the store), then the
+project's alias that points an env name at it. What the store already holds
+is decided from one recursive listing, so a sync with nothing to do costs one
+listing plus one batched read of the aliases. Two syncs into one store write
+identical bytes to identical keys, so they cannot corrupt each other.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from flowenv.config.models import Config
+from flowenv.errors import FlowenvError, StoreError
+from flowenv.lock import Selection, select_targets
+from flowenv.spec import build_environments
+from flowenv.store import Store, open_store, store_url_for
+from flowenv.store.cache import ArtifactCache, fetch_locked
+from flowenv.store.layout import alias_key, env_dir, manifest_key, parse_alias, render_alias
+from flowenv.store.plan import EnvPlan, plan_target
+
+__all__ = ["ProgressEvent", "Selection", "SyncSummary", "SyncedEnv", "store_for_config", "sync"]
+
+DEFAULT_JOBS = 16
+
+
+@attrs.frozen(kw_only=True)
+class ProgressEvent:
+    """Reported to ``on_progress``: once with ``kind="plan"``, then once per artifact uploaded."""
+
+    kind: str  # "plan" | "uploaded"
+    total_files: int
+    #: Bytes of the artifact just uploaded ("uploaded"); 0 for "plan".
+    bytes: int = 0
+    filename: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class SyncedEnv:
+    env: str
+    platform: str
+    env_id: str
+    #: "written" (manifest new), "present" (manifest was there), "planned" (dry run).
+    status: str
+
+
+@attrs.frozen(kw_only=True)
+class SyncSummary:
+    store: str
+    uploaded: int
+    uploaded_bytes: int
+    present: int
+    manifests_written: int
+    aliases_written: int
+    envs: tuple[SyncedEnv, ...]
+    dry_run: bool = False
+
+
+def store_for_config(
+    config: Config, store_url: str | None = None, store_options: Mapping[str, Any] | None = None
+) -> Store:
+    """The project's store (or ``store_url``) with ``[project.store-options]`` applied."""
+    url = store_url_for(store_url, config.project.store, config.root)
+    options = {**dict(config.project.store_options), **dict(store_options or {})}
+    return open_store(url, options)
+
+
+def sync(
+    config: Config,
+    selection: Selection | None = None,
+    store_url: str | None = None,
+    jobs: int | None = None,
+    dry_run: bool = False,
+    on_progress: Callable[[ProgressEvent], None] | None = None,
+    *,
+    store_options: Mapping[str, Any] | None = None,
+    cache: ArtifactCache | None = None,
+) -> SyncSummary:
+    """Upload what the store lacks for the selected env x platform locks; see the module doc."""
+    environments = build_environments(config)
+    targets = select_targets(config, environments, selection or Selection())
+    plans = [plan_target(t) for t in targets]
+    store = store_for_config(config, store_url, store_options)
+    cache = cache or ArtifactCache()
+    project = config.project.name
+
+    listing = store.list_sizes()
+    sources: dict[str, tuple[str, Path]] = {}
+    for plan in plans:
+        for key, url in plan.sources:
+            sources.setdefault(key, (url, plan.lock_path.parent))
+    missing = sorted(k for k in sources if k not in listing)
+    aliases = {alias_key(project, p.env, p.platform): p for p in plans}
+    current = store.read_many(aliases)
+    if on_progress:
+        on_progress(ProgressEvent(kind="plan", total_files=len(missing)))
+
+    if dry_run:
+        planned = tuple(
+            SyncedEnv(env=p.env, platform=p.platform, env_id=p.env_id, status="planned")
+            for p in plans
+        )
+        return SyncSummary(
+            store=store.url,
+            uploaded=len(missing),
+            uploaded_bytes=0,
+            present=len(sources) - len(missing),
+            manifests_written=0,
+            aliases_written=0,
+            envs=planned,
+            dry_run=True,
+        )
+
+    sizes = {key: listing[key] for key in sources if key in listing}
+    uploaded_bytes = 0
+    errors: list[str] = []
+    done: set[str] = set()
+    workers = max(1, min(jobs or DEFAULT_JOBS, len(missing) or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(_transfer, store, cache, key, *sources[key]): key for key in missing}
+        for future in as_completed(futures):
+            key = futures[future]
+            try:
+                size = future.result()
+            except FlowenvError as exc:
+                errors.append(exc.message)
+                continue
+            done.add(key)
+            sizes[key] = size
+            uploaded_bytes += size
+            if on_progress:
+                on_progress(
+                    ProgressEvent(
+                        kind="uploaded",
+                        total_files=len(missing),
+                        bytes=size,
+                        filename=key.rsplit("/", 1)[-1],
+                    )
+                )
+
+    present = set(listing) | done
+    manifests_written = aliases_written = 0
+    envs: list[SyncedEnv] = []
+    for plan in plans:
+        if any(key not in present for key, _ in plan.sources):
+            continue  # an artifact failed: this env keeps whatever manifest it had
+        status = "present"
+        if manifest_key(plan.env_id, plan.platform) not in listing:
+            _publish_manifest(store, plan, sizes)
+            manifests_written += 1
+            status = "written"
+        key = alias_key(project, plan.env, plan.platform)
+        existing = current.get(key)
+        if existing is None or _alias_target(existing, key) != plan.env_id:
+            store.write(key, render_alias(plan.env_id))
+            aliases_written += 1
+        envs.append(
+            SyncedEnv(env=plan.env, platform=plan.platform, env_id=plan.env_id, status=status)
+        )
+    if errors:
+        raise StoreError(
+            "sync incomplete; re-run to finish:\n" + "\n".join(f"  {e}" for e in errors)
+        )
+    return SyncSummary(
+        store=store.url,
+        uploaded=len(done),
+        uploaded_bytes=uploaded_bytes,
+        present=len(sources) - len(missing),
+        manifests_written=manifests_written,
+        aliases_written=aliases_written,
+        envs=tuple(envs),
+    )
+
+
+def _transfer(store: Store, cache: ArtifactCache, key: str, url: str, base: Path) -> int:
+    """Fetch one locked artifact into the cache (verified) and upload it; its size."""
+    _, _, _, sha256, filename = key.split("/")
+    local = fetch_locked(cache, url, sha256, filename, base)
+    store.upload(local, key)
+    return os.path.getsize(local)
+
+
+def _publish_manifest(store: Store, plan: EnvPlan, sizes: Mapping[str, int]) -> None:
+    manifest = plan.manifest.with_sizes(sizes)
+    # The lock copy goes first: a manifest present means everything beside it is too.
+    store.write(
+        f"{env_dir(plan.env_id, plan.platform)}/{manifest.lock_name}", plan.lock_path.read_bytes()
+    )
+    store.write(manifest_key(plan.env_id, plan.platform), manifest.to_json().encode())
+
+
+def _alias_target(data: bytes, key: str) -> str | None:
+    try:
+        return parse_alias(data, key)
+    except StoreError:
+        return None  # a damaged alias is simply rewritten

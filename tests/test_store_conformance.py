@@ -1,0 +1,225 @@
+"""The same store behaviour on every backend: local folder, S3 (moto), GCS (emulator), Azure.
+
+Each test gets a fresh, empty store from ``store_target`` (tests/support/stores.py).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from flowenv.cli import main
+from flowenv.config.discover import discover_config
+from flowenv.config.load import load_config
+from flowenv.hydrate import hydrate
+from flowenv.store import open_store
+from flowenv.store.layout import Manifest
+from flowenv.sync import sync
+from tests.support.stores import StoreTarget
+
+BODY = """
+[base]
+python = "3.11"
+pypi.packages = { delta = "0.5" }
+"""
+
+
+def locked_project(make_project, store: StoreTarget, body: str = BODY) -> Path:
+    root = make_project(body, project_extra=store.project_lines())
+    assert main(["-C", str(root), "lock"]) == 0
+    return root
+
+
+def store_invariants(store: StoreTarget) -> list[str]:
+    """Every manifest's artifacts are in the store; returns the manifests' keys."""
+    opened = open_store(store.url, store.options)
+    keys = opened.list_sizes()
+    manifests = sorted(k for k in keys if k.endswith("/manifest.json"))
+    for key in manifests:
+        data = opened.read(key)
+        assert data is not None
+        manifest = Manifest.from_json(data, key, expected_env_id=key.split("/")[1])
+        for artifact in manifest.artifacts:
+            assert keys.get(artifact.key) == artifact.size, f"{key} names missing {artifact.key}"
+    return manifests
+
+
+def test_sync_then_hydrate_then_import(make_project, store_target, flowenv_cache, tmp_path) -> None:
+    root = locked_project(make_project, store_target)
+    config = load_config(discover_config(start=root))
+
+    summary = sync(config)
+    # alpha, beta, delta and one gamma wheel per platform.
+    assert (summary.uploaded, summary.present, summary.manifests_written) == (5, 0, 2)
+    assert [(e.env, e.platform, e.status) for e in summary.envs] == [
+        ("base", "linux-64", "written"),
+        ("base", "osx-arm64", "written"),
+    ]
+    assert len(store_invariants(store_target)) == 2
+
+    again = sync(config)
+    assert (again.uploaded, again.present, again.manifests_written, again.aliases_written) == (
+        0,
+        5,
+        0,
+        0,
+    )
+    assert [e.env_id for e in again.envs] == [e.env_id for e in summary.envs]
+
+    # The executor: no configuration, only the store, the project and the env name.
+    env = hydrate(
+        None,
+        "base",
+        store_url=store_target.url,
+        project="proj",
+        prefix=tmp_path / "env",
+        store_options=store_target.options,
+    )
+    assert env.env_id == summary.envs[0].env_id
+    assert (env.prefix, env.reused) == (tmp_path / "env", False)
+    out = subprocess.run(
+        [
+            str(env.python),
+            "-c",
+            "import alpha, beta, delta, gamma; print(alpha.VERSION, gamma.TAG)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out == "2.0 py3-none-manylinux_2_17_x86_64\n"
+    assert (
+        hydrate(
+            None,
+            "base",
+            store_url=store_target.url,
+            project="proj",
+            prefix=tmp_path / "env",
+            store_options=store_target.options,
+        ).reused
+        is True
+    )
+
+
+def test_tampered_artifact_is_refused_and_deleted(
+    make_project, store_target, flowenv_cache, tmp_path, capsys, monkeypatch
+) -> None:
+    root = locked_project(make_project, store_target)
+    assert main(["-C", str(root), "sync"]) == 0
+    executor_cache = tmp_path / "executor-cache"
+    monkeypatch.setenv("FLOWENV_CACHE_DIR", str(executor_cache))
+    fs = store_target.filesystem()
+    wheel = next(p for p in fs.find(store_target.root) if p.endswith("alpha-2.0-py3-none-any.whl"))
+    fs.pipe_file(wheel, b"not the locked wheel")
+    capsys.readouterr()
+
+    assert main(["-C", str(root), "hydrate", "base", "--prefix", str(tmp_path / "env")]) == 4
+    err = capsys.readouterr().err
+    assert err.startswith("flowenv: error: sha256 mismatch for alpha-2.0-py3-none-any.whl from ")
+    assert "the file was deleted and nothing was installed" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "env").exists()
+    assert list(executor_cache.rglob("alpha-2.0-*")) == []
+    assert list(executor_cache.rglob("*.part")) == []
+
+
+def test_lock_naming_a_path_outside_is_refused(
+    make_project, store_target, flowenv_cache, capsys
+) -> None:
+    root = locked_project(make_project, store_target)
+    lock = root / "locks/base/pylock.linux-64.toml"
+    text = lock.read_text()
+    entry = '{ url = "file://'
+    assert text.count(entry) == 4
+    # PEP 751 lets a wheel entry name its file; a hostile lock names one outside the cache.
+    lock.write_text(text.replace(entry, '{ name = "../../x.whl", url = "file://', 1))
+    capsys.readouterr()
+
+    assert main(["-C", str(root), "sync"]) == 4
+    err = capsys.readouterr().err
+    assert err == (
+        f"flowenv: error: {lock}: packages[0].wheels[0]: refusing artifact name '../../x.whl': "
+        "not a plain file name\n"
+    )
+    assert open_store(store_target.url, store_target.options).list_sizes() == {}
+    assert not flowenv_cache.exists()
+
+
+def test_concurrent_syncs_both_succeed(make_project, store_target, flowenv_cache, tmp_path) -> None:
+    root = locked_project(make_project, store_target)
+    env = {**__import__("os").environ, **store_target.env}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "flowenv", "-C", str(root), "sync", "-j", "2"],
+            env={**env, "FLOWENV_CACHE_DIR": str(tmp_path / f"cache{i}")},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outputs = [p.communicate() for p in runs]
+    assert [p.returncode for p in runs] == [0, 0], outputs
+    assert len(store_invariants(store_target)) == 2
+    config = load_config(discover_config(start=root))
+    after = sync(config)
+    assert (after.uploaded, after.manifests_written, after.aliases_written) == (0, 0, 0)
+
+
+def test_hydrate_cli_without_config(make_project, store_target, flowenv_cache, tmp_path) -> None:
+    root = locked_project(make_project, store_target)
+    assert main(["-C", str(root), "sync"]) == 0
+    executor = tmp_path / "executor"
+    executor.mkdir()
+    env = {
+        **__import__("os").environ,
+        **store_target.env,
+        "FLOWENV_CACHE_DIR": str(tmp_path / "exec-cache"),
+    }
+    hydrated = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowenv",
+            "hydrate",
+            "base",
+            "--store",
+            store_target.url,
+            "--project",
+            "proj",
+            "--json",
+        ],
+        cwd=executor,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert hydrated.returncode == 0, hydrated.stderr
+    info = json.loads(hydrated.stdout)
+    assert Path(info["prefix"]).parent == tmp_path / "exec-cache" / "envs"
+    assert (info["env"], info["kind"], info["reused"]) == ("base", "pypi", False)
+    ran = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowenv",
+            "run",
+            "base",
+            "--store",
+            store_target.url,
+            "--project",
+            "proj",
+            "--",
+            "python",
+            "-c",
+            "import delta, sys; print(delta.VERSION, sys.prefix)",
+        ],
+        cwd=executor,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == f"0.5 {info['prefix']}\n"
