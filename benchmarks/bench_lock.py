@@ -72,14 +72,19 @@ def generate_project(root: Path) -> Path:
         package = f"pkg{step % PACKAGES:02d}"
         other = f"pkg{(step + 3) % PACKAGES:02d}"
         spec = specs[step % len(specs)]
-        lines += ["", f"[steps.step{step:02d}]",
-                  f'pypi.packages = {{ {package} = "{spec}", {other} = "{specs[step // PACKAGES]}" }}']
+        lines += [
+            "",
+            f"[steps.step{step:02d}]",
+            f'pypi.packages = {{ {package} = "{spec}", {other} = "{specs[step // PACKAGES]}" }}',
+        ]
     (project / "flowenv.toml").write_text("\n".join(lines) + "\n")
     return project
 
 
 def _run(args: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
-    result = subprocess.run(list(args), capture_output=True, text=True, env=env, cwd=cwd, check=False)
+    result = subprocess.run(
+        list(args), capture_output=True, text=True, env=env, cwd=cwd, check=False
+    )
     if result.returncode != 0:
         raise SystemExit(f"command failed ({result.returncode}): {' '.join(args)}\n{result.stderr}")
 
@@ -91,8 +96,19 @@ def median_check_ms(project: Path, runs: int) -> tuple[float, str]:
     if hyperfine:
         with tempfile.TemporaryDirectory() as tmp:
             export = Path(tmp) / "result.json"
-            _run([hyperfine, "-N", "--warmup", "5", "--runs", str(runs),
-                  "--export-json", str(export), " ".join(command)])
+            _run(
+                [
+                    hyperfine,
+                    "-N",
+                    "--warmup",
+                    "5",
+                    "--runs",
+                    str(runs),
+                    "--export-json",
+                    str(export),
+                    " ".join(command),
+                ]
+            )
             result = json.loads(export.read_text())["results"][0]
             return result["median"] * 1000, "hyperfine"
     samples = []
@@ -141,16 +157,25 @@ def cold_sequential_uv(examples: Sequence[Path]) -> float:
         commands = []
         for n, example in enumerate(examples):
             config = load_config(example / "flowenv.toml")
-            for target in targets(config.lock_root, build_environments(config).envs,
-                                  config.project.platforms):
+            for target in targets(
+                config.lock_root, build_environments(config).envs, config.project.platforms
+            ):
                 folder = work / f"{n}-{target.env.name}-{target.platform}"
                 folder.mkdir()
                 requirements = folder / "requirements.in"
                 requirements.write_text("".join(f"{p.requirement()}\n" for p in target.env.pypi))
-                commands.append([str(a) for a in compile_args(
-                    requirements, folder / "pylock.toml", python=target.env.python,
-                    platform=target.platform, settings=target.env.pypi_settings,
-                )])
+                commands.append(
+                    [
+                        str(a)
+                        for a in compile_args(
+                            requirements,
+                            folder / "pylock.toml",
+                            python=target.env.python,
+                            platform=target.platform,
+                            settings=target.env.pypi_settings,
+                        )
+                    ]
+                )
         start = time.perf_counter()
         for command in commands:
             _run(command, env=env)
@@ -158,8 +183,12 @@ def cold_sequential_uv(examples: Sequence[Path]) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=3, help="cold-lock runs of each side (default 3)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--runs", type=int, default=3, help="cold-lock runs of each side (default 3)"
+    )
     parser.add_argument("--check-runs", type=int, default=30, help="lock --check runs (default 30)")
     parser.add_argument("--offline", action="store_true", help="skip (b), which needs public PyPI")
     args = parser.parse_args(argv)
@@ -173,10 +202,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         first_lock = time.perf_counter() - start
         locks = len(list((project / "locks").rglob("pylock.*.toml")))
         check_ms, tool = median_check_ms(project, args.check_runs)
-        rows.append((f"first lock, {STEPS} steps × 2 platforms ({locks} files, local index)",
-                     f"{first_lock:.2f} s", ""))
-        rows.append((f"lock --check, median of {args.check_runs} ({tool})", f"{check_ms:.1f} ms",
-                     "target <= 100 ms: " + ("met" if check_ms <= 100 else "MISSED")))
+        rows.append(
+            (
+                f"first lock, {STEPS} steps × 2 platforms ({locks} files, local index)",
+                f"{first_lock:.2f} s",
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"lock --check, median of {args.check_runs} ({tool})",
+                f"{check_ms:.1f} ms",
+                "target <= 100 ms: " + ("met" if check_ms <= 100 else "MISSED"),
+            )
+        )
 
     if not args.offline:
         examples = pypi_only_examples()
@@ -184,12 +223,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         ours = [cold_flowenv_lock(examples) for _ in range(args.runs)]
         theirs = [cold_sequential_uv(examples) for _ in range(args.runs)]
         ratio = statistics.median(ours) / statistics.median(theirs)
-        rows.append((f"cold flowenv lock ({names}), median of {args.runs}",
-                     f"{statistics.median(ours):.2f} s", ""))
-        rows.append((f"same uv pip compile commands one by one, median of {args.runs}",
-                     f"{statistics.median(theirs):.2f} s", ""))
-        rows.append(("ratio flowenv / sequential uv", f"{ratio:.2f}",
-                     "target <= 0.7: " + ("met" if ratio <= 0.7 else "MISSED")))
+        rows.append(
+            (
+                f"cold flowenv lock ({names}), median of {args.runs}",
+                f"{statistics.median(ours):.2f} s",
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"same uv pip compile commands one by one, median of {args.runs}",
+                f"{statistics.median(theirs):.2f} s",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "ratio flowenv / sequential uv",
+                f"{ratio:.2f}",
+                "target <= 0.7: " + ("met" if ratio <= 0.7 else "MISSED"),
+            )
+        )
 
     width = max(len(r[0]) for r in rows)
     for label, value, verdict in rows:

@@ -54,7 +54,9 @@ def check(args: list[str], env: dict[str, str], cwd: Path | None = None) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--size", type=int, default=250_000, help="approximate bytes per wheel")
     parser.add_argument("--repeat", type=int, default=3)
@@ -64,7 +66,9 @@ def main() -> None:
     port = free_port()
     log_path = work / "moto.log"
     log = log_path.open("wb")
-    server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    server = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
+    )
     try:
         wait_listening(port, server, "moto_server")
         endpoint = f"http://127.0.0.1:{port}"
@@ -78,7 +82,9 @@ def main() -> None:
     print(json.dumps(results, indent=1))
 
 
-def run_all(work: Path, endpoint: str, log_path: Path, count: int, size: int, repeat: int) -> dict[str, object]:
+def run_all(
+    work: Path, endpoint: str, log_path: Path, count: int, size: int, repeat: int
+) -> dict[str, object]:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FSSPEC_"))}
     first = s3_target(endpoint)
     project = many_wheels_project(work, count, size, first)
@@ -87,7 +93,9 @@ def run_all(work: Path, endpoint: str, log_path: Path, count: int, size: int, re
     wheelhouse = work / "wheelhouse"
     total = sum(p.stat().st_size for p in wheelhouse.glob("*.whl"))
     aws_env = {
-        **base_env, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret",
+        **base_env,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing-secret",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
 
@@ -99,11 +107,29 @@ def run_all(work: Path, endpoint: str, log_path: Path, count: int, size: int, re
         store = s3_target(endpoint)
         stores.append(store)
         env = {**base_env, **store.env, "FLOWENV_CACHE_DIR": str(work / f"cache-{i}")}
-        cmd = [sys.executable, "-m", "flowenv", "-q", "-C", str(project), "sync", "--store", store.url]
+        cmd = [
+            sys.executable,
+            "-m",
+            "flowenv",
+            "-q",
+            "-C",
+            str(project),
+            "sync",
+            "--store",
+            store.url,
+        ]
         flowenv_sync.append(timed(lambda cmd=cmd, env=env: check(cmd, env)))  # type: ignore[misc]
         bucket = s3_target(endpoint).url.split("://")[1].split("/")[0]
-        aws = [str(BIN / "aws"), "s3", "sync", str(wheelhouse), f"s3://{bucket}/wheels",
-               "--endpoint-url", endpoint, "--only-show-errors"]
+        aws = [
+            str(BIN / "aws"),
+            "s3",
+            "sync",
+            str(wheelhouse),
+            f"s3://{bucket}/wheels",
+            "--endpoint-url",
+            endpoint,
+            "--only-show-errors",
+        ]
         aws_sync.append(timed(lambda aws=aws: check(aws, aws_env)))  # type: ignore[misc]
 
     noop: list[float] = []
@@ -112,7 +138,17 @@ def run_all(work: Path, endpoint: str, log_path: Path, count: int, size: int, re
     env = {**base_env, **store.env, "FLOWENV_CACHE_DIR": str(work / "cache-0")}
     for _ in range(repeat):
         before = log_path.read_bytes().count(b"list-type=2")
-        cmd = [sys.executable, "-m", "flowenv", "-q", "-C", str(project), "sync", "--store", store.url]
+        cmd = [
+            sys.executable,
+            "-m",
+            "flowenv",
+            "-q",
+            "-C",
+            str(project),
+            "sync",
+            "--store",
+            store.url,
+        ]
         noop.append(timed(lambda cmd=cmd, env=env: check(cmd, env)))  # type: ignore[misc]
         lists.append(log_path.read_bytes().count(b"list-type=2") - before)
 
@@ -121,16 +157,41 @@ def run_all(work: Path, endpoint: str, log_path: Path, count: int, size: int, re
     packages = [f"bulk{i:04d}==1.0" for i in range(count)]
     for i in range(repeat):
         hydrate_env = {**base_env, **store.env, "FLOWENV_CACHE_DIR": str(work / f"exec-cache-{i}")}
-        cmd = [sys.executable, "-m", "flowenv", "hydrate", "base", "--store", store.url,
-               "--project", "bulk", "--prefix", str(work / f"env-{i}")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "flowenv",
+            "hydrate",
+            "base",
+            "--store",
+            store.url,
+            "--project",
+            "bulk",
+            "--prefix",
+            str(work / f"env-{i}"),
+        ]
         hydrate.append(timed(lambda cmd=cmd, e=hydrate_env: check(cmd, e, cwd=work)))  # type: ignore[misc]
         uv_env = {**base_env, "UV_CACHE_DIR": str(work / f"uv-cache-{i}"), "UV_OFFLINE": "1"}
         venv = work / f"uv-env-{i}"
 
         def baseline(venv: Path = venv, uv_env: dict[str, str] = uv_env) -> None:
             check([str(BIN / "uv"), "venv", str(venv), "--python", "3.11", "--quiet"], uv_env)
-            check([str(BIN / "uv"), "pip", "install", "--python", str(venv / "bin/python"), "--no-index",
-                   "--find-links", str(wheelhouse), "--no-deps", "--quiet", *packages], uv_env)
+            check(
+                [
+                    str(BIN / "uv"),
+                    "pip",
+                    "install",
+                    "--python",
+                    str(venv / "bin/python"),
+                    "--no-index",
+                    "--find-links",
+                    str(wheelhouse),
+                    "--no-deps",
+                    "--quiet",
+                    *packages,
+                ],
+                uv_env,
+            )
 
         uv_install.append(timed(baseline))
 
@@ -148,8 +209,13 @@ def run_all(work: Path, endpoint: str, log_path: Path, count: int, size: int, re
         "hydrate_s": med(hydrate),
         "uv_pip_install_s": med(uv_install),
         "hydrate_ratio": round(med(hydrate) / med(uv_install), 2),
-        "runs": {"sync_flowenv": flowenv_sync, "sync_aws": aws_sync, "noop": noop,
-                 "hydrate": hydrate, "uv": uv_install},
+        "runs": {
+            "sync_flowenv": flowenv_sync,
+            "sync_aws": aws_sync,
+            "noop": noop,
+            "hydrate": hydrate,
+            "uv": uv_install,
+        },
         "id": uuid.uuid4().hex[:8],
     }
 

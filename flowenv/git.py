@@ -46,14 +46,27 @@ def toplevel(path: Path) -> Path:
 def commit_of(repo: Path, rev: str) -> str | None:
     """The full commit id ``rev`` names, or None when it names no commit."""
     # "--end-of-options" keeps a revision such as "-x" from being read as an option.
-    result = _git(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"], repo)
+    result = _git(
+        ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"], repo
+    )
     return result.stdout.strip() if result.returncode == 0 else None
 
 
 def list_files(repo: Path, commit: str, directory: str) -> list[str]:
     """Paths (relative to the repository root) of every file under ``directory`` at ``commit``."""
-    out = _checked(["ls-tree", "-r", "-z", "--name-only", "--full-tree", commit, "--",
-                    directory.rstrip("/") + "/"], repo)
+    out = _checked(
+        [
+            "ls-tree",
+            "-r",
+            "-z",
+            "--name-only",
+            "--full-tree",
+            commit,
+            "--",
+            directory.rstrip("/") + "/",
+        ],
+        repo,
+    )
     return sorted(p for p in out.split("\0") if p)
 
 
@@ -75,7 +88,9 @@ def git_path(repo: Path, name: str) -> Path:
     return path if path.is_absolute() else repo / path
 
 
-def merge_text(repo: Path, ours: str, base: str, theirs: str, labels: Sequence[str]) -> tuple[str, bool]:
+def merge_text(
+    repo: Path, ours: str, base: str, theirs: str, labels: Sequence[str]
+) -> tuple[str, bool]:
     """A three-way text merge the way git merges a file: (merged text, had conflicts)."""
     with tempfile.TemporaryDirectory(prefix="flowenv-merge-") as tmp:
         files = []
@@ -93,7 +108,14 @@ def merge_files(
     label_args: list[str] = []
     for label in labels:
         label_args += ["-L", label]
-    args: list[str | Path] = ["merge-file", *label_args, *([] if in_place else ["-p"]), ours, base, theirs]
+    args: list[str | Path] = [
+        "merge-file",
+        *label_args,
+        *([] if in_place else ["-p"]),
+        ours,
+        base,
+        theirs,
+    ]
     result = _git(args, repo)
     # merge-file exits with the number of conflicts; a negative status (>127) is an error.
     if result.returncode > 127:

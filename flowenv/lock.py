@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import attrs
 
-from flowenv._atomic import write_atomic
 from flowenv.config.models import Config
 from flowenv.errors import FlowenvError, UsageError
 from flowenv.lockers import LockOptions, locker_for
 from flowenv.locks.layout import LockTarget, is_fresh, targets
-from flowenv.spec import EnvSpec, Environments, build_environments
+from flowenv.spec import Environments, EnvSpec, build_environments
 
 
 @attrs.frozen(kw_only=True)
@@ -39,14 +37,17 @@ class LockResult:
     status: str
 
 
-def select_targets(config: Config, environments: Environments, selection: Selection) -> list[LockTarget]:
+def select_targets(
+    config: Config, environments: Environments, selection: Selection
+) -> list[LockTarget]:
     """The env × platform pairs a selection names; unknown names are a usage error."""
     known = environments.names()
     for name in selection.envs:
         if name not in known:
-            from flowenv.config.load import _did_you_mean
+            from flowenv.config.load import did_you_mean
 
-            raise UsageError(f"no environment named '{name}'{_did_you_mean(name, known)}; known: {', '.join(known)}")
+            hint = did_you_mean(name, known)
+            raise UsageError(f"no environment named '{name}'{hint}; known: {', '.join(known)}")
     for platform in selection.platforms:
         if platform not in config.project.platforms:
             raise UsageError(
@@ -94,13 +95,15 @@ def _run_job(config: Config, job: _Job, options: LockOptions) -> dict[Path, str]
     first = job.envs[0]
     texts = locker_for(first.kind)(config, first, job.platforms, options)
     # Identical inputs give identical files: resolve once, write for every env.
-    return {config.lock_root / env.name / name: text for env in job.envs for name, text in texts.items()}
+    return {
+        config.lock_root / env.name / name: text for env in job.envs for name, text in texts.items()
+    }
 
 
 def lock(
     config: Config,
     selection: Selection = Selection(),
-    options: LockOptions = LockOptions(),
+    options: LockOptions | None = None,
     jobs: int | None = None,
     on_plan: Callable[[int], None] | None = None,
     on_resolved: Callable[[str], None] | None = None,
@@ -110,6 +113,7 @@ def lock(
     Every resolution finishes before any file is written, so a failure in one
     environment leaves every lock file as it was.
     """
+    options = options or LockOptions()
     environments = build_environments(config)
     selected = select_targets(config, environments, selection)
     forced = options.upgrade or bool(options.upgrade_packages)
@@ -120,6 +124,9 @@ def lock(
         on_plan(len(work))
     texts: dict[Path, str] = {}
     errors: list[FlowenvError] = []
+    # Imported here: `lock --check` imports this module and never needs them.
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
     workers = max(1, min(jobs or os.cpu_count() or 1, len(work) or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {pool.submit(_run_job, config, job, options): job for job in work}
@@ -135,11 +142,15 @@ def lock(
         raise type(errors[0])("\n\n".join(e.message for e in errors))
     written = _write_changed(texts)
     for target in todo:
-        results.append(LockResult(target=target, status="written" if target.path in written else "unchanged"))
+        results.append(
+            LockResult(target=target, status="written" if target.path in written else "unchanged")
+        )
     return sorted(results, key=lambda r: (r.target.env.name, r.target.platform))
 
 
 def _write_changed(texts: dict[Path, str]) -> set[Path]:
+    from flowenv._atomic import write_atomic
+
     written = set()
     for path, text in sorted(texts.items()):
         try:

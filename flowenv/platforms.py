@@ -23,19 +23,22 @@ def host_platform() -> str:
     """The conda-style name of the platform this interpreter runs on."""
     machine = _platform.machine().lower()
     arm = machine in ("arm64", "aarch64")
-    if sys.platform.startswith("linux"):
+    # A plain str: mypy would otherwise judge the other OSes' branches unreachable.
+    system: str = sys.platform
+    if system.startswith("linux"):
         return "linux-aarch64" if arm else "linux-64"
-    if sys.platform == "darwin":
+    if system == "darwin":
         return "osx-arm64" if arm else "osx-64"
-    if sys.platform == "win32":
+    if system == "win32":
         return "win-64"
-    raise RuntimeError(f"unsupported host platform: {sys.platform} {machine}")
+    raise RuntimeError(f"unsupported host platform: {system} {machine}")
 
 
 def default_platforms() -> tuple[str, ...]:
     """linux-64 (where remote steps run) plus the host platform, in a stable order."""
     wanted = {"linux-64", host_platform()}
     return tuple(p for p in KNOWN_PLATFORMS if p in wanted)
+
 
 #: PEP 508 marker that holds exactly on each platform (a pylock's ``environments``),
 #: so an installer refuses a lock made for another platform.

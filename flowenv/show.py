@@ -24,7 +24,10 @@ def describe_env(config: Config, env: EnvSpec) -> dict[str, Any]:
         "steps": list(env.steps),
         "input-hash": env.input_hash(),
         "locks": {
-            t.platform: {"path": t.path.relative_to(config.root).as_posix(), "status": lock_status(t)}
+            t.platform: {
+                "path": t.path.relative_to(config.root).as_posix(),
+                "status": lock_status(t),
+            }
             for t in env_targets
         },
     }
@@ -44,11 +47,13 @@ def describe_steps(config: Config, steps: Sequence[str] = ()) -> dict[str, Any]:
     for name in names:
         if not name.isidentifier():
             raise UsageError(f"'{name}' is not a step name (steps are Python identifiers)")
-        shown.append({
-            "step": name,
-            "declared": name in declared,
-            "env": environments.env_of_step(name),
-        })
+        shown.append(
+            {
+                "step": name,
+                "declared": name in declared,
+                "env": environments.env_of_step(name),
+            }
+        )
     used = {s["env"] for s in shown} if steps else set(environments.names())
     return {
         "config": str(config.path),
@@ -68,7 +73,9 @@ def render_text(described: dict[str, Any]) -> str:
             lines.append(f"{step['step']}: disabled (system environment, no lock){note}")
             continue
         env = envs[step["env"]]
-        lines.append(f"{step['step']}: env {env['name']} ({env['kind']}, python {env['python']}){note}")
+        lines.append(
+            f"{step['step']}: env {env['name']} ({env['kind']}, python {env['python']}){note}"
+        )
         lines += [f"    pypi   {req}" for req in env["pypi"]]
         lines += [f"    conda  {req}" for req in env["conda"]]
         if env["channels"]:

@@ -55,7 +55,7 @@ class EnvSpec:
     channels: tuple[str, ...] = ()
     channel_priority: str = "strict"
     virtual_packages: tuple[tuple[str, str], ...] = ()
-    pypi_settings: PypiSettings = PypiSettings()
+    pypi_settings: PypiSettings = attrs.field(factory=PypiSettings)
     #: Steps that run in this environment (not part of the hash: it is not an input).
     steps: tuple[str, ...] = ()
 
@@ -115,7 +115,9 @@ class Environments:
         return None if BASE not in self.names() else BASE
 
 
-def _merge_by_key(parent: Iterable[object], child: Iterable[object], key: str) -> tuple[object, ...]:
+def _merge_by_key(
+    parent: Iterable[object], child: Iterable[object], key: str
+) -> tuple[object, ...]:
     merged = {getattr(p, key): p for p in parent}
     merged.update({getattr(c, key): c for c in child})
     return tuple(merged[k] for k in sorted(merged))
@@ -137,15 +139,20 @@ def build_environments(config: Config) -> Environments:
     if not config.base.disabled:
         decls[BASE] = ("base", config.base)
     for name, named in config.envs:
-        decls[name] = (f"envs.{name}", EnvDecl(
-            python=named.python or config.base.python,
-            pypi=named.pypi,
-            conda=named.conda,
-            channels=named.channels,
-        ))
+        decls[name] = (
+            f"envs.{name}",
+            EnvDecl(
+                python=named.python or config.base.python,
+                pypi=named.pypi,
+                conda=named.conda,
+                channels=named.channels,
+            ),
+        )
     for name, step in config.steps:
         parent_name = step.env or BASE
-        if step.disabled or (parent_name == BASE and config.base.disabled and not step.has_own_content()):
+        if step.disabled or (
+            parent_name == BASE and config.base.disabled and not step.has_own_content()
+        ):
             step_envs[name] = None
             continue
         parent = config.named_env(step.env) if step.env else config.base
@@ -157,23 +164,27 @@ def build_environments(config: Config) -> Environments:
         else:
             step_envs[name] = parent_name
     users: dict[str, list[str]] = {env: [] for env in decls}
-    for step, env in step_envs.items():
-        if env is not None:
-            users[env].append(step)
+    for step_name, env_name in step_envs.items():
+        if env_name is not None:
+            users[env_name].append(step_name)
     specs: list[EnvSpec] = []
     project = config.project
     for env_name, (_, decl) in decls.items():
         # The loader already rejected every environment without a Python version.
         assert decl.python, env_name
-        specs.append(EnvSpec(
-            name=env_name,
-            python=decl.python,
-            pypi=decl.pypi,
-            conda=decl.conda,
-            channels=decl.channels if decl.channels is not None else project.conda.channels,
-            channel_priority=project.conda.channel_priority,
-            virtual_packages=project.conda.virtual_packages,
-            pypi_settings=project.pypi,
-            steps=tuple(sorted(users[env_name])),
-        ))
-    return Environments(envs=tuple(sorted(specs, key=lambda e: e.name)), step_envs=tuple(sorted(step_envs.items())))
+        specs.append(
+            EnvSpec(
+                name=env_name,
+                python=decl.python,
+                pypi=decl.pypi,
+                conda=decl.conda,
+                channels=decl.channels if decl.channels is not None else project.conda.channels,
+                channel_priority=project.conda.channel_priority,
+                virtual_packages=project.conda.virtual_packages,
+                pypi_settings=project.pypi,
+                steps=tuple(sorted(users[env_name])),
+            )
+        )
+    return Environments(
+        envs=tuple(sorted(specs, key=lambda e: e.name)), step_envs=tuple(sorted(step_envs.items()))
+    )

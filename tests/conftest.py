@@ -62,7 +62,9 @@ def make_project(tmp_path: Path, simple_index: Path) -> Callable[..., Path]:
     pass ``project_extra`` lines to add keys to ``[project]``, ``index`` for another index.
     """
 
-    def make(body: str, project_extra: str = "", name: str = "proj", index: Path | None = None) -> Path:
+    def make(
+        body: str, project_extra: str = "", name: str = "proj", index: Path | None = None
+    ) -> Path:
         root = tmp_path / name
         root.mkdir(exist_ok=True)
         header = (

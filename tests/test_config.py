@@ -43,7 +43,7 @@ EXPECTED: dict[str, list[tuple[int, str, str]]] = {
             5,
             "steps.train.pypi.packages.numpy",
             "invalid version specifier '>=1.2,<<2' (expected a version like \"1.2.3\" "
-            "or a PEP 440 specifier like \">=1.2,<2\")",
+            'or a PEP 440 specifier like ">=1.2,<2")',
         ),
     ],
     "disabled_with_packages.toml": [
@@ -85,7 +85,7 @@ EXPECTED: dict[str, list[tuple[int, str, str]]] = {
         ),
     ],
     "bad_python_version.toml": [
-        (2, "base.python", "expected a Python version like \"3.11\" or \"3.11.9\", got '3'"),
+        (2, "base.python", 'expected a Python version like "3.11" or "3.11.9", got \'3\''),
     ],
     "bad_conda_package.toml": [
         (
@@ -102,7 +102,9 @@ EXPECTED: dict[str, list[tuple[int, str, str]]] = {
 PYPROJECT_HEADER = '[project]\nname = "wrapper"\nversion = "0"\n\n'
 
 
-def _render(path: Path, errors: list[tuple[int, str, str]], prefix: str = "", shift: int = 0) -> str:
+def _render(
+    path: Path, errors: list[tuple[int, str, str]], prefix: str = "", shift: int = 0
+) -> str:
     lines = [f"{path}:{line + shift}: {prefix}{key}: {message}" for line, key, message in errors]
     body = lines[0] if len(lines) == 1 else "\n" + "\n".join(lines)
     return f"flowenv: error: {body}\n" if len(lines) == 1 else f"flowenv: error:{body}\n"
@@ -191,7 +193,7 @@ def test_all_errors_reported_at_once_in_file_order(tmp_path: Path) -> None:
             10,
             "steps.train.pypi.packages.numpy",
             "invalid version specifier '>=1.2,<<2' (expected a version like \"1.2.3\" "
-            "or a PEP 440 specifier like \">=1.2,<2\")",
+            'or a PEP 440 specifier like ">=1.2,<2")',
         ),
         (10, "steps.train.pypi.packages.foo-bar", "'Foo_Bar' and 'foo-bar' name the same package"),
         (
@@ -229,8 +231,8 @@ def test_missing_python_in_step_and_named_env_when_base_is_disabled(tmp_path: Pa
     path = tmp_path / "flowenv.toml"
     path.write_text(
         "[base]\ndisabled = true\n\n"
-        "[steps.train]\npypi.packages = { alpha = \"1\" }\n\n"
-        "[envs.gpu]\nconda.packages = { pytorch = \"2.1\" }\n"
+        '[steps.train]\npypi.packages = { alpha = "1" }\n\n'
+        '[envs.gpu]\nconda.packages = { pytorch = "2.1" }\n'
     )
     with pytest.raises(ConfigError) as info:
         load_config(path)
@@ -308,7 +310,9 @@ def test_nearest_directory_wins_and_foreign_pyproject_is_skipped(
     (middle / "pyproject.toml").write_text('[tool.flowenv.base]\npython = "3.12"\n')
     inner = middle / "inner"
     inner.mkdir()
-    (inner / "pyproject.toml").write_text('[project]\nname = "other"\n[tool.ruff]\nline-length = 9\n')
+    (inner / "pyproject.toml").write_text(
+        '[project]\nname = "other"\n[tool.ruff]\nline-length = 9\n'
+    )
     assert _config_path(capsys, "-C", str(inner)) == str(middle / "pyproject.toml")
 
 

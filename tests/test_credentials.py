@@ -46,12 +46,16 @@ def _project(root: Path, index_url: str, packages: str = 'delta = "0.5"') -> Pat
 
 def _assert_no_secret_in_locks(root: Path) -> None:
     locks = sorted((root / "locks").rglob("*"))
-    assert [p.name for p in locks if p.is_file()] == ["pylock.linux-64.toml", "pylock.osx-arm64.toml"]
+    assert [p.name for p in locks if p.is_file()] == [
+        "pylock.linux-64.toml",
+        "pylock.osx-arm64.toml",
+    ]
     for path in locks:
         if path.is_file():
             text = path.read_text()
             assert SECRET not in text
-            assert f"{USER}:" not in text and f"{USER}@" not in text
+            assert f"{USER}:" not in text
+            assert f"{USER}@" not in text
 
 
 def test_credentials_in_the_url_stay_out_of_locks_and_output(
@@ -63,7 +67,10 @@ def test_credentials_in_the_url_stay_out_of_locks_and_output(
     captured = capsys.readouterr()
     assert SECRET not in captured.out + captured.err
     _assert_no_secret_in_locks(root)
-    wheels = {p.name: [w.url for w in p.wheels] for p in read_pylock(root / "locks/base/pylock.linux-64.toml")}
+    wheels = {
+        p.name: [w.url for w in p.wheels]
+        for p in read_pylock(root / "locks/base/pylock.linux-64.toml")
+    }
     assert wheels["delta"] == [f"{private_index}/files/delta-0.5-py3-none-any.whl"]
     # A rotated password is not a new input: the locks stay fresh.
     config = root / "flowenv.toml"
@@ -72,7 +79,9 @@ def test_credentials_in_the_url_stay_out_of_locks_and_output(
 
 
 def test_credentials_from_netrc(
-    private_index: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    private_index: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     netrc = tmp_path / "netrc"
@@ -85,14 +94,19 @@ def test_credentials_from_netrc(
     assert SECRET not in captured.out + captured.err
     _assert_no_secret_in_locks(root)
     assert {p.name: p.version for p in read_pylock(root / "locks/base/pylock.osx-arm64.toml")} == {
-        "alpha": "2.0", "beta": "1.5", "delta": "0.5", "gamma": "1.0",
+        "alpha": "2.0",
+        "beta": "1.5",
+        "delta": "0.5",
+        "gamma": "1.0",
     }
 
 
 def test_wrong_credentials_fail_without_echoing_them(
     private_index: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = _project(tmp_path / "proj", private_index.replace("http://", f"http://{USER}:{SECRET}-x@"))
+    root = _project(
+        tmp_path / "proj", private_index.replace("http://", f"http://{USER}:{SECRET}-x@")
+    )
     assert main(["-C", str(root), "lock", "-p", "linux-64"]) == 3
     err = capsys.readouterr().err
     assert err == (
@@ -130,7 +144,9 @@ def test_canonical_pylock_strips_userinfo_from_every_url() -> None:
         'version = "1.0"\n'
         f'index = "https://{USER}:{SECRET}@pypi.example/simple"\n'
         f'sdist = {{ url = "https://{USER}:{SECRET}@files.example/alpha-1.0.tar.gz" }}\n'
-        f'wheels = [{{ url = "https://__token__:{SECRET}@files.example/alpha-1.0-py3-none-any.whl" }}]\n'
+        "wheels = [\n"
+        f'  {{ url = "https://__token__:{SECRET}@files.example/alpha-1.0-py3-none-any.whl" }},\n'
+        "]\n"
     )
     text = canonical_pylock(uv_output, EnvSpec(name="base", python="3.11"), "linux-64")
     assert SECRET not in text

@@ -70,6 +70,11 @@ def _diff(root: Path, capsys, *args: str) -> tuple[int, str]:
     return code, captured.out + captured.err
 
 
+TRAIN_SUMMARY = (
+    "<summary><b>train</b> · linux-64, osx-arm64: "
+    "numpy 1.26.4 → 2.0.1, - pandas 2.2.2, + scipy 1.13.1</summary>"
+)
+
 TEXT_V1_V2 = """\
 gpu · linux-64, osx-arm64 (new environment)
   + numpy            1.26.4
@@ -87,7 +92,9 @@ def test_text_reports_bump_add_remove_and_new_env(project, capsys) -> None:
 
 def test_markdown_has_one_collapsible_section_per_env(project, capsys) -> None:
     root, _, _ = project
-    assert _diff(root, capsys, "--format", "markdown") == (0, textwrap.dedent("""\
+    assert _diff(root, capsys, "--format", "markdown") == (
+        0,
+        textwrap.dedent(f"""\
         ### flowenv lock changes (`HEAD` → working tree)
 
         <details>
@@ -102,7 +109,7 @@ def test_markdown_has_one_collapsible_section_per_env(project, capsys) -> None:
         </details>
 
         <details>
-        <summary><b>train</b> · linux-64, osx-arm64: numpy 1.26.4 → 2.0.1, - pandas 2.2.2, + scipy 1.13.1</summary>
+        {TRAIN_SUMMARY}
 
         **linux-64, osx-arm64**
 
@@ -113,7 +120,8 @@ def test_markdown_has_one_collapsible_section_per_env(project, capsys) -> None:
         | + | scipy | | 1.13.1 |
 
         </details>
-        """))
+        """),
+    )
 
 
 def test_json_is_complete_and_stable(project, capsys) -> None:
@@ -122,25 +130,54 @@ def test_json_is_complete_and_stable(project, capsys) -> None:
 
     def entry(name: str, version: str) -> dict[str, object]:
         wheel = wheels / f"{name}-{version}-py3-none-any.whl"
-        return {"version": version, "source": wheels.as_uri(), "manager": "pip",
-                "hashes": [f"sha256:{hashlib.sha256(wheel.read_bytes()).hexdigest()}"]}
+        return {
+            "version": version,
+            "source": wheels.as_uri(),
+            "manager": "pip",
+            "hashes": [f"sha256:{hashlib.sha256(wheel.read_bytes()).hexdigest()}"],
+        }
 
     train = [
-        {"package": "numpy", "change": "upgraded", "old": entry("numpy", "1.26.4"),
-         "new": entry("numpy", "2.0.1")},
+        {
+            "package": "numpy",
+            "change": "upgraded",
+            "old": entry("numpy", "1.26.4"),
+            "new": entry("numpy", "2.0.1"),
+        },
         {"package": "pandas", "change": "removed", "old": entry("pandas", "2.2.2"), "new": None},
         {"package": "scipy", "change": "added", "old": None, "new": entry("scipy", "1.13.1")},
     ]
     gpu = [{"package": "numpy", "change": "added", "old": None, "new": entry("numpy", "1.26.4")}]
     expected = {
-        "format": 1, "old": "HEAD", "new": "working tree",
-        "counts": {"upgraded": 2, "downgraded": 0, "changed": 0, "added": 4, "removed": 2,
-                   "source": 0, "hash": 0},
+        "format": 1,
+        "old": "HEAD",
+        "new": "working tree",
+        "counts": {
+            "upgraded": 2,
+            "downgraded": 0,
+            "changed": 0,
+            "added": 4,
+            "removed": 2,
+            "source": 0,
+            "hash": 0,
+        },
         "envs": [
-            {"env": "gpu", "status": "added", "platforms": [
-                {"platform": p, "status": "added", "changes": gpu} for p in ("linux-64", "osx-arm64")]},
-            {"env": "train", "status": "changed", "platforms": [
-                {"platform": p, "status": "changed", "changes": train} for p in ("linux-64", "osx-arm64")]},
+            {
+                "env": "gpu",
+                "status": "added",
+                "platforms": [
+                    {"platform": p, "status": "added", "changes": gpu}
+                    for p in ("linux-64", "osx-arm64")
+                ],
+            },
+            {
+                "env": "train",
+                "status": "changed",
+                "platforms": [
+                    {"platform": p, "status": "changed", "changes": train}
+                    for p in ("linux-64", "osx-arm64")
+                ],
+            },
         ],
     }
     code, out = _diff(root, capsys, "--format", "json")
@@ -155,25 +192,35 @@ def test_two_revisions_env_filter_platform_added_env_removed(project, capsys) ->
     # v3: train as in v2, the gpu env gone, a third platform.
     write(V1.replace('numpy = "1.26.4", pandas = "2.2.2"', 'numpy = "2.0.1", scipy = "1.13.1"'))
     toml = root / "flowenv.toml"
-    toml.write_text(toml.read_text().replace(
-        'platforms = ["linux-64", "osx-arm64"]', 'platforms = ["linux-64", "osx-arm64", "win-64"]'))
+    toml.write_text(
+        toml.read_text().replace(
+            'platforms = ["linux-64", "osx-arm64"]',
+            'platforms = ["linux-64", "osx-arm64", "win-64"]',
+        )
+    )
     for stale in (root / "locks/gpu").iterdir():
         stale.unlink()
     assert main(["-q", "-C", str(root), "lock"]) == 0
     commit_all(root, "v3: win-64, no gpu")
-    assert _diff(root, capsys, "HEAD~1", "HEAD") == (0, textwrap.dedent("""\
+    assert _diff(root, capsys, "HEAD~1", "HEAD") == (
+        0,
+        textwrap.dedent("""\
         base · win-64 (new platform)
         gpu · linux-64, osx-arm64 (environment removed, 1 package)
         train · win-64 (new platform)
           + numpy  2.0.1
           + scipy  1.13.1
-        """))
-    assert _diff(root, capsys, "HEAD~2", "HEAD~1", "train") == (0, textwrap.dedent("""\
+        """),
+    )
+    assert _diff(root, capsys, "HEAD~2", "HEAD~1", "train") == (
+        0,
+        textwrap.dedent("""\
         train · linux-64, osx-arm64
           ↑ numpy   1.26.4 → 2.0.1
           - pandas  2.2.2
           + scipy            1.13.1
-        """))
+        """),
+    )
     # One revision: against the work tree, which is clean now.
     assert _diff(root, capsys, "HEAD") == (0, "no lock changes (HEAD → working tree)\n")
 
@@ -183,15 +230,21 @@ def test_exit_code_only_when_there_are_changes(project, capsys) -> None:
     assert _diff(root, capsys, "--exit-code")[0] == 1
     commit_all(root, "v2")
     assert _diff(root, capsys, "--exit-code") == (0, "no lock changes (HEAD → working tree)\n")
-    assert _diff(root, capsys, "--format", "markdown") == (0, (
-        "### flowenv lock changes (`HEAD` → working tree)\n\nNo lock changes.\n"))
+    assert _diff(root, capsys, "--format", "markdown") == (
+        0,
+        ("### flowenv lock changes (`HEAD` → working tree)\n\nNo lock changes.\n"),
+    )
 
 
 def test_unknown_revision_or_env_is_a_usage_error(project, capsys) -> None:
     root, _, _ = project
-    assert _diff(root, capsys, "HEAD", "nope") == (2, (
-        "flowenv: error: no revision or environment named 'nope' "
-        "(environments with locks: base, gpu, train)\n"))
+    assert _diff(root, capsys, "HEAD", "nope") == (
+        2,
+        (
+            "flowenv: error: no revision or environment named 'nope' "
+            "(environments with locks: base, gpu, train)\n"
+        ),
+    )
 
 
 def test_outside_a_git_repository(make_project, capsys) -> None:
@@ -202,8 +255,12 @@ def test_outside_a_git_repository(make_project, capsys) -> None:
 def _run_on_tty(root: Path, env: dict[str, str]) -> str:
     """Run ``flowenv diff`` with its stdout on a real pseudo-terminal; what it printed."""
     controller, terminal = pty.openpty()
-    with subprocess.Popen([sys.executable, "-m", "flowenv", "-C", str(root), "diff"],
-                          stdout=terminal, stderr=subprocess.PIPE, env=env) as process:
+    with subprocess.Popen(
+        [sys.executable, "-m", "flowenv", "-C", str(root), "diff"],
+        stdout=terminal,
+        stderr=subprocess.PIPE,
+        env=env,
+    ) as process:
         os.close(terminal)
         chunks = []
         while True:

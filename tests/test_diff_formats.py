@@ -33,18 +33,36 @@ def _digest(text: str, algorithm: str = "sha256") -> str:
     return hashlib.new(algorithm, text.encode()).hexdigest()
 
 
-def conda_package(platform: str, name: str, version: str, build: str = "0",
-                  channel: str = FORGE, manager: str = "conda") -> dict[str, object]:
+def conda_package(
+    platform: str,
+    name: str,
+    version: str,
+    build: str = "0",
+    channel: str = FORGE,
+    manager: str = "conda",
+) -> dict[str, object]:
     if manager == "pip":
         filename = f"{name}-{version}-py3-none-any.whl"
         url = f"https://files.pythonhosted.org/packages/{_digest(filename)[:2]}/{filename}"
     else:
         filename = f"{name}-{version}-{build}.conda"
         url = f"{channel}/{platform}/{filename}"
-    hashes = {"sha256": _digest(url)} if manager == "pip" else {"md5": _digest(url, "md5"),
-                                                                   "sha256": _digest(url)}
-    return {"name": name, "version": version, "manager": manager, "platform": platform,
-            "dependencies": {}, "url": url, "hash": hashes, "category": "main", "optional": False}
+    hashes = (
+        {"sha256": _digest(url)}
+        if manager == "pip"
+        else {"md5": _digest(url, "md5"), "sha256": _digest(url)}
+    )
+    return {
+        "name": name,
+        "version": version,
+        "manager": manager,
+        "platform": platform,
+        "dependencies": {},
+        "url": url,
+        "hash": hashes,
+        "category": "main",
+        "optional": False,
+    }
 
 
 def conda_lock(packages: list[dict[str, object]], platforms: tuple[str, ...]) -> str:
@@ -64,12 +82,23 @@ def conda_lock(packages: list[dict[str, object]], platforms: tuple[str, ...]) ->
 
 def pylock(packages: list[tuple[str, str, str, str]]) -> str:
     """A PEP 751 file: (name, version, index, wheel content) per package."""
-    parts = ['lock-version = "1.0"', 'created-by = "flowenv"', "",
-             "[tool.flowenv]", 'platform = "linux-64"']
+    parts = [
+        'lock-version = "1.0"',
+        'created-by = "flowenv"',
+        "",
+        "[tool.flowenv]",
+        'platform = "linux-64"',
+    ]
     for name, version, index, content in packages:
         url = f"{index.replace('/simple', '')}/files/{name}-{version}-py3-none-any.whl"
-        parts += ["", "[[packages]]", f'name = "{name}"', f'version = "{version}"', f'index = "{index}"',
-                  f'wheels = [{{ url = "{url}", hashes = {{ sha256 = "{_digest(content)}" }} }}]']
+        parts += [
+            "",
+            "[[packages]]",
+            f'name = "{name}"',
+            f'version = "{version}"',
+            f'index = "{index}"',
+            f'wheels = [{{ url = "{url}", hashes = {{ sha256 = "{_digest(content)}" }} }}]',
+        ]
     return "\n".join(parts) + "\n"
 
 
@@ -94,6 +123,10 @@ def _diff(root: Path, capsys, *args: str) -> tuple[int, str]:
 
 
 BOTH = ("linux-64", "osx-arm64")
+SUMMARY = (
+    "<summary><b>train</b> · linux-64, osx-arm64: "
+    "2 upgraded, 1 downgraded, 1 added, 1 source changed, 1 hash changed</summary>"
+)
 
 
 def _old_conda() -> str:
@@ -133,7 +166,9 @@ def test_conda_lock_changes_per_platform(tmp_path, capsys) -> None:
     commit_all(root, "old")
     _write(root, "locks/train/conda-lock.yml", _new_conda())
     # 1.1.1w -> 1.1.1v is not PEP 440: the natural order still calls it a downgrade.
-    assert _diff(root, capsys) == (0, textwrap.dedent(f"""\
+    assert _diff(root, capsys) == (
+        0,
+        textwrap.dedent(f"""\
         train · linux-64
           ↑ numpy     1.26.4 → 2.0.1
           ↓ openssl   1.1.1w → 1.1.1v
@@ -145,7 +180,8 @@ def test_conda_lock_changes_per_platform(tmp_path, capsys) -> None:
           ↑ numpy     1.26.4 → 2.0.1
           ↑ requests  2.31.0 → 2.32.3
           + scipy              1.13.1
-        """))
+        """),
+    )
 
 
 def test_conda_lock_markdown_counts_when_platforms_differ(tmp_path, capsys) -> None:
@@ -160,7 +196,7 @@ def test_conda_lock_markdown_counts_when_platforms_differ(tmp_path, capsys) -> N
         ### flowenv lock changes (`HEAD~1` → `HEAD`)
 
         <details>
-        <summary><b>train</b> · linux-64, osx-arm64: 2 upgraded, 1 downgraded, 1 added, 1 source changed, 1 hash changed</summary>
+        {SUMMARY}
 
         **linux-64**
 
@@ -188,16 +224,25 @@ def test_conda_lock_markdown_counts_when_platforms_differ(tmp_path, capsys) -> N
 def test_pylock_same_version_new_index_and_new_hash(tmp_path, capsys) -> None:
     root = _project(tmp_path)
     pypi, mirror = "https://pypi.org/simple", "https://mirror.example.org/simple"
-    _write(root, "locks/base/pylock.linux-64.toml",
-           pylock([("alpha", "2.0", pypi, "a"), ("beta", "1.5", pypi, "b")]))
+    _write(
+        root,
+        "locks/base/pylock.linux-64.toml",
+        pylock([("alpha", "2.0", pypi, "a"), ("beta", "1.5", pypi, "b")]),
+    )
     commit_all(root, "old")
-    _write(root, "locks/base/pylock.linux-64.toml",
-           pylock([("alpha", "2.0", mirror, "a"), ("beta", "1.5", pypi, "rebuilt")]))
-    assert _diff(root, capsys) == (0, textwrap.dedent(f"""\
+    _write(
+        root,
+        "locks/base/pylock.linux-64.toml",
+        pylock([("alpha", "2.0", mirror, "a"), ("beta", "1.5", pypi, "rebuilt")]),
+    )
+    assert _diff(root, capsys) == (
+        0,
+        textwrap.dedent(f"""\
         base · linux-64
           ~ alpha  2.0   source {pypi} → {mirror}
           ~ beta   1.5   hash changed
-        """))
+        """),
+    )
     code, out = _diff(root, capsys, "--format", "json", "--exit-code")
     assert code == 1
     assert '"change": "hash"' in out
@@ -206,11 +251,14 @@ def test_pylock_same_version_new_index_and_new_hash(tmp_path, capsys) -> None:
 
 def test_malformed_lock_is_one_clear_error(tmp_path, capsys) -> None:
     root = _project(tmp_path)
-    _write(root, "locks/base/pylock.linux-64.toml", pylock([("alpha", "2.0", "https://x/simple", "a")]))
+    _write(
+        root, "locks/base/pylock.linux-64.toml", pylock([("alpha", "2.0", "https://x/simple", "a")])
+    )
     commit_all(root, "old")
     _write(root, "locks/base/pylock.linux-64.toml", "packages = [\n")
     code, out = _diff(root, capsys)
     assert code == 2
     assert out.startswith(
-        "flowenv: error: working tree:locks/base/pylock.linux-64.toml: not a PEP 751 lock file: ")
+        "flowenv: error: working tree:locks/base/pylock.linux-64.toml: not a PEP 751 lock file: "
+    )
     assert "Traceback" not in out

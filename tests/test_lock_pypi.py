@@ -30,7 +30,9 @@ def test_lock_selects_platform_specific_wheels(make_project, capsys) -> None:
     linux = {p.name: p for p in read_pylock(root / "locks/base/pylock.linux-64.toml")}
     mac = {p.name: p for p in read_pylock(root / "locks/base/pylock.osx-arm64.toml")}
     assert sorted(linux) == ["alpha", "beta", "delta", "gamma"]
-    assert [w.name for w in linux["gamma"].wheels] == ["gamma-1.0-py3-none-manylinux_2_17_x86_64.whl"]
+    assert [w.name for w in linux["gamma"].wheels] == [
+        "gamma-1.0-py3-none-manylinux_2_17_x86_64.whl"
+    ]
     assert [w.name for w in mac["gamma"].wheels] == ["gamma-1.0-py3-none-macosx_11_0_arm64.whl"]
     assert linux["alpha"].version == "2.0"
 
@@ -99,7 +101,10 @@ def _uv(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProce
     # --no-config: the developer's uv.toml must not change what the test sees.
     return subprocess.run(
         [uv_binary(), *map(str, args), "--no-config", "--offline", "--color", "never"],
-        capture_output=True, text=True, check=False, cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=cwd,
     )
 
 
@@ -117,18 +122,38 @@ def test_lock_installs_offline_into_a_fresh_venv(make_project, tmp_path: Path) -
     assert created.returncode == 0, created.stderr
     python = venv / "bin" / "python"
     # uv 0.13 reads PEP 751 files with `pip sync` (and `pip install -r`) as a preview feature.
-    synced = _uv("pip", "sync", "--preview-features", "pylock", "--python", python,
-                 root / "locks/base/pylock.linux-64.toml")
+    synced = _uv(
+        "pip",
+        "sync",
+        "--preview-features",
+        "pylock",
+        "--python",
+        python,
+        root / "locks/base/pylock.linux-64.toml",
+    )
     assert synced.returncode == 0, synced.stderr
     imported = subprocess.run(
-        [python, "-c", "import alpha, beta, gamma, delta\n"
-         "print(alpha.VERSION, beta.VERSION, gamma.TAG, delta.VERSION)"],
-        capture_output=True, text=True, check=True,
+        [
+            python,
+            "-c",
+            "import alpha, beta, gamma, delta\n"
+            "print(alpha.VERSION, beta.VERSION, gamma.TAG, delta.VERSION)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert imported.stdout == "2.0 1.5 py3-none-manylinux_2_17_x86_64 0.5\n"
     # The environments marker makes an installer refuse a lock made for another platform.
-    refused = _uv("pip", "sync", "--preview-features", "pylock", "--python", python,
-                  root / "locks/base/pylock.osx-arm64.toml")
+    refused = _uv(
+        "pip",
+        "sync",
+        "--preview-features",
+        "pylock",
+        "--python",
+        python,
+        root / "locks/base/pylock.osx-arm64.toml",
+    )
     assert refused.returncode == 2
     assert "error: The target environment is not supported by the lockfile" in refused.stderr
 
@@ -152,25 +177,35 @@ def test_identical_specs_are_resolved_once(make_project) -> None:
     )
     planned: list[int] = []
     resolved: list[str] = []
-    results = lock(load_config(root / "flowenv.toml"), on_plan=planned.append,
-                   on_resolved=resolved.append)
+    results = lock(
+        load_config(root / "flowenv.toml"), on_plan=planned.append, on_resolved=resolved.append
+    )
     assert planned == [4]
     assert sorted(resolved) == [
-        "base · linux-64", "base · osx-arm64", "score, train · linux-64", "score, train · osx-arm64",
+        "base · linux-64",
+        "base · osx-arm64",
+        "score, train · linux-64",
+        "score, train · osx-arm64",
     ]
     assert [(r.target.label, r.status) for r in results] == [
-        ("base · linux-64", "written"), ("base · osx-arm64", "written"),
-        ("score · linux-64", "written"), ("score · osx-arm64", "written"),
-        ("train · linux-64", "written"), ("train · osx-arm64", "written"),
+        ("base · linux-64", "written"),
+        ("base · osx-arm64", "written"),
+        ("score · linux-64", "written"),
+        ("score · osx-arm64", "written"),
+        ("train · linux-64", "written"),
+        ("train · osx-arm64", "written"),
     ]
     for platform in ("linux-64", "osx-arm64"):
         name = f"pylock.{platform}.toml"
-        assert (root / "locks/train" / name).read_bytes() == (root / "locks/score" / name).read_bytes()
+        assert (root / "locks/train" / name).read_bytes() == (
+            root / "locks/score" / name
+        ).read_bytes()
     # Unchanged input: nothing is planned, nothing resolved.
     planned.clear()
     resolved.clear()
-    again = lock(load_config(root / "flowenv.toml"), on_plan=planned.append,
-                 on_resolved=resolved.append)
+    again = lock(
+        load_config(root / "flowenv.toml"), on_plan=planned.append, on_resolved=resolved.append
+    )
     assert planned == [0]
     assert resolved == []
     assert {r.status for r in again} == {"fresh"}
@@ -181,10 +216,12 @@ def _pins(path: Path) -> dict[str, str]:
 
 
 def test_upgrade_and_upgrade_package(make_project, make_index, capsys) -> None:
-    index = make_index([
-        WheelSpec(name="alpha", version="1.0"),
-        WheelSpec(name="beta", version="1.0"),
-    ])
+    index = make_index(
+        [
+            WheelSpec(name="alpha", version="1.0"),
+            WheelSpec(name="beta", version="1.0"),
+        ]
+    )
     root = make_project(
         """
         [base]
@@ -235,7 +272,10 @@ def test_env_and_platform_selection(make_project, capsys) -> None:
         """
     )
     assert main(["-C", str(root), "lock", "train", "--platform", "osx-arm64"]) == 0
-    assert capsys.readouterr().out == "  written  train · osx-arm64  locks/train/pylock.osx-arm64.toml\n"
+    assert (
+        capsys.readouterr().out
+        == "  written  train · osx-arm64  locks/train/pylock.osx-arm64.toml\n"
+    )
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("pylock.*")) == [
         "locks/train/pylock.osx-arm64.toml",
     ]

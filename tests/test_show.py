@@ -67,7 +67,9 @@ def test_show_text(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     )
 
 
-def test_show_selected_and_undeclared_steps(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_show_selected_and_undeclared_steps(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["-C", str(project), "show", "end", "peekaboo"]) == 0
     assert capsys.readouterr().out == (
         "end: env base (pypi, python 3.11) [not declared: as base]\n"

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from flowenv import __version__
 from flowenv.errors import EXIT_USAGE, FlowenvError
@@ -33,7 +34,7 @@ COMMANDS: dict[str, str] = {
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: UP037
+    def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"flowenv: error: {message}\n")
 
@@ -44,13 +45,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reproducible per-step, per-platform environments for ML workflows.",
     )
     parser.add_argument("--version", action="version", version=f"flowenv {__version__}")
-    parser.add_argument("-C", dest="directory", type=Path, metavar="DIR",
-                        help="run as if started in DIR (config discovery starts there)")
-    parser.add_argument("-c", "--config", type=Path, metavar="FILE",
-                        help="use this flowenv.toml or pyproject.toml; no discovery, no fallback")
+    parser.add_argument(
+        "-C",
+        dest="directory",
+        type=Path,
+        metavar="DIR",
+        help="run as if started in DIR (config discovery starts there)",
+    )
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="use this flowenv.toml or pyproject.toml; no discovery, no fallback",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="print only errors and results")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
-    for name, module in COMMANDS.items():
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
+    for module in COMMANDS.values():
         importlib.import_module(module).register(sub)
     return parser
 
@@ -60,8 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except FlowenvError as exc:
-        print(f"flowenv: error: {exc.message}" if "\n" not in exc.message else
-              f"flowenv: error:\n{exc.message}", file=sys.stderr)
+        print(
+            f"flowenv: error: {exc.message}"
+            if "\n" not in exc.message
+            else f"flowenv: error:\n{exc.message}",
+            file=sys.stderr,
+        )
         return exc.exit_code
     except KeyboardInterrupt:
         print("flowenv: interrupted", file=sys.stderr)

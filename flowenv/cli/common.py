@@ -16,5 +16,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def add_selection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("envs", nargs="*", metavar="ENV", help="environments (default: all)")
-    parser.add_argument("-p", "--platform", action="append", default=[], dest="platforms",
-                        metavar="P", help="only this platform (repeatable; default: all of the project's)")
+    parser.add_argument(
+        "-p",
+        "--platform",
+        action="append",
+        default=[],
+        dest="platforms",
+        metavar="P",
+        help="only this platform (repeatable; default: all of the project's)",
+    )

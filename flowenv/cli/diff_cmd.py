@@ -16,21 +16,37 @@ _FORMATS = ("text", "markdown", "json")
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
-        "diff", help="show lock changes between two git revisions",
+        "diff",
+        help="show lock changes between two git revisions",
         description=(
             "Compare lock files between git revisions: HEAD and the working tree by default, "
             "REV and the working tree, or REV and REV2. Leading arguments that name commits are "
             "revisions; the rest are environments to restrict the report to."
         ),
     )
-    parser.add_argument("arguments", nargs="*", metavar="[REV [REV2]] [ENV ...]",
-                        help="revisions, then environments (default: HEAD, every environment)")
-    parser.add_argument("--format", choices=_FORMATS, default="text",
-                        help="text (aligned, for a terminal), markdown (a PR comment), json (tools)")
-    parser.add_argument("--exit-code", action="store_true",
-                        help="exit 1 when there are changes, like git diff --exit-code")
-    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                        help="colour text output (auto: on a terminal unless NO_COLOR is set)")
+    parser.add_argument(
+        "arguments",
+        nargs="*",
+        metavar="[REV [REV2]] [ENV ...]",
+        help="revisions, then environments (default: HEAD, every environment)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=_FORMATS,
+        default="text",
+        help="text (aligned, for a terminal), markdown (a PR comment), json (tools)",
+    )
+    parser.add_argument(
+        "--exit-code",
+        action="store_true",
+        help="exit 1 when there are changes, like git diff --exit-code",
+    )
+    parser.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour text output (auto: on a terminal unless NO_COLOR is set)",
+    )
     parser.set_defaults(run=run)
 
 

@@ -15,16 +15,23 @@ _FORMATS = ("requirements", "explicit", "environment-yml")
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
-        "export", help="export a lock as requirements.txt, a conda @EXPLICIT list or environment.yml",
+        "export",
+        help="export a lock as requirements.txt, a conda @EXPLICIT list or environment.yml",
         description="Write one environment's lock for one platform in another tool's format.",
     )
     parser.add_argument("env", metavar="ENV", help="the environment to export")
-    parser.add_argument("-p", "--platform", metavar="P",
-                        help="the platform (default: the project's only platform)")
-    parser.add_argument("--format", choices=_FORMATS, default="requirements",
-                        help="requirements (pip-tools style, with --hash), explicit (conda), "
-                             "environment-yml")
-    parser.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here, not to stdout")
+    parser.add_argument(
+        "-p", "--platform", metavar="P", help="the platform (default: the project's only platform)"
+    )
+    parser.add_argument(
+        "--format",
+        choices=_FORMATS,
+        default="requirements",
+        help="requirements (pip-tools style, with --hash), explicit (conda), environment-yml",
+    )
+    parser.add_argument(
+        "-o", "--output", type=Path, metavar="FILE", help="write here, not to stdout"
+    )
     parser.set_defaults(run=run)
 
 
@@ -38,13 +45,17 @@ def run(args: argparse.Namespace) -> int:
     if platform is None:
         if len(config.project.platforms) != 1:
             raise UsageError(
-                f"--platform is required: the project locks {', '.join(config.project.platforms)}")
+                f"--platform is required: the project locks {', '.join(config.project.platforms)}"
+            )
         platform = config.project.platforms[0]
     text = export(config, args.env, platform, args.format)
     target = export_target(config, args.env, platform)
     if not is_fresh(target) and not args.quiet:
-        print(f"flowenv: warning: the lock of {target.label} is stale; exported as it is "
-              "(run `flowenv lock` to update it)", file=sys.stderr)
+        print(
+            f"flowenv: warning: the lock of {target.label} is stale; exported as it is "
+            "(run `flowenv lock` to update it)",
+            file=sys.stderr,
+        )
     if args.output is None:
         sys.stdout.write(text)
     else:

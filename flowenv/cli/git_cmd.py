@@ -12,26 +12,34 @@ from flowenv.errors import CheckFailed, UsageError
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
-        "git", help="git integration: lock textconv, lock merge driver, pre-commit lock hook",
+        "git",
+        help="git integration: lock textconv, lock merge driver, pre-commit lock hook",
         description="Commands for git's configuration and for pre-commit, not for typing.",
     )
     commands = parser.add_subparsers(dest="git_command", metavar="COMMAND", required=True)
 
     textconv = commands.add_parser(
-        "textconv", help="print a lock file as `name version` lines (diff.<driver>.textconv)")
+        "textconv", help="print a lock file as `name version` lines (diff.<driver>.textconv)"
+    )
     textconv.add_argument("file", type=Path, metavar="FILE")
     textconv.set_defaults(run=run_textconv)
 
     merge = commands.add_parser(
-        "merge-driver", help="re-lock a conflicting lock file (merge.<driver>.driver = ... %%O %%A %%B %%P)")
+        "merge-driver",
+        help="re-lock a conflicting lock file (merge.<driver>.driver = ... %%O %%A %%B %%P)",
+    )
     merge.add_argument("base", type=Path, metavar="O", help="the common ancestor's version (%%O)")
-    merge.add_argument("ours", type=Path, metavar="A", help="our version; receives the result (%%A)")
+    merge.add_argument(
+        "ours", type=Path, metavar="A", help="our version; receives the result (%%A)"
+    )
     merge.add_argument("theirs", type=Path, metavar="B", help="their version (%%B)")
     merge.add_argument("path", metavar="P", help="the lock file's path in the repository (%%P)")
     merge.set_defaults(run=run_merge_driver)
 
     hook = commands.add_parser(
-        "lock-hook", help="lock what is stale; exit 1 if a lock file changed (pre-commit flowenv-lock)")
+        "lock-hook",
+        help="lock what is stale; exit 1 if a lock file changed (pre-commit flowenv-lock)",
+    )
     hook.set_defaults(run=run_lock_hook)
 
 
@@ -67,7 +75,8 @@ def run_lock_hook(args: argparse.Namespace) -> int:
     if written:
         # Like a formatter hook: the files are fixed, the commit is not, so the
         # author sees and stages the new locks.
-        paths = "\n".join(f"  {r.target.path.relative_to(config.root)}  ({r.target.label})"
-                          for r in written)
+        paths = "\n".join(
+            f"  {r.target.path.relative_to(config.root)}  ({r.target.label})" for r in written
+        )
         raise CheckFailed(f"stale locks were re-locked; review and stage them:\n{paths}")
     return 0

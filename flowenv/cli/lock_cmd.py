@@ -11,18 +11,40 @@ from flowenv.errors import CheckFailed
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("lock", help="resolve environments into per-platform lock files",
-                            description="Resolve every stale env × platform and write its lock file.")
+    parser = sub.add_parser(
+        "lock",
+        help="resolve environments into per-platform lock files",
+        description="Resolve every stale env × platform and write its lock file.",
+    )
     add_selection(parser)
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--check", action="store_true",
-                      help="resolve nothing; exit 1 naming every stale or missing lock")
-    mode.add_argument("-U", "--upgrade", action="store_true",
-                      help="re-resolve everything selected, allowing every package to move")
-    mode.add_argument("-P", "--upgrade-package", action="append", default=[], metavar="PKG",
-                      help="re-resolve, allowing PKG to move (repeatable)")
-    parser.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
-                        help="resolutions run at once (default: number of CPUs)")
+    mode.add_argument(
+        "--check",
+        action="store_true",
+        help="resolve nothing; exit 1 naming every stale or missing lock",
+    )
+    mode.add_argument(
+        "-U",
+        "--upgrade",
+        action="store_true",
+        help="re-resolve everything selected, allowing every package to move",
+    )
+    mode.add_argument(
+        "-P",
+        "--upgrade-package",
+        action="append",
+        default=[],
+        metavar="PKG",
+        help="re-resolve, allowing PKG to move (repeatable)",
+    )
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="resolutions run at once (default: number of CPUs)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -56,8 +78,14 @@ def _lock(args: argparse.Namespace, config: Any, selection: Any) -> int:
         from flowenv.cli.progress import JobProgress
 
         with JobProgress("resolving") as progress:
-            results = lock(config, selection, options, jobs=args.jobs,
-                           on_plan=progress.plan, on_resolved=progress.done)
+            results = lock(
+                config,
+                selection,
+                options,
+                jobs=args.jobs,
+                on_plan=progress.plan,
+                on_resolved=progress.done,
+            )
     else:
         results = lock(config, selection, options, jobs=args.jobs)
     if not args.quiet:

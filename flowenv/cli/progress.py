@@ -13,8 +13,12 @@ class JobProgress:
 
     def __init__(self, verb: str) -> None:
         self._progress = Progress(
-            SpinnerColumn(), TextColumn(f"{verb} {{task.description}}"), BarColumn(),
-            MofNCompleteColumn(), console=Console(stderr=True), transient=True,
+            SpinnerColumn(),
+            TextColumn(f"{verb} {{task.description}}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=Console(stderr=True),
+            transient=True,
         )
         self._task = self._progress.add_task("", total=None)
 
@@ -22,7 +26,9 @@ class JobProgress:
         self._progress.start()
         return self
 
-    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+    def __exit__(
+        self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
+    ) -> None:
         self._progress.stop()
 
     def plan(self, total: int) -> None:

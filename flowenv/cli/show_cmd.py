@@ -11,9 +11,14 @@ from flowenv.cli.common import config_from_args
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("show", help="show each step's effective environment and its lock",
-                            description="Show each step's effective (merged) environment.")
-    parser.add_argument("steps", nargs="*", metavar="STEP", help="steps to show (default: all declared)")
+    parser = sub.add_parser(
+        "show",
+        help="show each step's effective environment and its lock",
+        description="Show each step's effective (merged) environment.",
+    )
+    parser.add_argument(
+        "steps", nargs="*", metavar="STEP", help="steps to show (default: all declared)"
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(run=run)
 

@@ -55,7 +55,9 @@ _PYTHON_VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
 _PYPI_NAME = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])(\[([^\]]*)\])?$")
 _CONDA_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _CONDA_BARE_VERSION = re.compile(r"^[0-9][0-9A-Za-z_.+!]*$")
-_CONDA_SPEC = re.compile(r"^[<>=!~]{0,2}[0-9A-Za-z_.*+!]+([,|]\s*[<>=!~]{0,2}[0-9A-Za-z_.*+!]+)*(\s+[0-9A-Za-z_.*+]+)?$")
+_CONDA_SPEC = re.compile(
+    r"^[<>=!~]{0,2}[0-9A-Za-z_.*+!]+([,|]\s*[<>=!~]{0,2}[0-9A-Za-z_.*+!]+)*(\s+[0-9A-Za-z_.*+]+)?$"
+)
 #: A virtual package's version, optionally with a build string: "2.28", "1=x86_64_v3".
 _VIRTUAL_VALUE = re.compile(r"^[0-9][0-9A-Za-z_.]*(=[0-9A-Za-z_.]+)?$")
 _NAME_SEPARATORS = re.compile(r"[-_.]+")
@@ -69,9 +71,14 @@ def normalize_pypi_name(name: str) -> str:
     return _NAME_SEPARATORS.sub("-", name).lower()
 
 
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or ""."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+#: The name other modules imported before it became public.
+_did_you_mean = did_you_mean
 
 
 def _type_name(value: object) -> str:
@@ -86,7 +93,7 @@ def _type_name(value: object) -> str:
 
 
 def render_key_path(path: KeyPath) -> str:
-    """``("steps", "train", "conda", "packages", "pytorch::pytorch")`` -> ``steps.train...."pytorch::pytorch"``.
+    """``("steps", "t", "conda", "packages", "a::b")`` -> ``steps.t.conda.packages."a::b"``.
 
     Written the way TOML spells the key, so it can be searched for in the file.
     """
@@ -95,7 +102,11 @@ def render_key_path(path: KeyPath) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
             continue
-        key = part if _BARE_KEY.match(part) else '"' + part.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        key = (
+            part
+            if _BARE_KEY.match(part)
+            else '"' + part.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        )
         out += f".{key}" if out else key
     return out
 
@@ -113,7 +124,9 @@ class _Validator:
     def error(self, path: KeyPath, message: str) -> None:
         full = (*self.prefix, *path)
         self.reported.add(path)
-        self.diagnostics.append(Diagnostic(self.file, line_of(self.lines, full), render_key_path(full), message))
+        self.diagnostics.append(
+            Diagnostic(self.file, line_of(self.lines, full), render_key_path(full), message)
+        )
 
     # -- shapes --------------------------------------------------------------
     def table(self, value: object, path: KeyPath, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -122,7 +135,7 @@ class _Validator:
             return {}
         for key in value:
             if key not in allowed:
-                self.error((*path, key), f"unknown key{_did_you_mean(key, allowed)}")
+                self.error((*path, key), f"unknown key{did_you_mean(key, allowed)}")
         return {k: v for k, v in value.items() if k in allowed}
 
     def typed(self, value: object, path: KeyPath, kind: type[T], what: str) -> T | None:
@@ -137,7 +150,9 @@ class _Validator:
             return None
         return self.typed(table[key], (*path, key), str, "a string")
 
-    def string_list(self, table: Mapping[str, Any], key: str, path: KeyPath) -> tuple[str, ...] | None:
+    def string_list(
+        self, table: Mapping[str, Any], key: str, path: KeyPath
+    ) -> tuple[str, ...] | None:
         if key not in table:
             return None
         value = self.typed(table[key], (*path, key), list, "an array of strings")
@@ -165,14 +180,14 @@ class _Validator:
             self.error(
                 (*conda_path, "channel-priority"),
                 f"expected one of {', '.join(CHANNEL_PRIORITIES)}, got '{priority}'"
-                + _did_you_mean(priority, CHANNEL_PRIORITIES),
+                + did_you_mean(priority, CHANNEL_PRIORITIES),
             )
         virtual = self.string_table(conda_table, "virtual-packages", conda_path)
         for name, value in virtual.items():
             if not name.startswith("__") or not _VIRTUAL_VALUE.match(value):
                 self.error(
                     (*conda_path, "virtual-packages", name),
-                    f"expected a virtual package like __glibc = \"2.28\" "
+                    f'expected a virtual package like __glibc = "2.28" '
                     f"(or \"version=build\"), got {name} = '{value}'",
                 )
         conda = CondaSettings(
@@ -204,7 +219,7 @@ class _Validator:
             if name not in KNOWN_PLATFORMS:
                 self.error(
                     (*path, "platforms", i),
-                    f"unknown platform '{name}'{_did_you_mean(name, KNOWN_PLATFORMS)}; "
+                    f"unknown platform '{name}'{did_you_mean(name, KNOWN_PLATFORMS)}; "
                     f"expected one of {', '.join(KNOWN_PLATFORMS)}",
                 )
         return tuple(p for p in KNOWN_PLATFORMS if p in names)
@@ -234,7 +249,10 @@ class _Validator:
         table = self.table(raw, path, allowed)
         python = self.string(table, "python", path)
         if python is not None and not _PYTHON_VERSION.match(python):
-            self.error((*path, "python"), f"expected a Python version like \"3.11\" or \"3.11.9\", got '{python}'")
+            self.error(
+                (*path, "python"),
+                f'expected a Python version like "3.11" or "3.11.9", got \'{python}\'',
+            )
         self.table(table.get("pypi", {}), (*path, "pypi"), PYPI_KEYS)
         pypi = self.packages(table, "pypi", path, PYPI_KEYS, self.pypi_package)
         conda_path: KeyPath = (*path, "conda")
@@ -273,7 +291,9 @@ class _Validator:
         key = "packages" if "packages" in section else "libraries"
         raw = section.get(key, {})
         if not isinstance(raw, dict):
-            self.error((*manager_path, key), f"expected a table of name = version, got {_type_name(raw)}")
+            self.error(
+                (*manager_path, key), f"expected a table of name = version, got {_type_name(raw)}"
+            )
             return []
         parsed: list[T] = []
         seen: dict[str, str] = {}
@@ -297,7 +317,13 @@ class _Validator:
         if not match:
             self.error(path, f"invalid package name '{key}'")
             return None
-        extras = tuple(sorted(normalize_pypi_name(e.strip()) for e in (match.group(3) or "").split(",") if e.strip()))
+        extras = tuple(
+            sorted(
+                normalize_pypi_name(e.strip())
+                for e in (match.group(3) or "").split(",")
+                if e.strip()
+            )
+        )
         text = self.typed(spec, path, str, "a version string")
         if text is None:
             return None
@@ -306,10 +332,12 @@ class _Validator:
             self.error(
                 path,
                 f"invalid version specifier '{text}' (expected a version like \"1.2.3\" "
-                "or a PEP 440 specifier like \">=1.2,<2\")",
+                'or a PEP 440 specifier like ">=1.2,<2")',
             )
             return None
-        return PypiPackage(name=normalize_pypi_name(match.group(1)), specifier=specifier, extras=extras)
+        return PypiPackage(
+            name=normalize_pypi_name(match.group(1)), specifier=specifier, extras=extras
+        )
 
     def conda_package(self, key: str, spec: object, path: KeyPath) -> CondaPackage | None:
         channel, sep, name = key.rpartition("::")
@@ -324,7 +352,7 @@ class _Validator:
             self.error(
                 path,
                 f"invalid conda version spec '{text}' (expected a version like \"1.2.3\" "
-                "or a match spec like \">=1.2,<2\" or \"1.2.*\")",
+                'or a match spec like ">=1.2,<2" or "1.2.*")',
             )
             return None
         return CondaPackage(name=name.lower(), spec=normalized, channel=channel or None)
@@ -332,12 +360,15 @@ class _Validator:
 
 def pypi_specifier(text: str) -> str | None:
     """Normalise a declared PyPI version: a bare version is an exact pin; None if invalid."""
-    from packaging.specifiers import InvalidSpecifier, SpecifierSet
-    from packaging.version import InvalidVersion, Version
-
     text = text.strip()
     if text in ("", "*"):
         return ""
+    simple = _simple_specifier(text)
+    if simple is not None:
+        return simple
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
     if text[0].isdigit():
         try:
             return f"=={Version(text)}" if "*" not in text else str(SpecifierSet(f"=={text}"))
@@ -347,6 +378,35 @@ def pypi_specifier(text: str) -> str | None:
         return ",".join(sorted(str(s) for s in SpecifierSet(text)))
     except InvalidSpecifier:
         return None
+
+
+# Versions that packaging prints exactly as written: release numbers without
+# leading zeros. Most declared versions are these, and recognising them here
+# keeps packaging (a large import) off the `lock --check` path.
+_CANONICAL_RELEASE = r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*"
+_SIMPLE_PIN = re.compile(rf"^{_CANONICAL_RELEASE}$")
+_SIMPLE_CLAUSE = re.compile(
+    rf"^(==|!=|<=|>=|<|>)\s*({_CANONICAL_RELEASE})$|^(~=)\s*({_CANONICAL_RELEASE}\.[0-9]+)$"
+)
+
+
+def _simple_specifier(text: str) -> str | None:
+    """:func:`pypi_specifier`'s answer for the common simple forms, or None to ask packaging.
+
+    Must agree with packaging wherever it answers; tests compare the two.
+    """
+    if _SIMPLE_PIN.match(text):
+        return f"=={text}"
+    clauses = []
+    for part in text.split(","):
+        match = _SIMPLE_CLAUSE.match(part.strip())
+        if match is None:
+            return None
+        op, version = (
+            (match.group(1), match.group(2)) if match.group(1) else (match.group(3), match.group(4))
+        )
+        clauses.append(f"{op}{version}")
+    return ",".join(sorted(clauses))
 
 
 def conda_spec(text: str) -> str | None:
@@ -383,8 +443,11 @@ def _validate_steps(
             # Steps are the flow's methods, so their names are Python identifiers.
             v.error(path, "a step name must be a Python identifier")
         elif name == BASE and step.has_own_content():
-            v.error(path, "a step named 'base' cannot declare packages: its environment "
-                          "would collide with [base]; rename the step or move them to [base]")
+            v.error(
+                path,
+                "a step named 'base' cannot declare packages: its environment "
+                "would collide with [base]; rename the step or move them to [base]",
+            )
         if step.disabled and (step.has_own_content() or step.env):
             v.error(
                 (*path, "disabled"),
@@ -395,7 +458,7 @@ def _validate_steps(
             known = f"; known: {', '.join(sorted(envs))}" if envs else "; there is no [envs] table"
             v.error(
                 (*path, "env"),
-                f"no environment named '{step.env}' in [envs]{_did_you_mean(step.env, envs)}{known}",
+                f"no environment named '{step.env}' in [envs]{did_you_mean(step.env, envs)}{known}",
             )
     for name in envs:
         if name in steps and steps[name].has_own_content():
@@ -412,8 +475,11 @@ def _validate_python_present(
     if ("base", "python") in v.reported:
         return  # a python that is there but malformed is already reported
     if not base.disabled and not base.python:
-        v.error(("base",), "no python version; steps that declare nothing of their own run in "
-                f"base, so it is locked too ({hint}, or disabled = true)")
+        v.error(
+            ("base",),
+            "no python version; steps that declare nothing of their own run in "
+            f"base, so it is locked too ({hint}, or disabled = true)",
+        )
     for name, env in envs.items():
         if ("envs", name, "python") in v.reported:
             continue
@@ -474,5 +540,7 @@ def load_config(path: Path) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([Diagnostic(str(path), None, "", f"cannot read: {exc.strerror}")]) from None
+        raise ConfigError(
+            [Diagnostic(str(path), None, "", f"cannot read: {exc.strerror}")]
+        ) from None
     return parse_config(text, path)

@@ -153,11 +153,11 @@ class _Scanner:
             line = self.line
             if self.peek(2) == "[[":
                 self.advance(2)
-                key = tuple(self.read_key())
-                index = self.array_of_tables.get(key, -1) + 1
-                self.array_of_tables[key] = index
-                table = (*key, index)
-                self.record_key((), list(key), line)
+                header = tuple(self.read_key())
+                index = self.array_of_tables.get(header, -1) + 1
+                self.array_of_tables[header] = index
+                table = (*header, index)
+                self.record_key((), list(header), line)
                 self.record(table, line)
                 self.skip_line()
             elif self.peek() == "[":

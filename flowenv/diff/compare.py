@@ -24,8 +24,8 @@ from flowenv.diff.model import (
     Change,
     EnvDiff,
     EnvLocks,
-    Locked,
     LockDiff,
+    Locked,
     LockSet,
     PlatformDiff,
     PlatformLock,
@@ -35,7 +35,9 @@ _CHUNK = re.compile(r"\d+|[A-Za-z]+")
 
 
 def _natural_key(version: str) -> tuple[tuple[int, int, str], ...]:
-    return tuple((1, int(c), "") if c.isdigit() else (0, 0, c.lower()) for c in _CHUNK.findall(version))
+    return tuple(
+        (1, int(c), "") if c.isdigit() else (0, 0, c.lower()) for c in _CHUNK.findall(version)
+    )
 
 
 def compare_versions(old: str, new: str) -> int:
@@ -70,7 +72,9 @@ def _package_change(name: str, old: Locked | None, new: Locked | None) -> Change
     return None
 
 
-def _platform_diff(platform: str, old: PlatformLock | None, new: PlatformLock | None) -> PlatformDiff | None:
+def _platform_diff(
+    platform: str, old: PlatformLock | None, new: PlatformLock | None
+) -> PlatformDiff | None:
     before, after = old or {}, new or {}
     changes = []
     for name in sorted(set(before) | set(after)):
@@ -80,8 +84,12 @@ def _platform_diff(platform: str, old: PlatformLock | None, new: PlatformLock | 
     status = "added" if old is None else "removed" if new is None else "changed"
     if status == "changed" and not changes:
         return None
-    return PlatformDiff(platform=platform, status=status, changes=tuple(changes),
-                        size=len(after if new is not None else before))
+    return PlatformDiff(
+        platform=platform,
+        status=status,
+        changes=tuple(changes),
+        size=len(after if new is not None else before),
+    )
 
 
 def _env_diff(env: str, old: EnvLocks | None, new: EnvLocks | None) -> EnvDiff | None:

@@ -118,7 +118,8 @@ def load_lock_set(tree: Tree, config_path: str) -> LockSet:
         if pylock := _PYLOCK.match(relative):
             text = tree.read(path) or ""
             out.setdefault(pylock["env"], {})[pylock["platform"]] = read_pylock_text(
-                text, f"{tree.label}:{path}")
+                text, f"{tree.label}:{path}"
+            )
         elif conda := _CONDA_LOCK.match(relative):
             platforms = read_conda_lock_text(tree.read(path) or "", f"{tree.label}:{path}")
             out.setdefault(conda["env"], {}).update(platforms)
@@ -184,8 +185,12 @@ def read_conda_lock_text(text: str, source: str) -> dict[str, dict[str, Locked]]
         digests = [f"sha256:{package.sha256}"] if package.sha256 else []
         if not digests and package.md5:
             digests = [f"md5:{package.md5}"]
-        packages[key] = Locked(version=package.version, source=where, hashes=tuple(digests),
-                               manager="conda" if package.manager == "conda" else "pip")
+        packages[key] = Locked(
+            version=package.version,
+            source=where,
+            hashes=tuple(digests),
+            manager="conda" if package.manager == "conda" else "pip",
+        )
     return out
 
 
@@ -199,6 +204,8 @@ def read_lock_text(text: str, source: str) -> dict[str | None, dict[str, Locked]
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError:
         # conda-lock YAML ("version: 1") is never valid TOML.
-        return dict(read_conda_lock_text(text, source))
+        platforms: dict[str | None, dict[str, Locked]] = {}
+        platforms.update(read_conda_lock_text(text, source))
+        return platforms
     platform = data.get("tool", {}).get("flowenv", {}).get("platform")
     return {platform if isinstance(platform, str) else None: read_pylock_text(text, source)}

@@ -59,8 +59,11 @@ def _other_side(repo: Path) -> tuple[str | None, str] | None:
     done = git.git_path(repo, "rebase-merge/done")
     if not done.is_file():
         return None
-    entries = [line.split() for line in done.read_text(encoding="utf-8").splitlines()
-               if line.strip() and not line.lstrip().startswith("#")]
+    entries = [
+        line.split()
+        for line in done.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     if not entries or entries[-1][0] not in _REPLAYING:
         return None
     # "fixup -C <commit> ...": the commit is the first word that is not an option.
@@ -118,7 +121,8 @@ def relock_text(repo: Path, path: str) -> str:
         platforms = (pylock["platform"],)
     else:
         raise MergeDriverError(
-            f"the merged {relative_config} no longer locks {env_name} into {filename}")
+            f"the merged {relative_config} no longer locks {env_name} into {filename}"
+        )
     texts = locker_for(env.kind)(config, env, platforms, LockOptions())
     return texts[filename]
 

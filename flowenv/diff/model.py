@@ -18,7 +18,13 @@ LockSet = Mapping[str, EnvLocks]
 
 #: The kinds of package change, in the order renderers list them.
 CHANGE_KINDS: tuple[str, ...] = (
-    "upgraded", "downgraded", "changed", "added", "removed", "source", "hash",
+    "upgraded",
+    "downgraded",
+    "changed",
+    "added",
+    "removed",
+    "source",
+    "hash",
 )
 
 
@@ -35,8 +41,12 @@ class Locked:
     manager: str
 
     def to_dict(self) -> dict[str, object]:
-        return {"version": self.version, "source": self.source, "hashes": list(self.hashes),
-                "manager": self.manager}
+        return {
+            "version": self.version,
+            "source": self.source,
+            "hashes": list(self.hashes),
+            "manager": self.manager,
+        }
 
 
 @attrs.frozen(kw_only=True)
@@ -51,9 +61,12 @@ class Change:
     new: Locked | None
 
     def to_dict(self) -> dict[str, object]:
-        return {"package": self.name, "change": self.kind,
-                "old": self.old.to_dict() if self.old else None,
-                "new": self.new.to_dict() if self.new else None}
+        return {
+            "package": self.name,
+            "change": self.kind,
+            "old": self.old.to_dict() if self.old else None,
+            "new": self.new.to_dict() if self.new else None,
+        }
 
 
 @attrs.frozen(kw_only=True)
@@ -66,8 +79,11 @@ class PlatformDiff:
     size: int = 0
 
     def to_dict(self) -> dict[str, object]:
-        return {"platform": self.platform, "status": self.status,
-                "changes": [c.to_dict() for c in self.changes]}
+        return {
+            "platform": self.platform,
+            "status": self.status,
+            "changes": [c.to_dict() for c in self.changes],
+        }
 
 
 @attrs.frozen(kw_only=True)
@@ -78,8 +94,11 @@ class EnvDiff:
     platforms: tuple[PlatformDiff, ...]
 
     def to_dict(self) -> dict[str, object]:
-        return {"env": self.env, "status": self.status,
-                "platforms": [p.to_dict() for p in self.platforms]}
+        return {
+            "env": self.env,
+            "status": self.status,
+            "platforms": [p.to_dict() for p in self.platforms],
+        }
 
 
 @attrs.frozen(kw_only=True)
@@ -103,5 +122,10 @@ class LockDiff:
         return counts
 
     def to_dict(self) -> dict[str, object]:
-        return {"format": 1, "old": self.old, "new": self.new,
-                "envs": [e.to_dict() for e in self.envs], "counts": self.counts()}
+        return {
+            "format": 1,
+            "old": self.old,
+            "new": self.new,
+            "envs": [e.to_dict() for e in self.envs],
+            "counts": self.counts(),
+        }

@@ -19,21 +19,48 @@ from flowenv.diff.model import CHANGE_KINDS, Change, EnvDiff, LockDiff, Platform
 
 FORMATS = ("text", "markdown", "json")
 
-_MARKERS = {"upgraded": "↑", "downgraded": "↓", "changed": "~", "added": "+", "removed": "-",
-            "source": "~", "hash": "~"}
-_COUNT_WORDS = {"upgraded": "upgraded", "downgraded": "downgraded", "changed": "changed",
-                "added": "added", "removed": "removed", "source": "source changed",
-                "hash": "hash changed"}
-_ANSI = {"header": "1", "upgraded": "36", "downgraded": "33", "changed": "35", "added": "32",
-         "removed": "31", "source": "35", "hash": "35"}
+_MARKERS = {
+    "upgraded": "↑",
+    "downgraded": "↓",
+    "changed": "~",
+    "added": "+",
+    "removed": "-",
+    "source": "~",
+    "hash": "~",
+}
+_COUNT_WORDS = {
+    "upgraded": "upgraded",
+    "downgraded": "downgraded",
+    "changed": "changed",
+    "added": "added",
+    "removed": "removed",
+    "source": "source changed",
+    "hash": "hash changed",
+}
+_ANSI = {
+    "header": "1",
+    "upgraded": "36",
+    "downgraded": "33",
+    "changed": "35",
+    "added": "32",
+    "removed": "31",
+    "source": "35",
+    "hash": "35",
+}
 #: How many packages a markdown <summary> names before "… and N more".
 SUMMARY_ITEMS = 5
 
 
 def _signature(platform: PlatformDiff) -> tuple[object, ...]:
     changes = tuple(
-        (c.kind, c.name, c.old and c.old.version, c.new and c.new.version,
-         c.old and c.old.source, c.new and c.new.source)
+        (
+            c.kind,
+            c.name,
+            c.old and c.old.version,
+            c.new and c.new.version,
+            c.old and c.old.source,
+            c.new and c.new.source,
+        )
         for c in platform.changes
     )
     return (platform.status, platform.size if platform.status == "removed" else 0, changes)
@@ -59,7 +86,8 @@ def _columns(change: Change) -> tuple[str, str, str]:
         return new.version, " ", "hash changed"
     if change.kind == "source" and old and new:
         return new.version, " ", f"source {old.source} → {new.source}"
-    assert old and new, change
+    assert old is not None, change
+    assert new is not None, change
     return old.version, "→", new.version
 
 
@@ -72,7 +100,8 @@ def _inline(change: Change) -> str:
         return f"- {change.name} {old.version}"
     if change.kind in ("source", "hash") and new:
         return f"{change.name} {new.version} ({_COUNT_WORDS[change.kind]})"
-    assert old and new, change
+    assert old is not None, change
+    assert new is not None, change
     return f"{change.name} {old.version} → {new.version}"
 
 
@@ -104,7 +133,9 @@ def render_text(diff: LockDiff, *, color: bool = False) -> str:
     if not diff:
         return f"no lock changes ({diff.old} → {diff.new})\n"
     paint: Callable[[str, str], str] = (
-        (lambda role, text: f"\x1b[{_ANSI[role]}m{text}\x1b[0m") if color else (lambda _r, text: text)
+        (lambda role, text: f"\x1b[{_ANSI[role]}m{text}\x1b[0m")
+        if color
+        else (lambda _r, text: text)
     )
     blocks = [(env, names, group) for env in diff.envs for names, group in group_platforms(env)]
     rows = [c for _, _, g in blocks if _lists_changes(g) for c in g.changes]
@@ -149,8 +180,11 @@ def _summary(env: EnvDiff, groups: Sequence[tuple[tuple[str, ...], PlatformDiff]
             items = [*items[:SUMMARY_ITEMS], f"… and {len(items) - SUMMARY_ITEMS} more"]
         return f"{head}: {', '.join(items)}"
     distinct = {(c.kind, c.name) for _, g in groups for c in g.changes}
-    counts = [f"{sum(1 for k, _ in distinct if k == kind)} {_COUNT_WORDS[kind]}"
-              for kind in CHANGE_KINDS if any(k == kind for k, _ in distinct)]
+    counts = [
+        f"{sum(1 for k, _ in distinct if k == kind)} {_COUNT_WORDS[kind]}"
+        for kind in CHANGE_KINDS
+        if any(k == kind for k, _ in distinct)
+    ]
     notes = [f"{', '.join(n)}{_group_note(g, env)}" for n, g in groups if g.status != "changed"]
     return f"{head}: {', '.join(counts + notes)}"
 

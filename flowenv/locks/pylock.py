@@ -67,10 +67,14 @@ def _scrub(value: Any) -> Any:
 def canonical_pylock(uv_output: str, env: EnvSpec, platform: str) -> str:
     """uv's pylock text -> flowenv's canonical pylock text for ``env`` on ``platform``."""
     raw = tomllib.loads(uv_output)
-    packages = sorted(_scrub(raw.get("packages", [])), key=lambda p: (p["name"], p.get("version", "")))
+    packages = sorted(
+        _scrub(raw.get("packages", [])), key=lambda p: (p["name"], p.get("version", ""))
+    )
     for package in packages:
         if "wheels" in package:
-            package["wheels"] = sorted(package["wheels"], key=lambda w: w.get("url", w.get("name", "")))
+            package["wheels"] = sorted(
+                package["wheels"], key=lambda w: w.get("url", w.get("name", ""))
+            )
     document: dict[str, Any] = {
         "lock-version": raw.get("lock-version", "1.0"),
         "environments": [ENVIRONMENT_MARKERS[platform]],

@@ -36,7 +36,9 @@ def uv_binary() -> str:
             return str(candidate)
     found = shutil.which("uv")
     if found is None:
-        raise FlowenvError("uv not found: install flowenv with its dependencies (pip install flowenv)")
+        raise FlowenvError(
+            "uv not found: install flowenv with its dependencies (pip install flowenv)"
+        )
     return found
 
 
@@ -65,16 +67,30 @@ def compile_args(
 ) -> list[str | Path]:
     """The ``uv pip compile`` command line for one env × platform (the benchmark reuses it)."""
     args: list[str | Path] = [
-        uv_binary(), "pip", "compile", requirements_in,
-        "--format", "pylock.toml", "--output-file", output,
-        "--python-platform", UV_TARGETS[platform],
-        "--python-version", python,
+        uv_binary(),
+        "pip",
+        "compile",
+        requirements_in,
+        "--format",
+        "pylock.toml",
+        "--output-file",
+        output,
+        "--python-platform",
+        UV_TARGETS[platform],
+        "--python-version",
+        python,
         # The target is --python-version; the interpreter only builds sdists for
         # their metadata. Naming this one skips interpreter discovery, and
         # without --no-python-downloads uv would fetch a managed CPython of the
         # target version first (seconds, or a timeout where GitHub is unreachable).
-        "--python", sys.executable, "--no-python-downloads",
-        "--no-header", "--quiet", "--color", "never", "--no-config",
+        "--python",
+        sys.executable,
+        "--no-python-downloads",
+        "--no-header",
+        "--quiet",
+        "--color",
+        "never",
+        "--no-config",
         *index_args(settings),
     ]
     if constraints_txt is not None:
@@ -119,8 +135,14 @@ def compile_pylock(
             constraints_txt = workdir / "constraints.txt"
             constraints_txt.write_text("".join(f"{c}\n" for c in constraints), encoding="utf-8")
         args = compile_args(
-            requirements_in, output, python=python, platform=platform, settings=settings,
-            constraints_txt=constraints_txt, upgrade=upgrade, upgrade_packages=upgrade_packages,
+            requirements_in,
+            output,
+            python=python,
+            platform=platform,
+            settings=settings,
+            constraints_txt=constraints_txt,
+            upgrade=upgrade,
+            upgrade_packages=upgrade_packages,
         )
         # Relative find-links and file: indexes are relative to the project root.
         result = run(args, cwd=root, env={**os.environ, "UV_NO_PROGRESS": "1"})
@@ -144,8 +166,17 @@ def _offline_env(cache_dir: Path) -> dict[str, str]:
 def create_venv(prefix: Path, python: str, *, cache_dir: Path, label: str) -> None:
     """A venv at ``prefix`` with an installed Python matching ``python``; never downloads one."""
     args: list[str | Path] = [
-        uv_binary(), "venv", prefix, "--python", python, "--no-python-downloads",
-        "--no-config", "--no-project", "--quiet", "--color", "never",
+        uv_binary(),
+        "venv",
+        prefix,
+        "--python",
+        python,
+        "--no-python-downloads",
+        "--no-config",
+        "--no-project",
+        "--quiet",
+        "--color",
+        "never",
     ]
     result = run(args, env=_offline_env(cache_dir))
     if result.returncode != 0:
@@ -159,7 +190,12 @@ def create_venv(prefix: Path, python: str, *, cache_dir: Path, label: str) -> No
 
 
 def install_wheels_offline(
-    python: Path, requirements: Path, wheel_dir: Path, *, cache_dir: Path, label: str,
+    python: Path,
+    requirements: Path,
+    wheel_dir: Path,
+    *,
+    cache_dir: Path,
+    label: str,
     system: bool = False,
 ) -> None:
     """Install exactly the pinned, hash-checked ``requirements`` from ``wheel_dir`` into ``python``.
@@ -169,9 +205,24 @@ def install_wheels_offline(
     the interpreter. ``system`` allows a non-venv interpreter (a conda prefix).
     """
     args: list[str | Path] = [
-        uv_binary(), "pip", "install", "--python", python, "-r", requirements,
-        "--no-index", "--find-links", wheel_dir, "--offline", "--no-deps", "--require-hashes",
-        "--no-build", "--no-config", "--quiet", "--color", "never",
+        uv_binary(),
+        "pip",
+        "install",
+        "--python",
+        python,
+        "-r",
+        requirements,
+        "--no-index",
+        "--find-links",
+        wheel_dir,
+        "--offline",
+        "--no-deps",
+        "--require-hashes",
+        "--no-build",
+        "--no-config",
+        "--quiet",
+        "--color",
+        "never",
     ]
     if system:
         args.append("--break-system-packages")

@@ -41,7 +41,7 @@ class _Handler(SimpleHTTPRequestHandler):
         if self._authorized():
             super().do_HEAD()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # keep test output clean
 
 

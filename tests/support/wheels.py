@@ -53,7 +53,8 @@ def build_wheel(spec: WheelSpec, directory: Path) -> Path:
         **spec.files,
         f"{dist_info}/METADATA": "\n".join(metadata) + "\n",
         f"{dist_info}/WHEEL": (
-            f"Wheel-Version: 1.0\nGenerator: flowenv-tests\nRoot-Is-Purelib: true\nTag: {spec.tag}\n"
+            "Wheel-Version: 1.0\nGenerator: flowenv-tests\nRoot-Is-Purelib: true\n"
+            f"Tag: {spec.tag}\n"
         ),
     }
     record = []
@@ -84,7 +85,8 @@ def build_simple_index(wheels: Iterable[Path], root: Path, files_url: str | None
         page = simple / project
         page.mkdir(parents=True, exist_ok=True)
         links = "".join(
-            f'<a href="{f"{files_url}/{f.name}" if files_url else f.as_uri()}#sha256={hashlib.sha256(f.read_bytes()).hexdigest()}">{f.name}</a>\n'
+            f'<a href="{f"{files_url}/{f.name}" if files_url else f.as_uri()}'
+            f'#sha256={hashlib.sha256(f.read_bytes()).hexdigest()}">{f.name}</a>\n'
             for f in sorted(files)
         )
         (page / "index.html").write_text(f"<!DOCTYPE html><html><body>\n{links}</body></html>\n")

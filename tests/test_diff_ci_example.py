@@ -1,0 +1,36 @@
+"""examples/ci: every flowenv command the workflow runs is one today's CLI accepts."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import yaml
+
+from flowenv.cli import build_parser
+
+WORKFLOW = Path(__file__).resolve().parents[1] / "examples/ci/flowenv-locks.yml"
+
+
+def _flowenv_commands() -> list[list[str]]:
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    commands = []
+    for step in workflow["jobs"]["locks"]["steps"]:
+        script = re.sub(r"\$\{\{[^}]*\}\}", "main", step.get("run", ""))
+        for line in script.splitlines():
+            if line.strip().startswith("flowenv "):
+                commands.append(shlex.split(line.split(">")[0])[1:])
+    return commands
+
+
+def test_workflow_runs_check_and_posts_markdown_diff() -> None:
+    commands = _flowenv_commands()
+    assert commands == [
+        ["diff", "origin/main", "HEAD", "--format", "markdown"],
+        ["lock", "--check"],
+    ]
+    parser = build_parser()
+    diff = parser.parse_args(commands[0])
+    assert (diff.arguments, diff.format) == (["origin/main", "HEAD"], "markdown")
+    assert parser.parse_args(commands[1]).check is True
