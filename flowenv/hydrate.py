@@ -256,13 +256,20 @@ def _clear(target: Path, cache: ArtifactCache) -> None:
 
 
 def _fetch_all(store: Store, cache: ArtifactCache, manifest: Manifest) -> dict[str, Path]:
-    """Every artifact verified in the cache (by store key), before anything is installed."""
+    """Every artifact verified in the cache (by store key), before anything is installed.
+
+    Each file is hashed once, when it enters the cache; from a local-folder
+    store it enters as a hard link (no copy) when the cache is on the same device.
+    """
 
     def one(artifact: Artifact) -> Path:
         cached = cache.get(artifact.sha256, artifact.filename)
         if cached is not None:
             return cached
         source = f"{store.url}/{artifact.key}"
+        local = store.local_path(artifact.key)
+        if local is not None:
+            return cache.link_in(artifact.sha256, artifact.filename, source, local)
         return cache.add_path(
             artifact.sha256,
             artifact.filename,
@@ -318,9 +325,13 @@ def _install_wheels(
 ) -> None:
     from flowenv.resolvers.uv import install_wheels_offline
 
+    # A find-links directory of hard links to the verified cache files: uv
+    # picks, per pinned package, the wheel that fits the interpreter, and the
+    # env records plain "name==version" installs, not paths into the cache.
+    # uv does not hash them again: the cache already verified each one.
     scratch = cache.scratch("wheels")
     try:
-        by_package: dict[tuple[str, str], list[str]] = {}
+        pins: set[tuple[str, str]] = set()
         for wheel in wheels:
             link = scratch / wheel.filename
             if not link.exists():
@@ -328,15 +339,18 @@ def _install_wheels(
                     os.link(files[wheel.key], link)
                 except OSError:
                     shutil.copyfile(files[wheel.key], link)
-            by_package.setdefault((wheel.name, wheel.version), []).append(wheel.sha256)
-        lines = [
-            f"{name}=={version} " + " ".join(f"--hash=sha256:{h}" for h in sorted(hashes))
-            for (name, version), hashes in sorted(by_package.items())
-        ]
+            pins.add((wheel.name, wheel.version))
         requirements = scratch / "requirements.txt"
-        requirements.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        requirements.write_text(
+            "".join(f"{name}=={version}\n" for name, version in sorted(pins)), encoding="utf-8"
+        )
         install_wheels_offline(
-            python, requirements, scratch, cache_dir=cache.root / "uv", label=label, system=system
+            python,
+            requirements,
+            scratch,
+            cache_dir=cache.root / "uv",
+            label=label,
+            system=system,
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -31,7 +31,7 @@ from pathlib import Path
 import attrs
 
 from flowenv.config.discover import discover_config
-from flowenv.config.load import _did_you_mean, load_config
+from flowenv.config.load import did_you_mean, load_config
 from flowenv.config.models import Config
 from flowenv.errors import CheckFailed, ConfigError, Diagnostic, UsageError
 from flowenv.lock import Selection, stale_targets
@@ -124,7 +124,7 @@ class FlowRun:
                         str(self.config.path),
                         None,
                         f"{self.config.key_prefix}steps.{name}",
-                        f"the flow has no step '{name}'{_did_you_mean(name, names)}",
+                        f"the flow has no step '{name}'{did_you_mean(name, names)}",
                     )
                     for name in unknown
                 ]

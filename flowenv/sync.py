@@ -24,13 +24,16 @@ from flowenv.errors import FlowenvError, StoreError
 from flowenv.lock import Selection, select_targets
 from flowenv.spec import build_environments
 from flowenv.store import Store, open_store, store_url_for
-from flowenv.store.cache import ArtifactCache, fetch_locked
+from flowenv.store.cache import ArtifactCache, fetch_locked, local_source, read_verified
 from flowenv.store.layout import alias_key, env_dir, manifest_key, parse_alias, render_alias
 from flowenv.store.plan import EnvPlan, plan_target
 
 __all__ = ["ProgressEvent", "Selection", "SyncSummary", "SyncedEnv", "store_for_config", "sync"]
 
 DEFAULT_JOBS = 16
+#: Local artifacts up to this size are read once, verified and uploaded from memory;
+#: larger ones go through the cache (bounded memory: at most jobs x this).
+IN_MEMORY_MAX = 16 << 20
 
 
 @attrs.frozen(kw_only=True)
@@ -182,11 +185,18 @@ def sync(
 
 
 def _transfer(store: Store, cache: ArtifactCache, key: str, url: str, base: Path) -> int:
-    """Fetch one locked artifact into the cache (verified) and upload it; its size."""
+    """Fetch one locked artifact, verify its sha256, upload it; its size."""
     _, _, _, sha256, filename = key.split("/")
-    local = fetch_locked(cache, url, sha256, filename, base)
-    store.upload(local, key)
-    return os.path.getsize(local)
+    local = local_source(url, base)
+    if local is not None and local.is_file() and local.stat().st_size <= IN_MEMORY_MAX:
+        # One read serves both the hash check and the upload, and the bytes
+        # uploaded are exactly the bytes verified (the file may change meanwhile).
+        data = read_verified(local, sha256, filename, url)
+        store.write(key, data)
+        return len(data)
+    cached = fetch_locked(cache, url, sha256, filename, base)
+    store.upload(cached, key)
+    return os.path.getsize(cached)
 
 
 def _publish_manifest(store: Store, plan: EnvPlan, sizes: Mapping[str, int]) -> None:

@@ -14,8 +14,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(discover_config(start=args.directory, explicit=args.config))
 
 
-def add_selection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("envs", nargs="*", metavar="ENV", help="environments (default: all)")
+def add_platform_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``-p/--platform P``, repeatable, collected in ``args.platforms``."""
     parser.add_argument(
         "-p",
         "--platform",
@@ -23,5 +23,10 @@ def add_selection(parser: argparse.ArgumentParser) -> None:
         default=[],
         dest="platforms",
         metavar="P",
-        help="only this platform (repeatable; default: all of the project's)",
+        help=help_text,
     )
+
+
+def add_selection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("envs", nargs="*", metavar="ENV", help="environments (default: all)")
+    add_platform_option(parser, "only this platform (repeatable; default: all of the project's)")

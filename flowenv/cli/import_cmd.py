@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from flowenv.cli.common import add_platform_option
+
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
@@ -30,14 +32,8 @@ def register(sub: Any) -> None:
         metavar="NAME",
         help="the FlowSpec class to read when the file defines several",
     )
-    parser.add_argument(
-        "-p",
-        "--platform",
-        action="append",
-        default=[],
-        dest="platforms",
-        metavar="P",
-        help="project.platforms to write (repeatable; default: linux-64 and this machine's)",
+    add_platform_option(
+        parser, "project.platforms to write (repeatable; default: linux-64 and this machine's)"
     )
     parser.add_argument(
         "-f",

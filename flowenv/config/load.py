@@ -77,9 +77,6 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-#: The name other modules imported before it became public.
-_did_you_mean = did_you_mean
-
 
 def _type_name(value: object) -> str:
     return {

@@ -163,6 +163,23 @@ def _offline_env(cache_dir: Path) -> dict[str, str]:
     }
 
 
+def _interpreter(python: str) -> str:
+    """This interpreter's path when it is the requested ``python`` ("3.11"), else ``python``.
+
+    An explicit path spares uv's discovery, which runs every candidate Python
+    on PATH (pyenv shims included) and is most of a cold ``uv venv``.
+    """
+    parts = python.split(".")
+    if not (1 <= len(parts) <= 3 and all(p.isdigit() for p in parts)):
+        return python
+    if tuple(int(p) for p in parts) != tuple(sys.version_info[: len(parts)]):
+        return python
+    major, minor = sys.version_info[:2]
+    name = "python.exe" if os.name == "nt" else f"bin/python{major}.{minor}"
+    candidate = Path(sys.base_prefix) / name
+    return str(candidate) if candidate.is_file() else python
+
+
 def create_venv(prefix: Path, python: str, *, cache_dir: Path, label: str) -> None:
     """A venv at ``prefix`` with an installed Python matching ``python``; never downloads one."""
     args: list[str | Path] = [
@@ -170,7 +187,7 @@ def create_venv(prefix: Path, python: str, *, cache_dir: Path, label: str) -> No
         "venv",
         prefix,
         "--python",
-        python,
+        _interpreter(python),
         "--no-python-downloads",
         "--no-config",
         "--no-project",
@@ -198,11 +215,12 @@ def install_wheels_offline(
     label: str,
     system: bool = False,
 ) -> None:
-    """Install exactly the pinned, hash-checked ``requirements`` from ``wheel_dir`` into ``python``.
+    """Install exactly the pinned ``requirements`` ("name==version" lines) from ``wheel_dir``.
 
     No index, no dependency resolution (the lock already is the resolution),
-    no network: uv only picks, among the verified wheels, the one that fits
-    the interpreter. ``system`` allows a non-venv interpreter (a conda prefix).
+    no network: uv only picks, among the wheels in ``wheel_dir`` (every one
+    already verified against the lock's sha256 by the caller), the one that
+    fits the interpreter. ``system`` allows a non-venv interpreter (a conda prefix).
     """
     args: list[str | Path] = [
         uv_binary(),
@@ -217,7 +235,6 @@ def install_wheels_offline(
         wheel_dir,
         "--offline",
         "--no-deps",
-        "--require-hashes",
         "--no-build",
         "--no-config",
         "--quiet",

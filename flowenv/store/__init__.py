@@ -43,12 +43,11 @@ def open_store(url: str, options: Mapping[str, Any] | None = None) -> Store:
     """A :class:`Store` for ``url`` (as returned by :func:`store_url_for`)."""
     backend = backend_for(url)
     opts = dict(options or {})
+    if backend is LOCAL:
+        root = str(Path(url).resolve()).replace(os.sep, "/")
+        return Store(url, backend, None, root, opts)
     import fsspec
 
-    if backend is LOCAL:
-        fs = fsspec.filesystem("file")
-        root = str(Path(url).resolve()).replace(os.sep, "/")
-        return Store(url, backend, fs, root, opts)
     cls = fsspec.get_filesystem_class(backend.protocol)
     fs = _make(cls, opts, url)
     root = cls._strip_protocol(url).rstrip("/")

@@ -1,19 +1,23 @@
 """The local artifact cache: verified files only, laid out like the store.
 
-A file enters the cache by being written to a temporary sibling, hashed while
-written, and renamed into place only when its sha256 matches; a mismatch
-deletes it. Concurrent writers of one artifact therefore race harmlessly.
+A file enters the cache by being written to a temporary sibling, hashed, and
+renamed into place only when its sha256 matches; a mismatch deletes it.
+Concurrent writers of one artifact therefore race harmlessly.
+
+Each verified file gets a sidecar marker ``.<filename>.verified`` recording
+the size, mtime and inode it had when its hash was checked. A later lookup
+whose ``stat`` still matches trusts the file without reading it again, so a
+warm hydrate or sync hashes nothing; any change to the file (truncation, a
+rewrite, a replacement) changes the stat and brings the full check back.
 """
 
 from __future__ import annotations
 
 import hashlib
-import netrc
 import os
 import shutil
 import tempfile
-import urllib.request
-from base64 import b64encode
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -45,6 +49,35 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _stamp(path: Path) -> str:
+    info = path.stat()
+    return f"{info.st_size} {info.st_mtime_ns} {info.st_ino}"
+
+
+def local_source(url: str, base: Path) -> Path | None:
+    """The local file a locked ``file://`` URL or path names (relative to ``base``); else None."""
+    parts = urlsplit(url)
+    if parts.scheme in ("", "file") or (len(parts.scheme) == 1 and os.name == "nt"):
+        local = Path(unquote(parts.path)) if parts.scheme == "file" else Path(url)
+        return local if local.is_absolute() else base / local
+    return None
+
+
+def read_verified(path: Path, sha256: str, filename: str, source: str) -> bytes:
+    """The bytes of ``path``, read once and returned only if they hash to ``sha256``."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise StoreError(f"cannot fetch {filename}: {redact(source)} does not exist") from None
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha256:
+        raise StoreError(
+            f"sha256 mismatch for {filename} from {redact(source)}: expected {sha256}, got {got}; "
+            "nothing was uploaded"
+        )
+    return data
+
+
 class ArtifactCache:
     """Verified artifacts under ``root/artifacts/sha256/<ab>/<digest>/<filename>``."""
 
@@ -60,14 +93,38 @@ class ArtifactCache:
         base.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
 
+    def _marker(self, path: Path) -> Path:
+        # Artifact names never start with "." (layout.check_filename), so no clash.
+        return path.with_name(f".{path.name}.verified")
+
+    def _mark(self, path: Path) -> None:
+        """Record that ``path`` was verified as it is now (advisory: a torn one never matches)."""
+        marker = self._marker(path)
+        tmp = marker.with_name(f"{marker.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(_stamp(path), encoding="ascii")
+        os.replace(tmp, marker)
+
     def get(self, sha256: str, filename: str) -> Path | None:
-        """The cached file if present and still matching its hash; a corrupt one is deleted."""
+        """The cached file if present and still matching its hash; a corrupt one is deleted.
+
+        A file whose stat matches its verified marker is trusted without re-hashing.
+        """
         path = self.path(sha256, filename)
-        if not path.is_file():
+        try:
+            stamp = _stamp(path)
+        except FileNotFoundError:
             return None
+        marker = self._marker(path)
+        try:
+            if marker.read_text(encoding="ascii") == stamp:
+                return path
+        except (OSError, UnicodeDecodeError):
+            pass
         if sha256_of(path) != sha256:
             path.unlink(missing_ok=True)
+            marker.unlink(missing_ok=True)
             return None
+        self._mark(path)
         return path
 
     def add(
@@ -84,7 +141,11 @@ class ArtifactCache:
     def add_path(
         self, sha256: str, filename: str, source: str, produce: Callable[[Path], None]
     ) -> Path:
-        """Like :meth:`add` for producers that write a path (a store download)."""
+        """Like :meth:`add` for producers that write a path (a store download).
+
+        ``produce`` may also create ``tmp`` as a hard link to a local file: the
+        hash is checked on what ``tmp`` holds, and a mismatch removes only the link.
+        """
         final = self.path(sha256, filename)
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=final.parent)
@@ -99,9 +160,30 @@ class ArtifactCache:
                     f"got {got}; the file was deleted and nothing was installed"
                 )
             os.replace(tmp, final)
+            self._mark(final)
         finally:
             tmp.unlink(missing_ok=True)
         return final
+
+    def link_in(self, sha256: str, filename: str, source: str, local: Path) -> Path:
+        """Add the local file ``local`` (a local store's artifact), verified, without a copy.
+
+        A hard link is safe here because stores only ever replace files whole
+        (a new inode), never rewrite them in place; the link keeps the bytes
+        that were verified. Across devices (or where links are refused) it copies.
+        """
+
+        def produce(tmp: Path) -> None:
+            tmp.unlink()
+            try:
+                os.link(local, tmp)
+            except OSError:
+                shutil.copyfile(local, tmp)  # a missing source raises here, too
+
+        try:
+            return self.add_path(sha256, filename, source, produce)
+        except FileNotFoundError:
+            raise StoreError(f"{redact(source)} is missing from the store") from None
 
 
 def _copy(source: Path, out: BinaryIO) -> None:
@@ -119,19 +201,20 @@ def fetch_locked(cache: ArtifactCache, url: str, sha256: str, filename: str, bas
     cached = cache.get(sha256, filename)
     if cached is not None:
         return cached
-    parts = urlsplit(url)
-    if parts.scheme in ("", "file") or (len(parts.scheme) == 1 and os.name == "nt"):
-        local = Path(unquote(parts.path)) if parts.scheme == "file" else Path(url)
-        local = local if local.is_absolute() else base / local
+    local = local_source(url, base)
+    if local is not None:
         if not local.is_file():
             raise StoreError(f"cannot fetch {filename}: {redact(url)} does not exist")
         return cache.add(sha256, filename, url, lambda out: _copy(local, out))
-    if parts.scheme in ("http", "https"):
+    if urlsplit(url).scheme in ("http", "https"):
         return cache.add(sha256, filename, url, lambda out: _http_get(url, out))
     raise StoreError(f"cannot fetch {filename}: unsupported URL scheme in {redact(url)}")
 
 
 def _http_get(url: str, out: BinaryIO) -> None:
+    # Imported here: http.client and friends are dead weight for local and store fetches.
+    import urllib.request
+
     request = urllib.request.Request(url, headers={"User-Agent": "flowenv"})
     auth = _netrc_auth(urlsplit(url).hostname or "")
     if auth:
@@ -144,6 +227,9 @@ def _http_get(url: str, out: BinaryIO) -> None:
 
 
 def _netrc_auth(host: str) -> str | None:
+    import netrc
+    from base64 import b64encode
+
     try:
         entry = netrc.netrc(os.environ.get("NETRC")).authenticators(host)
     except (OSError, netrc.NetrcParseError):

@@ -54,6 +54,8 @@ def backend_for(url: str) -> Backend:
         raise UsageError(
             f"unsupported store URL scheme '{scheme}://' in {url!r}; supported: {known} or a path"
         )
+    if backend is LOCAL:
+        return backend  # served with os/shutil, see flowenv.store.store
     try:
         importlib.import_module(backend.module)
     except ImportError:

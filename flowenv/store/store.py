@@ -5,6 +5,10 @@ Every backend call goes through :class:`Store` so that failures become one
 (keys, secrets, connection strings), and so that writes are atomic on every
 backend: object stores publish a PUT whole or not at all; the local backend
 writes a temporary sibling and renames it.
+
+The local folder (the embedded default) is served with ``os`` and ``shutil``
+directly rather than through fsspec: importing fsspec (and the asyncio it
+pulls in) costs more than a whole hydrate of a small env on an executor.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class Store:
     def __init__(
         self, url: str, backend: Backend, fs: Any, root: str, options: Mapping[str, Any]
     ) -> None:
+        """``fs`` is the fsspec filesystem of a remote backend; None for the local folder."""
         self.url = redact(url)
         self.backend = backend
         self.fs = fs
@@ -53,6 +58,10 @@ class Store:
 
     def path(self, key: str) -> str:
         return f"{self.root}/{key}"
+
+    def local_path(self, key: str) -> Path | None:
+        """The file behind ``key`` when the store is a local folder (None for remote stores)."""
+        return Path(self.path(key)) if self.is_local else None
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
@@ -83,11 +92,11 @@ class Store:
     def list_sizes(self, prefix: str = "") -> dict[str, int]:
         """Every key under ``prefix`` with its size, from one recursive listing (paginated)."""
         base = self.path(prefix).rstrip("/") if prefix else self.root
+        if self.is_local:
+            return self._call(f"list {prefix or 'the store'}", lambda: self._local_sizes(base))
         # A listing cached by the backend from before our own uploads (or
         # another process's) would make us re-upload or miss a manifest.
         self._call("list the store", lambda: self.fs.invalidate_cache())
-        if self.is_local and not os.path.isdir(base):
-            return {}
         found = self._call(f"list {prefix or 'the store'}", lambda: self.fs.find(base, detail=True))
         cut = len(self.root) + 1
         sizes: dict[str, int] = {}
@@ -101,10 +110,28 @@ class Store:
                 sizes[key] = int(info.get("size") or 0)
         return sizes
 
+    def _local_sizes(self, base: str) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        cut = len(self.root) + 1
+        for directory, _, files in os.walk(base):
+            for name in files:
+                # In-flight temporary files of a concurrent writer are not keys.
+                if name.startswith(".") and name.endswith(".tmp"):
+                    continue
+                path = os.path.join(directory, name)
+                try:
+                    size = os.stat(path).st_size
+                except FileNotFoundError:
+                    continue  # renamed or removed by another writer since the listing
+                sizes[path[cut:].replace(os.sep, "/")] = size
+        return sizes
+
     def read(self, key: str) -> bytes | None:
         """The bytes at ``key``, or None when there is no such object."""
         with self._errors(f"read {key}"):
             try:
+                if self.is_local:
+                    return Path(self.path(key)).read_bytes()
                 data: bytes = self.fs.cat_file(self.path(key))
             except FileNotFoundError:
                 return None
@@ -115,6 +142,8 @@ class Store:
         wanted = list(keys)
         if not wanted:
             return {}
+        if self.is_local:
+            return {key: self.read(key) for key in wanted}
         paths = {self.path(k): k for k in wanted}
         with self._errors("read aliases"):
             got = self.fs.cat(list(paths), on_error="return")
@@ -136,7 +165,10 @@ class Store:
         destination.parent.mkdir(parents=True, exist_ok=True)
         with self._errors(f"download {key}"):
             try:
-                self.fs.get_file(self.path(key), str(destination))
+                if self.is_local:
+                    shutil.copyfile(self.path(key), destination)
+                else:
+                    self.fs.get_file(self.path(key), str(destination))
             except FileNotFoundError:
                 raise StoreError(f"{self.url}: {key} is missing from the store") from None
 
