@@ -72,14 +72,24 @@ def render_text(described: dict[str, Any]) -> str:
         if step["env"] is None:
             lines.append(f"{step['step']}: disabled (system environment, no lock){note}")
             continue
-        env = envs[step["env"]]
-        lines.append(
-            f"{step['step']}: env {env['name']} ({env['kind']}, python {env['python']}){note}"
-        )
-        lines += [f"    pypi   {req}" for req in env["pypi"]]
-        lines += [f"    conda  {req}" for req in env["conda"]]
-        if env["channels"]:
-            lines.append(f"    channels  {', '.join(env['channels'])}")
-        for platform, lock in env["locks"].items():
-            lines.append(f"    lock   {platform}: {lock['path']} ({lock['status']})")
+        lines += _env_block(f"{step['step']}:", envs[step["env"]], note)
+    # Environments no listed step runs in are still locked: base serves every
+    # step the file does not name, and a named env may serve none yet.
+    shown = {step["env"] for step in described["steps"]}
+    for name, env in envs.items():
+        if name not in shown:
+            who = "steps not listed in the file" if name == "base" else "no step uses it"
+            lines += _env_block("", env, f" [{who}]")
     return "".join(f"{line}\n" for line in lines)
+
+
+def _env_block(label: str, env: dict[str, Any], note: str) -> list[str]:
+    head = f"env {env['name']} ({env['kind']}, python {env['python']}){note}"
+    lines = [f"{label} {head}" if label else head]
+    lines += [f"    pypi   {req}" for req in env["pypi"]]
+    lines += [f"    conda  {req}" for req in env["conda"]]
+    if env["channels"]:
+        lines.append(f"    channels  {', '.join(env['channels'])}")
+    for platform, lock in env["locks"].items():
+        lines.append(f"    lock   {platform}: {lock['path']} ({lock['status']})")
+    return lines

@@ -64,6 +64,10 @@ def test_show_text(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
         "    pypi   epsilon~=3.1\n"
         "    lock   linux-64: locks/train/pylock.linux-64.toml (missing)\n"
         "    lock   osx-arm64: locks/train/pylock.osx-arm64.toml (missing)\n"
+        "env gpu (pypi, python 3.11) [no step uses it]\n"
+        "    pypi   delta[extra-one]==0.5\n"
+        "    lock   linux-64: locks/gpu/pylock.linux-64.toml (missing)\n"
+        "    lock   osx-arm64: locks/gpu/pylock.osx-arm64.toml (missing)\n"
     )
 
 
@@ -139,4 +143,22 @@ def test_show_reports_fresh_after_lock(make_project, capsys: pytest.CaptureFixtu
         "    pypi   alpha==1.0\n"
         "    lock   linux-64: locks/base/pylock.linux-64.toml (fresh)\n"
         "    lock   osx-arm64: locks/base/pylock.osx-arm64.toml (missing)\n"
+    )
+
+
+def test_show_lists_base_when_no_declared_step_uses_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # FractalFlow's shape: only `plot` is declared; start and end run in base.
+    (tmp_path / "flowenv.toml").write_text(
+        '[project]\nplatforms = ["linux-64"]\n[base]\npython = "3.11"\n'
+        '[steps.plot]\npypi.packages = { gamma = "1.0" }\n'
+    )
+    assert main(["-C", str(tmp_path), "show"]) == 0
+    assert capsys.readouterr().out == (
+        "plot: env plot (pypi, python 3.11)\n"
+        "    pypi   gamma==1.0\n"
+        "    lock   linux-64: locks/plot/pylock.linux-64.toml (missing)\n"
+        "env base (pypi, python 3.11) [steps not listed in the file]\n"
+        "    lock   linux-64: locks/base/pylock.linux-64.toml (missing)\n"
     )
