@@ -76,3 +76,59 @@ def test_store_errors_never_show_option_values(
     assert "very-secret-value" not in err
     assert "AKIDSECRETKEYID" not in err
     assert "Traceback" not in err
+
+
+def test_cache_checks_again_a_file_changed_after_it_was_verified(tmp_path) -> None:
+    import hashlib
+    import os
+
+    from flowenv.store.cache import ArtifactCache
+
+    cache = ArtifactCache(tmp_path / "cache")
+    data = b"the locked wheel"
+    sha = hashlib.sha256(data).hexdigest()
+    name = "x-1.0-py3-none-any.whl"
+    path = cache.add(sha, name, "lock", lambda out: out.write(data))
+    assert cache.get(sha, name) == path
+    assert path.with_name(f".{name}.verified").is_file()
+
+    # Replaced by other bytes of the same size: a new inode, so no longer trusted.
+    swap = path.with_name("swap")
+    swap.write_bytes(b"THE LOCKED WHEEL")
+    os.replace(swap, path)
+    assert cache.get(sha, name) is None
+    assert sorted(p.name for p in path.parent.iterdir()) == []
+
+    path = cache.add(sha, name, "lock", lambda out: out.write(data))
+    with path.open("r+b") as handle:
+        handle.truncate(3)
+    assert cache.get(sha, name) is None
+    assert not path.exists()
+
+
+def test_sync_refuses_a_wheel_changed_since_it_was_locked(
+    make_project, make_index, moto_server, flowenv_cache, tmp_path, capsys
+) -> None:
+    from tests.support.stores import s3_target
+    from tests.support.wheels import DEFAULT_WHEELS
+
+    index = make_index(DEFAULT_WHEELS)
+    store = s3_target(moto_server)
+    root = make_project(
+        '[base]\npython = "3.11"\npypi.packages = { beta = "1.0" }\n',
+        project_extra=store.project_lines(),
+        index=index,
+    )
+    assert main(["-C", str(root), "lock"]) == 0
+    wheel = tmp_path / "index-wheels/beta-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"not the locked wheel")
+    capsys.readouterr()
+
+    assert main(["-C", str(root), "sync"]) == 4
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "flowenv: error:\nsync incomplete; re-run to finish:\n"
+        f"  sha256 mismatch for beta-1.0-py3-none-any.whl from {wheel.as_uri()}: expected "
+    )
+    assert err.endswith("; nothing was uploaded\n")
+    assert open_store(store.url, store.options).list_sizes() == {}

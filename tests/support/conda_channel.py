@@ -7,8 +7,9 @@ deterministic (fixed timestamps, sorted members), so locks made against it
 are byte-stable; rattler's own indexer writes the repodata, exactly as it
 would for a real channel.
 
-The ``python`` package is a stand-in: resolution and installation only need
-its metadata and files, not a working interpreter.
+The ``python`` package of the main channel is a stand-in: resolution and
+installation only need its metadata and files, not a working interpreter.
+:func:`live_python_channel` builds a channel whose ``python`` is real (see there).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import hashlib
 import io
 import json
+import sys
 import tarfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -41,6 +43,8 @@ class CondaSpec:
     #: "python" installs ``site-packages/`` under the env's Python; "generic" as is.
     noarch: str | None = None
     files: Mapping[str, str] = attrs.field(factory=dict)
+    #: Symbolic links: path in the package -> link target.
+    symlinks: Mapping[str, str] = attrs.field(factory=dict)
 
     @property
     def build(self) -> str:
@@ -59,6 +63,17 @@ def _member(archive: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644)
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     archive.addfile(info, io.BytesIO(data))
+
+
+def _symlink(archive: tarfile.TarFile, name: str, target: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.SYMTYPE
+    info.linkname = target
+    info.mtime = _MTIME
+    info.mode = 0o777
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    archive.addfile(info)
 
 
 def build_conda_package(spec: CondaSpec, channel: Path) -> Path:
@@ -89,13 +104,17 @@ def build_conda_package(spec: CondaSpec, channel: Path) -> Path:
                 "size_in_bytes": len(data),
             }
             for path, data in files.items()
+        ]
+        + [
+            {"_path": path, "path_type": "softlink", "size_in_bytes": 0}
+            for path in sorted(spec.symlinks)
         ],
         "paths_version": 1,
     }
     info_files = {
         "info/index.json": json.dumps(index, indent=2, sort_keys=True).encode(),
         "info/paths.json": json.dumps(paths, indent=2, sort_keys=True).encode(),
-        "info/files": "".join(f"{p}\n" for p in files).encode(),
+        "info/files": "".join(f"{p}\n" for p in [*files, *sorted(spec.symlinks)]).encode(),
     }
     if spec.noarch == "python":
         info_files["info/link.json"] = json.dumps(
@@ -107,6 +126,8 @@ def build_conda_package(spec: CondaSpec, channel: Path) -> Path:
     with tarfile.open(fileobj=buffer, mode="w:bz2") as archive:
         for name, data in sorted({**info_files, **files}.items()):
             _member(archive, name, data, 0o755 if name.startswith("bin/") else 0o644)
+        for name, link_target in sorted(spec.symlinks.items()):
+            _symlink(archive, name, link_target)
     target.write_bytes(buffer.getvalue())
     return target
 
@@ -241,6 +262,55 @@ def conda_channels(tmp_path_factory: pytest.TempPathFactory) -> CondaChannels:
         empty=build_channel((), root / "empty"),
         wheels=wheels,
     )
+
+
+def live_python_packages(subdir: str) -> tuple[CondaSpec, ...]:
+    """A ``python`` conda package that makes its prefix a working interpreter, and one to import.
+
+    The package holds ``bin/python3.X``, a symlink to the CPython running the
+    tests, and ``pyvenv.cfg`` naming that CPython's ``bin`` as ``home``: the
+    prefix then behaves like a venv made from it, so ``sys.prefix`` is the
+    prefix and ``lib/python3.X/site-packages`` (where noarch packages and uv
+    install) is on ``sys.path``, while the standard library is the real one.
+    """
+    major, minor, micro = sys.version_info[:3]
+    short = f"{major}.{minor}"
+    real = Path(sys.base_prefix) / "bin" / f"python{short}"
+    virtual = "__glibc >=2.17,<3.0.a0" if subdir.startswith("linux") else "__osx >=11.0"
+    return (
+        CondaSpec(
+            name="python",
+            version=f"{short}.{micro}",
+            subdir=subdir,
+            depends=(virtual,),
+            files={
+                "pyvenv.cfg": (
+                    f"home = {real.parent}\ninclude-system-site-packages = false\n"
+                    f"version = {short}.{micro}\n"
+                ),
+            },
+            symlinks={f"bin/python{short}": str(real)},
+        ),
+        CondaSpec(
+            name="condapkg",
+            version="2.1",
+            subdir="noarch",
+            noarch="python",
+            depends=("python >=3.9",),
+            files={"site-packages/condapkg/__init__.py": "VERSION = '2.1'\n"},
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def live_python_channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A channel (for this machine's platform) whose ``python`` really runs; see above."""
+    from flowenv.platforms import host_platform
+
+    real = Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    if not real.is_file():
+        pytest.skip(f"no {real.name} in {real.parent} to link a conda python to")
+    return build_channel(live_python_packages(host_platform()), tmp_path_factory.mktemp("live"))
 
 
 def conda_lock_parse(path: Path) -> list[tuple[str, str, str, str, str, str | None, str | None]]:
