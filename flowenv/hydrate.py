@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -121,10 +121,16 @@ def hydrate(
         done = _read_marker(target)
         if done is not None and done.get("env_id") == env_id:
             return _result(env_name, manifest, env_id, target, reused=True)
-        files = _fetch_all(store, cache, manifest)
-        _clear(target, cache)
-        _building(cache, target).touch()
-        _build(manifest, files, target, cache, label=f"{env_name} · {platform}")
+        label = f"{env_name} · {platform}"
+        if manifest.kind == "pypi" and not target.exists():
+            files = _fetch_while_creating_venv(store, cache, manifest, target, label)
+        else:
+            # An env already at the prefix survives a failed fetch: clear it only after.
+            files = _fetch_all(store, cache, manifest)
+            _clear(target, cache)
+            _building(cache, target).touch()
+            _prepare(manifest, target, cache, label)
+        _install(manifest, files, target, cache, label)
         marker = {"env": env_name, "env_id": env_id, "platform": platform, "kind": manifest.kind}
         write_atomic(target / MARKER, _json(marker))
         _building(cache, target).unlink(missing_ok=True)
@@ -282,16 +288,41 @@ def _fetch_all(store: Store, cache: ArtifactCache, manifest: Manifest) -> dict[s
         return dict(zip(unique, pool.map(one, unique.values()), strict=True))
 
 
-def _build(
-    manifest: Manifest, files: Mapping[str, Path], target: Path, cache: ArtifactCache, label: str
-) -> None:
-    wheels = [a for a in manifest.artifacts if a.manager == "pip"]
+def _fetch_while_creating_venv(
+    store: Store, cache: ArtifactCache, manifest: Manifest, target: Path, label: str
+) -> dict[str, Path]:
+    """:func:`_fetch_all`, with the (artifact-independent) venv created meanwhile by uv.
+
+    A failed fetch removes the venv again, so a refused artifact leaves no prefix.
+    """
+    _building(cache, target).touch()
+    with ThreadPoolExecutor(max_workers=1) as side:
+        creating = side.submit(_prepare, manifest, target, cache, label)
+        try:
+            files = _fetch_all(store, cache, manifest)
+        except BaseException:
+            wait([creating])
+            _clear(target, cache)
+            _building(cache, target).unlink(missing_ok=True)
+            raise
+        creating.result()
+    return files
+
+
+def _prepare(manifest: Manifest, target: Path, cache: ArtifactCache, label: str) -> None:
+    """What can be built before the artifacts are verified: a PyPI env's empty venv."""
     if manifest.kind == "pypi":
         from flowenv.resolvers.uv import create_venv
 
         assert manifest.python, "a pypi manifest always records its Python"
         create_venv(target, manifest.python, cache_dir=cache.root / "uv", label=label)
-    else:
+
+
+def _install(
+    manifest: Manifest, files: Mapping[str, Path], target: Path, cache: ArtifactCache, label: str
+) -> None:
+    wheels = [a for a in manifest.artifacts if a.manager == "pip"]
+    if manifest.kind != "pypi":
         from flowenv.resolvers.rattler import InstallPackage, install
 
         # rattler "downloads" from the verified cache files, never from a channel.

@@ -123,7 +123,7 @@ def lock(
     if on_plan:
         on_plan(len(work))
     texts: dict[Path, str] = {}
-    errors: list[FlowenvError] = []
+    errors: list[tuple[str, FlowenvError]] = []
     # Imported here: `lock --check` imports this module and never needs them.
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
@@ -135,17 +135,28 @@ def lock(
             try:
                 texts |= future.result()
             except FlowenvError as exc:
-                errors.append(exc)
+                errors.append((job.label, exc))
             if on_resolved:
                 on_resolved(job.label)
     if errors:
-        raise type(errors[0])("\n\n".join(e.message for e in errors))
+        raise _combined(errors)
     written = _write_changed(texts)
     for target in todo:
         results.append(
             LockResult(target=target, status="written" if target.path in written else "unchanged")
         )
     return sorted(results, key=lambda r: (r.target.env.name, r.target.platform))
+
+
+def _combined(errors: list[tuple[str, FlowenvError]]) -> FlowenvError:
+    """One error for every failed job, in a stable order (jobs finish in any order)."""
+    ordered = [exc for _, exc in sorted(errors, key=lambda item: item[0])]
+    if len(ordered) == 1:
+        return ordered[0]
+    combined = FlowenvError("\n\n".join(exc.message for exc in ordered))
+    # The most specific failure decides the exit code (3 for any resolution failure).
+    combined.exit_code = ordered[0].exit_code
+    return combined
 
 
 def _write_changed(texts: dict[Path, str]) -> set[Path]:

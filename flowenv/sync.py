@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ DEFAULT_JOBS = 16
 #: Local artifacts up to this size are read once, verified and uploaded from memory;
 #: larger ones go through the cache (bounded memory: at most jobs x this).
 IN_MEMORY_MAX = 16 << 20
+#: At most this many bytes are read ahead while the store is being listed.
+VERIFY_AHEAD_BUDGET = 256 << 20
 
 
 @attrs.frozen(kw_only=True)
@@ -92,15 +94,21 @@ def sync(
     environments = build_environments(config)
     targets = select_targets(config, environments, selection or Selection())
     plans = [plan_target(t) for t in targets]
-    store = store_for_config(config, store_url, store_options)
     cache = cache or ArtifactCache()
     project = config.project.name
-
-    listing = store.list_sizes()
     sources: dict[str, tuple[str, Path]] = {}
     for plan in plans:
         for key, url in plan.sources:
             sources.setdefault(key, (url, plan.lock_path.parent))
+
+    # Opening a remote store (importing its fsspec backend) and listing it is
+    # mostly Python holding the GIL; reading and hashing local artifacts mostly
+    # is not. Overlap them: verify local artifacts ahead while the listing is
+    # under way, so those the store lacks upload straight from memory.
+    with ThreadPoolExecutor(max_workers=1) as opener:
+        opening = opener.submit(_open_and_list, config, store_url, store_options)
+        verified = _verify_ahead(sources, until=opening)
+        store, listing = opening.result()
     missing = sorted(k for k in sources if k not in listing)
     aliases = {alias_key(project, p.env, p.platform): p for p in plans}
     current = store.read_many(aliases)
@@ -129,7 +137,10 @@ def sync(
     done: set[str] = set()
     workers = max(1, min(jobs or DEFAULT_JOBS, len(missing) or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(_transfer, store, cache, key, *sources[key]): key for key in missing}
+        futures = {
+            pool.submit(_transfer, store, cache, key, *sources[key], verified.pop(key, None)): key
+            for key in missing
+        }
         for future in as_completed(futures):
             key = futures[future]
             try:
@@ -184,8 +195,46 @@ def sync(
     )
 
 
-def _transfer(store: Store, cache: ArtifactCache, key: str, url: str, base: Path) -> int:
+def _open_and_list(
+    config: Config, store_url: str | None, store_options: Mapping[str, Any] | None
+) -> tuple[Store, dict[str, int]]:
+    store = store_for_config(config, store_url, store_options)
+    return store, store.list_sizes()
+
+
+def _verify_ahead(sources: Mapping[str, tuple[str, Path]], until: Future[Any]) -> dict[str, bytes]:
+    """Read and verify small local artifacts until ``until`` is done (or a memory budget is spent).
+
+    Whatever is read for an artifact the store already has is wasted, but
+    only for as long as the listing takes, on a core that would be idle.
+    A file that fails verification is skipped here: the upload path reads it
+    again and reports the mismatch, and only if the store lacks it.
+    """
+    verified: dict[str, bytes] = {}
+    budget = VERIFY_AHEAD_BUDGET
+    for key, (url, base) in sources.items():
+        if until.done() or budget <= 0:
+            break
+        local = local_source(url, base)
+        if local is None or not local.is_file() or local.stat().st_size > IN_MEMORY_MAX:
+            continue
+        _, _, _, sha256, filename = key.split("/")
+        try:
+            data = read_verified(local, sha256, filename, url)
+        except FlowenvError:
+            continue
+        verified[key] = data
+        budget -= len(data)
+    return verified
+
+
+def _transfer(
+    store: Store, cache: ArtifactCache, key: str, url: str, base: Path, verified: bytes | None
+) -> int:
     """Fetch one locked artifact, verify its sha256, upload it; its size."""
+    if verified is not None:
+        store.write(key, verified)
+        return len(verified)
     _, _, _, sha256, filename = key.split("/")
     local = local_source(url, base)
     if local is not None and local.is_file() and local.stat().st_size <= IN_MEMORY_MAX:

@@ -94,6 +94,30 @@ def test_unsatisfiable_exits_3_and_touches_nothing(make_project, capsys) -> None
     assert {p: p.read_bytes() for p in Path(root, "locks").rglob("*.toml")} == before
 
 
+def test_every_failed_resolution_is_reported_in_a_stable_order(make_project, capsys) -> None:
+    # Four jobs fail in parallel and finish in any order; the report must not.
+    root = make_project(
+        """
+        [base]
+        python = "3.11"
+        pypi.packages = { beta = "1.5", epsilon = "3.1" }
+
+        [steps.train]
+        pypi.packages = { alpha = "9.9" }
+        """
+    )
+    assert main(["-C", str(root), "lock", "-j", "4"]) == 3
+    err = capsys.readouterr().err
+    headers = [line for line in err.splitlines() if line.startswith("cannot resolve")]
+    assert headers == [
+        "cannot resolve base · linux-64:",
+        "cannot resolve base · osx-arm64:",
+        "cannot resolve train · linux-64:",
+        "cannot resolve train · osx-arm64:",
+    ]
+    assert not (root / "locks").exists()
+
+
 # -- installing a lock -----------------------------------------------------------
 
 
