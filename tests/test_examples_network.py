@@ -1,0 +1,60 @@
+"""The PyPI-only examples lock against the public index (``-m network``; off by default)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from packaging.utils import parse_wheel_filename
+
+from flowenv.cli import main
+from flowenv.locks.pylock import read_pylock
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+pytestmark = pytest.mark.network
+
+
+def _copy(name: str, tmp_path: Path) -> Path:
+    root = tmp_path / name
+    shutil.copytree(EXAMPLES / name, root, ignore=shutil.ignore_patterns("locks", ".flowenv"))
+    return root
+
+
+def test_fractal_locks_per_platform_wheels_from_pypi(tmp_path: Path) -> None:
+    root = _copy("fractal", tmp_path)
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    assert main(["-q", "-C", str(root), "lock", "--check"]) == 0
+    linux = {p.name: p for p in read_pylock(root / "locks/plot/pylock.linux-64.toml")}
+    mac = {p.name: p for p in read_pylock(root / "locks/plot/pylock.osx-arm64.toml")}
+    assert linux["matplotlib"].version == mac["matplotlib"].version == "3.8.0"
+    assert linux["pyfracgen"].version == "0.0.11"
+    # One wheel per compiled package, built for the lock's own platform and Python.
+    (linux_wheel,) = linux["matplotlib"].wheels
+    (mac_wheel,) = mac["matplotlib"].wheels
+    assert _tags(linux_wheel.name) == {("cp39", "manylinux", "x86_64")}
+    assert _tags(mac_wheel.name) == {("cp39", "macosx", "arm64")}
+
+
+_PLATFORM_TAG = re.compile(r"^(manylinux|musllinux|macosx)_?[0-9_]*?_(x86_64|aarch64|arm64)$")
+
+
+def _tags(filename: str) -> set[tuple[str, str, str]]:
+    """(interpreter, OS family, CPU) of every tag of a wheel file name."""
+    _, _, _, tags = parse_wheel_filename(filename)
+    found = set()
+    for tag in tags:
+        match = _PLATFORM_TAG.match(tag.platform)
+        assert match, tag.platform
+        found.add((tag.interpreter, match.group(1), match.group(2)))
+    return found
+
+
+def test_relocking_an_example_is_byte_identical(tmp_path: Path) -> None:
+    root = _copy("fractal", tmp_path)
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    before = {p: p.read_bytes() for p in (root / "locks").rglob("*.toml")}
+    assert main(["-q", "-C", str(root), "lock", "--upgrade"]) == 0
+    assert {p: p.read_bytes() for p in (root / "locks").rglob("*.toml")} == before
