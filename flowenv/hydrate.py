@@ -1,9 +1,11 @@
 """``flowenv hydrate``: build an environment from the store alone, offline, verified.
 
-Works with or without the project's configuration: an executor needs only
-the store URL, the project name and the env name (the alias the last sync
-wrote). With a configuration, the env id comes from the local lock instead,
-so an executor running a given commit gets exactly that commit's env.
+Which env is built, most exact first: ``env_id`` given (``--env-id``) names
+the manifest itself, with no alias lookup; this is how a deployed flow keeps
+the env it was deployed with after newer locks are synced. Else, with a
+configuration, the env id of the local lock, so an executor running a given
+commit gets exactly that commit's env. Else the store's alias for the env
+name in the project, i.e. whatever the last sync wrote.
 
 Every artifact is downloaded into the cache and its sha256 checked *before*
 anything is installed; a mismatch deletes the file and installs nothing.
@@ -34,6 +36,7 @@ from flowenv.store.layout import (
     Artifact,
     Manifest,
     alias_key,
+    check_env_id,
     check_segment,
     manifest_key,
     parse_alias,
@@ -81,8 +84,14 @@ def hydrate(
     project: str | None = None,
     store_options: Mapping[str, Any] | None = None,
     cache: ArtifactCache | None = None,
+    env_id: str | None = None,
 ) -> HydratedEnv:
-    """Build (or reuse) ``env_name`` for ``platform`` (None or "auto": this machine)."""
+    """Build (or reuse) ``env_name`` for ``platform`` (None or "auto": this machine).
+
+    ``env_id`` pins the exact env (``env_name`` is then only its label); see the module doc.
+    """
+    if env_id is not None:
+        check_env_id(env_id)
     config = config_or_none
     if config is not None and project is not None and project != config.project.name:
         config = None  # another project's env: only the store knows it
@@ -90,18 +99,23 @@ def hydrate(
     check_segment(platform, "platform")
     if platform != host_platform():
         raise UsageError(f"cannot hydrate a {platform} env on this {host_platform()} machine")
+    check_segment(env_name, "environment")
+    pinned = env_id is not None
+    if env_id is None:
+        env_id = _local_env_id(config, env_name, platform)
+    # Only the alias needs the project: an env id is shared by every project.
     project_name = (
         project or (config.project.name if config else None) or os.environ.get(PROJECT_ENV)
     )
-    if not project_name:
+    if env_id is None and not project_name:
         raise UsageError(
             f"no project: pass --project NAME or set {PROJECT_ENV} (or run inside the project)"
         )
     store = _store(config, store_url, store_options)
     cache = cache or ArtifactCache()
 
-    env_id = _local_env_id(config, env_name, platform)
     if env_id is None:
+        assert project_name is not None  # checked above, before opening the store
         key = alias_key(project_name, env_name, platform)
         data = store.read(key)
         if data is None:
@@ -113,6 +127,11 @@ def hydrate(
     where = f"{store.url}/{manifest_key(env_id, platform)}"
     raw = store.read(manifest_key(env_id, platform))
     if raw is None:
+        if pinned:
+            raise StoreError(
+                f"{store.url}: no env id {env_id} for {platform} "
+                "(run `flowenv sync` where it was locked)"
+            )
         raise StoreError(f"{where} is missing (run `flowenv sync`)")
     manifest = Manifest.from_json(raw, where, expected_env_id=env_id)
 

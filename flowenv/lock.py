@@ -7,6 +7,7 @@ hash) are resolved once and the result is written for each of them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -62,6 +63,31 @@ def stale_targets(config: Config, selection: Selection = Selection()) -> list[Lo
     """Targets whose lock is missing or was made from other inputs. Resolves nothing."""
     environments = build_environments(config)
     return [t for t in select_targets(config, environments, selection) if not is_fresh(t)]
+
+
+def obsolete_locks(config: Config) -> list[Path]:
+    """Lock files no env × platform of the configuration uses any more.
+
+    A removed step, env or platform, or an env that changed kind (a pylock per
+    platform → one conda-lock.yml), leaves its old file behind; a reviewer
+    must not mistake it for a live lock, nor ``lock --check`` for fresh.
+    """
+    from flowenv.locks.layout import lock_files
+
+    environments = build_environments(config)
+    live = {t.path for t in select_targets(config, environments, Selection())}
+    return [path for path in lock_files(config.lock_root) if path not in live]
+
+
+def remove_obsolete_locks(config: Config) -> list[Path]:
+    """Delete :func:`obsolete_locks` (and env directories left empty); what was removed."""
+    removed = obsolete_locks(config)
+    for path in removed:
+        path.unlink()
+        # Not empty: another lock (or a file of the user's) still lives there.
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
+    return removed
 
 
 @attrs.frozen

@@ -184,17 +184,34 @@ class FlowRun:
         support = build_support_layer(default_cache_dir() / "metaflow-support", datastore_type)
         return Prepared(pythons=pythons, support=support)
 
+    def remote_env_id(self, env: str) -> str:
+        """The env id of ``env``'s committed lock for the remote platform.
+
+        A stale or missing lock is refused (CheckFailed), as at the start of a run.
+        """
+        from flowenv.locks.layout import LockTarget, lock_path
+        from flowenv.store.plan import plan_target
+
+        spec = self.environments.get(env)
+        path = lock_path(self.config.lock_root, spec, REMOTE_PLATFORM)
+        return plan_target(LockTarget(spec, REMOTE_PLATFORM, path)).env_id
+
     def bootstrap_commands(self, step: str, datastore_type: str) -> list[str]:
         """Shell commands that build ``step``'s env on a remote executor from the store alone.
 
         The container needs flowenv (for ``flowenv hydrate``) and read access
-        to the store; the env's interpreter is then ``$FLOWENV_PYTHON``.
+        to the store; the env's interpreter is then ``$FLOWENV_PYTHON``. The
+        env id is pinned here, where the locks are (these commands are written
+        when a run starts or a flow is deployed), so an executor builds exactly
+        the env the run was started with, never a newer one synced under the
+        same name later. :meth:`prepare` has synced that env id before.
         """
         env = self.env_of(step)
         if env is None:
             return []
         from flowenv.store import store_url_for
 
+        env_id = self.remote_env_id(env)
         store = store_url_for(None, self.config.project.store, self.config.root)
         hydrate = shlex.join(
             [
@@ -207,6 +224,8 @@ class FlowRun:
                 self.config.project.name,
                 "--platform",
                 REMOTE_PLATFORM,
+                "--env-id",
+                env_id,
                 "--prefix",
                 ".flowenv-env",
             ]
@@ -216,7 +235,7 @@ class FlowRun:
         )
         # A bare assignment fails with its command substitution (an export would not).
         return [
-            f"echo 'flowenv: hydrating {env}'",
+            "echo " + shlex.quote(f"flowenv: hydrating {env} (env id {env_id})"),
             f"FLOWENV_PYTHON=$({hydrate})",
             f"{SUPPORT_ENV}=$(pwd)/$({support})",
             f"export FLOWENV_PYTHON {SUPPORT_ENV} {STEP_MARKER}=1 PYTHONNOUSERSITE=1",

@@ -411,3 +411,67 @@ def test_progress_display_only_on_a_terminal_outside_ci(
         shown += chunk
     os.close(controller)
     assert b"resolving" in shown
+
+
+# -- obsolete locks ----------------------------------------------------------------
+
+
+def test_lock_of_a_removed_step_is_flagged_then_removed(make_project, capsys) -> None:
+    root = make_project(
+        """
+        [base]
+        python = "3.11"
+        pypi.packages = { alpha = "1.0" }
+
+        [steps.train]
+        pypi.packages = { beta = "1.5" }
+        """
+    )
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    (root / "locks/train/NOTES.txt").write_text("the user's own file\n")
+    toml = root / "flowenv.toml"
+    toml.write_text(toml.read_text().split("[steps.train]")[0])
+    capsys.readouterr()
+
+    assert main(["-C", str(root), "lock", "--check"]) == 1
+    assert capsys.readouterr().err == (
+        "flowenv: error:\n"
+        "stale locks (run `flowenv lock`):\n"
+        "  locks/train/pylock.linux-64.toml: obsolete (nothing in flowenv.toml uses it)\n"
+        "  locks/train/pylock.osx-arm64.toml: obsolete (nothing in flowenv.toml uses it)\n"
+    )
+    # A partial lock knows only part of the project: it removes nothing.
+    assert main(["-C", str(root), "lock", "base"]) == 0
+    assert (root / "locks/train/pylock.linux-64.toml").exists()
+
+    capsys.readouterr()
+    assert main(["-C", str(root), "lock"]) == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        "  removed  locks/train/pylock.linux-64.toml",
+        "  removed  locks/train/pylock.osx-arm64.toml",
+    ]
+    # Only lock files are flowenv's: the user's file (and so its directory) stays.
+    assert sorted(p.name for p in (root / "locks/train").iterdir()) == ["NOTES.txt"]
+    assert main(["-q", "-C", str(root), "lock", "--check"]) == 0
+
+
+def test_lock_of_a_dropped_platform_is_removed_with_its_empty_directory(
+    make_project, capsys
+) -> None:
+    root = make_project(
+        '[base]\npython = "3.11"\n[steps.train]\npypi.packages = { beta = "1.5" }\n'
+    )
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    toml = root / "flowenv.toml"
+    toml.write_text(toml.read_text().replace('"linux-64", "osx-arm64"', '"linux-64"'))
+    assert main(["-q", "-C", str(root), "lock", "--check"]) == 1
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    assert sorted(p.relative_to(root).as_posix() for p in (root / "locks").rglob("*")) == [
+        "locks/base",
+        "locks/base/pylock.linux-64.toml",
+        "locks/train",
+        "locks/train/pylock.linux-64.toml",
+    ]
+    toml.write_text(toml.read_text().split("[steps.train]")[0])
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    assert not (root / "locks/train").exists()

@@ -145,3 +145,21 @@ def test_published_hooks_install_from_pypi(project, tmp_path) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert _status(result.stdout, "flowenv lock") == "Failed"
     assert (project / "locks/base/pylock.osx-arm64.toml").is_file()
+
+
+def test_lock_hook_fails_when_it_removed_an_obsolete_lock(make_project, capsys) -> None:
+    root = make_project(
+        '[base]\npython = "3.11"\n[steps.train]\npypi.packages = { beta = "1.5" }\n'
+    )
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    toml = root / "flowenv.toml"
+    toml.write_text(toml.read_text().split("[steps.train]")[0])
+    capsys.readouterr()
+    assert main(["-C", str(root), "git", "lock-hook"]) == 1
+    assert capsys.readouterr().err == (
+        "flowenv: error:\n"
+        "stale locks were re-locked; review and stage them:\n"
+        "  locks/train/pylock.linux-64.toml  (obsolete, removed)\n"
+        "  locks/train/pylock.osx-arm64.toml  (obsolete, removed)\n"
+    )
+    assert main(["-C", str(root), "git", "lock-hook"]) == 0

@@ -68,15 +68,16 @@ def run_merge_driver(args: argparse.Namespace) -> int:
 
 def run_lock_hook(args: argparse.Namespace) -> int:
     from flowenv.cli.common import config_from_args
-    from flowenv.lock import lock
+    from flowenv.lock import lock, remove_obsolete_locks
 
     config = config_from_args(args)
     written = [r for r in lock(config) if r.status == "written"]
-    if written:
+    removed = remove_obsolete_locks(config)
+    if written or removed:
         # Like a formatter hook: the files are fixed, the commit is not, so the
         # author sees and stages the new locks.
-        paths = "\n".join(
-            f"  {r.target.path.relative_to(config.root)}  ({r.target.label})" for r in written
-        )
+        lines = [f"  {r.target.path.relative_to(config.root)}  ({r.target.label})" for r in written]
+        lines += [f"  {path.relative_to(config.root)}  (obsolete, removed)" for path in removed]
+        paths = "\n".join(lines)
         raise CheckFailed(f"stale locks were re-locked; review and stage them:\n{paths}")
     return 0

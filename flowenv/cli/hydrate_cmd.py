@@ -20,6 +20,12 @@ def add_hydrate_options(parser: argparse.ArgumentParser) -> None:
         help="project name (default: the configuration's, else $FLOWENV_PROJECT)",
     )
     parser.add_argument(
+        "--env-id",
+        metavar="ID",
+        help="build exactly this env id (as `flowenv sync` prints it) instead of the one the "
+        "local lock or the store's alias names; ENV is then only a label",
+    )
+    parser.add_argument(
         "--prefix",
         type=Path,
         metavar="DIR",
@@ -67,6 +73,7 @@ def hydrate_from_args(args: argparse.Namespace) -> Any:
         store_url=args.store,
         prefix=args.prefix,
         project=args.project,
+        env_id=args.env_id,
     )
 
 

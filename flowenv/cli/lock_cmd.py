@@ -49,18 +49,24 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowenv.lock import Selection, stale_targets
+    from flowenv.lock import Selection, obsolete_locks, stale_targets
     from flowenv.locks.layout import lock_status
 
     config = config_from_args(args)
     selection = Selection(envs=tuple(args.envs), platforms=tuple(args.platforms))
     if args.check:
         stale = stale_targets(config, selection)
-        if stale:
-            lines = [
-                f"  {t.label}: {lock_status(t)} ({t.path.relative_to(config.root).as_posix()})"
-                for t in stale
+        lines = [
+            f"  {t.label}: {lock_status(t)} ({t.path.relative_to(config.root).as_posix()})"
+            for t in stale
+        ]
+        if selection == Selection():
+            lines += [
+                f"  {path.relative_to(config.root).as_posix()}: obsolete (nothing in "
+                f"{config.path.name} uses it)"
+                for path in obsolete_locks(config)
             ]
+        if lines:
             raise CheckFailed("stale locks (run `flowenv lock`):\n" + "\n".join(lines))
         if not args.quiet:
             print("all locks are fresh")
@@ -70,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _lock(args: argparse.Namespace, config: Any, selection: Any) -> int:
     from flowenv.cli import is_interactive
-    from flowenv.lock import lock
+    from flowenv.lock import Selection, lock, remove_obsolete_locks
     from flowenv.lockers import LockOptions
 
     options = LockOptions(upgrade=args.upgrade, upgrade_packages=tuple(args.upgrade_package))
@@ -88,8 +94,12 @@ def _lock(args: argparse.Namespace, config: Any, selection: Any) -> int:
             )
     else:
         results = lock(config, selection, options, jobs=args.jobs)
+    # Only a full lock knows every live lock; a partial one leaves others' files alone.
+    removed = remove_obsolete_locks(config) if selection == Selection() else []
     if not args.quiet:
         for result in results:
             relative = result.target.path.relative_to(config.root)
             print(f"{result.status:>9}  {result.target.label}  {relative}", file=sys.stdout)
+        for path in removed:
+            print(f"{'removed':>9}  {path.relative_to(config.root)}", file=sys.stdout)
     return 0

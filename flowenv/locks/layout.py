@@ -71,3 +71,12 @@ def lock_status(target: LockTarget) -> str:
     if is_fresh(target):
         return "fresh"
     return "stale" if target.path.exists() else "missing"
+
+
+def lock_files(lock_root: Path) -> list[Path]:
+    """Every file under ``lock_root`` named like a flowenv lock (nothing else is ever touched)."""
+    if not lock_root.is_dir():
+        return []
+    found = [*lock_root.glob(f"*/{PYLOCK_PATTERN.format(platform='*')}")]
+    found += lock_root.glob(f"*/{CONDA_LOCK_NAME}")
+    return sorted(found)

@@ -55,16 +55,26 @@ def check_filename(filename: str, where: str) -> str:
 
 
 def check_sha256(digest: str, where: str) -> str:
-    if not _SHA256.match(digest):
+    if not _SHA256.fullmatch(digest):
         raise StoreError(f"{where}: refusing artifact without a valid sha256 (got {digest!r})")
     return digest
 
 
 def check_segment(name: str, what: str) -> str:
     """A project, env or platform name used as one key segment."""
-    if not _SEGMENT.match(name) or name in (".", "..") or ".." in name:
+    if not _SEGMENT.fullmatch(name) or name in (".", "..") or ".." in name:
         raise UsageError(f"invalid {what} name {name!r}: use letters, digits, '.', '_', '+', '-'")
     return name
+
+
+def check_env_id(env_id: str) -> str:
+    """An env id given by a user (``--env-id``): 32 hex digits, so never a path."""
+    if not _ENV_ID.fullmatch(env_id):
+        raise UsageError(
+            f"invalid env id {env_id!r}: expected 32 lowercase hex digits "
+            "(as `flowenv sync` prints it)"
+        )
+    return env_id
 
 
 def artifact_key(sha256: str, filename: str) -> str:
@@ -236,7 +246,7 @@ def parse_alias(data: bytes, where: str) -> str:
         env_id = json.loads(data)["env_id"]
     except (ValueError, KeyError, TypeError):
         raise StoreError(f"{where}: not a flowenv alias file") from None
-    if not isinstance(env_id, str) or not _ENV_ID.match(env_id):
+    if not isinstance(env_id, str) or not _ENV_ID.fullmatch(env_id):
         raise StoreError(f"{where}: invalid env id {env_id!r}")
     return env_id
 
