@@ -56,7 +56,8 @@ def select_targets(
                 f"({', '.join(config.project.platforms)})"
             )
     envs = [e for e in environments.envs if not selection.envs or e.name in selection.envs]
-    return targets(config.lock_root, envs, selection.platforms or config.project.platforms)
+    platforms = selection.platforms or config.project.platforms
+    return targets(config.lock_root, envs, platforms, live_platforms=config.project.platforms)
 
 
 def stale_targets(config: Config, selection: Selection = Selection()) -> list[LockTarget]:

@@ -13,7 +13,8 @@ from flowenv.spec import EnvSpec, build_environments
 
 def describe_env(config: Config, env: EnvSpec) -> dict[str, Any]:
     """One environment: its merged spec, the steps using it, and its lock per platform."""
-    env_targets = targets(config.lock_root, [env], config.project.platforms)
+    platforms = config.project.platforms
+    env_targets = targets(config.lock_root, [env], platforms, live_platforms=platforms)
     return {
         "name": env.name,
         "kind": env.kind,

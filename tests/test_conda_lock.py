@@ -334,6 +334,25 @@ def test_platform_subset_keeps_other_platforms_entries(conda_project, capsys) ->
     assert conda_lock_parse(path)
 
 
+def test_dropping_a_platform_makes_the_conda_lock_stale_until_relocked(
+    conda_project, capsys
+) -> None:
+    root = conda_project(SCIKIT_FLOW)
+    assert _lock(root) == 0
+    path = root / "locks/start/conda-lock.yml"
+    toml = root / "flowenv.toml"
+    toml.write_text(toml.read_text().replace('"linux-64", "osx-arm64"', '"linux-64"', 1))
+    capsys.readouterr()
+    # The inputs for linux-64 did not change, but the file still holds osx-arm64.
+    assert _lock(root, "--check") == 1
+    assert "start · linux-64: stale (locks/start/conda-lock.yml)" in capsys.readouterr().err
+    assert _lock(root) == 0
+    assert read_conda_lock(path).platforms == ("linux-64",)
+    assert read_conda_lock(path).for_platform("osx-arm64") == ()
+    assert _lock(root, "--check") == 0
+    assert conda_lock_parse(path)
+
+
 def test_previous_versions_are_kept_until_upgrade(conda_project, capsys) -> None:
     root = conda_project(
         """

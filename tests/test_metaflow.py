@@ -334,26 +334,19 @@ def test_bootstrap_commands_hydrate_a_remote_step_in_a_clean_process(
     run = FlowRun.load(root / "flow.py", steps)
     run.prepare("local")  # syncs plot's linux-64 env to the project's local store
     commands = run.bootstrap_commands("plot", "local")
-    assert run.bootstrap_commands("start", "local")[0] == "echo 'flowenv: hydrating base'"
+    base_id = synced_env_id(root, "base")
+    assert run.bootstrap_commands("start", "local")[0] == (
+        f"echo 'flowenv: hydrating base (env id {base_id})'"
+    )
     # The executor: an empty directory, no flowenv.toml, no lock, its own cache; only
     # flowenv (on PATH) and the store. Then the step's interpreter is asked what it sees.
     executor = tmp_path / "executor"
-    executor.mkdir()
     probe = (
         "import importlib.util as u, sys; "
         "names = ('delta', 'gamma', 'attrs', 'requests'); "
         "print(sys.executable, [m for m in names if u.find_spec(m)])"
     )
-    script = " && ".join([*commands, f'"$FLOWENV_PYTHON" -s -c "{probe}"'])
-    env = {
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}/usr/bin:/bin",
-        "HOME": str(tmp_path / "home"),
-        "FLOWENV_CACHE_DIR": str(tmp_path / "executor-cache"),
-    }
-    result = subprocess.run(
-        ["bash", "-c", script], cwd=executor, env=env, capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_on_executor(commands, probe, executor, tmp_path)
     python, found = result.stdout.strip().splitlines()[-1].split(" ", 1)
     assert python == str(executor / ".flowenv-env" / "bin" / "python")
     # requests comes only from the support layer, which Metaflow's extension adds to sys.path.
@@ -362,3 +355,83 @@ def test_bootstrap_commands_hydrate_a_remote_step_in_a_clean_process(
     assert len(support) == 1
     assert (support[0] / "requests" / "__init__.py").is_file()
     shutil.rmtree(executor)
+
+
+def synced_env_id(root: Path, env: str) -> str:
+    """The env id the project's local store names ``env`` for linux-64 (the last sync's)."""
+    alias = root / ".flowenv/store/projects/mfproj/envs" / env / "linux-64/current"
+    return str(json.loads(alias.read_text())["env_id"])
+
+
+def run_on_executor(
+    commands: list[str], probe: str, executor: Path, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run a remote step's bootstrap then ``probe`` in its env, as a fresh executor would.
+
+    An empty directory, no flowenv.toml, no lock, its own cache: only flowenv
+    (on PATH) and the store.
+    """
+    executor.mkdir()
+    script = " && ".join([*commands, f'"$FLOWENV_PYTHON" -s -c "{probe}"'])
+    env = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}/usr/bin:/bin",
+        "HOME": str(tmp_path / "home"),
+        "FLOWENV_CACHE_DIR": str(executor.with_name(executor.name + "-cache")),
+    }
+    result = subprocess.run(
+        ["bash", "-c", script], cwd=executor, env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_bootstrap_commands_pin_the_env_id_of_the_run_against_newer_syncs(
+    project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deployed flow keeps its env after a newer lock of the same env is synced."""
+    root = project(
+        FRACTAL,
+        """
+        [base]
+        python = "3.11"
+
+        [steps.plot]
+        pypi.packages = { alpha = "1.0" }
+        """,
+    )
+    lock(root)
+    steps = [
+        StepInfo(name="start"),
+        StepInfo(name="plot", decorators=("batch", "step")),
+        StepInfo(name="end"),
+    ]
+    monkeypatch.setenv("FLOWENV_CACHE_DIR", str(tmp_path / "driver-cache"))
+    run = FlowRun.load(root / "flow.py", steps)
+    run.prepare("local")
+    deployed = run.bootstrap_commands("plot", "local")
+    # The id prepare() synced, read back from the store: its manifest is there.
+    old = synced_env_id(root, "plot")
+    assert (root / f".flowenv/store/envs/{old}/linux-64/manifest.json").is_file()
+    assert deployed[0] == f"echo 'flowenv: hydrating plot (env id {old})'"
+    assert f" --env-id {old} " in deployed[1]
+
+    # Later, alpha 2.0 is locked and synced under the same env name.
+    toml = root / "flowenv.toml"
+    toml.write_text(toml.read_text().replace('alpha = "1.0"', 'alpha = "2.0"'))
+    lock(root)
+    assert main(["-C", str(root), "-q", "sync"]) == 0
+    new = synced_env_id(root, "plot")
+    assert new != old
+
+    probe = (
+        "import alpha, importlib.util as u; "
+        "beta = u.find_spec('beta') and __import__('beta'); "
+        "print('VERSIONS', alpha.VERSION, beta and beta.VERSION)"
+    )
+    result = run_on_executor(deployed, probe, tmp_path / "executor", tmp_path)
+    assert result.stdout.strip().splitlines()[-1] == "VERSIONS 1.0 None"
+    # A run started now pins (and gets) the new env.
+    fresh = FlowRun.load(root / "flow.py", steps).bootstrap_commands("plot", "local")
+    assert f" --env-id {new} " in fresh[1]
+    result = run_on_executor(fresh, probe, tmp_path / "executor2", tmp_path)
+    assert result.stdout.strip().splitlines()[-1] == "VERSIONS 2.0 1.5"

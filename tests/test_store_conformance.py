@@ -15,7 +15,7 @@ from flowenv.config.discover import discover_config
 from flowenv.config.load import load_config
 from flowenv.hydrate import hydrate
 from flowenv.store import open_store
-from flowenv.store.layout import Manifest
+from flowenv.store.layout import Manifest, alias_key, parse_alias
 from flowenv.sync import sync
 from tests.support.stores import StoreTarget
 
@@ -223,3 +223,71 @@ def test_hydrate_cli_without_config(make_project, store_target, flowenv_cache, t
     )
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout == f"0.5 {info['prefix']}\n"
+
+
+def test_hydrate_env_id_pins_an_older_sync(
+    make_project, store_target, flowenv_cache, tmp_path, capsys
+) -> None:
+    """Two versions of one env synced under one name: ``--env-id`` builds the one it names."""
+    root = locked_project(
+        make_project, store_target, '[base]\npython = "3.11"\npypi.packages = { alpha = "1.0" }\n'
+    )
+    config = load_config(discover_config(start=root))
+    old = next(e.env_id for e in sync(config).envs if e.platform == "linux-64")
+    toml = root / "flowenv.toml"
+    toml.write_text(toml.read_text().replace('alpha = "1.0"', 'alpha = "2.0"'))
+    assert main(["-C", str(root), "lock"]) == 0
+    config = load_config(discover_config(start=root))
+    new = next(e.env_id for e in sync(config).envs if e.platform == "linux-64")
+    assert new != old
+    store = open_store(store_target.url, store_target.options)
+    alias = store.read(alias_key("proj", "base", "linux-64"))
+    assert alias is not None and parse_alias(alias, "current") == new
+
+    # The executor: no configuration and no --project; only the store and the env id.
+    executor = tmp_path / "executor"
+    executor.mkdir()
+    env = {
+        **__import__("os").environ,
+        **store_target.env,
+        "FLOWENV_CACHE_DIR": str(tmp_path / "exec-cache"),
+    }
+    pinned = ["base", "--store", store_target.url, "--env-id", old]
+    hydrated = subprocess.run(
+        [sys.executable, "-m", "flowenv", "hydrate", *pinned, "--json"],
+        cwd=executor,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert hydrated.returncode == 0, hydrated.stderr
+    info = json.loads(hydrated.stdout)
+    assert (info["env"], info["env_id"], info["reused"]) == ("base", old, False)
+    probe = (
+        "import alpha, importlib.util, sys; "
+        "print(alpha.VERSION, importlib.util.find_spec('beta'), sys.prefix)"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-m", "flowenv", "run", *pinned, "--", "python", "-c", probe],
+        cwd=executor,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert ran.returncode == 0, ran.stderr
+    # alpha 1.0 and not alpha 2.0's beta, although the alias names the alpha 2.0 env.
+    assert ran.stdout == f"1.0 None {info['prefix']}\n"
+
+    # With the project at hand, --env-id wins over the local lock's (the alpha 2.0) env id.
+    capsys.readouterr()
+    unknown = "0123456789abcdef" * 2
+    assert main(["-C", str(root), "hydrate", "base", "--env-id", unknown]) == 4
+    assert capsys.readouterr().err == (
+        f"flowenv: error: {store.url}: no env id {unknown} for linux-64 "
+        "(run `flowenv sync` where it was locked)\n"
+    )
+    assert main(["-C", str(root), "hydrate", "base", "--env-id", f"../{old}"]) == 2
+    assert capsys.readouterr().err == (
+        f"flowenv: error: invalid env id '../{old}': expected 32 lowercase hex digits "
+        "(as `flowenv sync` prints it)\n"
+    )

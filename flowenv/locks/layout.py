@@ -29,6 +29,9 @@ class LockTarget:
     env: EnvSpec
     platform: str
     path: Path
+    #: Every platform the project locks for. A conda-lock.yml holding entries
+    #: for any other platform (one dropped from the project) is not fresh.
+    live_platforms: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -42,28 +45,44 @@ def lock_path(lock_root: Path, env: EnvSpec, platform: str) -> Path:
     return lock_root / env.name / PYLOCK_PATTERN.format(platform=platform)
 
 
-def targets(lock_root: Path, envs: Iterable[EnvSpec], platforms: Iterable[str]) -> list[LockTarget]:
+def targets(
+    lock_root: Path,
+    envs: Iterable[EnvSpec],
+    platforms: Iterable[str],
+    live_platforms: Iterable[str] = (),
+) -> list[LockTarget]:
     """Every env × platform pair, in a stable order."""
     wanted = tuple(platforms)
-    return [LockTarget(env, p, lock_path(lock_root, env, p)) for env in envs for p in wanted]
+    live = tuple(live_platforms)
+    return [
+        LockTarget(env, p, lock_path(lock_root, env, p), live) for env in envs for p in wanted
+    ]
+
+
+def recorded_input_hashes(path: Path) -> dict[str, str]:
+    """platform -> input hash, as the lock at ``path`` records them ({} if absent or unreadable)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    if path.name == CONDA_LOCK_NAME:
+        return dict(_CONDA_HASH.findall(text))
+    match = _PYLOCK_HASH.search(text)
+    platform = path.name.removeprefix("pylock.").removesuffix(".toml")
+    return {platform: match.group(1)} if match else {}
 
 
 def recorded_input_hash(path: Path, platform: str) -> str | None:
     """The input hash ``path`` records for ``platform``, or None if absent or unreadable."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return None
-    if path.name == CONDA_LOCK_NAME:
-        hashes = dict(_CONDA_HASH.findall(text))
-        return hashes.get(platform)
-    match = _PYLOCK_HASH.search(text)
-    return match.group(1) if match else None
+    return recorded_input_hashes(path).get(platform)
 
 
 def is_fresh(target: LockTarget) -> bool:
     """Whether the lock on disk was made from exactly this target's inputs."""
-    return recorded_input_hash(target.path, target.platform) == target.env.input_hash()
+    recorded = recorded_input_hashes(target.path)
+    if recorded.get(target.platform) != target.env.input_hash():
+        return False
+    return not target.live_platforms or set(recorded) <= set(target.live_platforms)
 
 
 def lock_status(target: LockTarget) -> str:
