@@ -34,3 +34,14 @@ def test_workflow_runs_check_and_posts_markdown_diff() -> None:
     diff = parser.parse_args(commands[0])
     assert (diff.arguments, diff.format) == (["origin/main", "HEAD"], "markdown")
     assert parser.parse_args(commands[1]).check is True
+
+
+def test_workflow_updates_only_its_own_marked_comment() -> None:
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    (post,) = [s for s in workflow["jobs"]["locks"]["steps"] if s["name"].startswith("Post")]
+    script = post["run"]
+    # The body starts with the marker and the comment to update is found by it,
+    # not by "the token's last comment", which may be another bot's.
+    assert "marker='<!-- flowenv-lock-diff -->'" in script
+    assert 'select(.body | startswith(\\"$marker\\"))' in script
+    assert "--edit-last" not in script
