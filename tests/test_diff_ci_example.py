@@ -38,7 +38,8 @@ def test_workflow_runs_check_and_posts_markdown_diff() -> None:
 
 def test_workflow_updates_only_its_own_marked_comment() -> None:
     workflow = yaml.safe_load(WORKFLOW.read_text())
-    (post,) = [s for s in workflow["jobs"]["locks"]["steps"] if s["name"].startswith("Post")]
+    steps = workflow["jobs"]["locks"]["steps"]
+    (post,) = [s for s in steps if s.get("name", "").startswith("Post")]
     script = post["run"]
     # The body starts with the marker and the comment to update is found by it,
     # not by "the token's last comment", which may be another bot's.
