@@ -242,7 +242,8 @@ def test_hydrate_env_id_pins_an_older_sync(
     assert new != old
     store = open_store(store_target.url, store_target.options)
     alias = store.read(alias_key("proj", "base", "linux-64"))
-    assert alias is not None and parse_alias(alias, "current") == new
+    assert alias is not None
+    assert parse_alias(alias, "current") == new
 
     # The executor: no configuration and no --project; only the store and the env id.
     executor = tmp_path / "executor"
