@@ -76,20 +76,7 @@ def _plan_pypi(target: LockTarget) -> EnvPlan:
             )
             artifacts.append(artifact)
             sources.append((artifact.key, wheel.url))
-    manifest = Manifest(
-        kind="pypi",
-        platform=target.platform,
-        python=str(python),
-        lock_name=target.path.name,
-        artifacts=tuple(artifacts),
-    )
-    return EnvPlan(
-        env=target.env.name,
-        platform=target.platform,
-        lock_path=target.path,
-        manifest=manifest,
-        sources=tuple(sources),
-    )
+    return _env_plan(target, "pypi", str(python), artifacts, sources)
 
 
 def _plan_conda(target: LockTarget) -> EnvPlan:
@@ -110,10 +97,20 @@ def _plan_conda(target: LockTarget) -> EnvPlan:
         )
         artifacts.append(artifact)
         sources.append((artifact.key, package.url))
+    return _env_plan(target, "conda", None, artifacts, sources)
+
+
+def _env_plan(
+    target: LockTarget,
+    kind: str,
+    python: str | None,
+    artifacts: list[Artifact],
+    sources: list[tuple[str, str]],
+) -> EnvPlan:
     manifest = Manifest(
-        kind="conda",
+        kind=kind,
         platform=target.platform,
-        python=None,
+        python=python,
         lock_name=target.path.name,
         artifacts=tuple(artifacts),
     )
