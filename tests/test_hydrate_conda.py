@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from flowenv.cli import main
 from tests.support.conda_channel import CondaChannels
-from tests.support.stores import s3_target
+from tests.support.stores import run_flowenv, s3_target
 from tests.test_store_conformance import store_invariants
 
 
@@ -26,12 +24,7 @@ def test_conda_env_sync_hydrate_run(
     toml.write_text(toml.read_text().replace('"linux-64", "osx-arm64"', '"linux-64"', 1))
     env = {**os.environ, **store.env, "FLOWENV_CACHE_DIR": str(tmp_path / "cache")}
     assert main(["-C", str(root), "lock"]) == 0
-    synced = subprocess.run(
-        [sys.executable, "-m", "flowenv", "-C", str(root), "sync"],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    synced = run_flowenv("-C", str(root), "sync", env=env)
     assert synced.returncode == 0, synced.stderr
     assert synced.stdout.splitlines()[-1].startswith("uploaded 5 artifacts (")
     assert len(store_invariants(store)) == 1
@@ -44,25 +37,18 @@ def test_conda_env_sync_hydrate_run(
         executor = tmp_path / "executor"
         executor.mkdir()
         exec_env = {**os.environ, **store.env, "FLOWENV_CACHE_DIR": str(tmp_path / "exec-cache")}
-        hydrated = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "flowenv",
-                "hydrate",
-                "base",
-                "--store",
-                store.url,
-                "--project",
-                "proj",
-                "--prefix",
-                str(tmp_path / "env"),
-                "--json",
-            ],
+        hydrated = run_flowenv(
+            "hydrate",
+            "base",
+            "--store",
+            store.url,
+            "--project",
+            "proj",
+            "--prefix",
+            str(tmp_path / "env"),
+            "--json",
             cwd=executor,
             env=exec_env,
-            capture_output=True,
-            text=True,
         )
         assert hydrated.returncode == 0, hydrated.stderr
         info = json.loads(hydrated.stdout)
@@ -77,28 +63,21 @@ def test_conda_env_sync_hydrate_run(
         assert (
             prefix / "lib/python3.11/site-packages/sklearn/__init__.py"
         ).read_text() == "__version__ = '1.3.1'\n"
-        ran = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "flowenv",
-                "run",
-                "base",
-                "--store",
-                store.url,
-                "--project",
-                "proj",
-                "--prefix",
-                str(prefix),
-                "--",
-                "sh",
-                "-c",
-                'cat "$CONDA_PREFIX/lib/numpy-1.26.0.txt"; python3.11',
-            ],
+        ran = run_flowenv(
+            "run",
+            "base",
+            "--store",
+            store.url,
+            "--project",
+            "proj",
+            "--prefix",
+            str(prefix),
+            "--",
+            "sh",
+            "-c",
+            'cat "$CONDA_PREFIX/lib/numpy-1.26.0.txt"; python3.11',
             cwd=executor,
             env=exec_env,
-            capture_output=True,
-            text=True,
         )
         assert ran.returncode == 0, ran.stderr
         assert ran.stdout == "numpy 1.26.0 for linux-64\nfake python 3.11.7\n"

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from flowenv.cli import main
-from tests.support.stores import StoreTarget, free_port, s3_target
+from tests.support.stores import StoreTarget, free_port, run_flowenv, s3_target
 from tests.support.wheels import DEFAULT_WHEELS
 from tests.test_store_conformance import store_invariants
 
@@ -53,28 +53,21 @@ def _run_in_env(
     executor.mkdir()
     prefix = tmp_path / "env"
     code = PROBE.format(modules=modules, dists=dists, extra=extra, prefix=str(prefix))
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flowenv",
-            "run",
-            "base",
-            "--store",
-            store.url,
-            "--project",
-            "proj",
-            "--prefix",
-            str(prefix),
-            "--",
-            "python",
-            "-c",
-            code,
-        ],
+    return run_flowenv(
+        "run",
+        "base",
+        "--store",
+        store.url,
+        "--project",
+        "proj",
+        "--prefix",
+        str(prefix),
+        "--",
+        "python",
+        "-c",
+        code,
         cwd=executor,
         env=_executor_env(store, tmp_path),
-        capture_output=True,
-        text=True,
     )
 
 

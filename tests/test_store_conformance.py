@@ -6,6 +6,7 @@ Each test gets a fresh, empty store from ``store_target`` (tests/support/stores.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from flowenv.hydrate import hydrate
 from flowenv.store import open_store
 from flowenv.store.layout import Manifest, alias_key, parse_alias
 from flowenv.sync import sync
-from tests.support.stores import StoreTarget
+from tests.support.stores import StoreTarget, run_flowenv
 
 BODY = """
 [base]
@@ -174,52 +175,38 @@ def test_hydrate_cli_without_config(make_project, store_target, flowenv_cache, t
     executor = tmp_path / "executor"
     executor.mkdir()
     env = {
-        **__import__("os").environ,
+        **os.environ,
         **store_target.env,
         "FLOWENV_CACHE_DIR": str(tmp_path / "exec-cache"),
     }
-    hydrated = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flowenv",
-            "hydrate",
-            "base",
-            "--store",
-            store_target.url,
-            "--project",
-            "proj",
-            "--json",
-        ],
+    hydrated = run_flowenv(
+        "hydrate",
+        "base",
+        "--store",
+        store_target.url,
+        "--project",
+        "proj",
+        "--json",
         cwd=executor,
         env=env,
-        capture_output=True,
-        text=True,
     )
     assert hydrated.returncode == 0, hydrated.stderr
     info = json.loads(hydrated.stdout)
     assert Path(info["prefix"]).parent == tmp_path / "exec-cache" / "envs"
     assert (info["env"], info["kind"], info["reused"]) == ("base", "pypi", False)
-    ran = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flowenv",
-            "run",
-            "base",
-            "--store",
-            store_target.url,
-            "--project",
-            "proj",
-            "--",
-            "python",
-            "-c",
-            "import delta, sys; print(delta.VERSION, sys.prefix)",
-        ],
+    ran = run_flowenv(
+        "run",
+        "base",
+        "--store",
+        store_target.url,
+        "--project",
+        "proj",
+        "--",
+        "python",
+        "-c",
+        "import delta, sys; print(delta.VERSION, sys.prefix)",
         cwd=executor,
         env=env,
-        capture_output=True,
-        text=True,
     )
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout == f"0.5 {info['prefix']}\n"
@@ -249,18 +236,12 @@ def test_hydrate_env_id_pins_an_older_sync(
     executor = tmp_path / "executor"
     executor.mkdir()
     env = {
-        **__import__("os").environ,
+        **os.environ,
         **store_target.env,
         "FLOWENV_CACHE_DIR": str(tmp_path / "exec-cache"),
     }
     pinned = ["base", "--store", store_target.url, "--env-id", old]
-    hydrated = subprocess.run(
-        [sys.executable, "-m", "flowenv", "hydrate", *pinned, "--json"],
-        cwd=executor,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    hydrated = run_flowenv("hydrate", *pinned, "--json", cwd=executor, env=env)
     assert hydrated.returncode == 0, hydrated.stderr
     info = json.loads(hydrated.stdout)
     assert (info["env"], info["env_id"], info["reused"]) == ("base", old, False)
@@ -268,13 +249,7 @@ def test_hydrate_env_id_pins_an_older_sync(
         "import alpha, importlib.util, sys; "
         "print(alpha.VERSION, importlib.util.find_spec('beta'), sys.prefix)"
     )
-    ran = subprocess.run(
-        [sys.executable, "-m", "flowenv", "run", *pinned, "--", "python", "-c", probe],
-        cwd=executor,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    ran = run_flowenv("run", *pinned, "--", "python", "-c", probe, cwd=executor, env=env)
     assert ran.returncode == 0, ran.stderr
     # alpha 1.0 and not alpha 2.0's beta, although the alias names the alpha 2.0 env.
     assert ran.stdout == f"1.0 None {info['prefix']}\n"

@@ -337,3 +337,17 @@ def many_wheels_project(
         f"pypi.packages = {{ {packages} }}\n"
     )
     return project
+
+
+def run_flowenv(
+    *args: str, env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m flowenv ARGS`` as a separate process (an executor, or a second client)."""
+    return subprocess.run(
+        [sys.executable, "-m", "flowenv", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
