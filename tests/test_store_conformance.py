@@ -150,7 +150,7 @@ def test_lock_naming_a_path_outside_is_refused(
 
 def test_concurrent_syncs_both_succeed(make_project, store_target, flowenv_cache, tmp_path) -> None:
     root = locked_project(make_project, store_target)
-    env = {**__import__("os").environ, **store_target.env}
+    env = {**os.environ, **store_target.env}
     runs = [
         subprocess.Popen(
             [sys.executable, "-m", "flowenv", "-C", str(root), "sync", "-j", "2"],
