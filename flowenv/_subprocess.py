@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -22,10 +23,14 @@ def run(
     env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``args`` to completion with output captured; never raises on a non-zero exit."""
+    child_env = dict(os.environ if env is None else env)
+    # flowenv re-prints a tool's messages in its own errors: a tool that wraps them for a
+    # terminal width it guessed (uv does, when COLUMNS is set narrow) would break them mid-line.
+    child_env["COLUMNS"] = "10000"
     return subprocess.run(
         [str(a) for a in args],
         cwd=cwd,
-        env=dict(env) if env is not None else None,
+        env=child_env,
         capture_output=True,
         text=True,
         check=False,
