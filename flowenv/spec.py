@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
@@ -30,6 +31,8 @@ from flowenv.config.models import (
     PypiPackage,
     PypiSettings,
 )
+
+P = TypeVar("P", PypiPackage, CondaPackage)
 
 BASE = "base"
 #: Bumped whenever the meaning of a lock's inputs changes, so old locks go stale.
@@ -56,8 +59,17 @@ class EnvSpec:
     channel_priority: str = "strict"
     virtual_packages: tuple[tuple[str, str], ...] = ()
     pypi_settings: PypiSettings = attrs.field(factory=PypiSettings)
+    #: Constraints from requirements files (``-c``): bound versions, install nothing.
+    pypi_constraints: tuple[PypiPackage, ...] = ()
+    #: The solve group this env agrees with (see flowenv.solve_groups), or None.
+    solve_group: str | None = None
+    #: sha256 over the inputs of every member of the solve group ("" outside a group):
+    #: a change to any member can move this env's versions, so it is part of the hash.
+    group_hash: str = ""
     #: Steps that run in this environment (not part of the hash: it is not an input).
     steps: tuple[str, ...] = ()
+    #: Input files read into this env (their meaning is hashed through the packages).
+    inputs: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -70,11 +82,16 @@ class EnvSpec:
             "version": INPUT_HASH_VERSION,
             "kind": self.kind,
             "python": self.python,
-            "pypi": [p.requirement() for p in self.pypi],
+            "pypi": [p.hash_form() for p in self.pypi],
             "index-url": strip_credentials(self.pypi_settings.index_url or ""),
             "extra-index-urls": [strip_credentials(u) for u in self.pypi_settings.extra_index_urls],
             "find-links": [strip_credentials(u) for u in self.pypi_settings.find_links],
         }
+        # Keys added only when used, so that locks of envs without them keep their hash.
+        if self.pypi_constraints:
+            inputs["pypi-constraints"] = [c.hash_form() for c in self.pypi_constraints]
+        if self.solve_group is not None:
+            inputs["solve-group"] = [self.solve_group, self.group_hash]
         if self.kind == "conda":
             inputs |= {
                 "conda": [c.match_spec() for c in self.conda],
@@ -115,21 +132,33 @@ class Environments:
         return None if BASE not in self.names() else BASE
 
 
-def _merge_by_key(
-    parent: Iterable[object], child: Iterable[object], key: str
-) -> tuple[object, ...]:
-    merged = {getattr(p, key): p for p in parent}
-    merged.update({getattr(c, key): c for c in child})
-    return tuple(merged[k] for k in sorted(merged))
+def _merge_by_name(
+    parent: Sequence[P], child: Sequence[P], key: Callable[[P], Any]
+) -> tuple[P, ...]:
+    """The child's entries plus the parent's for names the child does not mention.
+
+    A name may have several entries (one per environment marker, from a
+    requirements file); the child replaces all of them.
+    """
+    names = {c.name for c in child}
+    merged = [p for p in parent if p.name not in names] + list(child)
+    return tuple(sorted(merged, key=key))
 
 
 def _merge(parent: EnvDecl, child: EnvDecl) -> EnvDecl:
     return EnvDecl(
         python=child.python or parent.python,
-        pypi=_merge_by_key(parent.pypi, child.pypi, "name"),  # type: ignore[arg-type]
-        conda=_merge_by_key(parent.conda, child.conda, "name"),  # type: ignore[arg-type]
+        pypi=_merge_by_name(parent.pypi, child.pypi, _pypi_key),
+        conda=_merge_by_name(parent.conda, child.conda, lambda c: (c.name, c.channel or "")),
         channels=child.channels if child.channels is not None else parent.channels,
+        pypi_constraints=_merge_by_name(parent.pypi_constraints, child.pypi_constraints, _pypi_key),
+        solve_group=child.solve_group or parent.solve_group,
+        inputs=tuple(dict.fromkeys((*parent.inputs, *child.inputs))),
     )
+
+
+def _pypi_key(package: PypiPackage) -> tuple[str, str, str]:
+    return (package.name, package.marker, package.requirement())
 
 
 def build_environments(config: Config) -> Environments:
@@ -141,12 +170,7 @@ def build_environments(config: Config) -> Environments:
     for name, named in config.envs:
         decls[name] = (
             f"envs.{name}",
-            EnvDecl(
-                python=named.python or config.base.python,
-                pypi=named.pypi,
-                conda=named.conda,
-                channels=named.channels,
-            ),
+            attrs.evolve(named, python=named.python or config.base.python, env=None),
         )
     for name, step in config.steps:
         parent_name = step.env or BASE
@@ -182,9 +206,35 @@ def build_environments(config: Config) -> Environments:
                 channel_priority=project.conda.channel_priority,
                 virtual_packages=project.conda.virtual_packages,
                 pypi_settings=project.pypi,
+                pypi_constraints=decl.pypi_constraints,
+                solve_group=decl.solve_group,
                 steps=tuple(sorted(users[env_name])),
+                inputs=decl.inputs,
             )
         )
     return Environments(
-        envs=tuple(sorted(specs, key=lambda e: e.name)), step_envs=tuple(sorted(step_envs.items()))
+        envs=tuple(sorted(_with_group_hashes(specs), key=lambda e: e.name)),
+        step_envs=tuple(sorted(step_envs.items())),
     )
+
+
+def _with_group_hashes(specs: Sequence[EnvSpec]) -> list[EnvSpec]:
+    """Each grouped env with the hash of its whole group's inputs (see EnvSpec.group_hash)."""
+    members: dict[str, list[EnvSpec]] = {}
+    for spec in specs:
+        if spec.solve_group is not None:
+            members.setdefault(spec.solve_group, []).append(spec)
+    hashes = {
+        group: hashlib.sha256(
+            json.dumps(
+                sorted([e.name, e.hash_inputs()] for e in envs),
+                sort_keys=True,
+                separators=(",", ":"),
+            ).encode()
+        ).hexdigest()
+        for group, envs in members.items()
+    }
+    return [
+        attrs.evolve(spec, group_hash=hashes[spec.solve_group]) if spec.solve_group else spec
+        for spec in specs
+    ]

@@ -44,11 +44,12 @@ BASE = "base"
 PROJECT_KEYS = ("name", "platforms", "lock-dir", "store", "store-options", "pypi", "conda")
 PROJECT_PYPI_KEYS = ("index-url", "extra-index-urls", "find-links")
 PROJECT_CONDA_KEYS = ("channels", "channel-priority", "virtual-packages")
-ENV_KEYS = ("python", "pypi", "conda")
+ENV_KEYS = ("python", "pypi", "conda", "solve-group")
 BASE_KEYS = (*ENV_KEYS, "disabled")
 STEP_KEYS = (*ENV_KEYS, "disabled", "env")
-PYPI_KEYS = ("packages", "libraries")
-CONDA_KEYS = ("packages", "libraries", "channels")
+# requirements, pyproject and environment-file name input files (flowenv.inputs).
+PYPI_KEYS = ("packages", "libraries", "requirements", "pyproject")
+CONDA_KEYS = ("packages", "libraries", "channels", "environment-file")
 CHANNEL_PRIORITIES = ("strict", "flexible", "disabled")
 
 _PYTHON_VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
@@ -75,7 +76,6 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``choices``, or ""."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
-
 
 
 def _type_name(value: object) -> str:
@@ -109,8 +109,12 @@ def render_key_path(path: KeyPath) -> str:
 
 
 class _Validator:
-    def __init__(self, file: str, lines: dict[KeyPath, int], prefix: KeyPath) -> None:
+    def __init__(
+        self, file: str, lines: dict[KeyPath, int], prefix: KeyPath, root: Path = Path()
+    ) -> None:
         self.file = file
+        #: Input files and local packages are relative to the configuration's directory.
+        self.root = root
         self.lines = lines
         self.prefix = prefix
         self.diagnostics: list[Diagnostic] = []
@@ -250,7 +254,7 @@ class _Validator:
                 (*path, "python"),
                 f'expected a Python version like "3.11" or "3.11.9", got \'{python}\'',
             )
-        self.table(table.get("pypi", {}), (*path, "pypi"), PYPI_KEYS)
+        pypi_table = self.table(table.get("pypi", {}), (*path, "pypi"), PYPI_KEYS)
         pypi = self.packages(table, "pypi", path, PYPI_KEYS, self.pypi_package)
         conda_path: KeyPath = (*path, "conda")
         conda_table = self.table(table.get("conda", {}), conda_path, CONDA_KEYS)
@@ -259,14 +263,32 @@ class _Validator:
         if "disabled" in table:
             disabled = bool(self.typed(table["disabled"], (*path, "disabled"), bool, "a boolean"))
         env = self.string(table, "env", path)
-        return EnvDecl(
+        channels = self.channels(conda_table, conda_path)
+        decl = EnvDecl(
             python=python,
             pypi=tuple(sorted(pypi, key=lambda p: p.name)),
             conda=tuple(sorted(conda, key=lambda p: (p.name, p.channel or ""))),
-            channels=self.channels(conda_table, conda_path),
+            channels=channels,
             disabled=disabled,
             env=env,
+            solve_group=self.solve_group(table, path),
         )
+        files = [k for k in ("requirements", "pyproject") if k in pypi_table]
+        if not files and "environment-file" not in conda_table:
+            return decl
+        from flowenv.inputs.declare import read_declared, with_inputs
+
+        inputs = read_declared(self, pypi_table, conda_table, path, python)
+        return with_inputs(decl, inputs)
+
+    def solve_group(self, table: Mapping[str, Any], path: KeyPath) -> str | None:
+        group = self.string(table, "solve-group", path)
+        if group is not None and not _ENV_NAME.match(group):
+            self.error(
+                (*path, "solve-group"),
+                "a solve group name may only use letters, digits, '_', '-' and '.'",
+            )
+        return group
 
     def packages(
         self,
@@ -321,6 +343,10 @@ class _Validator:
                 if e.strip()
             )
         )
+        if isinstance(spec, dict):
+            from flowenv.inputs.declare import local_package
+
+            return local_package(self, normalize_pypi_name(match.group(1)), extras, spec, path)
         text = self.typed(spec, path, str, "a version string")
         if text is None:
             return None
@@ -451,6 +477,13 @@ def _validate_steps(
                 "a disabled step runs in the system environment; it cannot also declare "
                 "python, packages, channels or env",
             )
+        if step.solve_group is not None and not step.has_own_content():
+            v.error(
+                (*path, "solve-group"),
+                "this step declares nothing of its own, so it runs in "
+                f"{'[envs.' + step.env + ']' if step.env else '[base]'}; "
+                "put solve-group there (steps built on it inherit it)",
+            )
         if step.env is not None and step.env not in envs:
             known = f"; known: {', '.join(sorted(envs))}" if envs else "; there is no [envs] table"
             v.error(
@@ -508,8 +541,8 @@ def parse_config(text: str, path: Path) -> Config:
             # Reached only with -c: discovery skips a pyproject.toml without the table.
             raise ConfigError([Diagnostic(display, None, "", "no [tool.flowenv] table")])
         data = tool["flowenv"]
-    v = _Validator(display, locate_keys(text), prefix)
     root = path.parent
+    v = _Validator(display, locate_keys(text), prefix, root)
     top = v.table(data, (), TOP_KEYS)
     project = v.project(top.get("project", {}), root)
     base = v.env_decl(top.get("base", {}), ("base",), BASE_KEYS)
@@ -520,7 +553,13 @@ def parse_config(text: str, path: Path) -> Config:
     _validate_steps(v, base, steps, envs)
     if v.diagnostics:
         # In file order, so the report reads top to bottom like the file.
-        raise ConfigError(sorted(v.diagnostics, key=lambda d: d.line or 0))
+        # Problems inside input files follow, in the order they were read.
+        raise ConfigError(
+            sorted(
+                v.diagnostics,
+                key=lambda d: (d.file != display, (d.line or 0) if d.file == display else 0),
+            )
+        )
     return Config(
         path=path,
         root=root,

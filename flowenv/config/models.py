@@ -23,11 +23,39 @@ class PypiPackage:
     name: str
     specifier: str = ""
     extras: tuple[str, ...] = ()
+    #: A PEP 508 environment marker ("" = every environment), as packaging prints it.
+    marker: str = ""
+    #: A direct reference (``name @ URL``), as written in a requirements file.
+    url: str = ""
+    #: A local package: its directory, relative to the project root (POSIX form).
+    path: str = ""
+    #: sha256 over a local package's source files (see flowenv.inputs.local).
+    source_hash: str = ""
 
-    def requirement(self) -> str:
-        """The PEP 508 line handed to the resolver."""
+    def requirement(self, root: Path | None = None) -> str:
+        """The PEP 508 line handed to the resolver (``root`` locates a local package)."""
         extras = f"[{','.join(self.extras)}]" if self.extras else ""
-        return f"{self.name}{extras}{self.specifier}"
+        if self.path:
+            base = root if root is not None else Path()
+            line = f"{self.name}{extras} @ {(base / self.path).resolve().as_uri()}"
+        elif self.url:
+            line = f"{self.name}{extras} @ {self.url}"
+        else:
+            line = f"{self.name}{extras}{self.specifier}"
+        if self.marker:
+            # A space before ';' keeps a URL's last character apart from the marker.
+            line += f" ; {self.marker}"
+        return line
+
+    def hash_form(self) -> str:
+        """What the input hash records: the requirement, a local package by path and content.
+
+        Never an absolute path, so that every checkout of the project hashes alike.
+        """
+        if not self.path:
+            return self.requirement()
+        marker = f" ; {self.marker}" if self.marker else ""
+        return f"{self.name} @ {self.path}#sha256={self.source_hash}{marker}"
 
 
 @attrs.frozen(kw_only=True)
@@ -88,10 +116,23 @@ class EnvDecl:
     channels: tuple[str, ...] | None = None
     disabled: bool = False
     env: str | None = None
+    #: ``-c`` constraints from requirements files: they bound versions, install nothing.
+    pypi_constraints: tuple[PypiPackage, ...] = ()
+    #: The solve group this table's environment belongs to (see flowenv.solve_groups).
+    solve_group: str | None = None
+    #: Input files read into this table (requirements, environment.yml, pyproject), as written.
+    inputs: tuple[str, ...] = ()
 
     def has_own_content(self) -> bool:
         """Whether this table changes anything over the environment it builds on."""
-        return bool(self.python or self.pypi or self.conda or self.channels is not None)
+        return bool(
+            self.python
+            or self.pypi
+            or self.conda
+            or self.channels is not None
+            or self.pypi_constraints
+            or self.inputs
+        )
 
 
 @attrs.frozen(kw_only=True)

@@ -158,11 +158,13 @@ def _previous_pylock(previous: CondaLock | None, platform: str) -> str | None:
             continue
         artifact = {"url": package.url, "hashes": {"sha256": package.sha256}}
         kind = "wheels" if package.filename.endswith(".whl") else "sdist"
-        packages.append({
-            "name": package.name,
-            "version": package.version,
-            kind: [artifact] if kind == "wheels" else artifact,
-        })
+        packages.append(
+            {
+                "name": package.name,
+                "version": package.version,
+                kind: [artifact] if kind == "wheels" else artifact,
+            }
+        )
     if not packages:
         return None
     return render({"lock-version": "1.0", "created-by": "flowenv", "packages": packages})
@@ -188,12 +190,15 @@ def _pip_part(
         )
     provided = {_normalize(name): version for name, version in versions.items() if name != "python"}
     raw = compile_pylock(
-        [p.requirement() for p in env.pypi],
+        [p.requirement(config.root) for p in env.pypi],
         python=python,
         platform=platform,
         settings=env.pypi_settings,
         label=f"{env.name} · {platform} (PyPI packages, with Python {python} from conda)",
-        constraints=_constraints(provided),
+        constraints=[
+            *_constraints(provided),
+            *(c.requirement(config.root) for c in env.pypi_constraints),
+        ],
         previous=None if options.upgrade else _previous_pylock(previous, platform),
         upgrade=options.upgrade,
         upgrade_packages=options.upgrade_packages,

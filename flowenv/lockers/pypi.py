@@ -20,9 +20,21 @@ def _previous(path: Path) -> str | None:
         return None
 
 
+def env_constraints(env: EnvSpec, root: Path) -> list[str]:
+    """The env's own constraint lines (``-c`` files)."""
+    return [c.requirement(root) for c in env.pypi_constraints]
+
+
 def lock_pypi_env(
-    config: Config, env: EnvSpec, platforms: Sequence[str], options: LockOptions
+    config: Config,
+    env: EnvSpec,
+    platforms: Sequence[str],
+    options: LockOptions,
+    pins: Mapping[str, Sequence[str]] | None = None,
 ) -> Mapping[str, str]:
+    """Lock ``env`` for each platform; ``pins`` (platform -> "name==version") come from a
+    solve group and hold the env to the versions its group agreed on."""
+    pins = pins or {}
     out: dict[str, str] = {}
     for platform in platforms:
         path = lock_path(config.lock_root, env, platform)
@@ -32,11 +44,12 @@ def lock_pypi_env(
             out[path.name] = canonical_pylock(EMPTY_PYLOCK, env, platform)
             continue
         raw = compile_pylock(
-            [p.requirement() for p in env.pypi],
+            [p.requirement(config.root) for p in env.pypi],
             python=env.python,
             platform=platform,
             settings=env.pypi_settings,
             label=f"{env.name} · {platform}",
+            constraints=[*env_constraints(env, config.root), *pins.get(platform, ())],
             previous=_previous(path),
             upgrade=options.upgrade,
             upgrade_packages=options.upgrade_packages,

@@ -1,0 +1,322 @@
+"""Existing files as inputs: requirements files, environment.yml and pyproject.toml.
+
+Each is locked with real uv against the local test index; errors are
+asserted by their exact text (file, line, message).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from flowenv.cli import main
+from flowenv.config.load import load_config
+from flowenv.errors import ConfigError
+from flowenv.lock import stale_targets
+from flowenv.locks.condalock import read_conda_lock
+from flowenv.locks.pylock import read_pylock
+from flowenv.spec import build_environments
+
+
+def _write(root: Path, name: str, text: str) -> Path:
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+def _versions(path: Path) -> dict[str, str]:
+    return {p.name: p.version for p in read_pylock(path)}
+
+
+def _packaging_says(text: str) -> str:
+    """packaging's own first line for an invalid requirement (its wording varies by version)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    with pytest.raises(InvalidRequirement) as info:
+        Requirement(text)
+    return str(info.value).splitlines()[0]
+
+
+def _config_errors(root: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(root / "flowenv.toml")
+    return [d.render().replace(str(root) + "/", "") for d in info.value.diagnostics]
+
+
+def test_requirements_with_include_constraint_marker_and_comments_lock(make_project) -> None:
+    root = make_project(
+        """
+        [base]
+        python = "3.11"
+        pypi.requirements = "requirements.txt"
+        """
+    )
+    _write(
+        root,
+        "requirements.txt",
+        """
+        # the flow's packages
+        -r reqs/common.txt
+        -c constraints.txt
+        delta==0.5 ; sys_platform == "linux"   # only where it runs
+        alpha \\
+            >=1
+        """,
+    )
+    _write(root, "reqs/common.txt", "beta>=1\n")
+    _write(root, "constraints.txt", "beta<1.5\n")
+    assert main(["-C", str(root), "lock"]) == 0
+    linux = _versions(root / "locks/base/pylock.linux-64.toml")
+    mac = _versions(root / "locks/base/pylock.osx-arm64.toml")
+    # The marker keeps delta (and gamma, which it pulls) off macOS; the
+    # constraint holds beta below 1.5 (1.5 is on the index).
+    assert linux == {"alpha": "2.0", "beta": "1.0", "delta": "0.5", "gamma": "1.0"}
+    assert mac == {"alpha": "2.0", "beta": "1.0"}
+    env = build_environments(load_config(root / "flowenv.toml")).get("base")
+    assert env.inputs == ("requirements.txt", "reqs/common.txt", "constraints.txt")
+
+
+def test_editing_an_included_requirements_file_makes_the_lock_stale(make_project) -> None:
+    root = make_project(
+        """
+        [base]
+        python = "3.11"
+        pypi.requirements = ["requirements.txt"]
+        """
+    )
+    _write(root, "requirements.txt", "-r more.txt\n")
+    _write(root, "more.txt", "alpha==1.0\n")
+    assert main(["-C", str(root), "lock"]) == 0
+    config = load_config(root / "flowenv.toml")
+    assert stale_targets(config) == []
+    # A comment changes nothing a resolver sees: still fresh.
+    _write(root, "more.txt", "alpha==1.0  # pinned for the pickles\n")
+    assert stale_targets(load_config(root / "flowenv.toml")) == []
+    _write(root, "more.txt", "alpha==2.0\n")
+    stale = stale_targets(load_config(root / "flowenv.toml"))
+    assert sorted(t.platform for t in stale) == ["linux-64", "osx-arm64"]
+    assert main(["-C", str(root), "lock", "--check"]) == 1
+
+
+def test_inline_packages_win_over_a_requirements_file(make_project) -> None:
+    root = make_project(
+        """
+        [base]
+        python = "3.11"
+        pypi.requirements = "requirements.txt"
+        pypi.packages = { alpha = "1.0" }
+
+        [steps.train]
+        pypi.packages = { beta = "1.5" }
+        """
+    )
+    _write(root, "requirements.txt", "alpha>=2\nbeta==1.0\n")
+    envs = build_environments(load_config(root / "flowenv.toml"))
+    assert [p.requirement() for p in envs.get("base").pypi] == ["alpha==1.0", "beta==1.0"]
+    assert [p.requirement() for p in envs.get("train").pypi] == ["alpha==1.0", "beta==1.5"]
+    assert envs.get("train").inputs == ("requirements.txt",)
+
+
+def test_index_options_in_requirements_point_at_flowenv_toml(make_project) -> None:
+    root = make_project(
+        """
+        [base]
+        python = "3.11"
+        pypi.requirements = "requirements.txt"
+        """
+    )
+    _write(
+        root,
+        "requirements.txt",
+        """
+        alpha==1.0
+        --extra-index-url https://user:secret@example.invalid/simple
+        -e ./libs/mylib
+        beta=>1
+        ./vendor/thing.whl
+        -r missing.txt
+        """,
+    )
+    assert _config_errors(root) == [
+        "requirements.txt:2: '--extra-index-url': index options belong in flowenv.toml's "
+        "[project.pypi] (index-url, extra-index-urls, find-links), shared by every env; "
+        "remove it from this file",
+        "requirements.txt:3: editable install './libs/mylib' is not locked; declare the "
+        'project\'s own package in flowenv.toml as NAME = { path = "DIR" } (a local package)',
+        f"requirements.txt:4: invalid requirement 'beta=>1': {_packaging_says('beta=>1')}",
+        "requirements.txt:5: './vendor/thing.whl' has no package name; write NAME @ URL, or "
+        'declare a local package in flowenv.toml as NAME = { path = "DIR" }',
+        "requirements.txt:6: -r missing.txt: no such file (missing.txt)",
+    ]
+
+
+def test_missing_requirements_file_names_the_file(make_project) -> None:
+    root = make_project(
+        """
+        [base]
+        python = "3.11"
+        pypi.requirements = "nope.txt"
+        """
+    )
+    assert _config_errors(root) == ["nope.txt: cannot read: No such file or directory"]
+    assert main(["-C", str(root), "lock"]) == 2
+
+
+def test_environment_yml_with_channels_and_pip_section(make_project, conda_channels) -> None:
+    root = make_project(
+        """
+        [base]
+        conda.environment-file = "environment.yml"
+        """,
+        project_extra=f'pypi.find-links = ["{conda_channels.wheels}"]\n',
+    )
+    _write(
+        root,
+        "environment.yml",
+        f"""
+        name: fractal
+        channels:
+          - {conda_channels.main_url}
+        dependencies:
+          - python=3.11
+          - scikit-learn=1.3
+          - {conda_channels.pytorch_url}::pytorch==2.1.2
+          - pip:
+            - skplot==0.3  # from the find-links wheels
+            - -r pip-extra.txt
+        """,
+    )
+    _write(root, "pip-extra.txt", "beta==1.0\n")
+    env = build_environments(load_config(root / "flowenv.toml")).get("base")
+    assert env.python == "3.11"
+    assert env.kind == "conda"
+    assert [c.match_spec() for c in env.conda] == [
+        f"{conda_channels.pytorch_url}::pytorch ==2.1.2",
+        "scikit-learn =1.3",
+    ]
+    assert [p.requirement() for p in env.pypi] == ["beta==1.0", "skplot==0.3"]
+    assert env.channels == (conda_channels.main_url,)
+    assert env.inputs == ("environment.yml", "pip-extra.txt")
+    assert main(["-C", str(root), "lock", "-p", "linux-64"]) == 0
+    lock = read_conda_lock(root / "locks/base/conda-lock.yml")
+    locked = {(p.manager, p.name): p.version for p in lock.for_platform("linux-64")}
+    assert locked["conda", "python"] == "3.11.7"
+    assert locked["conda", "scikit-learn"] == "1.3.1"
+    assert locked["conda", "pytorch"] == "2.1.2"
+    assert locked["pip", "skplot"] == "0.3"
+    assert locked["pip", "beta"] == "1.0"
+    # scikit-learn and numpy come from conda; pip does not install them again.
+    assert ("pip", "scikit-learn") not in locked
+
+
+def test_environment_yml_errors_name_file_and_line(make_project) -> None:
+    root = make_project(
+        """
+        [base]
+        python = "3.10"
+        conda.environment-file = "environment.yml"
+        """
+    )
+    _write(
+        root,
+        "environment.yml",
+        """
+        channels: [conda-forge]
+        dependencies:
+          - python=3.11
+          - numpy @1.2
+          - pip:
+            - --index-url https://example.invalid/simple
+        platforms: [linux-64]
+        """,
+    )
+    assert _config_errors(root) == [
+        "environment.yml:3: 'python=3.11' disagrees with python = \"3.10\" in flowenv.toml; "
+        "remove one of them",
+        "environment.yml:4: invalid conda match spec 'numpy @1.2'",
+        "environment.yml:6: '--index-url': index options belong in flowenv.toml's "
+        "[project.pypi] (index-url, extra-index-urls, find-links), shared by every env; "
+        "remove it from this file",
+        "environment.yml:7: unknown key 'platforms'",
+    ]
+
+
+def test_pyproject_dependencies_with_extras_and_groups(make_project) -> None:
+    root = make_project(
+        """
+        [base]
+        python = "3.11"
+        pypi.pyproject = { path = "app", extras = ["plots"], groups = ["dev"] }
+        """
+    )
+    _write(
+        root,
+        "app/pyproject.toml",
+        """
+        [project]
+        name = "app"
+        version = "0.1"
+        dependencies = ["alpha>=1"]
+
+        [project.optional-dependencies]
+        plots = ["app[fast]", "beta==1.0"]
+        fast = ["gamma"]
+        unused = ["delta"]
+
+        [dependency-groups]
+        test = ["epsilon"]
+        dev = [{include-group = "test"}]
+        """,
+    )
+    env = build_environments(load_config(root / "flowenv.toml")).get("base")
+    assert [p.requirement() for p in env.pypi] == [
+        "alpha>=1",
+        "beta==1.0",
+        "epsilon",
+        "gamma",
+    ]
+    assert env.inputs == ("app/pyproject.toml",)
+    assert main(["-C", str(root), "lock"]) == 0
+    assert _versions(root / "locks/base/pylock.linux-64.toml") == {
+        "alpha": "2.0",
+        "beta": "1.0",
+        "epsilon": "3.1",
+        "gamma": "1.0",
+    }
+
+
+def test_pyproject_errors_name_file_and_line(make_project) -> None:
+    root = make_project(
+        """
+        [base]
+        python = "3.11"
+        pypi.pyproject = { path = ".", extras = ["plot"], groups = ["dev"] }
+        """
+    )
+    text = (root / "flowenv.toml").read_text()
+    _write(
+        root,
+        "pyproject.toml",
+        """
+        [project]
+        name = "app"
+        dependencies = [
+          "alpha>=1",
+          "beta==",
+        ]
+        [project.optional-dependencies]
+        plots = ["gamma"]
+        [dependency-groups]
+        dev = [{include-group = "dev"}]
+        """,
+    )
+    assert (root / "flowenv.toml").read_text() == text
+    assert _config_errors(root) == [
+        f"pyproject.toml:5: invalid requirement 'beta==': {_packaging_says('beta==')}",
+        "pyproject.toml:7: no extra 'plot' in [project.optional-dependencies] "
+        "(did you mean 'plots'?); known: plots",
+        "pyproject.toml:10: dependency group 'dev' includes itself (dev -> dev)",
+    ]
