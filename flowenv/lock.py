@@ -93,38 +93,73 @@ def remove_obsolete_locks(config: Config) -> list[Path]:
 
 @attrs.frozen
 class _Job:
-    """One resolution: a spec (shared by ``envs``) for some platforms."""
+    """One resolution: a spec (shared by ``envs``) for some platforms.
+
+    A solve group's job instead locks ``envs`` (its stale members, each its own
+    spec) for one platform, at the versions all of ``group`` agree on.
+    """
 
     envs: tuple[EnvSpec, ...]
     platforms: tuple[str, ...]
+    group: tuple[EnvSpec, ...] = ()
 
     @property
     def label(self) -> str:
         return f"{', '.join(e.name for e in self.envs)} · {', '.join(self.platforms)}"
 
 
-def _jobs(todo: Sequence[LockTarget]) -> list[_Job]:
+def _jobs(todo: Sequence[LockTarget], environments: Environments) -> list[_Job]:
     # PyPI locks are one file per platform: one job per (spec, platform).
     # A conda-lock.yml holds every platform: one job per spec.
+    # A solve group: one job per (group, platform), as its members resolve together.
     grouped: dict[tuple[str, str], tuple[list[EnvSpec], list[str]]] = {}
     for target in todo:
         env = target.env
         key = (env.input_hash(), target.platform if env.kind == "pypi" else "")
+        if env.solve_group is not None:
+            key = (f"group:{env.solve_group}", target.platform)
         envs, platforms = grouped.setdefault(key, ([], []))
         if env not in envs:
             envs.append(env)
         if target.platform not in platforms:
             platforms.append(target.platform)
-    return [_Job(tuple(envs), tuple(platforms)) for envs, platforms in grouped.values()]
+    jobs = []
+    for (spec_key, _), (envs, platforms) in grouped.items():
+        group: tuple[EnvSpec, ...] = ()
+        if spec_key.startswith("group:"):
+            from flowenv.solve_groups import group_members
+
+            group = group_members(environments, spec_key.removeprefix("group:"))
+        jobs.append(_Job(tuple(envs), tuple(platforms), group))
+    return jobs
 
 
 def _run_job(config: Config, job: _Job, options: LockOptions) -> dict[Path, str]:
+    if job.group:
+        return _run_group_job(config, job, options)
     first = job.envs[0]
     texts = locker_for(first.kind)(config, first, job.platforms, options)
     # Identical inputs give identical files: resolve once, write for every env.
     return {
         config.lock_root / env.name / name: text for env in job.envs for name, text in texts.items()
     }
+
+
+def _run_group_job(config: Config, job: _Job, options: LockOptions) -> dict[Path, str]:
+    from flowenv.lockers.pypi import lock_pypi_env
+    from flowenv.locks.layout import lock_path
+    from flowenv.solve_groups import group_pins
+
+    (platform,) = job.platforms
+    previous = None
+    with contextlib.suppress(OSError):
+        previous = lock_path(config.lock_root, job.group[0], platform).read_text(encoding="utf-8")
+    pins = group_pins(config, job.group, platform, options, previous)
+    texts: dict[Path, str] = {}
+    for env in job.envs:
+        for name, text in lock_pypi_env(config, env, [platform], options, {platform: pins}).items():
+            texts[config.lock_root / env.name / name] = text
+    return texts
 
 
 def lock(
@@ -146,7 +181,10 @@ def lock(
     forced = options.upgrade or bool(options.upgrade_packages)
     todo = [t for t in selected if forced or not is_fresh(t)]
     results = [LockResult(target=t, status="fresh") for t in selected if t not in todo]
-    work = _jobs(todo)
+    from flowenv.solve_groups import check_groups
+
+    check_groups(environments)
+    work = _jobs(todo, environments)
     if on_plan:
         on_plan(len(work))
     texts: dict[Path, str] = {}

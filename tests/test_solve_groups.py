@@ -1,0 +1,123 @@
+"""Solve groups: envs in one group get one version of every package they share, per platform."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flowenv.cli import main
+from flowenv.config.load import load_config
+from flowenv.lock import stale_targets
+from flowenv.locks.pylock import read_pylock
+from tests.support.wheels import DEFAULT_WHEELS, WheelSpec
+
+#: omega accepts any alpha; alone it gets the newest (2.0, which pulls beta).
+WHEELS = (*DEFAULT_WHEELS, WheelSpec(name="omega", version="1.0", requires=("alpha>=1",)))
+
+GROUPED = """
+[base]
+python = "3.11"
+solve-group = "flow"
+pypi.packages = { alpha = "1.0" }
+
+[steps.train]
+pypi.packages = { alpha = ">=1", omega = "1.0" }
+
+[steps.end]
+
+[envs.report]
+solve-group = "flow"
+pypi.packages = { omega = "1.0" }
+
+[envs.free]
+pypi.packages = { omega = "1.0" }
+
+[steps.plot]
+env = "free"
+"""
+
+
+def _versions(root: Path, env: str, platform: str) -> dict[str, str]:
+    return {p.name: p.version for p in read_pylock(root / f"locks/{env}/pylock.{platform}.toml")}
+
+
+@pytest.fixture
+def grouped(make_project, make_index) -> Path:
+    index = make_index(WHEELS)
+    root: Path = make_project(GROUPED, index=index)
+    return root
+
+
+def test_group_members_agree_with_base(grouped: Path) -> None:
+    assert main(["-C", str(grouped), "lock"]) == 0
+    for platform in ("linux-64", "osx-arm64"):
+        # Alone, train and report would take alpha 2.0 (and beta with it).
+        assert _versions(grouped, "base", platform) == {"alpha": "1.0"}
+        assert _versions(grouped, "train", platform) == {"alpha": "1.0", "omega": "1.0"}
+        assert _versions(grouped, "report", platform) == {"alpha": "1.0", "omega": "1.0"}
+        # An env outside the group resolves on its own.
+        assert _versions(grouped, "free", platform) == {
+            "alpha": "2.0",
+            "beta": "1.5",
+            "omega": "1.0",
+        }
+
+
+def test_changing_one_member_makes_the_whole_group_stale(grouped: Path) -> None:
+    assert main(["-C", str(grouped), "lock"]) == 0
+    toml = grouped / "flowenv.toml"
+    toml.write_text(
+        toml.read_text().replace(
+            '{ omega = "1.0" }\n\n[envs.free]', '{ omega = "1.0", beta = "1.0" }\n\n[envs.free]'
+        )
+    )
+    stale = sorted({t.env.name for t in stale_targets(load_config(toml))})
+    assert stale == ["base", "report", "train"]
+
+
+def test_an_impossible_group_exits_3_naming_envs_and_packages(
+    make_project, make_index, capsys
+) -> None:
+    index = make_index(WHEELS)
+    root = make_project(
+        """
+        [base]
+        python = "3.11"
+        solve-group = "flow"
+        pypi.packages = { alpha = "1.0" }
+
+        [envs.gpu]
+        solve-group = "flow"
+        pypi.packages = { delta = "0.5" }
+        """,
+        index=index,
+    )
+    assert main(["-C", str(root), "lock", "-p", "linux-64"]) == 3
+    err = capsys.readouterr().err
+    assert (
+        "solve group 'flow' (base, gpu) cannot agree on one version per package on linux-64; "
+        "each env resolved alone differs on:\n  alpha: base 1.0, gpu 2.0\n"
+    ) in err
+    assert "Traceback" not in err
+    assert not (root / "locks").exists()
+
+
+def test_a_step_with_nothing_of_its_own_cannot_name_a_group(make_project) -> None:
+    root = make_project(
+        """
+        [base]
+        python = "3.11"
+
+        [steps.end]
+        solve-group = "flow"
+        """
+    )
+    from flowenv.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        load_config(root / "flowenv.toml")
+    assert [d.render().replace(str(root) + "/", "") for d in info.value.diagnostics] == [
+        "flowenv.toml:11: steps.end.solve-group: this step declares nothing of its own, so it "
+        "runs in [base]; put solve-group there (steps built on it inherit it)"
+    ]
