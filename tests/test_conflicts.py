@@ -1,0 +1,57 @@
+"""``flowenv show --conflicts``: packages locked at different versions in different envs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flowenv.cli import main
+from tests.test_solve_groups import GROUPED, WHEELS
+
+
+def test_conflicts_lists_packages_that_differ_between_envs(
+    make_project, make_index, capsys
+) -> None:
+    root: Path = make_project(GROUPED, index=make_index(WHEELS))
+    assert main(["-C", str(root), "lock", "-p", "linux-64"]) == 0
+    capsys.readouterr()
+    assert main(["-C", str(root), "show", "--conflicts", "--exit-code"]) == 1
+    out = capsys.readouterr().out
+    assert out == (
+        "packages locked at different versions in different envs "
+        "(objects passed between these envs may not load):\n"
+        "linux-64:\n"
+        "  alpha                1.0          base (end), report, train (train)\n"
+        "                       2.0          free (plot)\n"
+        "not compared (lock missing or stale; run `flowenv lock`): base · osx-arm64, "
+        "free · osx-arm64, report · osx-arm64, train · osx-arm64\n"
+    )
+    assert main(["-C", str(root), "show", "--conflicts", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["conflicts"] == [
+        {
+            "platform": "linux-64",
+            "package": "alpha",
+            "versions": {"1.0": ["base", "report", "train"], "2.0": ["free"]},
+        }
+    ]
+
+
+def test_no_conflicts_when_every_env_agrees(make_project, capsys) -> None:
+    root: Path = make_project(
+        """
+        [base]
+        python = "3.11"
+        solve-group = "flow"
+        pypi.packages = { alpha = "1.0" }
+
+        [steps.train]
+        pypi.packages = { beta = "1.0" }
+        """
+    )
+    assert main(["-C", str(root), "lock"]) == 0
+    capsys.readouterr()
+    assert main(["-C", str(root), "show", "--conflicts", "--exit-code"]) == 0
+    assert capsys.readouterr().out == (
+        "no package is locked at different versions in different envs\n"
+    )
