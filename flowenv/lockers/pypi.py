@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from flowenv.config.models import Config
+from flowenv.local_packages import localize
 from flowenv.lockers import LockOptions
 from flowenv.locks.layout import lock_path
 from flowenv.locks.pylock import EMPTY_PYLOCK, canonical_pylock
@@ -55,5 +56,6 @@ def lock_pypi_env(
             upgrade_packages=options.upgrade_packages,
             root=config.root,
         )
+        raw = localize(raw, env, path.parent, config.root)
         out[path.name] = canonical_pylock(raw, env, platform)
     return out

@@ -47,6 +47,9 @@ class LockedPackage:
     version: str
     wheels: tuple[LockedWheel, ...] = ()
     sdist: LockedWheel | None = None
+    #: A local package: its directory (relative to the lock file) and source hash.
+    directory: str = ""
+    source_hash: str = ""
 
 
 def _scrub(value: Any) -> Any:
@@ -114,12 +117,15 @@ def parse_pylock(text: str) -> tuple[LockedPackage, ...]:
     out = []
     for pkg in data.get("packages", []):
         sdist = pkg.get("sdist")
+        directory = pkg.get("directory")
         out.append(
             LockedPackage(
                 name=pkg["name"],
                 version=pkg.get("version", ""),
                 wheels=tuple(_wheel(pkg["name"], w) for w in pkg.get("wheels", [])),
                 sdist=_wheel(pkg["name"], sdist) if sdist else None,
+                directory=str(directory.get("path", "")) if isinstance(directory, dict) else "",
+                source_hash=str(pkg.get("tool", {}).get("flowenv", {}).get("source-hash", "")),
             )
         )
     return tuple(out)

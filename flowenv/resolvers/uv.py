@@ -247,3 +247,39 @@ def install_wheels_offline(
     if result.returncode != 0:
         detail = describe_failure(args, result)
         raise StoreError(f"{label}: installing the locked wheels failed:\n{detail}")
+
+
+#: Fixed timestamps in built wheels (1980-01-01, the zip epoch): a rebuild of the
+#: same source then gives the same bytes with backends that honour it.
+SOURCE_DATE_EPOCH = "315532800"
+
+
+def build_wheel(source: Path, out_dir: Path, *, settings: PypiSettings, label: str) -> Path:
+    """Build the package in ``source`` into a wheel in ``out_dir`` with ``uv build``; its path.
+
+    Build requirements come from the project's indexes, as for locking.
+    """
+    args: list[str | Path] = [
+        uv_binary(),
+        "build",
+        source,
+        "--wheel",
+        "--out-dir",
+        out_dir,
+        "--python",
+        sys.executable,
+        "--no-python-downloads",
+        "--no-config",
+        "--quiet",
+        "--color",
+        "never",
+        *index_args(settings),
+    ]
+    env = {**os.environ, "UV_NO_PROGRESS": "1", "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
+    result = run(args, env=env)
+    if result.returncode != 0:
+        raise FlowenvError(f"{label}: building the wheel failed:\n{describe_failure(args, result)}")
+    wheels = sorted(out_dir.glob("*.whl"))
+    if len(wheels) != 1:
+        raise FlowenvError(f"{label}: uv build made {len(wheels)} wheels, expected one")
+    return wheels[0]

@@ -107,16 +107,23 @@ class Artifact:
     version: str
     #: Bytes; 0 when not yet known (planning before the file was fetched).
     size: int = 0
+    #: A wheel sync builds from a local package: sha256 of its source (see
+    #: flowenv.inputs.local). "" for every artifact a lock names by hash.
+    source: str = ""
 
     @property
     def key(self) -> str:
         return artifact_key(self.sha256, self.filename)
 
     def identity(self) -> list[str]:
+        if self.source:
+            # The lock knows a local package by its source, not by the bytes of a
+            # wheel built later: the env id must follow from the lock alone.
+            return [self.manager, self.name, "source", self.source]
         return [self.manager, self.name, self.version, self.filename, self.sha256]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "sha256": self.sha256,
             "filename": self.filename,
             "size": self.size,
@@ -124,6 +131,9 @@ class Artifact:
             "name": self.name,
             "version": self.version,
         }
+        if self.source:
+            out["source"] = self.source
+        return out
 
     @classmethod
     def _from_dict(cls, data: Mapping[str, Any], where: str) -> Artifact:
@@ -141,6 +151,7 @@ class Artifact:
                 name=str(data["name"]),
                 version=str(data["version"]),
                 size=size,
+                source=check_sha256(str(data["source"]), where) if "source" in data else "",
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"{where}: invalid artifact entry: {exc}") from None

@@ -1,0 +1,143 @@
+"""Local packages through lock, sync and hydrate.
+
+* **lock**: uv resolves ``name @ file:///…/libs/mylib`` with the env (reading
+  the package's static metadata, so its dependencies are locked with
+  everything else) and writes a ``directory`` entry with an absolute path.
+  :func:`localize` makes that path relative to the lock file (PEP 751's rule)
+  and records the source hash under ``[packages.tool.flowenv]``; the env's
+  input hash holds the same source hash, so editing the package makes the
+  lock stale.
+* **plan**: a directory entry becomes an artifact known by its source hash
+  (:func:`source_artifact`); the env id follows from the lock alone.
+* **sync**: :func:`build_plans` builds each local package once with
+  ``uv build``, refuses a wheel that is not pure Python (one wheel then
+  serves every locked platform), and puts the built wheel in the plan so it
+  is uploaded, content-addressed, like any other artifact. ``hydrate`` then
+  installs it from the store like any other wheel, hash-checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from flowenv.errors import FlowenvError, UsageError
+from flowenv.spec import EnvSpec
+from flowenv.store.layout import Artifact
+from flowenv.store.plan import EnvPlan
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+#: Placeholder digest of a wheel not built yet (identity ignores it; see Artifact.identity).
+UNBUILT = "0" * 64
+
+
+def localize(uv_output: str, env: EnvSpec, lock_dir: Path, root: Path) -> str:
+    """uv's pylock with each local package's directory relative to ``lock_dir`` and hashed."""
+    local = {p.name: p for p in env.pypi if p.path}
+    if not local:
+        return uv_output
+    from flowenv.config.load import normalize_pypi_name
+    from flowenv.locks.toml_render import render
+
+    document: dict[str, Any] = tomllib.loads(uv_output)
+    for package in document.get("packages", []):
+        declared = local.get(normalize_pypi_name(str(package.get("name", ""))))
+        if declared is None or "directory" not in package:
+            continue
+        relative = os.path.relpath(root / declared.path, lock_dir)
+        package["directory"] = {"path": Path(relative).as_posix()}
+        package.setdefault("tool", {})["flowenv"] = {"source-hash": declared.source_hash}
+    return render(document)
+
+
+def source_artifact(name: str, version: str, source_hash: str, where: str) -> Artifact:
+    """The artifact a local package will be once built (digest and file name unknown yet)."""
+    if len(source_hash) != 64:
+        raise UsageError(f"{where}: local package {name} records no source hash; re-run lock")
+    return Artifact(
+        sha256=UNBUILT,
+        filename=f"{name.replace('-', '_')}-unbuilt.whl",
+        manager="pip",
+        name=name,
+        version=version,
+        source=source_hash,
+    )
+
+
+def _pure(wheel: Path) -> bool:
+    from packaging.utils import parse_wheel_filename
+
+    tags = parse_wheel_filename(wheel.name)[3]
+    return all(tag.abi == "none" and tag.platform == "any" for tag in tags)
+
+
+def build_plans(
+    plans: Sequence[EnvPlan], workdir: Path, settings_of: dict[str, Any]
+) -> list[EnvPlan]:
+    """``plans`` with every local package built (once per source) and its wheel in place.
+
+    ``settings_of`` maps env name -> PypiSettings (the indexes build requirements come from).
+    """
+    from packaging.utils import parse_wheel_filename
+
+    from flowenv.inputs.local import source_hash
+    from flowenv.resolvers.uv import build_wheel
+
+    built: dict[str, Artifact] = {}
+    paths: dict[str, Path] = {}
+    out: list[EnvPlan] = []
+    for plan in plans:
+        sources = dict(plan.sources)
+        artifacts = []
+        for artifact in plan.manifest.artifacts:
+            if not artifact.source:
+                artifacts.append(artifact)
+                continue
+            label = f"{plan.label}: local package {artifact.name}"
+            if artifact.source not in built:
+                directory = (plan.lock_path.parent / sources[artifact.key]).resolve()
+                try:
+                    current = source_hash(directory)
+                except ValueError as exc:
+                    raise UsageError(f"{label} ({directory}): {exc}") from None
+                if current != artifact.source:
+                    raise UsageError(
+                        f"{label}: its source changed since it was locked; run `flowenv lock`"
+                    )
+                wheel = build_wheel(
+                    directory,
+                    workdir / artifact.source,
+                    settings=settings_of[plan.env],
+                    label=label,
+                )
+                if not _pure(wheel):
+                    raise FlowenvError(
+                        f"{label}: the built wheel {wheel.name} is not pure Python; flowenv builds "
+                        "local packages only when one wheel serves every platform (publish "
+                        "platform wheels to an index and depend on them by version instead)"
+                    )
+                version = str(parse_wheel_filename(wheel.name)[1])
+                built[artifact.source] = attrs.evolve(
+                    artifact,
+                    sha256=hashlib.sha256(wheel.read_bytes()).hexdigest(),
+                    filename=wheel.name,
+                    version=version,
+                )
+                paths[artifact.source] = wheel
+            real = built[artifact.source]
+            sources.pop(artifact.key, None)
+            sources[real.key] = str(paths[artifact.source])
+            artifacts.append(real)
+        manifest = attrs.evolve(plan.manifest, artifacts=tuple(artifacts))
+        out.append(attrs.evolve(plan, manifest=manifest, sources=tuple(sources.items())))
+    return out

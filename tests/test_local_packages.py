@@ -1,0 +1,153 @@
+"""Local packages (``mylib = { path = "libs/mylib" }``) through lock, sync and offline hydrate."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from flowenv.cli import main
+from flowenv.config.load import load_config
+from flowenv.errors import ConfigError
+from flowenv.lock import Selection, select_targets, stale_targets
+from flowenv.locks.pylock import read_pylock
+from flowenv.spec import build_environments
+from flowenv.store import open_store
+from flowenv.store.layout import Manifest
+from flowenv.store.plan import plan_target
+from tests.support.local_package import write_local_package
+from tests.support.stores import run_flowenv, s3_target
+from tests.support.wheels import DEFAULT_WHEELS
+from tests.test_hydrate_offline import _executor_env, _linux_only
+from tests.test_store_conformance import store_invariants
+
+BODY = """
+[base]
+python = "3.11"
+pypi.packages = { mylib = { path = "libs/mylib" }, beta = "1.0" }
+"""
+
+
+def _project(make_project, make_index, tag: str = "py3-none-any", project_extra: str = "") -> Path:
+    root: Path = make_project(BODY, index=make_index(DEFAULT_WHEELS), project_extra=project_extra)
+    write_local_package(
+        root / "libs/mylib",
+        "mylib",
+        "0.3.0",
+        ["alpha>=2"],
+        module_source="import alpha\nVERSION = '0.3.0'\nALPHA = alpha.VERSION\n",
+        tag=tag,
+    )
+    return root
+
+
+def test_local_package_is_locked_with_its_dependencies_and_a_source_hash(
+    make_project, make_index
+) -> None:
+    root = _project(make_project, make_index)
+    assert main(["-C", str(root), "lock"]) == 0
+    lock = root / "locks/base/pylock.linux-64.toml"
+    packages = {p.name: p for p in read_pylock(lock)}
+    # mylib's own dependency (alpha>=2, which needs beta>=1) is resolved with the env.
+    assert {n: p.version for n, p in packages.items()} == {
+        "alpha": "2.0",
+        "beta": "1.0",
+        "mylib": "",
+    }
+    assert packages["mylib"].directory == "../../libs/mylib"
+    assert len(packages["mylib"].source_hash) == 64
+    assert str(root) not in lock.read_text()  # no absolute path: any checkout reads it
+
+    config = load_config(root / "flowenv.toml")
+    assert stale_targets(config) == []
+    # Build output and caches are not source: still fresh.
+    (root / "libs/mylib/src/mylib/__pycache__").mkdir()
+    (root / "libs/mylib/src/mylib/__pycache__/x.pyc").write_bytes(b"\0")
+    assert stale_targets(load_config(root / "flowenv.toml")) == []
+    (root / "libs/mylib/src/mylib/extra.py").write_text("Y = 2\n")
+    assert len(stale_targets(load_config(root / "flowenv.toml"))) == 2
+
+
+def test_local_package_syncs_and_hydrates_offline_on_a_fresh_cache(
+    make_project, make_index, moto_server, flowenv_cache, tmp_path
+) -> None:
+    store = s3_target(moto_server)
+    root = _project(make_project, make_index, project_extra=store.project_lines())
+    _linux_only(root)
+    assert main(["-C", str(root), "lock"]) == 0
+    assert main(["-C", str(root), "sync"]) == 0
+    (manifest_key,) = store_invariants(store)
+    manifest = Manifest.from_json(
+        open_store(store.url, store.options).read(manifest_key) or b"", manifest_key
+    )
+    assert sorted(a.filename for a in manifest.artifacts) == [
+        "alpha-2.0-py3-none-any.whl",
+        "beta-1.0-py3-none-any.whl",
+        "mylib-0.3.0-py3-none-any.whl",
+    ]
+    mylib = next(a for a in manifest.artifacts if a.name == "mylib")
+    assert (mylib.version, len(mylib.source)) == ("0.3.0", 64)
+    # The env id follows from the lock alone: hydrate inside the project finds it.
+    assert (
+        manifest_key.split("/")[1]
+        == plan_target(
+            select_targets(
+                config := load_config(root / "flowenv.toml"),
+                build_environments(config),
+                Selection(),
+            )[0]
+        ).env_id
+    )
+
+    # The executor: no index, no project source, a fresh cache.
+    shutil.rmtree(tmp_path / "index")
+    shutil.rmtree(tmp_path / "index-wheels")
+    shutil.rmtree(root / "libs")
+    executor = tmp_path / "executor"
+    executor.mkdir()
+    ran = run_flowenv(
+        "run",
+        "base",
+        "--store",
+        store.url,
+        "--project",
+        "proj",
+        "--prefix",
+        str(tmp_path / "env"),
+        "--",
+        "python",
+        "-c",
+        "import mylib, importlib.metadata as m;"
+        "print(mylib.VERSION, mylib.ALPHA, m.version('beta'))",
+        cwd=executor,
+        env=_executor_env(store, tmp_path),
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == "0.3.0 2.0 1.0\n"
+
+
+def test_a_platform_specific_local_package_is_refused_at_sync(
+    make_project, make_index, tmp_path, capsys
+) -> None:
+    root = _project(make_project, make_index, tag="cp311-cp311-manylinux_2_17_x86_64")
+    _linux_only(root)
+    assert main(["-C", str(root), "lock"]) == 0
+    capsys.readouterr()
+    assert main(["-C", str(root), "sync", "--store", (tmp_path / "s").as_uri()]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "base · linux-64: local package mylib: the built wheel "
+        "mylib-0.3.0-cp311-cp311-manylinux_2_17_x86_64.whl is not pure Python; flowenv builds "
+        "local packages only when one wheel serves every platform"
+    ) in err
+    assert not (tmp_path / "s").exists() or not any((tmp_path / "s").rglob("*.whl"))
+
+
+def test_a_missing_local_package_directory_names_the_key(make_project) -> None:
+    root = make_project(BODY)
+    with pytest.raises(ConfigError) as info:
+        load_config(root / "flowenv.toml")
+    assert [d.render().replace(str(root) + "/", "") for d in info.value.diagnostics] == [
+        "flowenv.toml:9: base.pypi.packages.mylib.path: 'libs/mylib': no such directory"
+    ]
