@@ -6,6 +6,7 @@ asserted by their exact text (file, line, message).
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 
@@ -320,3 +321,45 @@ def test_pyproject_errors_name_file_and_line(make_project) -> None:
         "(did you mean 'plots'?); known: plots",
         "pyproject.toml:10: dependency group 'dev' includes itself (dev -> dev)",
     ]
+
+
+def test_import_requirements_and_environment_files(tmp_path: Path, capsys) -> None:
+    _write(tmp_path, "requirements.txt", "alpha==1.0\n-r more.txt\n")
+    _write(tmp_path, "more.txt", "beta>=1\n")
+    assert main(["-C", str(tmp_path), "import", "requirements.txt", "-p", "linux-64"]) == 0
+    text = (tmp_path / "flowenv.toml").read_text()
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert text == (
+        "# Written by `flowenv import requirements.txt`: the packages stay in that file.\n\n"
+        f'[project]\nname = "{tmp_path.name}"\nplatforms = ["linux-64"]\n\n'
+        f'[base]\npython = "{python}"  # the Python running `flowenv import`; check it\n'
+        'pypi.requirements = "requirements.txt"\n'
+    )
+    assert f"python = '{python}' is this interpreter's version; check it" in capsys.readouterr().err
+    env = build_environments(load_config(tmp_path / "flowenv.toml")).get("base")
+    assert [p.requirement() for p in env.pypi] == ["alpha==1.0", "beta>=1"]
+
+    _write(
+        tmp_path,
+        "env/environment.yml",
+        "channels: [conda-forge]\ndependencies:\n  - python=3.11\n  - numpy\n",
+    )
+    assert main(["-C", str(tmp_path), "import", "env/environment.yml", "-o", "conda.toml"]) == 0
+    text = (tmp_path / "conda.toml").read_text()
+    assert 'python = "3.11"  # python= in environment.yml\n' in text
+    assert 'conda.environment-file = "env/environment.yml"\n' in text
+
+
+def test_import_of_a_broken_file_reports_its_line_and_writes_nothing(
+    tmp_path: Path, capsys
+) -> None:
+    _write(tmp_path, "requirements.txt", "alpha==1.0\n--index-url https://example.invalid/simple\n")
+    assert main(["-C", str(tmp_path), "import", "requirements.txt"]) == 2
+    err = capsys.readouterr().err
+    assert "requirements.txt:2: '--index-url': index options belong in flowenv.toml's" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "flowenv.toml").exists()
+    assert main(["-C", str(tmp_path), "import", "notes.md"]) == 2
+    assert "not a flow (.py), requirements file (.txt/.in), environment.yml or pyproject.toml" in (
+        capsys.readouterr().err
+    )

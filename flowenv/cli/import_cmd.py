@@ -1,4 +1,8 @@
-"""``flowenv import FLOW.py``: write the flowenv.toml equivalent to a flow's decorators."""
+"""``flowenv import FILE``: write a flowenv.toml from a flow's decorators or an existing input file.
+
+FILE is a Metaflow flow (``.py``), a requirements file (``.txt``/``.in``), a
+conda ``environment.yml`` or a ``pyproject.toml``.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +17,20 @@ from flowenv.cli.common import add_platform_option
 def register(sub: Any) -> None:
     parser = sub.add_parser(
         "import",
-        help="translate a Metaflow flow's @pypi/@conda decorators into a flowenv.toml",
+        help="write a flowenv.toml from a flow's decorators, a requirements file, an "
+        "environment.yml or a pyproject.toml",
         description="Read @pypi, @conda, @pypi_base and @conda_base from FLOW's source (never "
         "importing or running it) and write the equivalent flowenv.toml. Decorators that cannot "
-        "be translated are listed with file:line and nothing is written unless --force.",
+        "be translated are listed with file:line and nothing is written unless --force. "
+        "Given a requirements file, an environment.yml or a pyproject.toml instead, write a "
+        "flowenv.toml whose base environment reads that file.",
     )
-    parser.add_argument("flow", type=Path, metavar="FLOW.py", help="the flow's source file")
+    parser.add_argument(
+        "flow",
+        type=Path,
+        metavar="FILE",
+        help="the flow's source (.py), or requirements .txt/.in, environment.yml, pyproject.toml",
+    )
     parser.add_argument(
         "-o",
         "--output",
@@ -31,6 +43,22 @@ def register(sub: Any) -> None:
         dest="flow_name",
         metavar="NAME",
         help="the FlowSpec class to read when the file defines several",
+    )
+    parser.add_argument(
+        "--extra",
+        dest="extras",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with a pyproject.toml: an extra to include (repeatable)",
+    )
+    parser.add_argument(
+        "--group",
+        dest="groups",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with a pyproject.toml: a dependency group to include (repeatable)",
     )
     add_platform_option(
         parser, "project.platforms to write (repeatable; default: linux-64 and this machine's)"
@@ -59,9 +87,25 @@ def run(args: argparse.Namespace) -> int:
         if to_stdout
         else (located(args.output) if args.output else flow.parent / "flowenv.toml")
     )
-    result = import_flow(
-        flow, output, flow=args.flow_name, force=args.force, platforms=tuple(args.platforms) or None
-    )
+    if flow.suffix == ".py":
+        result = import_flow(
+            flow,
+            output,
+            flow=args.flow_name,
+            force=args.force,
+            platforms=tuple(args.platforms) or None,
+        )
+    else:
+        from flowenv.inputs.importer import import_input_file
+
+        result = import_input_file(
+            flow,
+            output,
+            force=args.force,
+            platforms=tuple(args.platforms) or None,
+            extras=tuple(args.extras),
+            groups=tuple(args.groups),
+        )
     if to_stdout:
         sys.stdout.write(result.text)
     for gap in result.gaps:

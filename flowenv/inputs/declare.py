@@ -180,7 +180,8 @@ def with_inputs(decl: EnvDecl, inputs: EnvInputs) -> EnvDecl:
     """``decl`` with what its input files declare; the table's own packages win by name."""
     own_pypi = {p.name for p in decl.pypi}
     own_conda = {c.name for c in decl.conda}
-    pypi = [p for p in inputs.pypi if p.name not in own_pypi] + list(decl.pypi)
+    # Files that include one another often pin one package alike: keep one copy.
+    pypi = list(dict.fromkeys(p for p in inputs.pypi if p.name not in own_pypi)) + list(decl.pypi)
     conda = [c for c in inputs.conda if c.name not in own_conda] + list(decl.conda)
     return attrs.evolve(
         decl,
@@ -188,7 +189,7 @@ def with_inputs(decl: EnvDecl, inputs: EnvInputs) -> EnvDecl:
         pypi=tuple(sorted(pypi, key=pypi_sort_key)),
         conda=tuple(sorted(conda, key=lambda c: (c.name, c.channel or ""))),
         channels=decl.channels if decl.channels is not None else inputs.channels,
-        pypi_constraints=tuple(sorted(inputs.constraints, key=pypi_sort_key)),
+        pypi_constraints=tuple(sorted(dict.fromkeys(inputs.constraints), key=pypi_sort_key)),
         inputs=inputs.files,
     )
 
