@@ -22,6 +22,9 @@ def describe_env(config: Config, env: EnvSpec) -> dict[str, Any]:
         "pypi": [p.requirement() for p in env.pypi],
         "conda": [c.match_spec() for c in env.conda],
         "channels": list(env.channels) if env.kind == "conda" else [],
+        "constraints": [c.requirement() for c in env.pypi_constraints],
+        "inputs": list(env.inputs),
+        "solve-group": env.solve_group,
         "steps": list(env.steps),
         "input-hash": env.input_hash(),
         "locks": {
@@ -89,8 +92,13 @@ def _env_block(label: str, env: dict[str, Any], note: str) -> list[str]:
     lines = [f"{label} {head}" if label else head]
     lines += [f"    pypi   {req}" for req in env["pypi"]]
     lines += [f"    conda  {req}" for req in env["conda"]]
+    lines += [f"    constraint  {req}" for req in env["constraints"]]
     if env["channels"]:
         lines.append(f"    channels  {', '.join(env['channels'])}")
+    if env["inputs"]:
+        lines.append(f"    from   {', '.join(env['inputs'])}")
+    if env["solve-group"]:
+        lines.append(f"    solve-group  {env['solve-group']}")
     for platform, lock in env["locks"].items():
         lines.append(f"    lock   {platform}: {lock['path']} ({lock['status']})")
     return lines

@@ -47,7 +47,9 @@ def _config_errors(root: Path) -> list[str]:
     return [d.render().replace(str(root) + "/", "") for d in info.value.diagnostics]
 
 
-def test_requirements_with_include_constraint_marker_and_comments_lock(make_project) -> None:
+def test_requirements_with_include_constraint_marker_and_comments_lock(
+    make_project, capsys
+) -> None:
     root = make_project(
         """
         [base]
@@ -78,6 +80,17 @@ def test_requirements_with_include_constraint_marker_and_comments_lock(make_proj
     assert mac == {"alpha": "2.0", "beta": "1.0"}
     env = build_environments(load_config(root / "flowenv.toml")).get("base")
     assert env.inputs == ("requirements.txt", "reqs/common.txt", "constraints.txt")
+    capsys.readouterr()
+    assert main(["-C", str(root), "show"]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[:5] == [
+        "env base (pypi, python 3.11) [steps not listed in the file]",
+        "    pypi   alpha>=1",
+        "    pypi   beta>=1",
+        '    pypi   delta==0.5 ; sys_platform == "linux"',
+        "    constraint  beta<1.5",
+    ]
+    assert shown[5] == "    from   requirements.txt, reqs/common.txt, constraints.txt"
 
 
 def test_editing_an_included_requirements_file_makes_the_lock_stale(make_project) -> None:

@@ -109,6 +109,9 @@ def test_show_json(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
                 "pypi": ["alpha==1.0", "beta>=1"],
                 "conda": [],
                 "channels": [],
+                "constraints": [],
+                "inputs": [],
+                "solve-group": None,
                 "steps": ["start"],
                 "input-hash": envs.get("base").input_hash(),
                 "locks": {
@@ -123,6 +126,9 @@ def test_show_json(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
                 "pypi": ["alpha==1.0", "beta==1.5", "epsilon~=3.1"],
                 "conda": [],
                 "channels": [],
+                "constraints": [],
+                "inputs": [],
+                "solve-group": None,
                 "steps": ["train"],
                 "input-hash": envs.get("train").input_hash(),
                 "locks": {
