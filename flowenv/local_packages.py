@@ -41,6 +41,17 @@ else:  # pragma: no cover
 UNBUILT = "0" * 64
 
 
+def check_local_packages(envs: Sequence[EnvSpec]) -> None:
+    """Refuse local packages where they cannot be locked yet: conda and mixed envs."""
+    for env in envs:
+        local = [p.name for p in env.pypi if p.path]
+        if local and env.kind == "conda":
+            raise UsageError(
+                f"env '{env.name}': local package {', '.join(local)} in an env with conda "
+                "packages; local packages are supported in PyPI environments only, for now"
+            )
+
+
 def localize(uv_output: str, env: EnvSpec, lock_dir: Path, root: Path) -> str:
     """uv's pylock with each local package's directory relative to ``lock_dir`` and hashed."""
     local = {p.name: p for p in env.pypi if p.path}

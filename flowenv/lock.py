@@ -181,9 +181,11 @@ def lock(
     forced = options.upgrade or bool(options.upgrade_packages)
     todo = [t for t in selected if forced or not is_fresh(t)]
     results = [LockResult(target=t, status="fresh") for t in selected if t not in todo]
+    from flowenv.local_packages import check_local_packages
     from flowenv.solve_groups import check_groups
 
     check_groups(environments)
+    check_local_packages([t.env for t in todo])
     work = _jobs(todo, environments)
     if on_plan:
         on_plan(len(work))

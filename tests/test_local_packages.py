@@ -9,6 +9,7 @@ import pytest
 
 from flowenv.cli import main
 from flowenv.config.load import load_config
+from flowenv.diff.load import read_pylock_text
 from flowenv.errors import ConfigError
 from flowenv.lock import Selection, select_targets, stale_targets
 from flowenv.locks.pylock import read_pylock
@@ -67,6 +68,13 @@ def test_local_package_is_locked_with_its_dependencies_and_a_source_hash(
     assert stale_targets(load_config(root / "flowenv.toml")) == []
     (root / "libs/mylib/src/mylib/extra.py").write_text("Y = 2\n")
     assert len(stale_targets(load_config(root / "flowenv.toml"))) == 2
+    # Re-locked, the edit shows in a lock diff as a changed hash of the same version.
+    before = read_pylock_text(lock.read_text(), "before")["mylib"]
+    assert main(["-C", str(root), "lock"]) == 0
+    after = read_pylock_text(lock.read_text(), "after")["mylib"]
+    assert (before.source, before.version) == (after.source, after.version)
+    assert before.hashes != after.hashes
+    assert after.hashes == (f"source-sha256:{read_pylock(lock)[2].source_hash}",)
 
 
 def test_local_package_syncs_and_hydrates_offline_on_a_fresh_cache(
@@ -151,3 +159,23 @@ def test_a_missing_local_package_directory_names_the_key(make_project) -> None:
     assert [d.render().replace(str(root) + "/", "") for d in info.value.diagnostics] == [
         "flowenv.toml:9: base.pypi.packages.mylib.path: 'libs/mylib': no such directory"
     ]
+
+
+def test_a_local_package_in_a_conda_env_is_refused_clearly(
+    make_project, conda_channels, capsys
+) -> None:
+    root = make_project(
+        """
+        [base]
+        python = "3.11"
+        conda.packages = { joblib = "*" }
+        pypi.packages = { mylib = { path = "libs/mylib" } }
+        """,
+        project_extra=f'conda.channels = ["{conda_channels.main_url}"]\n',
+    )
+    write_local_package(root / "libs/mylib", "mylib", "0.3.0")
+    assert main(["-C", str(root), "lock"]) == 2
+    assert capsys.readouterr().err == (
+        "flowenv: error: env 'base': local package mylib in an env with conda packages; "
+        "local packages are supported in PyPI environments only, for now\n"
+    )

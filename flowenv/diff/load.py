@@ -159,7 +159,13 @@ def read_pylock_text(text: str, source: str) -> dict[str, Locked]:
         out[canonicalize_name(package.name)] = Locked(
             version=package.version,
             source=_pylock_source(raw, files),
-            hashes=tuple(sorted({f"sha256:{f.sha256}" for f in files if f.sha256})),
+            # A local package has no file in the lock: its source hash is what changes.
+            hashes=tuple(
+                sorted(
+                    {f"sha256:{f.sha256}" for f in files if f.sha256}
+                    | ({f"source-sha256:{package.source_hash}"} if package.source_hash else set())
+                )
+            ),
             manager="pip",
         )
     return out
