@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
 from flowenv.cli import main
 from flowenv.config.load import load_config
@@ -129,3 +130,29 @@ def test_flask_pinned_tests_requirements_lock_from_pypi(tmp_path: Path) -> None:
     before = {p: p.read_bytes() for p in (tmp_path / "locks").rglob("*.toml")}
     assert main(["-C", str(tmp_path), "lock", "--check"]) == 0
     assert {p: p.read_bytes() for p in (tmp_path / "locks").rglob("*.toml")} == before
+
+
+@pytest.mark.network
+def test_existing_inputs_example_locks_a_solve_group_from_pypi(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "existing-inputs"
+    shutil.copytree(
+        Path(__file__).resolve().parent.parent / "examples/existing-inputs",
+        root,
+        ignore=shutil.ignore_patterns("locks", ".flowenv"),
+    )
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    for platform in ("linux-64", "osx-arm64"):
+        base = {p.name: p for p in read_pylock(root / f"locks/base/pylock.{platform}.toml")}
+        train = {p.name: p for p in read_pylock(root / f"locks/train/pylock.{platform}.toml")}
+        # Every package train shares with base is at base's version.
+        assert {n: train[n].version for n in base} == {n: base[n].version for n in base}
+        assert "scikit-learn" in train
+        assert "scikit-learn" not in base
+        assert Version(base["numpy"].version) < Version("2.3")  # constraints.txt
+        assert ("pyarrow" in base) == (platform == "linux-64")
+        assert base["featlib"].directory == "../../libs/featlib"
+    capsys.readouterr()
+    assert main(["-C", str(root), "show", "--conflicts", "--exit-code"]) == 0
+    assert capsys.readouterr().out == (
+        "no package is locked at different versions in different envs\n"
+    )
