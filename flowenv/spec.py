@@ -47,6 +47,13 @@ def strip_credentials(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
+def _hash_form(package: PypiPackage) -> str:
+    """A package as the input hash records it: a direct URL without its credentials."""
+    if package.url:
+        package = attrs.evolve(package, url=strip_credentials(package.url))
+    return package.hash_form()
+
+
 @attrs.frozen(kw_only=True)
 class EnvSpec:
     """One environment to lock: the merged declaration plus where its packages come from."""
@@ -82,14 +89,14 @@ class EnvSpec:
             "version": INPUT_HASH_VERSION,
             "kind": self.kind,
             "python": self.python,
-            "pypi": [p.hash_form() for p in self.pypi],
+            "pypi": [_hash_form(p) for p in self.pypi],
             "index-url": strip_credentials(self.pypi_settings.index_url or ""),
             "extra-index-urls": [strip_credentials(u) for u in self.pypi_settings.extra_index_urls],
             "find-links": [strip_credentials(u) for u in self.pypi_settings.find_links],
         }
         # Keys added only when used, so that locks of envs without them keep their hash.
         if self.pypi_constraints:
-            inputs["pypi-constraints"] = [c.hash_form() for c in self.pypi_constraints]
+            inputs["pypi-constraints"] = [_hash_form(c) for c in self.pypi_constraints]
         if self.solve_group is not None:
             inputs["solve-group"] = [self.solve_group, self.group_hash]
         if self.kind == "conda":

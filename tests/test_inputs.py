@@ -376,3 +376,20 @@ def test_import_of_a_broken_file_reports_its_line_and_writes_nothing(
     assert "not a flow (.py), requirements file (.txt/.in), environment.yml or pyproject.toml" in (
         capsys.readouterr().err
     )
+
+
+def test_credentials_in_a_direct_url_never_reach_the_input_hash(make_project) -> None:
+    root = make_project(
+        """
+        [base]
+        python = "3.11"
+        pypi.requirements = "requirements.txt"
+        """
+    )
+    _write(root, "requirements.txt", "thing @ https://user:old@example.invalid/thing-1.0.whl\n")
+    before = build_environments(load_config(root / "flowenv.toml")).get("base")
+    _write(root, "requirements.txt", "thing @ https://user:new@example.invalid/thing-1.0.whl\n")
+    after = build_environments(load_config(root / "flowenv.toml")).get("base")
+    assert before.input_hash() == after.input_hash()
+    assert "old" not in str(before.hash_inputs())
+    assert before.hash_inputs()["pypi"] == ["thing @ https://example.invalid/thing-1.0.whl"]
