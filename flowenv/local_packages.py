@@ -28,7 +28,8 @@ from typing import Any
 import attrs
 
 from flowenv.errors import FlowenvError, UsageError
-from flowenv.spec import EnvSpec
+from flowenv.locks.pylock import LockedPackage
+from flowenv.spec import EnvSpec, strip_credentials
 from flowenv.store.layout import Artifact
 from flowenv.store.plan import EnvPlan
 
@@ -71,18 +72,48 @@ def localize(uv_output: str, env: EnvSpec, lock_dir: Path, root: Path) -> str:
     return render(document)
 
 
-def source_artifact(name: str, version: str, source_hash: str, where: str) -> Artifact:
-    """The artifact a local package will be once built (digest and file name unknown yet)."""
-    if len(source_hash) != 64:
-        raise UsageError(f"{where}: local package {name} records no source hash; re-run lock")
+def source_artifact(package: LockedPackage, where: str) -> Artifact:
+    """The artifact a local or git package will be once built (digest and file name unknown).
+
+    A git package's source is its pinned commit: the hash of ``git+URL@COMMIT``
+    (credentials stripped) identifies it as exactly as a directory's source hash.
+    """
+    source = package.source_hash
+    if package.vcs:
+        source = hashlib.sha256(strip_credentials(package.vcs).encode()).hexdigest()
+    if len(source) != 64:
+        raise UsageError(
+            f"{where}: local package {package.name} records no source hash; run `flowenv lock`"
+        )
     return Artifact(
         sha256=UNBUILT,
-        filename=f"{name.replace('-', '_')}-unbuilt.whl",
+        filename=f"{package.name.replace('-', '_')}-unbuilt.whl",
         manager="pip",
-        name=name,
-        version=version,
-        source=source_hash,
+        name=package.name,
+        version=package.version,
+        source=source,
     )
+
+
+def _checkout(vcs: str, dest: Path, label: str) -> Path:
+    """Check out ``git+URL@COMMIT[#subdirectory=DIR]`` into ``dest``; the package directory."""
+    from flowenv._subprocess import describe_failure, run
+
+    location, _, fragment = vcs.removeprefix("git+").partition("#subdirectory=")
+    url, _, commit = location.rpartition("@")
+    dest.mkdir(parents=True, exist_ok=True)
+    # Fetching the one commit (not a branch) is what makes the build hermetic.
+    for args in (
+        ["git", "init", "-q", str(dest)],
+        ["git", "-C", str(dest), "fetch", "-q", "--depth", "1", url, commit],
+        ["git", "-C", str(dest), "-c", "advice.detachedHead=false", "checkout", "-q", commit],
+    ):
+        result = run(args)
+        if result.returncode != 0:
+            raise FlowenvError(
+                f"{label}: cannot check out {commit}:\n{describe_failure(args, result)}"
+            )
+    return dest / fragment if fragment else dest
 
 
 def _pure(wheel: Path) -> bool:
@@ -116,18 +147,22 @@ def build_plans(
                 continue
             label = f"{plan.label}: local package {artifact.name}"
             if artifact.source not in built:
-                directory = (plan.lock_path.parent / sources[artifact.key]).resolve()
-                try:
-                    current = source_hash(directory)
-                except ValueError as exc:
-                    raise UsageError(f"{label} ({directory}): {exc}") from None
-                if current != artifact.source:
-                    raise UsageError(
-                        f"{label}: its source changed since it was locked; run `flowenv lock`"
-                    )
+                location = sources[artifact.key]
+                if location.startswith("git+"):
+                    directory = _checkout(location, workdir / f"git-{artifact.source}", label)
+                else:
+                    directory = (plan.lock_path.parent / location).resolve()
+                    try:
+                        current = source_hash(directory)
+                    except ValueError as exc:
+                        raise UsageError(f"{label} ({directory}): {exc}") from None
+                    if current != artifact.source:
+                        raise UsageError(
+                            f"{label}: its source changed since it was locked; run `flowenv lock`"
+                        )
                 wheel = build_wheel(
                     directory,
-                    workdir / artifact.source,
+                    workdir / f"wheel-{artifact.source}",
                     settings=settings_of[plan.env],
                     label=label,
                 )

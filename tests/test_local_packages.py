@@ -17,8 +17,9 @@ from flowenv.spec import build_environments
 from flowenv.store import open_store
 from flowenv.store.layout import Manifest
 from flowenv.store.plan import plan_target
+from tests.support.git_repo import commit_all, init_repo
 from tests.support.local_package import write_local_package
-from tests.support.stores import run_flowenv, s3_target
+from tests.support.stores import StoreTarget, run_flowenv, s3_target
 from tests.support.wheels import DEFAULT_WHEELS
 from tests.test_hydrate_offline import _executor_env, _linux_only
 from tests.test_store_conformance import store_invariants
@@ -179,3 +180,76 @@ def test_a_local_package_in_a_conda_env_is_refused_clearly(
         "flowenv: error: env 'base': local package mylib in an env with conda packages; "
         "local packages are supported in PyPI environments only, for now\n"
     )
+
+
+def test_a_git_package_pinned_to_a_commit_locks_syncs_and_hydrates_offline(
+    make_project, make_index, tmp_path, flowenv_cache
+) -> None:
+    (tmp_path / "repo").mkdir()
+    repo = init_repo(tmp_path / "repo")
+    write_local_package(repo / "pkgs/gitlib", "gitlib", "1.2.0", ["beta==1.0"])
+    commit = commit_all(repo, "gitlib 1.2.0")
+    store = tmp_path / "store"
+    root = make_project(
+        f"""
+        [base]
+        python = "3.11"
+
+        [base.pypi.packages.gitlib]
+        git = "{repo.as_uri()}"
+        rev = "{commit}"
+        subdirectory = "pkgs/gitlib"
+        """,
+        index=make_index(DEFAULT_WHEELS),
+        project_extra=f'store = "{store.as_uri()}"\n',
+    )
+    _linux_only(root)
+    assert main(["-C", str(root), "lock"]) == 0
+    (gitlib,) = [p for p in read_pylock(root / "locks/base/pylock.linux-64.toml") if p.vcs]
+    assert (gitlib.name, gitlib.version) == ("gitlib", "1.2.0")
+    assert gitlib.vcs == f"git+{repo.as_uri()}@{commit}#subdirectory=pkgs/gitlib"
+    # A later commit on the branch changes nothing: the lock names the commit.
+    (repo / "pkgs/gitlib/src/gitlib/__init__.py").write_text("VERSION = 'moved'\n")
+    commit_all(repo, "moved on")
+    assert main(["-C", str(root), "sync"]) == 0
+
+    shutil.rmtree(repo)
+    shutil.rmtree(tmp_path / "index")
+    shutil.rmtree(tmp_path / "index-wheels")
+    executor = tmp_path / "executor"
+    executor.mkdir()
+    ran = run_flowenv(
+        "run",
+        "base",
+        "--store",
+        store.as_uri(),
+        "--project",
+        "proj",
+        "--prefix",
+        str(tmp_path / "env"),
+        "--",
+        "python",
+        "-c",
+        "import gitlib, importlib.metadata as m; print(gitlib.VERSION, m.version('beta'))",
+        cwd=executor,
+        env=_executor_env(StoreTarget(kind="file", url=store.as_uri()), tmp_path),
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == "1.2.0 1.0\n"
+
+
+def test_a_git_package_must_name_a_commit(make_project) -> None:
+    root = make_project(
+        """
+        [base]
+        python = "3.11"
+        pypi.packages = { gitlib = { git = "https://example.invalid/gitlib.git", rev = "main" } }
+        """
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(root / "flowenv.toml")
+    assert [d.render().replace(str(root) + "/", "") for d in info.value.diagnostics] == [
+        "flowenv.toml:9: base.pypi.packages.gitlib.rev: expected the full 40-character commit "
+        "id the package is built from (got 'main'): a branch or tag can move, a locked env "
+        "must not"
+    ]

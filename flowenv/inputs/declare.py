@@ -13,6 +13,7 @@ read in the order environment-file, requirements, pyproject; the table's own
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -29,7 +30,8 @@ T = TypeVar("T")
 PYPI_INPUT_KEYS = ("requirements", "pyproject")
 CONDA_INPUT_KEYS = ("environment-file",)
 PYPROJECT_KEYS = ("path", "extras", "groups")
-LOCAL_PACKAGE_KEYS = ("path",)
+LOCAL_PACKAGE_KEYS = ("path", "git", "rev", "subdirectory")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
 class Validator(Protocol):
@@ -153,15 +155,28 @@ def _pyproject_inputs(v: Validator, raw: object, path: KeyPath) -> Any:
 def local_package(
     v: Validator, name: str, extras: tuple[str, ...], spec: object, path: KeyPath
 ) -> PypiPackage | None:
-    """``name = { path = "libs/mylib" }``: a package built from the project's own source."""
+    """``name = { path = "libs/mylib" }``: a package built from the project's own source.
+
+    Or ``{ git = "URL", rev = "COMMIT" }``: a package built from a git commit
+    (a full commit id only: a branch or tag can move, and the lock must not).
+    """
     from flowenv.inputs.local import LocalPackageError, source_hash
 
     table = v.table(spec, path, LOCAL_PACKAGE_KEYS)
+    if "git" in table:
+        return _git_package(v, name, extras, table, path)
     where = v.string(table, "path", path)
     if not where:
         if "path" not in table:
-            v.error(path, 'expected a version string or a local package { path = "DIR" }')
+            v.error(
+                path,
+                'expected a version string, a local package { path = "DIR" } or '
+                '{ git = "URL", rev = "COMMIT" }',
+            )
         return None
+    for key in ("rev", "subdirectory"):
+        if key in table:
+            v.error((*path, key), f"'{key}' goes with 'git', not with 'path'")
     directory = (v.root / where).resolve()
     try:
         relative = directory.relative_to(v.root.resolve()).as_posix()
@@ -197,3 +212,25 @@ def with_inputs(decl: EnvDecl, inputs: EnvInputs) -> EnvDecl:
 def pypi_sort_key(package: PypiPackage) -> tuple[str, str, str]:
     """Packages of one name may differ by marker (``numpy<2 ; python_version < "3.9"``)."""
     return (package.name, package.marker, package.requirement())
+
+
+def _git_package(
+    v: Validator, name: str, extras: tuple[str, ...], table: Mapping[str, Any], path: KeyPath
+) -> PypiPackage | None:
+    url = v.string(table, "git", path)
+    rev = v.string(table, "rev", path)
+    subdirectory = v.string(table, "subdirectory", path)
+    if "path" in table:
+        v.error((*path, "path"), "a package comes from 'path' or from 'git', not both")
+        return None
+    if rev is None or not _COMMIT.match(rev):
+        v.error(
+            (*path, "rev"),
+            "expected the full 40-character commit id the package is built from "
+            f"(got {rev!r}): a branch or tag can move, a locked env must not",
+        )
+        return None
+    if not url:
+        return None
+    fragment = f"#subdirectory={subdirectory}" if subdirectory else ""
+    return PypiPackage(name=name, extras=extras, url=f"git+{url}@{rev}{fragment}")

@@ -50,6 +50,8 @@ class LockedPackage:
     #: A local package: its directory (relative to the lock file) and source hash.
     directory: str = ""
     source_hash: str = ""
+    #: A package from a git commit: ``git+URL@COMMIT[#subdirectory=DIR]``.
+    vcs: str = ""
 
 
 def _scrub(value: Any) -> Any:
@@ -112,6 +114,18 @@ def _wheel(package: str, entry: Mapping[str, Any]) -> LockedWheel:
     return LockedWheel(name=name, url=url, sha256=entry.get("hashes", {}).get("sha256", ""))
 
 
+def _vcs(entry: object) -> str:
+    """A PEP 751 ``vcs`` table as ``git+URL@COMMIT[#subdirectory=DIR]`` ("" if none)."""
+    if not isinstance(entry, Mapping) or entry.get("type") != "git":
+        return ""
+    url, commit = entry.get("url") or entry.get("path"), entry.get("commit-id")
+    if not isinstance(url, str) or not isinstance(commit, str):
+        return ""
+    subdirectory = entry.get("subdirectory")
+    fragment = f"#subdirectory={subdirectory}" if isinstance(subdirectory, str) else ""
+    return f"git+{url}@{commit}{fragment}"
+
+
 def parse_pylock(text: str) -> tuple[LockedPackage, ...]:
     data = tomllib.loads(text)
     out = []
@@ -126,6 +140,7 @@ def parse_pylock(text: str) -> tuple[LockedPackage, ...]:
                 sdist=_wheel(pkg["name"], sdist) if sdist else None,
                 directory=str(directory.get("path", "")) if isinstance(directory, dict) else "",
                 source_hash=str(pkg.get("tool", {}).get("flowenv", {}).get("source-hash", "")),
+                vcs=_vcs(pkg.get("vcs")),
             )
         )
     return tuple(out)

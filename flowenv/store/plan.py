@@ -60,14 +60,12 @@ def _plan_pypi(target: LockTarget) -> EnvPlan:
     artifacts: list[Artifact] = []
     sources: list[tuple[str, str]] = []
     for i, package in enumerate(parse_pylock(text)):
-        if package.directory and not package.wheels:
+        if (package.directory or package.vcs) and not package.wheels:
             from flowenv.local_packages import source_artifact
 
-            artifact = source_artifact(
-                package.name, package.version, package.source_hash, f"{where}: packages[{i}]"
-            )
+            artifact = source_artifact(package, f"{where}: packages[{i}]")
             artifacts.append(artifact)
-            sources.append((artifact.key, package.directory))
+            sources.append((artifact.key, package.vcs or package.directory))
             continue
         if not package.wheels:
             raise UsageError(
