@@ -423,6 +423,16 @@ def python_default() -> str:
     return f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
+def write_output(output: Path | None, text: str, *, force: bool) -> bool:
+    """Write ``text`` to ``output`` atomically (never over a file without ``force``)."""
+    if output is None:
+        return False
+    if output.exists() and not force:
+        raise UsageError(f"{output} exists; pass --force to overwrite it")
+    write_atomic(output, text)
+    return True
+
+
 def import_flow(
     flow_path: Path,
     output: Path | None,
@@ -457,12 +467,7 @@ def import_flow(
     parse_config(text, target)
     if decls.gaps and not force:
         raise UntranslatedDecorators(decls.gaps)
-    written = False
-    if output is not None:
-        if output.exists() and not force:
-            raise UsageError(f"{output} exists; pass --force to overwrite it")
-        write_atomic(output, text)
-        written = True
+    written = write_output(output, text, force=force)
     return ImportResult(
         flow=decls.flow,
         text=text,

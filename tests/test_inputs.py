@@ -20,6 +20,12 @@ from flowenv.locks.condalock import read_conda_lock
 from flowenv.locks.pylock import read_pylock
 from flowenv.spec import build_environments
 
+REQUIREMENTS_BASE = """
+[base]
+python = "3.11"
+pypi.requirements = "requirements.txt"
+"""
+
 
 def _write(root: Path, name: str, text: str) -> Path:
     path = root / name
@@ -50,13 +56,7 @@ def _config_errors(root: Path) -> list[str]:
 def test_requirements_with_include_constraint_marker_and_comments_lock(
     make_project, capsys
 ) -> None:
-    root = make_project(
-        """
-        [base]
-        python = "3.11"
-        pypi.requirements = "requirements.txt"
-        """
-    )
+    root = make_project(REQUIREMENTS_BASE)
     _write(
         root,
         "requirements.txt",
@@ -135,13 +135,7 @@ def test_inline_packages_win_over_a_requirements_file(make_project) -> None:
 
 
 def test_index_options_in_requirements_point_at_flowenv_toml(make_project) -> None:
-    root = make_project(
-        """
-        [base]
-        python = "3.11"
-        pypi.requirements = "requirements.txt"
-        """
-    )
+    root = make_project(REQUIREMENTS_BASE)
     _write(
         root,
         "requirements.txt",
@@ -379,13 +373,7 @@ def test_import_of_a_broken_file_reports_its_line_and_writes_nothing(
 
 
 def test_credentials_in_a_direct_url_never_reach_the_input_hash(make_project) -> None:
-    root = make_project(
-        """
-        [base]
-        python = "3.11"
-        pypi.requirements = "requirements.txt"
-        """
-    )
+    root = make_project(REQUIREMENTS_BASE)
     _write(root, "requirements.txt", "thing @ https://user:old@example.invalid/thing-1.0.whl\n")
     before = build_environments(load_config(root / "flowenv.toml")).get("base")
     _write(root, "requirements.txt", "thing @ https://user:new@example.invalid/thing-1.0.whl\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
 
@@ -29,6 +30,28 @@ BODY = """
 python = "3.11"
 pypi.packages = { mylib = { path = "libs/mylib" }, beta = "1.0" }
 """
+
+
+def _run_on_executor(store: StoreTarget, tmp_path: Path, code: str) -> CompletedProcess[str]:
+    """``flowenv run base -- python -c CODE`` from an empty directory, fresh cache, no index."""
+    executor = tmp_path / "executor"
+    executor.mkdir()
+    return run_flowenv(
+        "run",
+        "base",
+        "--store",
+        store.url,
+        "--project",
+        "proj",
+        "--prefix",
+        str(tmp_path / "env"),
+        "--",
+        "python",
+        "-c",
+        code,
+        cwd=executor,
+        env=_executor_env(store, tmp_path),
+    )
 
 
 def _project(make_project, make_index, tag: str = "py3-none-any", project_extra: str = "") -> Path:
@@ -113,24 +136,11 @@ def test_local_package_syncs_and_hydrates_offline_on_a_fresh_cache(
     shutil.rmtree(tmp_path / "index")
     shutil.rmtree(tmp_path / "index-wheels")
     shutil.rmtree(root / "libs")
-    executor = tmp_path / "executor"
-    executor.mkdir()
-    ran = run_flowenv(
-        "run",
-        "base",
-        "--store",
-        store.url,
-        "--project",
-        "proj",
-        "--prefix",
-        str(tmp_path / "env"),
-        "--",
-        "python",
-        "-c",
+    ran = _run_on_executor(
+        store,
+        tmp_path,
         "import mylib, importlib.metadata as m;"
         "print(mylib.VERSION, mylib.ALPHA, m.version('beta'))",
-        cwd=executor,
-        env=_executor_env(store, tmp_path),
     )
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout == "0.3.0 2.0 1.0\n"
@@ -216,23 +226,10 @@ def test_a_git_package_pinned_to_a_commit_locks_syncs_and_hydrates_offline(
     shutil.rmtree(repo)
     shutil.rmtree(tmp_path / "index")
     shutil.rmtree(tmp_path / "index-wheels")
-    executor = tmp_path / "executor"
-    executor.mkdir()
-    ran = run_flowenv(
-        "run",
-        "base",
-        "--store",
-        store.as_uri(),
-        "--project",
-        "proj",
-        "--prefix",
-        str(tmp_path / "env"),
-        "--",
-        "python",
-        "-c",
+    ran = _run_on_executor(
+        StoreTarget(kind="file", url=store.as_uri()),
+        tmp_path,
         "import gitlib, importlib.metadata as m; print(gitlib.VERSION, m.version('beta'))",
-        cwd=executor,
-        env=_executor_env(StoreTarget(kind="file", url=store.as_uri()), tmp_path),
     )
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout == "1.2.0 1.0\n"

@@ -18,9 +18,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from flowenv._atomic import write_atomic
 from flowenv.errors import UsageError
-from flowenv.importer import ImportResult, _value, python_default
+from flowenv.importer import ImportResult, _value, python_default, write_output
 from flowenv.platforms import KNOWN_PLATFORMS, default_platforms
 
 #: Which reader a file name selects.
@@ -155,12 +154,7 @@ def import_input_file(
 
     # Reads the file as `flowenv lock` will: any error in it stops the import here.
     parse_config(text, target)
-    written = False
-    if output is not None:
-        if output.exists() and not force:
-            raise UsageError(f"{output} exists; pass --force to overwrite it")
-        write_atomic(output, text)
-        written = True
+    written = write_output(output, text, force=force)
     return ImportResult(
         flow=KINDS[kind], text=text, output=output, gaps=(), notes=tuple(notes), written=written
     )
