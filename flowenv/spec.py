@@ -12,6 +12,10 @@ Rules (mirroring Metaflow's decorators):
   none, because the Python version is a flow-wide choice like ``@conda_base``'s.
 * Any step not listed in the file runs in base, so base is always locked
   unless disabled.
+* Packages read from input files (flowenv.inputs) merge like declared ones;
+  a name may have several entries (one per marker), all replaced together.
+* A step inherits its parent's ``solve-group``; a named env does not inherit
+  base's. Each member's hash covers its whole group (flowenv.solve_groups).
 """
 
 from __future__ import annotations

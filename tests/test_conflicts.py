@@ -55,3 +55,39 @@ def test_no_conflicts_when_every_env_agrees(make_project, capsys) -> None:
     assert capsys.readouterr().out == (
         "no package is locked at different versions in different envs\n"
     )
+
+
+def test_conflicts_compare_conda_and_pypi_locks_by_name(
+    make_project, conda_channels, capsys
+) -> None:
+    root: Path = make_project(
+        """
+        [base]
+        python = "3.11"
+        conda.packages = { numpy = "1.25.2" }
+
+        [steps.train]
+        conda.packages = { numpy = "1.26.0" }
+
+        [envs.web]
+        pypi.packages = { numpy = "2.0.0" }
+
+        [steps.serve]
+        env = "web"
+        """,
+        project_extra=(
+            f'conda.channels = ["{conda_channels.main_url}"]\n'
+            f'pypi.find-links = ["{conda_channels.wheels}"]\n'
+        ),
+    )
+    assert main(["-C", str(root), "lock", "-p", "linux-64"]) == 0
+    capsys.readouterr()
+    assert main(["-C", str(root), "show", "--conflicts", "--json"]) == 0
+    conflicts = json.loads(capsys.readouterr().out)["conflicts"]
+    assert conflicts == [
+        {
+            "platform": "linux-64",
+            "package": "numpy",
+            "versions": {"1.25.2": ["base"], "1.26.0": ["train"], "2.0.0": ["web"]},
+        }
+    ]
