@@ -117,7 +117,7 @@ def _jobs(todo: Sequence[LockTarget], environments: Environments) -> list[_Job]:
         env = target.env
         key = (env.input_hash(), target.platform if env.kind == "pypi" else "")
         if env.solve_group is not None:
-            key = (f"group:{env.solve_group}", target.platform)
+            key = (f"group:{env.solve_group}", key[1])
         envs, platforms = grouped.setdefault(key, ([], []))
         if env not in envs:
             envs.append(env)
@@ -148,7 +148,19 @@ def _run_job(config: Config, job: _Job, options: LockOptions) -> dict[Path, str]
 def _run_group_job(config: Config, job: _Job, options: LockOptions) -> dict[Path, str]:
     from flowenv.lockers.pypi import lock_pypi_env
     from flowenv.locks.layout import lock_path
-    from flowenv.solve_groups import group_pins
+    from flowenv.solve_groups import conda_group_pins, group_pins
+
+    if job.group[0].kind == "conda":
+        from flowenv.lockers.conda import lock_conda_env
+
+        conda_pins = conda_group_pins(config, job.group, job.platforms, options)
+        return {
+            config.lock_root / env.name / name: text
+            for env in job.envs
+            for name, text in lock_conda_env(
+                config, env, job.platforms, options, conda_pins
+            ).items()
+        }
 
     (platform,) = job.platforms
     previous = None

@@ -18,7 +18,11 @@ the error (exit 3) names the envs and the packages on which their own answers
 differ. A member whose inputs change makes every member stale, because each
 member's input hash includes its whole group's inputs.
 
-Groups hold PyPI environments; a conda or mixed env in a group is refused.
+Conda and mixed envs form groups the same way: their conda specs and PyPI
+requirements are solved together (one rattler solve, then uv for the PyPI
+part), and each member is locked with the joint conda versions as solver
+constraints and the joint PyPI versions as uv constraints. A group is either
+all PyPI-only envs or all conda/mixed envs, and conda members share channels.
 """
 
 from __future__ import annotations
@@ -31,7 +35,10 @@ from flowenv.errors import ResolutionError, UsageError
 from flowenv.lockers import LockOptions
 from flowenv.spec import Environments, EnvSpec
 
-__all__ = ["check_groups", "group_members", "group_pins"]
+__all__ = ["check_groups", "conda_group_pins", "group_members", "group_pins"]
+
+#: platform -> (conda match specs, PyPI requirements) a conda member is held to.
+CondaPins = dict[str, tuple[list[str], list[str]]]
 
 
 def group_members(environments: Environments, group: str) -> tuple[EnvSpec, ...]:
@@ -40,12 +47,25 @@ def group_members(environments: Environments, group: str) -> tuple[EnvSpec, ...]
 
 
 def check_groups(environments: Environments) -> None:
-    """Refuse groups flowenv cannot make agree (today: any member with conda packages)."""
-    for env in environments.envs:
-        if env.solve_group is not None and env.kind == "conda":
+    """Refuse groups flowenv cannot make agree: mixed kinds, or conda members on other channels."""
+    groups = sorted({e.solve_group for e in environments.envs if e.solve_group is not None})
+    for group in groups:
+        members = group_members(environments, group)
+        kinds = {env.kind for env in members}
+        if len(kinds) > 1:
+            conda = ", ".join(e.name for e in members if e.kind == "conda")
+            pypi = ", ".join(e.name for e in members if e.kind == "pypi")
             raise UsageError(
-                f"solve group '{env.solve_group}': env '{env.name}' has conda packages; "
-                "solve groups hold PyPI environments only, for now"
+                f"solve group '{group}' mixes conda envs ({conda}) with PyPI-only envs ({pypi}); "
+                "a group holds one kind (give the PyPI-only envs their packages from conda, "
+                "or use two groups)"
+            )
+        settings = {(e.channels, e.channel_priority) for e in members}
+        if len(settings) > 1:
+            raise UsageError(
+                f"solve group '{group}': its conda envs use different channels or channel "
+                f"priority ({', '.join(f'{e.name}: {list(e.channels)}' for e in members)}); "
+                "one version per package needs one set of channels"
             )
 
 
@@ -157,6 +177,93 @@ def _disagreement(
     group = members[0].solve_group
     names = ", ".join(e.name for e in members)
     head = f"solve group '{group}' ({names}) cannot agree on one version per package on {platform}"
+    detail = (
+        "each env resolved alone differs on:\n" + "\n".join(lines)
+        if lines
+        else "each env resolves alone, but not together"
+    )
+    return ResolutionError(f"{head}; {detail}\n{joint.message}")
+
+
+def _joint(members: Sequence[EnvSpec]) -> EnvSpec:
+    """One spec asking for everything every member asks for."""
+    import attrs
+
+    first = members[0]
+    return attrs.evolve(
+        first,
+        name=f"solve-group-{first.solve_group}",
+        conda=tuple(dict.fromkeys(c for env in members for c in env.conda)),
+        pypi=tuple(dict.fromkeys(p for env in members for p in env.pypi)),
+        pypi_constraints=tuple(dict.fromkeys(c for env in members for c in env.pypi_constraints)),
+    )
+
+
+def _conda_versions(text: str, platforms: Sequence[str]) -> dict[str, dict[str, str]]:
+    """platform -> "manager name" -> version, from a conda-lock.yml's text."""
+    from flowenv.locks.condalock import parse_conda_lock
+
+    lock = parse_conda_lock(text, "solve group")
+    return {
+        platform: {f"{p.manager} {p.name}": p.version for p in lock.for_platform(platform)}
+        for platform in platforms
+    }
+
+
+def conda_group_pins(
+    config: Config, members: Sequence[EnvSpec], platforms: Sequence[str], options: LockOptions
+) -> CondaPins:
+    """Per platform, the conda and PyPI versions of the group's joint solution."""
+    from flowenv.lockers.conda import lock_conda_env
+    from flowenv.locks.layout import CONDA_LOCK_NAME
+
+    try:
+        text = lock_conda_env(config, _joint(members), platforms, options)[CONDA_LOCK_NAME]
+    except ResolutionError as joint:
+        alone = {
+            env.name: _conda_versions(
+                lock_conda_env(config, env, platforms, options)[CONDA_LOCK_NAME], platforms
+            )
+            for env in members
+        }
+        raise _report(members, platforms, alone, joint) from None
+    direct = _direct(members)
+    pins: CondaPins = {}
+    for platform, versions in _conda_versions(text, platforms).items():
+        conda = [
+            f"{k.split()[1]} =={v}" for k, v in sorted(versions.items()) if k.startswith("conda ")
+        ]
+        pip = [
+            f"{k.split()[1]}=={v}"
+            for k, v in sorted(versions.items())
+            if k.startswith("pip ") and k.split()[1] not in direct
+        ]
+        pins[platform] = (conda, pip)
+    return pins
+
+
+def _report(
+    members: Sequence[EnvSpec],
+    platforms: Sequence[str],
+    alone: Mapping[str, Mapping[str, Mapping[str, str]]],
+    joint: ResolutionError,
+) -> ResolutionError:
+    """The packages on which members, each resolved alone, differ (conda groups)."""
+    lines = []
+    for platform in platforms:
+        by_package: dict[str, dict[str, str]] = {}
+        for env_name, per_platform in alone.items():
+            for package, version in per_platform.get(platform, {}).items():
+                by_package.setdefault(package.split()[1], {})[env_name] = version
+        lines += [
+            f"  {platform} {package}: "
+            + ", ".join(f"{env} {version}" for env, version in sorted(by_env.items()))
+            for package, by_env in sorted(by_package.items())
+            if len(set(by_env.values())) > 1
+        ]
+    group = members[0].solve_group
+    names = ", ".join(e.name for e in members)
+    head = f"solve group '{group}' ({names}) cannot agree on one version per package"
     detail = (
         "each env resolved alone differs on:\n" + "\n".join(lines)
         if lines

@@ -121,3 +121,104 @@ def test_a_step_with_nothing_of_its_own_cannot_name_a_group(make_project) -> Non
         "flowenv.toml:11: steps.end.solve-group: this step declares nothing of its own, so it "
         "runs in [base]; put solve-group there (steps built on it inherit it)"
     ]
+
+
+def _conda_versions(path: Path, platform: str) -> dict[str, tuple[str, str]]:
+    from flowenv.locks.condalock import read_conda_lock
+
+    return {p.name: (p.manager, p.version) for p in read_conda_lock(path).for_platform(platform)}
+
+
+def _conda_project(make_project, conda_channels, body: str) -> Path:
+    root: Path = make_project(
+        body,
+        project_extra=(
+            f'conda.channels = ["{conda_channels.main_url}"]\n'
+            f'pypi.find-links = ["{conda_channels.wheels}"]\n'
+        ),
+    )
+    return root
+
+
+def test_a_conda_group_agrees_on_conda_and_pip_versions(make_project, conda_channels) -> None:
+    root = _conda_project(
+        make_project,
+        conda_channels,
+        """
+        [base]
+        python = "3.11"
+        solve-group = "flow"
+        conda.packages = { numpy = "1.25.2" }
+        pypi.packages = { alpha = "1.0" }
+
+        [envs.sk]
+        solve-group = "flow"
+        conda.packages = { scikit-learn = "1.3.1" }
+        pypi.packages = { alpha = ">=1" }
+
+        [envs.alone]
+        conda.packages = { scikit-learn = "1.3.1" }
+        pypi.packages = { alpha = ">=1" }
+        """,
+    )
+    assert main(["-C", str(root), "lock"]) == 0
+    for platform in ("linux-64", "osx-arm64"):
+        sk = _conda_versions(root / "locks/sk/conda-lock.yml", platform)
+        alone = _conda_versions(root / "locks/alone/conda-lock.yml", platform)
+        # Alone, sk would take the newest numpy and alpha; in the group it takes base's.
+        assert (alone["numpy"], alone["alpha"]) == (("conda", "1.26.0"), ("pip", "2.0"))
+        assert (sk["numpy"], sk["alpha"]) == (("conda", "1.25.2"), ("pip", "1.0"))
+        assert sk["scikit-learn"] == ("conda", "1.3.1")
+        assert "beta" in alone
+        assert "beta" not in sk  # alpha 1.0 needs no beta
+
+
+def test_an_impossible_conda_group_exits_3_naming_the_package(
+    make_project, conda_channels, capsys
+) -> None:
+    root = _conda_project(
+        make_project,
+        conda_channels,
+        """
+        [base]
+        python = "3.11"
+        solve-group = "flow"
+        conda.packages = { numpy = "1.25.2" }
+
+        [envs.new]
+        solve-group = "flow"
+        conda.packages = { numpy = "1.26.0" }
+        """,
+    )
+    assert main(["-C", str(root), "lock", "-p", "linux-64"]) == 3
+    err = capsys.readouterr().err
+    assert (
+        "solve group 'flow' (base, new) cannot agree on one version per package; each env "
+        "resolved alone differs on:\n  linux-64 numpy: base 1.25.2, new 1.26.0\n"
+    ) in err
+    assert not (root / "locks").exists()
+
+
+def test_a_group_of_conda_and_pypi_only_envs_is_refused(
+    make_project, conda_channels, capsys
+) -> None:
+    root = _conda_project(
+        make_project,
+        conda_channels,
+        """
+        [base]
+        python = "3.11"
+        solve-group = "flow"
+        conda.packages = { numpy = "1.25.2" }
+
+        [envs.web]
+        solve-group = "flow"
+        pypi.packages = { alpha = "1.0" }
+        """,
+    )
+    assert main(["-C", str(root), "lock"]) == 2
+    assert capsys.readouterr().err == (
+        "flowenv: error: solve group 'flow' mixes conda envs (base) with PyPI-only envs (web); "
+        "a group holds one kind (give the PyPI-only envs their packages from conda, or use "
+        "two groups)\n"
+    )

@@ -177,6 +177,7 @@ def _pip_part(
     solution: Sequence[rattler.SolvedPackage],
     previous: CondaLock | None,
     options: LockOptions,
+    pinned: Sequence[str] = (),
 ) -> list[LockedCondaPackage]:
     from flowenv.locks.pylock import parse_pylock
     from flowenv.resolvers.uv import compile_pylock
@@ -198,6 +199,7 @@ def _pip_part(
         constraints=[
             *_constraints(provided),
             *(c.requirement(config.root) for c in env.pypi_constraints),
+            *pinned,
         ],
         previous=None if options.upgrade else _previous_pylock(previous, platform),
         upgrade=options.upgrade,
@@ -290,8 +292,15 @@ def _as_url(location: str, root: Path) -> str:
 
 
 def lock_conda_env(
-    config: Config, env: EnvSpec, platforms: Sequence[str], options: LockOptions
+    config: Config,
+    env: EnvSpec,
+    platforms: Sequence[str],
+    options: LockOptions,
+    pins: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None,
 ) -> Mapping[str, str]:
+    """Lock ``env`` for ``platforms``; ``pins`` (platform -> conda match specs, PyPI
+    requirements) come from a solve group and hold the env to its group's versions."""
+    pins = pins or {}
     path = lock_path(config.lock_root, env, platforms[0])
     previous = _read_previous(path)
     specs = conda_specs(env)
@@ -304,6 +313,7 @@ def lock_conda_env(
             channel_priority=env.channel_priority,
             preferred_urls=_preferred(previous, platform, options),
             label=f"{env.name} · {platform}",
+            constraints=tuple(pins.get(platform, ((), ()))[0]),
         )
         for platform in platforms
     ]
@@ -314,7 +324,9 @@ def lock_conda_env(
     for platform, solution in zip(platforms, solutions, strict=True):
         entries = [_conda_entry(p, platform) for p in solution]
         if env.pypi:
-            entries += _pip_part(config, env, platform, solution, previous, options)
+            entries += _pip_part(
+                config, env, platform, solution, previous, options, pins.get(platform, ((), ()))[1]
+            )
         packages += entries
         hashes[platform] = content_hash(entries)
         inputs[platform] = env.input_hash()

@@ -49,6 +49,8 @@ class SolveRequest:
     channel_priority: str = "strict"
     #: URLs of a previous solution: preferred when they still satisfy the specs.
     preferred_urls: tuple[str, ...] = ()
+    #: Match specs that bound versions without requiring the package (a solve group's pins).
+    constraints: tuple[str, ...] = ()
     #: Names the env and platform in error messages.
     label: str = ""
 
@@ -165,6 +167,7 @@ async def _solve_one(gateway: Any, request: SolveRequest) -> tuple[SolvedPackage
             virtual_packages=_virtual(request),
             channel_priority=priority,
             channel_relations="disabled",
+            constraints=list(request.constraints) or None,
         )
     except SolverError as exc:
         raise ResolutionError(
