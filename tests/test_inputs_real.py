@@ -117,6 +117,16 @@ def test_import_writes_a_config_over_a_real_pyproject(tmp_path: Path, capsys) ->
     assert "asgiref>=3.2" in [p.requirement() for p in env.pypi]
 
 
+def test_import_a_real_environment_yml_without_a_python_pin(tmp_path: Path, capsys) -> None:
+    shutil.copy(DATA / "pymc/environment-dev.yml", tmp_path)
+    assert main(["-C", str(tmp_path), "import", "environment-dev.yml"]) == 0
+    assert "is this interpreter's version; check it" in capsys.readouterr().err
+    env = build_environments(load_config(tmp_path / "flowenv.toml")).get("base")
+    assert env.channels == ("conda-forge", "defaults")
+    assert len(env.conda) == 34
+    assert env.inputs == ("environment-dev.yml",)
+
+
 @pytest.mark.network
 def test_flask_pinned_tests_requirements_lock_from_pypi(tmp_path: Path) -> None:
     shutil.copytree(DATA / "flask", tmp_path, dirs_exist_ok=True)

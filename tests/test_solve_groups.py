@@ -49,8 +49,14 @@ def grouped(make_project, make_index) -> Path:
     return root
 
 
-def test_group_members_agree_with_base(grouped: Path) -> None:
+def test_group_members_agree_with_base(grouped: Path, capsys) -> None:
     assert main(["-C", str(grouped), "lock"]) == 0
+    capsys.readouterr()
+    assert main(["-C", str(grouped), "show", "train", "plot"]) == 0
+    shown = capsys.readouterr().out
+    # train inherits base's group; plot's named env is in none.
+    assert shown.count("    solve-group  flow\n") == 1
+    assert shown.index("solve-group") < shown.index("plot:")
     for platform in ("linux-64", "osx-arm64"):
         # Alone, train and report would take alpha 2.0 (and beta with it).
         assert _versions(grouped, "base", platform) == {"alpha": "1.0"}
