@@ -136,42 +136,15 @@ def _jobs(todo: Sequence[LockTarget], environments: Environments) -> list[_Job]:
 
 def _run_job(config: Config, job: _Job, options: LockOptions) -> dict[Path, str]:
     if job.group:
-        return _run_group_job(config, job, options)
+        from flowenv.solve_groups import lock_group
+
+        return lock_group(config, job.group, job.envs, job.platforms, options)
     first = job.envs[0]
     texts = locker_for(first.kind)(config, first, job.platforms, options)
     # Identical inputs give identical files: resolve once, write for every env.
     return {
         config.lock_root / env.name / name: text for env in job.envs for name, text in texts.items()
     }
-
-
-def _run_group_job(config: Config, job: _Job, options: LockOptions) -> dict[Path, str]:
-    from flowenv.lockers.pypi import lock_pypi_env
-    from flowenv.locks.layout import lock_path
-    from flowenv.solve_groups import conda_group_pins, group_pins
-
-    if job.group[0].kind == "conda":
-        from flowenv.lockers.conda import lock_conda_env
-
-        conda_pins = conda_group_pins(config, job.group, job.platforms, options)
-        return {
-            config.lock_root / env.name / name: text
-            for env in job.envs
-            for name, text in lock_conda_env(
-                config, env, job.platforms, options, conda_pins
-            ).items()
-        }
-
-    (platform,) = job.platforms
-    previous = None
-    with contextlib.suppress(OSError):
-        previous = lock_path(config.lock_root, job.group[0], platform).read_text(encoding="utf-8")
-    pins = group_pins(config, job.group, platform, options, previous)
-    texts: dict[Path, str] = {}
-    for env in job.envs:
-        for name, text in lock_pypi_env(config, env, [platform], options, {platform: pins}).items():
-            texts[config.lock_root / env.name / name] = text
-    return texts
 
 
 def lock(

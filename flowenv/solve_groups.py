@@ -35,7 +35,7 @@ from flowenv.errors import ResolutionError, UsageError
 from flowenv.lockers import LockOptions
 from flowenv.spec import Environments, EnvSpec
 
-__all__ = ["check_groups", "conda_group_pins", "group_members", "group_pins"]
+__all__ = ["check_groups", "conda_group_pins", "group_members", "group_pins", "lock_group"]
 
 #: platform -> (conda match specs, PyPI requirements) a conda member is held to.
 CondaPins = dict[str, tuple[list[str], list[str]]]
@@ -270,3 +270,39 @@ def _report(
         else "each env resolves alone, but not together"
     )
     return ResolutionError(f"{head}; {detail}\n{joint.message}")
+
+
+def lock_group(
+    config: Config,
+    group: Sequence[EnvSpec],
+    envs: Sequence[EnvSpec],
+    platforms: Sequence[str],
+    options: LockOptions,
+) -> dict[Path, str]:
+    """Lock ``envs`` (members of ``group``) for ``platforms``: lock path -> text."""
+    import contextlib
+
+    from flowenv.locks.layout import lock_path
+
+    if group[0].kind == "conda":
+        from flowenv.lockers.conda import lock_conda_env
+
+        conda_pins = conda_group_pins(config, group, platforms, options)
+        return {
+            config.lock_root / env.name / name: text
+            for env in envs
+            for name, text in lock_conda_env(config, env, platforms, options, conda_pins).items()
+        }
+    from flowenv.lockers.pypi import lock_pypi_env
+
+    pins: dict[str, list[str]] = {}
+    for platform in platforms:
+        previous = None
+        with contextlib.suppress(OSError):
+            previous = lock_path(config.lock_root, group[0], platform).read_text(encoding="utf-8")
+        pins[platform] = group_pins(config, group, platform, options, previous)
+    return {
+        config.lock_root / env.name / name: text
+        for env in envs
+        for name, text in lock_pypi_env(config, env, platforms, options, pins).items()
+    }
