@@ -86,7 +86,7 @@ def main() -> None:
         def flowenv_lock() -> object:
             return lock_conda_env(config, env, PLATFORMS, options)
 
-        specs = list(conda_specs(env))
+        specs = list(conda_specs(env, platform))
 
         async def bare() -> object:
             gateway = rattler.Gateway()

@@ -85,7 +85,7 @@ def canonical_pylock(uv_output: str, env: EnvSpec, platform: str) -> str:
                 "platform": platform,
                 "python": env.python,
                 "resolver": "uv",
-                "input-hash": env.input_hash(),
+                "input-hash": env.input_hash(platform),
             }
         },
     }
