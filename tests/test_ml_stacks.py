@@ -1,0 +1,315 @@
+"""Real ML stacks: per-platform packages, torch variants from their own indexes, GPU-only steps,
+system requirements.
+
+Three local wheel indexes stand in for PyPI and PyTorch's two indexes: the
+default one has the plain ``torch 2.4.1`` (the macOS wheel), the ``nvidia-*``
+wheels the CUDA build needs and ``filelock``; the "cpu" index has
+``torch 2.4.1+cpu`` and a newer ``filelock`` (a package on both indexes); the
+"cu121" index has ``torch 2.4.1+cu121``, which depends on the ``nvidia-*``
+wheels. Everything is locked by the real uv and solved by the real rattler.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from flowenv.cli import main
+from flowenv.locks.condalock import read_conda_lock
+from flowenv.locks.pylock import read_pylock
+from tests.support.conda_channel import MAIN_PACKAGES, CondaSpec, build_channel
+from tests.support.wheels import WheelSpec, build_simple_index, build_wheel
+
+NVIDIA = ("nvidia-cublas-cu12", "nvidia-cudnn-cu12")
+
+DEFAULT_INDEX = (
+    WheelSpec(name="torch", version="2.4.1", requires=("filelock",)),
+    WheelSpec(name="filelock", version="3.15.4"),
+    *(WheelSpec(name=n, version="12.1.3", tag="py3-none-manylinux1_x86_64") for n in NVIDIA),
+    # Only the newer version needs glibc 2.34: the default target must not take it.
+    WheelSpec(name="fastkernel", version="1.0", tag="py3-none-manylinux_2_17_x86_64"),
+    WheelSpec(name="fastkernel", version="2.0", tag="py3-none-manylinux_2_34_x86_64"),
+    WheelSpec(name="fastkernel", version="1.0", tag="py3-none-macosx_11_0_arm64"),
+    WheelSpec(name="fastkernel", version="2.0", tag="py3-none-macosx_14_0_arm64"),
+)
+CPU_INDEX = (
+    WheelSpec(name="torch", version="2.4.1+cpu", requires=("filelock",)),
+    # Newer than the default index's: taking it would mean the explicit index leaked.
+    WheelSpec(name="filelock", version="99.0"),
+)
+CU121_INDEX = (
+    WheelSpec(
+        name="torch",
+        version="2.4.1+cu121",
+        requires=("filelock", *(f"{n}==12.1.3; platform_system == 'Linux'" for n in NVIDIA)),
+    ),
+)
+
+
+def _index(specs: tuple[WheelSpec, ...], root: Path) -> str:
+    wheels = [build_wheel(spec, root / "wheels") for spec in specs]
+    return build_simple_index(wheels, root / "index").as_uri()
+
+
+@pytest.fixture
+def indexes(tmp_path: Path) -> dict[str, str]:
+    return {
+        "default": _index(DEFAULT_INDEX, tmp_path / "pypi"),
+        "cpu": _index(CPU_INDEX, tmp_path / "cpu"),
+        "cu121": _index(CU121_INDEX, tmp_path / "cu121"),
+    }
+
+
+def _project(root: Path, indexes: dict[str, str], body: str) -> Path:
+    root.mkdir(exist_ok=True)
+    (root / "flowenv.toml").write_text(
+        "[project]\n"
+        'name = "ml"\n'
+        'platforms = ["linux-64", "osx-arm64"]\n'
+        f'pypi.index-url = "{indexes["default"]}"\n'
+        "[project.pypi.indexes]\n"
+        f'pytorch-cpu = "{indexes["cpu"]}"\n'
+        f'pytorch-cu121 = "{indexes["cu121"]}"\n\n' + textwrap.dedent(body)
+    )
+    return root
+
+
+TORCH = """\
+    [base]
+    python = "3.11"
+    pypi.packages = { torch = "2.4.1" }
+
+    [base.target.linux-64]
+    pypi.packages = { torch = { version = "2.4.1", index = "pytorch-cpu" } }
+
+    [steps.train]
+    platforms = ["linux-64"]
+    system-requirements = { cuda = "12" }
+    pypi.packages = { torch = { version = "2.4.1", index = "pytorch-cu121" } }
+"""
+
+
+def _locked(path: Path) -> dict[str, tuple[str, str]]:
+    """name -> (version, URL of its one wheel)."""
+    out = {}
+    for package in read_pylock(path):
+        (wheel,) = package.wheels
+        out[package.name] = (package.version, wheel.url)
+    return out
+
+
+def test_cpu_and_cuda_torch_from_their_own_indexes(
+    tmp_path: Path, indexes: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _project(tmp_path / "proj", indexes, TORCH)
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+
+    # The CPU step (base) on Linux: +cpu from the CPU index, no nvidia wheels; its
+    # dependency filelock comes from the default index although the CPU index has a newer one.
+    linux = _locked(root / "locks/base/pylock.linux-64.toml")
+    assert sorted(linux) == ["filelock", "torch"]
+    assert linux["torch"][0] == "2.4.1+cpu"
+    assert "/cpu/wheels/" in linux["torch"][1]
+    assert linux["filelock"][0] == "3.15.4"
+    assert "/pypi/wheels/" in linux["filelock"][1]
+
+    # osx-arm64 gets the plain wheel from the default index.
+    mac = _locked(root / "locks/base/pylock.osx-arm64.toml")
+    assert mac["torch"][0] == "2.4.1"
+    assert "/pypi/wheels/" in mac["torch"][1]
+
+    # The GPU step: +cu121 with its nvidia wheels, locked for linux-64 only.
+    gpu = _locked(root / "locks/train/pylock.linux-64.toml")
+    assert gpu["torch"][0] == "2.4.1+cu121"
+    assert "/cu121/wheels/" in gpu["torch"][1]
+    assert sorted(gpu) == ["filelock", *NVIDIA, "torch"]
+    assert all("/pypi/wheels/" in gpu[n][1] for n in NVIDIA)
+    assert sorted(p.name for p in (root / "locks/train").iterdir()) == ["pylock.linux-64.toml"]
+
+    # No credentials-bearing or index-pinning detail is lost: the lock says where
+    # each wheel came from, and lock --check is satisfied with the GPU step's one file.
+    assert main(["-q", "-C", str(root), "lock", "--check"]) == 0
+    capsys.readouterr()
+    assert main(["-C", str(root), "show", "train", "--json"]) == 0
+    (train,) = json.loads(capsys.readouterr().out)["envs"]
+    assert train["platforms"] == ["linux-64"]
+    assert train["pypi"] == ["torch==2.4.1 (index pytorch-cu121)"]
+    assert train["system-requirements"] == {"cuda": "12"}
+    assert train["indexes"] == {"pytorch-cu121": indexes["cu121"]}
+    assert list(train["locks"]) == ["linux-64"]
+    assert train["locks"]["linux-64"]["status"] == "fresh"
+
+
+def test_show_lists_target_tables(
+    tmp_path: Path, indexes: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _project(tmp_path / "proj", indexes, TORCH)
+    assert main(["-C", str(root), "show", "start", "train"]) == 0
+    assert capsys.readouterr().out == (
+        "start: env base (pypi, python 3.11) [not declared: as base]\n"
+        "    pypi   torch==2.4.1\n"
+        "    on linux-64:\n"
+        "      pypi   torch==2.4.1 (index pytorch-cpu)\n"
+        "    lock   linux-64: locks/base/pylock.linux-64.toml (missing)\n"
+        "    lock   osx-arm64: locks/base/pylock.osx-arm64.toml (missing)\n"
+        "train: env train (pypi, python 3.11)\n"
+        "    pypi   torch==2.4.1 (index pytorch-cu121)\n"
+        "    system cuda >= 12\n"
+        "    lock   linux-64: locks/train/pylock.linux-64.toml (missing)\n"
+    )
+
+
+def test_lock_check_and_obsolete_locks_follow_env_platforms(
+    tmp_path: Path, indexes: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _project(tmp_path / "proj", indexes, TORCH)
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    # A lock for a platform the GPU step is not locked for is obsolete, not live.
+    stray = root / "locks/train/pylock.osx-arm64.toml"
+    stray.write_bytes((root / "locks/base/pylock.osx-arm64.toml").read_bytes())
+    capsys.readouterr()
+    assert main(["-C", str(root), "lock", "--check"]) == 1
+    assert capsys.readouterr().err == (
+        "flowenv: error:\nstale locks (run `flowenv lock`):\n"
+        "  locks/train/pylock.osx-arm64.toml: obsolete (nothing in flowenv.toml uses it)\n"
+    )
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    assert not stray.exists()
+    # Selecting a platform the env does not have is not an error: it has nothing there.
+    assert main(["-q", "-C", str(root), "lock", "--check", "train", "-p", "osx-arm64"]) == 0
+
+
+def test_pinned_index_choice_per_platform_enters_the_input_hash(
+    tmp_path: Path, indexes: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _project(tmp_path / "proj", indexes, TORCH)
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    toml = root / "flowenv.toml"
+    # Moving base's Linux torch to the CUDA index stales base's linux-64 lock only.
+    toml.write_text(toml.read_text().replace('index = "pytorch-cpu"', 'index = "pytorch-cu121"'))
+    capsys.readouterr()
+    assert main(["-C", str(root), "lock", "--check"]) == 1
+    assert capsys.readouterr().err == (
+        "flowenv: error:\nstale locks (run `flowenv lock`):\n"
+        "  base · linux-64: stale (locks/base/pylock.linux-64.toml)\n"
+    )
+
+
+def test_glibc_requirement_selects_the_wheels_that_need_it(
+    tmp_path: Path, indexes: dict[str, str]
+) -> None:
+    root = _project(
+        tmp_path / "proj",
+        indexes,
+        """\
+        [base]
+        python = "3.11"
+        pypi.packages = { fastkernel = "*" }
+
+        [steps.newer]
+        system-requirements = { glibc = "2.34", macos = "14.0" }
+        pypi.packages = { fastkernel = "*" }
+
+        [steps.older]
+        system-requirements = { glibc = "2.33" }
+        pypi.packages = { fastkernel = "*" }
+        """,
+    )
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    versions = {
+        (env, platform): _locked(root / f"locks/{env}/pylock.{platform}.toml")["fastkernel"][0]
+        for env in ("base", "newer", "older")
+        for platform in ("linux-64", "osx-arm64")
+    }
+    assert versions == {
+        ("base", "linux-64"): "1.0",  # manylinux_2_28 by default
+        ("base", "osx-arm64"): "1.0",
+        ("newer", "linux-64"): "2.0",  # manylinux_2_34
+        ("newer", "osx-arm64"): "2.0",  # MACOSX_DEPLOYMENT_TARGET=14.0
+        ("older", "linux-64"): "1.0",
+        ("older", "osx-arm64"): "1.0",  # a glibc requirement means nothing on macOS
+    }
+
+
+# -- conda: virtual packages from system requirements ---------------------------------
+
+GPU_CONDA = (
+    *MAIN_PACKAGES,
+    CondaSpec(
+        name="gpukernel",
+        version="1.0",
+        subdir="linux-64",
+        depends=("__cuda >=12", "__glibc >=2.34"),
+        files={"lib/gpukernel.txt": "needs a GPU\n"},
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def gpu_channel(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return build_channel(GPU_CONDA, tmp_path_factory.mktemp("gpu-channel")).as_uri()
+
+
+def _conda_project(root: Path, channel: str, requirements: str) -> Path:
+    root.mkdir()
+    (root / "flowenv.toml").write_text(
+        "[project]\n"
+        'platforms = ["linux-64", "osx-arm64"]\n'
+        f'conda.channels = ["{channel}"]\n\n'
+        "[base]\n"
+        'python = "3.11"\n'
+        'conda.packages = { numpy = "1.26.0" }\n\n'
+        "[steps.gpu]\n"
+        'platforms = ["linux-64"]\n'
+        'conda.packages = { gpukernel = "1.0" }\n' + requirements
+    )
+    return root
+
+
+def test_gpu_conda_package_needs_cuda_and_glibc_requirements(
+    tmp_path: Path, gpu_channel: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bare = _conda_project(tmp_path / "bare", gpu_channel, "")
+    assert main(["-q", "-C", str(bare), "lock", "gpu"]) == 3
+    assert "gpukernel" in capsys.readouterr().err
+
+    low_glibc = _conda_project(
+        tmp_path / "low", gpu_channel, 'system-requirements = { cuda = "12.4" }\n'
+    )
+    assert main(["-q", "-C", str(low_glibc), "lock", "gpu"]) == 3
+    capsys.readouterr()
+
+    root = _conda_project(
+        tmp_path / "ok", gpu_channel, 'system-requirements = { cuda = "12.4", glibc = "2.34" }\n'
+    )
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    lock = read_conda_lock(root / "locks/gpu/conda-lock.yml")
+    assert lock.platforms == ("linux-64",)
+    assert "gpukernel" in {p.name for p in lock.for_platform("linux-64")}
+    base = read_conda_lock(root / "locks/base/conda-lock.yml")
+    assert base.platforms == ("linux-64", "osx-arm64")
+    assert main(["-q", "-C", str(root), "lock", "--check"]) == 0
+
+
+def test_conda_target_table_adds_a_package_on_one_platform(
+    tmp_path: Path, gpu_channel: str
+) -> None:
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "flowenv.toml").write_text(
+        "[project]\n"
+        'platforms = ["linux-64", "osx-arm64"]\n'
+        f'conda.channels = ["{gpu_channel}"]\n\n'
+        "[base]\n"
+        'python = "3.11"\n'
+        'conda.packages = { numpy = "1.26.0" }\n'
+        "[base.target.osx-arm64]\n"
+        'conda.packages = { joblib = "1.3.2" }\n'
+    )
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    lock = read_conda_lock(root / "locks/base/conda-lock.yml")
+    assert "joblib" in {p.name for p in lock.for_platform("osx-arm64")}
+    assert "joblib" not in {p.name for p in lock.for_platform("linux-64")}
