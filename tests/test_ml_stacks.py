@@ -313,3 +313,67 @@ def test_conda_target_table_adds_a_package_on_one_platform(
     lock = read_conda_lock(root / "locks/base/conda-lock.yml")
     assert "joblib" in {p.name for p in lock.for_platform("osx-arm64")}
     assert "joblib" not in {p.name for p in lock.for_platform("linux-64")}
+
+
+# -- hydrate: platforms and system requirements ------------------------------------
+
+
+def test_hydrate_checks_system_requirements_with_an_override(
+    tmp_path: Path,
+    indexes: dict[str, str],
+    flowenv_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = _project(tmp_path / "proj", indexes, TORCH)
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    assert main(["-q", "-C", str(root), "sync", "train"]) == 0
+    capsys.readouterr()
+    # An empty override is conda's way to say "no GPU", whatever this machine has.
+    monkeypatch.setenv("CONDA_OVERRIDE_CUDA", "")
+    assert main(["-C", str(root), "hydrate", "train"]) == 2
+    assert capsys.readouterr().err == (
+        "flowenv: error:\ntrain · linux-64: this machine does not meet the env's system "
+        "requirements:\n"
+        "  cuda >= 12 required; this machine has none\n"
+        "A builder that is not the machine the env runs on may pass --ignore-system-requirements "
+        "(or set FLOWENV_IGNORE_SYSTEM_REQUIREMENTS=1); CONDA_OVERRIDE_CUDA/_GLIBC/_OSX state "
+        "what the runtime offers.\n"
+    )
+    monkeypatch.setenv("CONDA_OVERRIDE_CUDA", "11.8")
+    assert main(["-C", str(root), "hydrate", "train"]) == 2
+    assert "cuda >= 12 required; this machine has 11.8" in capsys.readouterr().err
+
+    # A builder without the GPU: the override builds it anyway.
+    prefix = tmp_path / "env"
+    args = ["-C", str(root), "hydrate", "train", "--prefix", str(prefix), "--json"]
+    assert main([*args, "--ignore-system-requirements"]) == 0
+    built = json.loads(capsys.readouterr().out)
+    assert built["platform"] == "linux-64"
+    torch_init = next(prefix.glob("lib/python3.11/site-packages/torch/__init__.py"))
+    assert "VERSION = '2.4.1+cu121'" in torch_init.read_text()
+    # A driver new enough passes without any override.
+    monkeypatch.setenv("CONDA_OVERRIDE_CUDA", "12.4")
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["env_id"] == built["env_id"]
+
+
+def test_hydrating_an_env_locked_for_other_platforms_is_refused(
+    tmp_path: Path, indexes: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _project(
+        tmp_path / "proj",
+        indexes,
+        """\
+        [base]
+        python = "3.11"
+        [envs.mac]
+        platforms = ["osx-arm64"]
+        pypi.packages = { torch = "2.4.1" }
+        """,
+    )
+    assert main(["-C", str(root), "hydrate", "mac", "--platform", "linux-64"]) == 2
+    assert capsys.readouterr().err == (
+        "flowenv: error: env 'mac' is locked for osx-arm64 only (its platforms in "
+        "flowenv.toml); it cannot be hydrated on linux-64\n"
+    )
