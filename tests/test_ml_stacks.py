@@ -20,8 +20,12 @@ import pytest
 from flowenv.cli import main
 from flowenv.locks.condalock import read_conda_lock
 from flowenv.locks.pylock import read_pylock
+from flowenv.platforms import host_platform
 from tests.support.conda_channel import MAIN_PACKAGES, CondaSpec, build_channel
 from tests.support.wheels import WheelSpec, build_simple_index, build_wheel
+
+#: The hydrate and Metaflow tests build or run envs on this machine, a linux-64 one.
+on_linux_64 = pytest.mark.skipif(host_platform() != "linux-64", reason="needs a linux-64 host")
 
 NVIDIA = ("nvidia-cublas-cu12", "nvidia-cudnn-cu12")
 
@@ -318,6 +322,7 @@ def test_conda_target_table_adds_a_package_on_one_platform(
 # -- hydrate: platforms and system requirements ------------------------------------
 
 
+@on_linux_64
 def test_hydrate_checks_system_requirements_with_an_override(
     tmp_path: Path,
     indexes: dict[str, str],
@@ -377,3 +382,90 @@ def test_hydrating_an_env_locked_for_other_platforms_is_refused(
         "flowenv: error: env 'mac' is locked for osx-arm64 only (its platforms in "
         "flowenv.toml); it cannot be hydrated on linux-64\n"
     )
+
+
+@on_linux_64
+def test_metaflow_run_follows_env_platforms(tmp_path: Path, indexes: dict[str, str]) -> None:
+    from flowenv.config.load import load_config
+    from flowenv.errors import UsageError
+    from flowenv.metaflow_env import FlowRun, StepInfo
+    from flowenv.spec import build_environments
+
+    root = _project(
+        tmp_path / "proj",
+        indexes,
+        """\
+        [base]
+        python = "3.11"
+        [steps.train]
+        platforms = ["linux-64"]
+        pypi.packages = { torch = { version = "2.4.1", index = "pytorch-cu121" } }
+        [steps.viz]
+        platforms = ["osx-arm64"]
+        pypi.packages = { torch = "2.4.1" }
+        """,
+    )
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    config = load_config(root / "flowenv.toml")
+
+    def run(*steps: StepInfo) -> FlowRun:
+        return FlowRun(config=config, environments=build_environments(config), steps=steps)
+
+    # The GPU step on the cluster (linux-64), the Mac-only step nowhere here: fine.
+    run(StepInfo(name="start"), StepInfo(name="train", decorators=("kubernetes",))).check_fresh()
+    # This test machine is linux-64: the osx-arm64-only step cannot run on it.
+    with pytest.raises(UsageError) as info:
+        run(StepInfo(name="start"), StepInfo(name="viz")).check_fresh()
+    assert str(info.value) == (
+        "step viz would run locally on linux-64, but its env 'viz' is locked for osx-arm64 "
+        f"only (platforms in {root / 'flowenv.toml'}); send the step where its env is locked "
+        "(e.g. @kubernetes for linux-64) or add the platform to the env"
+    )
+
+
+def test_import_maps_sys_packages_to_system_requirements(tmp_path: Path) -> None:
+    from flowenv.config.load import load_config
+    from flowenv.importer import import_flow
+    from flowenv.spec import build_environments
+
+    flow = tmp_path / "gpuflow.py"
+    flow.write_text(
+        textwrap.dedent(
+            """\
+            from metaflow import FlowSpec, step, conda, conda_base, sys_packages, sys_packages_base
+
+            @sys_packages_base(packages={"__glibc": "2.28"})
+            @conda_base(python="3.11", libraries={"numpy": "1.26.0"})
+            class GpuFlow(FlowSpec):
+                @step
+                def start(self):
+                    self.next(self.train)
+
+                @sys_packages(packages={"__cuda": "12.1"})
+                @conda(libraries={"pytorch": "2.4.1"})
+                @step
+                def train(self):
+                    self.next(self.end)
+
+                @sys_packages(packages={"__gpu": "1", "__cuda": "twelve"})
+                @step
+                def end(self):
+                    pass
+            """
+        )
+    )
+    result = import_flow(flow, tmp_path / "flowenv.toml", force=True)
+    assert [(d.line, d.key_path, d.message) for d in result.gaps] == [
+        (
+            16,
+            "steps.end",
+            "@sys_packages: '__gpu' is not a virtual package flowenv knows (__cuda, __glibc)",
+        ),
+        (16, "steps.end", "@sys_packages: '__cuda': 'twelve' is not a version"),
+    ]
+    assert 'system-requirements = { cuda = "12.1" }' in result.text
+    envs = build_environments(load_config(tmp_path / "flowenv.toml"))
+    assert envs.get("base").system_on("linux-64").items() == (("glibc", "2.28"),)
+    train = envs.get("train")
+    assert train.system_on("linux-64").items() == (("cuda", "12.1"), ("glibc", "2.28"))
+    assert [c.name for c in train.conda] == ["numpy", "pytorch"]
