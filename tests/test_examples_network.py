@@ -58,3 +58,50 @@ def test_relocking_an_example_is_byte_identical(tmp_path: Path) -> None:
     before = {p: p.read_bytes() for p in (root / "locks").rglob("*.toml")}
     assert main(["-q", "-C", str(root), "lock", "--upgrade"]) == 0
     assert {p: p.read_bytes() for p in (root / "locks").rglob("*.toml")} == before
+
+
+def test_pytorch_example_cpu_on_the_laptop_cuda_on_the_cluster(tmp_path: Path) -> None:
+    """Needs PyPI *and* download.pytorch.org: the CPU and CUDA builds come from PyTorch's indexes."""
+    root = _copy("pytorch", tmp_path)
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    assert main(["-q", "-C", str(root), "lock", "--check"]) == 0
+    locks = root / "locks"
+    assert sorted(p.relative_to(locks).as_posix() for p in locks.rglob("*.toml")) == [
+        "base/pylock.linux-64.toml",
+        "base/pylock.osx-arm64.toml",
+        "train/pylock.linux-64.toml",
+    ]
+    laptop = {p.name: p for p in read_pylock(locks / "base/pylock.osx-arm64.toml")}
+    cpu = {p.name: p for p in read_pylock(locks / "base/pylock.linux-64.toml")}
+    gpu = {p.name: p for p in read_pylock(locks / "train/pylock.linux-64.toml")}
+    # The Mac: PyPI's own wheel. Linux CPU steps: the +cpu build and no CUDA wheels.
+    assert laptop["torch"].version == "2.4.1"
+    assert all(w.url.startswith("https://files.pythonhosted.org/") for w in laptop["torch"].wheels)
+    assert cpu["torch"].version == "2.4.1+cpu"
+    assert all(w.url.startswith("https://download.pytorch.org/") for w in cpu["torch"].wheels)
+    assert not [name for name in cpu if name.startswith("nvidia-")]
+    # The cluster: the +cu121 build with its nvidia-* wheels, which (explicit index)
+    # come from PyPI like every package not pinned to PyTorch's index.
+    assert gpu["torch"].version == "2.4.1+cu121"
+    assert all(w.url.startswith("https://download.pytorch.org/") for w in gpu["torch"].wheels)
+    nvidia = [name for name in gpu if name.startswith("nvidia-")]
+    assert nvidia
+    for name in [*nvidia, "numpy"]:
+        assert all(w.url.startswith("https://files.pythonhosted.org/") for w in gpu[name].wheels)
+    for lock in (cpu, gpu):
+        (wheel,) = lock["numpy"].wheels
+        assert _tags(wheel.name) == {("cp311", "manylinux", "x86_64")}
+
+
+def test_pytorch_example_laptop_part_needs_pypi_only(tmp_path: Path) -> None:
+    """The part of the example PyPI alone serves: the Mac lock never touches PyTorch's indexes."""
+    root = _copy("pytorch", tmp_path)
+    assert main(["-q", "-C", str(root), "lock", "base", "-p", "osx-arm64"]) == 0
+    laptop = {p.name: p for p in read_pylock(root / "locks/base/pylock.osx-arm64.toml")}
+    assert laptop["torch"].version == "2.4.1"
+    assert not [name for name in laptop if name.startswith("nvidia-")]
+    for package in laptop.values():
+        assert all(w.url.startswith("https://files.pythonhosted.org/") for w in package.wheels)
+    (wheel,) = laptop["torch"].wheels
+    assert _tags(wheel.name) == {("cp311", "macosx", "arm64")}
+    assert main(["-q", "-C", str(root), "lock", "--check", "base", "-p", "osx-arm64"]) == 0
