@@ -61,7 +61,7 @@ def test_relocking_an_example_is_byte_identical(tmp_path: Path) -> None:
 
 
 def test_pytorch_example_cpu_on_the_laptop_cuda_on_the_cluster(tmp_path: Path) -> None:
-    """Needs PyPI *and* download.pytorch.org: the CPU and CUDA builds come from PyTorch's indexes."""
+    """Needs PyPI *and* download.pytorch.org (the CPU and CUDA builds come from its indexes)."""
     root = _copy("pytorch", tmp_path)
     assert main(["-q", "-C", str(root), "lock"]) == 0
     assert main(["-q", "-C", str(root), "lock", "--check"]) == 0

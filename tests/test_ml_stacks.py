@@ -469,3 +469,68 @@ def test_import_maps_sys_packages_to_system_requirements(tmp_path: Path) -> None
     train = envs.get("train")
     assert train.system_on("linux-64").items() == (("cuda", "12.1"), ("glibc", "2.28"))
     assert [c.name for c in train.conda] == ["numpy", "pytorch"]
+
+
+def test_export_of_an_env_on_a_platform_it_is_not_locked_for(
+    tmp_path: Path, indexes: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _project(tmp_path / "proj", indexes, TORCH)
+    assert main(["-q", "-C", str(root), "lock", "train"]) == 0
+    capsys.readouterr()
+    assert main(["-C", str(root), "export", "train", "--platform", "osx-arm64"]) == 2
+    assert capsys.readouterr().err == (
+        "flowenv: error: env 'train' is locked for linux-64 only, not osx-arm64\n"
+    )
+    assert main(["-C", str(root), "export", "train", "--platform", "linux-64"]) == 0
+    assert "torch==2.4.1+cu121" in capsys.readouterr().out
+
+
+def test_merge_driver_relocks_an_env_for_its_own_platforms(
+    tmp_path: Path, indexes: dict[str, str]
+) -> None:
+    from tests.support.git_repo import commit_all, git, init_repo
+    from tests.test_git_drivers import _configure
+
+    root = init_repo(
+        _project(
+            tmp_path / "proj",
+            indexes,
+            """\
+            [base]
+            python = "3.11"
+
+            [steps.train]
+            platforms = ["linux-64"]
+            [steps.train.pypi.packages]
+            torch = { version = "2.4.1", index = "pytorch-cu121" }
+            # a separator line, so that the two branches' edits do not touch
+            """,
+        )
+    )
+    _configure(root)
+    toml = root / "flowenv.toml"
+
+    def change(old: str, new: str, message: str) -> None:
+        toml.write_text(toml.read_text().replace(old, new))
+        assert main(["-q", "-C", str(root), "lock"]) == 0
+        commit_all(root, message)
+
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    commit_all(root, "base")
+    git(root, "checkout", "-q", "-b", "topic")
+    change("touch\n", 'touch\nfilelock = "3.15.4"\n', "topic: filelock")
+    git(root, "checkout", "-q", "main")
+    change(
+        "[steps.train.pypi.packages]\n", '[steps.train.pypi.packages]\nfastkernel = "1.0"\n', "main"
+    )
+    git(root, "merge", "--no-edit", "topic")
+    lock = root / "locks/train/pylock.linux-64.toml"
+    versions = {p.name: p.version for p in read_pylock(lock)}
+    assert versions == {
+        "fastkernel": "1.0",
+        "filelock": "3.15.4",
+        **dict.fromkeys(NVIDIA, "12.1.3"),
+        "torch": "2.4.1+cu121",
+    }
+    assert sorted(p.name for p in lock.parent.iterdir()) == ["pylock.linux-64.toml"]
+    assert main(["-q", "-C", str(root), "lock", "--check"]) == 0
