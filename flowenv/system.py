@@ -16,7 +16,6 @@ the one impure part, kept at the bottom; ``CONDA_OVERRIDE_<NAME>`` variables
 
 from __future__ import annotations
 
-import ctypes
 import os
 import platform as _platform
 from collections.abc import Iterable, Mapping
@@ -98,6 +97,8 @@ def _detect_macos() -> str | None:
 
 def _detect_cuda() -> str | None:
     """The CUDA version the NVIDIA driver supports, as conda's ``__cuda`` reports it."""
+    import ctypes  # here: `lock --check` imports this module and never detects anything
+
     names = ("nvcuda.dll",) if os.name == "nt" else ("libcuda.so.1", "libcuda.so", "libcuda.dylib")
     for name in names:
         try:
