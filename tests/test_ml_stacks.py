@@ -96,6 +96,13 @@ TORCH = """\
 """
 
 
+def _locked_torch(tmp_path: Path, indexes: dict[str, str]) -> Path:
+    """The :data:`TORCH` project, locked."""
+    root = _project(tmp_path / "proj", indexes, TORCH)
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    return root
+
+
 def _locked(path: Path) -> dict[str, tuple[str, str]]:
     """name -> (version, URL of its one wheel)."""
     out = {}
@@ -108,8 +115,7 @@ def _locked(path: Path) -> dict[str, tuple[str, str]]:
 def test_cpu_and_cuda_torch_from_their_own_indexes(
     tmp_path: Path, indexes: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = _project(tmp_path / "proj", indexes, TORCH)
-    assert main(["-q", "-C", str(root), "lock"]) == 0
+    root = _locked_torch(tmp_path, indexes)
 
     # The CPU step (base) on Linux: +cpu from the CPU index, no nvidia wheels; its
     # dependency filelock comes from the default index although the CPU index has a newer one.
@@ -166,19 +172,24 @@ def test_show_lists_target_tables(
     )
 
 
+def _stale(*lines: str) -> str:
+    """What ``lock --check`` prints for these findings."""
+    return "flowenv: error:\nstale locks (run `flowenv lock`):\n" + "".join(
+        f"  {line}\n" for line in lines
+    )
+
+
 def test_lock_check_and_obsolete_locks_follow_env_platforms(
     tmp_path: Path, indexes: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = _project(tmp_path / "proj", indexes, TORCH)
-    assert main(["-q", "-C", str(root), "lock"]) == 0
+    root = _locked_torch(tmp_path, indexes)
     # A lock for a platform the GPU step is not locked for is obsolete, not live.
     stray = root / "locks/train/pylock.osx-arm64.toml"
     stray.write_bytes((root / "locks/base/pylock.osx-arm64.toml").read_bytes())
     capsys.readouterr()
     assert main(["-C", str(root), "lock", "--check"]) == 1
-    assert capsys.readouterr().err == (
-        "flowenv: error:\nstale locks (run `flowenv lock`):\n"
-        "  locks/train/pylock.osx-arm64.toml: obsolete (nothing in flowenv.toml uses it)\n"
+    assert capsys.readouterr().err == _stale(
+        "locks/train/pylock.osx-arm64.toml: obsolete (nothing in flowenv.toml uses it)"
     )
     assert main(["-q", "-C", str(root), "lock"]) == 0
     assert not stray.exists()
@@ -189,16 +200,14 @@ def test_lock_check_and_obsolete_locks_follow_env_platforms(
 def test_pinned_index_choice_per_platform_enters_the_input_hash(
     tmp_path: Path, indexes: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = _project(tmp_path / "proj", indexes, TORCH)
-    assert main(["-q", "-C", str(root), "lock"]) == 0
+    root = _locked_torch(tmp_path, indexes)
     toml = root / "flowenv.toml"
     # Moving base's Linux torch to the CUDA index stales base's linux-64 lock only.
     toml.write_text(toml.read_text().replace('index = "pytorch-cpu"', 'index = "pytorch-cu121"'))
     capsys.readouterr()
     assert main(["-C", str(root), "lock", "--check"]) == 1
-    assert capsys.readouterr().err == (
-        "flowenv: error:\nstale locks (run `flowenv lock`):\n"
-        "  base · linux-64: stale (locks/base/pylock.linux-64.toml)\n"
+    assert capsys.readouterr().err == _stale(
+        "base · linux-64: stale (locks/base/pylock.linux-64.toml)"
     )
 
 
@@ -330,8 +339,7 @@ def test_hydrate_checks_system_requirements_with_an_override(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    root = _project(tmp_path / "proj", indexes, TORCH)
-    assert main(["-q", "-C", str(root), "lock"]) == 0
+    root = _locked_torch(tmp_path, indexes)
     assert main(["-q", "-C", str(root), "sync", "train"]) == 0
     capsys.readouterr()
     # An empty override is conda's way to say "no GPU", whatever this machine has.
