@@ -542,3 +542,41 @@ def test_merge_driver_relocks_an_env_for_its_own_platforms(
     }
     assert sorted(p.name for p in lock.parent.iterdir()) == ["pylock.linux-64.toml"]
     assert main(["-q", "-C", str(root), "lock", "--check"]) == 0
+
+
+def test_named_index_credentials_from_uv_environment_variables(
+    tmp_path: Path,
+    indexes: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A private named index: uv's UV_INDEX_<NAME>_USERNAME/_PASSWORD, nothing in the file."""
+    from tests.support.index_server import serve_index
+
+    secret = "s3cret-t0ken"
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
+    wheels = [build_wheel(spec, tmp_path / "private-wheels") for spec in CPU_INDEX]
+    with serve_index(wheels, tmp_path / "served", credentials=("alice", secret)) as url:
+        root = _project(
+            tmp_path / "proj",
+            {**indexes, "cpu": f"{url}/simple"},
+            """\
+            [base]
+            python = "3.11"
+            pypi.packages = { torch = { version = "2.4.1", index = "pytorch-cpu" } }
+            """,
+        )
+        assert main(["-q", "-C", str(root), "lock", "-p", "linux-64"]) == 3
+        assert secret not in capsys.readouterr().err
+        monkeypatch.setenv("UV_INDEX_PYTORCH_CPU_USERNAME", "alice")
+        monkeypatch.setenv("UV_INDEX_PYTORCH_CPU_PASSWORD", secret)
+        assert main(["-q", "-C", str(root), "lock", "-p", "linux-64"]) == 0
+    captured = capsys.readouterr()
+    assert secret not in captured.out + captured.err
+    lock = root / "locks/base/pylock.linux-64.toml"
+    assert _locked(lock)["torch"] == (
+        "2.4.1+cpu",
+        f"{url}/files/torch-2.4.1+cpu-py3-none-any.whl",
+    )
+    assert secret not in lock.read_text()
+    assert "alice" not in lock.read_text()
