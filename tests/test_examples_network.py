@@ -105,3 +105,35 @@ def test_pytorch_example_laptop_part_needs_pypi_only(tmp_path: Path) -> None:
     (wheel,) = laptop["torch"].wheels
     assert _tags(wheel.name) == {("cp311", "macosx", "arm64")}
     assert main(["-q", "-C", str(root), "lock", "--check", "base", "-p", "osx-arm64"]) == 0
+
+
+def test_glibc_requirement_admits_real_manylinux_2_34_wheels(tmp_path: Path) -> None:
+    """cryptography 45.0.5 on PyPI ships manylinux_2_34 wheels beside 2_28 and 2_17 ones."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "flowenv.toml").write_text(
+        "[project]\n"
+        'platforms = ["linux-64"]\n\n'
+        "[base]\n"
+        'python = "3.11"\n'
+        'pypi.packages = { cryptography = "45.0.5" }\n\n'
+        "[steps.modern]\n"
+        'system-requirements = { glibc = "2.34" }\n'
+    )
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+
+    def glibcs(env: str) -> set[str]:
+        (package,) = [
+            p
+            for p in read_pylock(root / f"locks/{env}/pylock.linux-64.toml")
+            if p.name == "cryptography"
+        ]
+        return {
+            match.group(1)
+            for wheel in package.wheels
+            for match in [re.search(r"manylinux_(2_\d+)_x86_64", wheel.name)]
+            if match
+        }
+
+    assert glibcs("base") == {"2_17", "2_28"}
+    assert glibcs("modern") == {"2_17", "2_28", "2_34"}

@@ -221,3 +221,64 @@ def test_schema_knows_the_new_keys() -> None:
     assert tuple(sorted(target)) == tuple(sorted(stacks.TARGET_KEYS))
     table = defs["pypiPackages"]["additionalProperties"]["oneOf"][1]["properties"]
     assert tuple(sorted(table)) == tuple(sorted(stacks.PYPI_PACKAGE_KEYS))
+
+
+def test_mixed_env_pip_part_picks_the_wheel_the_requirements_allow() -> None:
+    """conda-lock holds one file per pip package: the best one for the declared glibc/macOS."""
+    from flowenv.lockers.conda import best_wheel
+    from flowenv.locks.pylock import LockedWheel
+
+    # File names as PyPI lists them for cryptography 45.0.5.
+    names = [
+        "cryptography-45.0.5-cp311-abi3-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+        "cryptography-45.0.5-cp311-abi3-manylinux_2_28_x86_64.whl",
+        "cryptography-45.0.5-cp311-abi3-manylinux_2_34_x86_64.whl",
+        "cryptography-45.0.5-cp311-abi3-macosx_10_9_universal2.whl",
+    ]
+    wheels = [LockedWheel(name=n, url=f"https://files/{n}", sha256="0" * 64) for n in names]
+
+    def best(platform: str, **requirements: str) -> str:
+        chosen = best_wheel(wheels, platform, "3.11", SystemRequirements(**requirements))
+        assert chosen is not None
+        return chosen.name
+
+    assert best("linux-64") == names[1]
+    assert best("linux-64", glibc="2.34") == names[2]
+    assert best("linux-64", glibc="2.17") == names[0]
+    assert best("osx-arm64", macos="14.0") == names[3]
+
+
+def test_manifest_records_requirements_and_they_are_part_of_the_env_id() -> None:
+    import json
+
+    from flowenv.errors import StoreError
+    from flowenv.store.layout import Manifest
+
+    plain = Manifest(
+        kind="pypi",
+        platform="linux-64",
+        python="3.11",
+        lock_name="pylock.linux-64.toml",
+        artifacts=(),
+    )
+    gpu = Manifest(
+        kind="pypi",
+        platform="linux-64",
+        python="3.11",
+        lock_name="pylock.linux-64.toml",
+        artifacts=(),
+        requires=(("cuda", "12"),),
+    )
+    # Same artifacts, other requirements: another env id (one manifest cannot say both).
+    assert gpu.env_id != plain.env_id
+    assert "requires" not in json.loads(plain.to_json())
+    data = json.loads(gpu.to_json())
+    assert data["requires"] == {"cuda": "12"}
+    assert Manifest.from_json(gpu.to_json(), "m.json", expected_env_id=gpu.env_id) == gpu
+    # Dropping the requirement from a stored manifest breaks its env id: refused.
+    del data["requires"]
+    with pytest.raises(StoreError, match="manifest content does not match its env id"):
+        Manifest.from_json(json.dumps(data), "m.json")
+    data["requires"] = {"cuda": "12; rm -rf /"}
+    with pytest.raises(StoreError, match="requires must map cuda/glibc/macos to versions"):
+        Manifest.from_json(json.dumps(data), "m.json")
