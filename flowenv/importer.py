@@ -290,7 +290,6 @@ class _Reader:
             packages[package] = text
         return packages
 
-
     def sys_packages(
         self, node: ast.expr, name: str, value: dict[Any, Any], where: str
     ) -> dict[str, str]:

@@ -282,3 +282,17 @@ def test_manifest_records_requirements_and_they_are_part_of_the_env_id() -> None
     data["requires"] = {"cuda": "12; rm -rf /"}
     with pytest.raises(StoreError, match="requires must map cuda/glibc/macos to versions"):
         Manifest.from_json(json.dumps(data), "m.json")
+
+
+def test_disabled_base_cannot_hold_packages_in_target_tables(tmp_path: Path) -> None:
+    text = '[project]\nplatforms = ["linux-64"]\n[base]\ndisabled = true\npython = "3.11"\n'
+    text += 'system-requirements = { glibc = "2.34" }\n'
+    text += '[base.target.linux-64]\npypi.packages = { a = "1" }\n'
+    assert _errors(tmp_path, text) == [
+        (
+            4,
+            "base.disabled",
+            "a disabled base runs in the system environment; it cannot also declare "
+            "packages or channels (python stays allowed: steps with packages inherit it)",
+        )
+    ]

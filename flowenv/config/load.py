@@ -445,7 +445,9 @@ def conda_spec(text: str) -> str | None:
 def _validate_steps(
     v: _Validator, base: EnvDecl, steps: dict[str, EnvDecl], envs: dict[str, EnvDecl]
 ) -> None:
-    if base.disabled and (base.pypi or base.conda or base.channels is not None):
+    # Target tables hold packages too; platforms and system requirements, like
+    # python, are inherited by the steps that have packages.
+    if base.disabled and (base.pypi or base.conda or base.channels is not None or base.targets):
         v.error(
             ("base", "disabled"),
             "a disabled base runs in the system environment; it cannot also declare "
