@@ -104,7 +104,7 @@ EXPECTED: dict[str, list[tuple[int, str, str]]] = {
         (
             6,
             "base.system-requirements.cuda",
-            "expected a version like \"12\" or \"2.28\", got 'twelve'",
+            'expected a version like "12" or "2.28", got \'twelve\'',
         ),
         (
             6,

@@ -340,7 +340,14 @@ def test_hydrate_checks_system_requirements_with_an_override(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     root = _locked_torch(tmp_path, indexes)
-    assert main(["-q", "-C", str(root), "sync", "train"]) == 0
+    assert main(["-q", "-C", str(root), "sync"]) == 0
+    # sync follows each env's platforms: the GPU step exists for linux-64 only.
+    aliases = root / ".flowenv/store/projects/ml/envs"
+    assert sorted(p.parent.relative_to(aliases).as_posix() for p in aliases.rglob("current")) == [
+        "base/linux-64",
+        "base/osx-arm64",
+        "train/linux-64",
+    ]
     capsys.readouterr()
     # An empty override is conda's way to say "no GPU", whatever this machine has.
     monkeypatch.setenv("CONDA_OVERRIDE_CUDA", "")
