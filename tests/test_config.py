@@ -113,6 +113,14 @@ EXPECTED: dict[str, list[tuple[int, str, str]]] = {
         ),
     ],
     "python_in_target.toml": [(8, "base.target.linux-64.python", "unknown key")],
+    "disabled_base_with_target.toml": [
+        (
+            5,
+            "base.disabled",
+            "a disabled base runs in the system environment; it cannot also declare "
+            "packages or channels (python stays allowed: steps with packages inherit it)",
+        ),
+    ],
     "bad_package_table.toml": [(6, "base.pypi.packages.torch.source", "unknown key")],
 }
 
