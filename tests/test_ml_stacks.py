@@ -587,3 +587,40 @@ def test_named_index_credentials_from_uv_environment_variables(
     )
     assert secret not in lock.read_text()
     assert "alice" not in lock.read_text()
+
+
+def test_mixed_env_takes_a_pinned_package_from_its_index(
+    tmp_path: Path, indexes: dict[str, str], gpu_channel: str
+) -> None:
+    """The pip part of a conda-lock.yml honours named indexes and target tables too."""
+    root = _project(
+        tmp_path / "proj",
+        indexes,
+        f"""\
+        [project.conda]
+        channels = ["{gpu_channel}"]
+
+        [base]
+        python = "3.11"
+        conda.packages = {{ numpy = "1.26.0" }}
+        pypi.packages = {{ torch = "2.4.1" }}
+        [base.target.linux-64]
+        pypi.packages = {{ torch = {{ version = "2.4.1", index = "pytorch-cpu" }} }}
+        """,
+    )
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    lock = read_conda_lock(root / "locks/base/conda-lock.yml")
+    pip = {(p.platform, p.name): (p.version, p.url) for p in lock.packages if p.manager == "pip"}
+    assert sorted(pip) == [
+        ("linux-64", "filelock"),
+        ("linux-64", "torch"),
+        ("osx-arm64", "filelock"),
+        ("osx-arm64", "torch"),
+    ]
+    assert pip["linux-64", "torch"][0] == "2.4.1+cpu"
+    assert "/cpu/wheels/" in pip["linux-64", "torch"][1]
+    assert pip["osx-arm64", "torch"][0] == "2.4.1"
+    assert "/pypi/wheels/" in pip["osx-arm64", "torch"][1]
+    # filelock is on the CPU index too (newer), but only torch is pinned there.
+    assert pip["linux-64", "filelock"][0] == "3.15.4"
+    assert main(["-q", "-C", str(root), "lock", "--check"]) == 0
