@@ -624,3 +624,64 @@ def test_mixed_env_takes_a_pinned_package_from_its_index(
     # filelock is on the CPU index too (newer), but only torch is pinned there.
     assert pip["linux-64", "filelock"][0] == "3.15.4"
     assert main(["-q", "-C", str(root), "lock", "--check"]) == 0
+
+
+GPU_FLOW = """
+from metaflow import FlowSpec, step
+
+class GpuFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.train)
+
+    @step
+    def train(self):
+        import torch
+        print("TORCH", torch.VERSION)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+if __name__ == "__main__":
+    GpuFlow()
+"""
+
+
+@on_linux_64
+def test_metaflow_runs_a_cuda_step_only_where_its_requirements_hold(
+    tmp_path: Path, indexes: dict[str, str]
+) -> None:
+    pytest.importorskip("metaflow")
+    import subprocess
+    import sys
+
+    from tests.test_metaflow import metaflow_env
+
+    root = _project(tmp_path / "proj", indexes, TORCH)
+    (root / "flow.py").write_text(GPU_FLOW)
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+
+    def run(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "flow.py", "--environment=flowenv", "--no-pylint", "run"],
+            cwd=root,
+            env=metaflow_env(tmp_path) | env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    # Run here, train's CUDA env needs a driver this machine (for the test) does not have.
+    refused = run(CONDA_OVERRIDE_CUDA="")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "train · linux-64: this machine does not meet the env's system requirements:\n" in (
+        refused.stderr
+    )
+    assert "  cuda >= 12 required; this machine has none\n" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    # With a driver that offers CUDA 12.4 the step runs in its +cu121 env.
+    ran = run(CONDA_OVERRIDE_CUDA="12.4")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "TORCH 2.4.1+cu121" in ran.stdout + ran.stderr
