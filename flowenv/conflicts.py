@@ -72,7 +72,12 @@ def find_conflicts(config: Config) -> ConflictReport:
     platforms = config.project.platforms
     found: dict[tuple[str, str], dict[str, list[str]]] = {}
     unchecked: list[str] = []
-    for target in targets(config.lock_root, environments.envs, platforms, platforms):
+    live = [
+        target
+        for env in environments.envs
+        for target in targets(config.lock_root, [env], env.platforms, platforms)
+    ]
+    for target in live:
         if not is_fresh(target):
             unchecked.append(target.label)
             continue

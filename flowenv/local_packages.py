@@ -27,6 +27,7 @@ from typing import Any
 
 import attrs
 
+from flowenv.config.models import PypiPackage
 from flowenv.errors import FlowenvError, UsageError
 from flowenv.locks.pylock import LockedPackage
 from flowenv.spec import EnvSpec, strip_credentials
@@ -42,10 +43,15 @@ else:  # pragma: no cover
 UNBUILT = "0" * 64
 
 
+def _all_pypi(env: EnvSpec) -> tuple[PypiPackage, ...]:
+    """The env's PyPI packages on every platform (target tables included)."""
+    return (*env.pypi, *(p for _, target in env.targets for p in target.pypi))
+
+
 def check_local_packages(envs: Sequence[EnvSpec]) -> None:
     """Refuse local packages where they cannot be locked yet: conda and mixed envs."""
     for env in envs:
-        local = [p.name for p in env.pypi if p.path]
+        local = [p.name for p in _all_pypi(env) if p.path]
         if local and env.kind == "conda":
             raise UsageError(
                 f"env '{env.name}': local package {', '.join(local)} in an env with conda "
@@ -55,7 +61,7 @@ def check_local_packages(envs: Sequence[EnvSpec]) -> None:
 
 def localize(uv_output: str, env: EnvSpec, lock_dir: Path, root: Path) -> str:
     """uv's pylock with each local package's directory relative to ``lock_dir`` and hashed."""
-    local = {p.name: p for p in env.pypi if p.path}
+    local = {p.name: p for p in _all_pypi(env) if p.path}
     if not local:
         return uv_output
     from flowenv.config.load import normalize_pypi_name

@@ -60,6 +60,11 @@ def check_groups(environments: Environments) -> None:
                 "a group holds one kind (give the PyPI-only envs their packages from conda, "
                 "or use two groups)"
             )
+        if kinds == {"conda"} and any(e.targets for e in members):
+            raise UsageError(
+                f"solve group '{group}': conda envs with target.<platform> tables cannot be "
+                "grouped yet; group them without per-platform tables"
+            )
         settings = {(e.channels, e.channel_priority) for e in members}
         if len(settings) > 1:
             raise UsageError(
@@ -69,18 +74,25 @@ def check_groups(environments: Environments) -> None:
             )
 
 
-def _requirements(members: Sequence[EnvSpec], root: Path) -> tuple[list[str], list[str]]:
+def _requirements(
+    members: Sequence[EnvSpec], root: Path, platform: str
+) -> tuple[list[str], list[str]]:
     requirements: dict[str, None] = {}
     constraints: dict[str, None] = {}
     for env in members:
-        requirements.update(dict.fromkeys(p.requirement(root) for p in env.pypi))
+        requirements.update(dict.fromkeys(p.requirement(root) for p in env.pypi_on(platform)))
         constraints.update(dict.fromkeys(c.requirement(root) for c in env.pypi_constraints))
     return list(requirements), list(constraints)
 
 
 def _direct(members: Sequence[EnvSpec]) -> set[str]:
     """Packages some member takes from a path or URL: the group cannot pin them by version."""
-    return {p.name for env in members for p in env.pypi if p.path or p.url}
+    return {
+        p.name
+        for env in members
+        for p in (*env.pypi, *(q for _, t in env.targets for q in t.pypi))
+        if p.path or p.url
+    }
 
 
 def _resolve(
@@ -94,7 +106,7 @@ def _resolve(
     from flowenv.locks.pylock import parse_pylock
     from flowenv.resolvers.uv import compile_pylock
 
-    requirements, constraints = _requirements(members, config.root)
+    requirements, constraints = _requirements(members, config.root, platform)
     if not requirements:
         return {}
     first = members[0]
@@ -109,6 +121,9 @@ def _resolve(
         upgrade=options.upgrade,
         upgrade_packages=options.upgrade_packages,
         root=config.root,
+        # Packages pinned to a named index come from it in the joint resolution too.
+        pinned={k: v for env in members for k, v in env.pinned_on(platform).items()},
+        system=first.system_on(platform),
     )
     return {p.name: p.version for p in parse_pylock(raw) if p.version}
 
@@ -126,6 +141,7 @@ def group_pins(
     unless the inputs or ``options`` ask them to move.
     """
     group = members[0].solve_group
+    members = [env for env in members if platform in env.platforms] or list(members)
     pythons = sorted({env.python for env in members})
     if len(pythons) > 1:
         who = ", ".join(f"{e.name} {e.python}" for e in members)
@@ -196,6 +212,8 @@ def _joint(members: Sequence[EnvSpec]) -> EnvSpec:
         conda=tuple(dict.fromkeys(c for env in members for c in env.conda)),
         pypi=tuple(dict.fromkeys(p for env in members for p in env.pypi)),
         pypi_constraints=tuple(dict.fromkeys(c for env in members for c in env.pypi_constraints)),
+        platforms=tuple(dict.fromkeys(p for env in members for p in env.platforms)),
+        targets=(),
     )
 
 
