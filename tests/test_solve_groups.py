@@ -228,3 +228,26 @@ def test_a_group_of_conda_and_pypi_only_envs_is_refused(
         "a group holds one kind (give the PyPI-only envs their packages from conda, or use "
         "two groups)\n"
     )
+
+
+def test_a_group_member_with_a_platform_table_agrees_on_each_platform(
+    make_project, make_index
+) -> None:
+    root: Path = make_project(
+        """
+        [base]
+        python = "3.11"
+        solve-group = "flow"
+        pypi.packages = { alpha = "1.0" }
+
+        [envs.tool]
+        solve-group = "flow"
+        pypi.packages = { beta = "*" }
+        target.linux-64.pypi.packages = { beta = "*", omega = "1.0" }
+        """,
+        index=make_index(WHEELS),
+    )
+    assert main(["-C", str(root), "lock"]) == 0
+    # On linux omega would pull alpha 2.0 alone; the group holds it to base's 1.0.
+    assert _versions(root, "tool", "linux-64") == {"alpha": "1.0", "beta": "1.5", "omega": "1.0"}
+    assert _versions(root, "tool", "osx-arm64") == {"beta": "1.5"}
