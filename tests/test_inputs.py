@@ -383,3 +383,21 @@ def test_credentials_in_a_direct_url_never_reach_the_input_hash(make_project) ->
     assert before.hash_inputs("linux-64")["pypi"] == [
         "thing @ https://example.invalid/thing-1.0.whl"
     ]
+
+
+def test_input_paths_name_every_file_and_local_package(make_project) -> None:
+    from flowenv.inputs import input_paths
+
+    root = make_project(
+        REQUIREMENTS_BASE
+        + '[steps.train]\npypi.packages = { mylib = { path = "libs/mylib" } }\n'
+    )
+    _write(root, "requirements.txt", "-r more.txt\nalpha==1.0\n")
+    _write(root, "more.txt", "beta\n")
+    _write(root, "libs/mylib/pyproject.toml", '[project]\nname = "mylib"\nversion = "1"\n')
+    envs = build_environments(load_config(root / "flowenv.toml")).envs
+    assert input_paths(envs, root) == [
+        root / "requirements.txt",
+        root / "more.txt",
+        root / "libs/mylib",
+    ]

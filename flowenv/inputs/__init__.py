@@ -12,10 +12,17 @@ diagnostic naming the input file and its line.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import attrs
 
 from flowenv.config.models import CondaPackage, PypiPackage
 from flowenv.errors import ConfigError
+
+if TYPE_CHECKING:
+    from flowenv.spec import EnvSpec
 
 #: Input files larger than this are refused: a requirements file is text a person reviews.
 MAX_INPUT_BYTES = 4 << 20
@@ -39,3 +46,17 @@ class EnvInputs:
     channels: tuple[str, ...] | None = None
     #: Every file read, includes too, relative to the project root (POSIX form).
     files: tuple[str, ...] = ()
+
+
+def input_paths(envs: Iterable[EnvSpec], root: Path) -> list[Path]:
+    """Every file (and local package directory) whose content enters some env's input hash.
+
+    A local package is listed as its directory: a reader that can only digest
+    files then cannot vouch for it, and must look at the package itself.
+    """
+    found: dict[Path, None] = {}
+    for env in envs:
+        found.update(dict.fromkeys(root / name for name in env.inputs))
+        packages = (*env.pypi, *(p for _, target in env.targets for p in target.pypi))
+        found.update(dict.fromkeys(root / p.path for p in packages if p.path))
+    return list(found)
