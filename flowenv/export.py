@@ -66,6 +66,14 @@ def _contents(config: Config, env: str, platform: str) -> _Contents:
     if not target.path.is_file():
         raise UsageError(f"no lock for {target.label} ({relative}); run `flowenv lock` first")
     if target.env.kind == "pypi":
+        packages = read_pylock(target.path)
+        for p in packages:
+            if p.directory or p.vcs:
+                raise UsageError(
+                    f"cannot export {target.label}: {p.name} is built from "
+                    f"{'a git commit' if p.vcs else 'the project source'} by `flowenv sync`, "
+                    "so the lock has no file or hash to list for it"
+                )
         pip = tuple(
             _Pinned(
                 name=p.name,
@@ -74,7 +82,7 @@ def _contents(config: Config, env: str, platform: str) -> _Contents:
                     sorted({f.sha256 for f in (*p.wheels, *filter(None, [p.sdist])) if f.sha256})
                 ),
             )
-            for p in read_pylock(target.path)
+            for p in packages
         )
         return _Contents(
             target=target,

@@ -250,3 +250,14 @@ def test_a_git_package_must_name_a_commit(make_project) -> None:
         "id the package is built from (got 'main'): a branch or tag can move, a locked env "
         "must not"
     ]
+
+
+def test_export_names_a_local_package_it_cannot_list(make_project, make_index, capsys) -> None:
+    root = _project(make_project, make_index)
+    assert main(["-C", str(root), "lock", "-p", "linux-64"]) == 0
+    capsys.readouterr()
+    assert main(["-C", str(root), "export", "base", "-p", "linux-64"]) == 2
+    assert capsys.readouterr().err == (
+        "flowenv: error: cannot export base · linux-64: mylib is built from the project "
+        "source by `flowenv sync`, so the lock has no file or hash to list for it\n"
+    )
