@@ -60,11 +60,17 @@ def targets(
 
 
 def recorded_input_hashes(path: Path) -> dict[str, str]:
-    """platform -> input hash, as the lock at ``path`` records them ({} if absent or unreadable)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
+    """platform -> input hash, as the lock at ``path`` records them ({} if there is no lock).
+
+    A lock that exists but cannot be read (no permission, not UTF-8) is a
+    :class:`~flowenv.errors.LockFileError`, not "stale": re-locking over a
+    file nobody can read would hide the real problem.
+    """
+    from flowenv.locks.reading import read_lock_file
+
+    if not path.exists() and not path.is_symlink():
         return {}
+    text = read_lock_file(path)
     if path.name == CONDA_LOCK_NAME:
         return dict(_CONDA_HASH.findall(text))
     match = _PYLOCK_HASH.search(text)
@@ -73,7 +79,7 @@ def recorded_input_hashes(path: Path) -> dict[str, str]:
 
 
 def recorded_input_hash(path: Path, platform: str) -> str | None:
-    """The input hash ``path`` records for ``platform``, or None if absent or unreadable."""
+    """The input hash ``path`` records for ``platform``, or None if there is none."""
     return recorded_input_hashes(path).get(platform)
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -11,10 +11,8 @@ from flowenv.errors import CheckFailed, UsageError
 from flowenv.locks.layout import LockTarget, is_fresh
 from flowenv.store.layout import Artifact, Manifest, check_filename, check_sha256
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+if TYPE_CHECKING:
+    from flowenv.locks.pylock import LockedPackage
 
 
 @attrs.frozen(kw_only=True)
@@ -50,33 +48,43 @@ def plan_target(target: LockTarget) -> EnvPlan:
 
 
 def _plan_pypi(target: LockTarget) -> EnvPlan:
-    from flowenv.locks.pylock import parse_pylock
+    from flowenv.locks.pylock import packages_for, read_pylock_document
 
-    text = target.path.read_text(encoding="utf-8")
     where = str(target.path)
-    python = (
-        tomllib.loads(text).get("tool", {}).get("flowenv", {}).get("python") or target.env.python
-    )
+    lock = read_pylock_document(target.path)
+    python = lock.python or target.env.python
     artifacts: list[Artifact] = []
     sources: list[tuple[str, str]] = []
-    for i, package in enumerate(parse_pylock(text)):
-        if not package.wheels:
-            raise UsageError(
-                f"{where}: packages[{i}] ({package.name} {package.version}) has no wheel; "
-                "hydrate installs wheels only, offline"
-            )
-        for j, wheel in enumerate(package.wheels):
-            at = f"{where}: packages[{i}].wheels[{j}]"
+    for i, package in enumerate(packages_for(lock, target.platform, python, where)):
+        at = f"{where}: packages[{i}] ({package.name} {package.version})"
+        wheels = package.wheels
+        if package.archive and package.archive.name.endswith(".whl"):
+            wheels = (*wheels, package.archive)
+        if not wheels:
+            raise UsageError(f"{at} {_not_deployable(package)}")
+        for j, wheel in enumerate(wheels):
             artifact = Artifact(
-                sha256=check_sha256(wheel.sha256, at),
-                filename=check_filename(wheel.name, at),
+                sha256=check_sha256(wheel.sha256, f"{at}.wheels[{j}]"),
+                filename=check_filename(wheel.name, f"{at}.wheels[{j}]"),
                 manager="pip",
                 name=package.name,
                 version=package.version,
             )
             artifacts.append(artifact)
             sources.append((artifact.key, wheel.url))
-    return _env_plan(target, "pypi", str(python), artifacts, sources)
+    return _env_plan(target, "pypi", python, artifacts, sources)
+
+
+def _not_deployable(package: LockedPackage) -> str:
+    """Why a package without a wheel cannot reach a remote executor."""
+    if package.vcs:
+        return f"is a VCS checkout ({package.vcs}): it cannot be deployed to a remote executor"
+    if package.directory:
+        return (
+            f"is a local directory ({package.directory}): it cannot be deployed "
+            "to a remote executor"
+        )
+    return "has no wheel; hydrate installs wheels only, offline"
 
 
 def _plan_conda(target: LockTarget) -> EnvPlan:
@@ -86,7 +94,8 @@ def _plan_conda(target: LockTarget) -> EnvPlan:
     where = str(target.path)
     artifacts: list[Artifact] = []
     sources: list[tuple[str, str]] = []
-    for i, package in enumerate(lock.for_platform(target.platform)):
+    packages = [p for p in lock.for_platform(target.platform, ("main",)) if not p.is_virtual]
+    for i, package in enumerate(packages):
         at = f"{where}: package[{i}] ({package.name})"
         artifact = Artifact(
             sha256=check_sha256(package.sha256, at),
