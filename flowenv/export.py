@@ -80,7 +80,7 @@ def _contents(
 ) -> _Contents:
     target = _target(config, env, platform)
     relative = target.path.relative_to(config.root).as_posix()
-    if not target.path.is_file():
+    if not target.path.exists():
         raise UsageError(f"no lock for {target.label} ({relative}); run `flowenv lock` first")
     if target.env.kind == "pypi":
         document = read_pylock_document(target.path)

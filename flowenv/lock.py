@@ -60,6 +60,11 @@ def select_targets(
     return targets(config.lock_root, envs, platforms, live_platforms=config.project.platforms)
 
 
+def select_all(config: Config, selection: Selection = Selection()) -> list[LockTarget]:
+    """Every target ``selection`` names, fresh or not."""
+    return select_targets(config, build_environments(config), selection)
+
+
 def stale_targets(config: Config, selection: Selection = Selection()) -> list[LockTarget]:
     """Targets whose lock is missing or was made from other inputs. Resolves nothing."""
     environments = build_environments(config)

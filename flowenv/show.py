@@ -7,7 +7,7 @@ from typing import Any
 
 from flowenv.config.models import Config
 from flowenv.errors import UsageError
-from flowenv.locks.layout import lock_status, targets
+from flowenv.locks.layout import lock_status, targets, validate_lock
 from flowenv.spec import EnvSpec, build_environments
 
 
@@ -15,6 +15,8 @@ def describe_env(config: Config, env: EnvSpec) -> dict[str, Any]:
     """One environment: its merged spec, the steps using it, and its lock per platform."""
     platforms = config.project.platforms
     env_targets = targets(config.lock_root, [env], platforms, live_platforms=platforms)
+    for path in sorted({t.path for t in env_targets if lock_status(t) == "fresh"}):
+        validate_lock(path)
     return {
         "name": env.name,
         "kind": env.kind,

@@ -49,13 +49,16 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowenv.lock import Selection, obsolete_locks, stale_targets
-    from flowenv.locks.layout import lock_status
+    from flowenv.lock import Selection, obsolete_locks, select_all, stale_targets
+    from flowenv.locks.layout import lock_status, validate_lock
 
     config = config_from_args(args)
     selection = Selection(envs=tuple(args.envs), platforms=tuple(args.platforms))
     if args.check:
         stale = stale_targets(config, selection)
+        fresh = {t.path for t in select_all(config, selection)} - {t.path for t in stale}
+        for path in sorted(fresh):
+            validate_lock(path)
         lines = [
             f"  {t.label}: {lock_status(t)} ({t.path.relative_to(config.root).as_posix()})"
             for t in stale

@@ -67,14 +67,23 @@ class WorkTree:
         self.repo = repo
 
     def read(self, path: str) -> str | None:
-        try:
-            return (self.repo / path).read_text(encoding="utf-8")
-        except OSError:
+        from flowenv.locks.reading import read_lock_file
+
+        file = self.repo / path
+        if not file.exists():
             return None
+        # A lock that exists but cannot be read is an error, never "removed".
+        return read_lock_file(file)
 
     def files_under(self, directory: str) -> list[str]:
         root = self.repo / directory
-        return sorted(p.relative_to(self.repo).as_posix() for p in root.rglob("*") if p.is_file())
+        # A directory where a lock file belongs is listed too: reading it is then
+        # an error, as with any lock that exists but cannot be read.
+        return sorted(
+            p.relative_to(self.repo).as_posix()
+            for p in root.rglob("*")
+            if p.is_file() or p.name.endswith((".toml", ".yml"))
+        )
 
 
 class Revision:

@@ -6,10 +6,9 @@ packages for that Python and platform. A package conda already provides is
 not taken from PyPI: its PyPI name is constrained to conda's version (so PyPI
 packages that need it agree with conda) and left out of the pip part.
 
-Conda names are mapped to PyPI names by PEP 503 normalisation
-(``scikit-learn`` is ``scikit-learn`` on both sides). Packages whose names
-differ between the two (conda's ``pytorch`` is PyPI's ``torch``) are not
-mapped: declare the PyPI name in ``conda.packages`` if both sides need it.
+Which conda packages are PyPI distributions, and under which name, is
+decided from their records in :mod:`flowenv.lockers.conda_pypi` (conda's
+``pytorch`` is PyPI's ``torch``; conda-forge's ``tzdata`` is not PyPI's).
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from pathlib import Path
 from flowenv.config.models import Config
 from flowenv.errors import FlowenvError
 from flowenv.lockers import LockOptions
+from flowenv.lockers.conda_pypi import CondaRecord, provided_distributions
 from flowenv.locks.condalock import (
     INPUT_HASH_KEY,
     CondaLock,
@@ -179,14 +179,19 @@ def _pip_part(
     from flowenv.locks.pylock import parse_pylock
     from flowenv.resolvers.uv import compile_pylock
 
-    versions = {p.name: p.version for p in solution}
-    python = versions.get("python")
+    python = next((p.version for p in solution if p.name == "python"), None)
     if python is None:
         raise FlowenvError(
             f"cannot resolve {env.name} · {platform}: the conda solution has no python package, "
             "so its PyPI packages cannot be resolved"
         )
-    provided = {_normalize(name): version for name, version in versions.items() if name != "python"}
+    provided = provided_distributions(
+        (
+            CondaRecord(name=p.name, version=p.version, depends=p.depends, noarch=p.noarch)
+            for p in solution
+        ),
+        env.pypi_map,
+    )
     raw = compile_pylock(
         [p.requirement() for p in env.pypi],
         python=python,
@@ -267,16 +272,9 @@ def best_wheel(wheels: Sequence[LockedWheel], platform: str, python: str) -> Loc
 
 
 def _constraints(provided: Mapping[str, str]) -> list[str]:
-    from packaging.version import InvalidVersion, Version
-
-    out = []
-    for name, version in sorted(provided.items()):
-        try:
-            out.append(f"{name}=={Version(version)}")
-        except InvalidVersion:
-            # Not a PEP 440 version (some native conda packages): no PyPI twin to pin.
-            continue
-    return out
+    # Names and versions were checked (PEP 508 / PEP 440) by provided_distributions:
+    # nothing else reaches uv's constraints file.
+    return [f"{name}=={version}" for name, version in sorted(provided.items())]
 
 
 def _as_url(location: str, root: Path) -> str:

@@ -91,6 +91,22 @@ def is_fresh(target: LockTarget) -> bool:
     return not target.live_platforms or set(recorded) <= set(target.live_platforms)
 
 
+def validate_lock(path: Path) -> None:
+    """Read the lock at ``path`` whole (shape, names, bounds); a :class:`LockFileError` if not.
+
+    The input-hash check above reads one line; a command that reports a lock
+    as fresh reads the whole file first, so that a damaged or hostile lock is
+    an error there, not in the executor that installs it.
+    """
+    from flowenv.locks.condalock import read_conda_lock
+    from flowenv.locks.pylock import read_pylock_document
+
+    if path.name == CONDA_LOCK_NAME:
+        read_conda_lock(path)
+    else:
+        read_pylock_document(path)
+
+
 def lock_status(target: LockTarget) -> str:
     """``"fresh"``, ``"stale"`` (made from other inputs) or ``"missing"``."""
     if is_fresh(target):

@@ -38,7 +38,7 @@ class EnvPlan:
 def plan_target(target: LockTarget) -> EnvPlan:
     """The plan for a fresh lock; a missing or stale lock is refused (run ``flowenv lock``)."""
     relative = f"{target.path.parent.name}/{target.path.name}"
-    if not target.path.is_file():
+    if not target.path.exists():
         raise CheckFailed(f"{target.label}: no lock ({relative}); run `flowenv lock` first")
     if not is_fresh(target):
         raise CheckFailed(f"{target.label}: lock is stale ({relative}); run `flowenv lock` first")
