@@ -1,10 +1,11 @@
 """Mixed conda + PyPI envs on real conda-forge records (tests/data/real, rattler's test data).
 
 The conda side solves against a channel rebuilt from real records: a linux-64
-Python 3.11.0 stack (with ``_libgcc_mutex`` and ``_openmp_mutex``) and an osx-arm64 one (python 3.11.9, numpy 1.26.4, scipy,
-``tzdata 2024a``). The PyPI side needs what conda provides: pandas (numpy,
-tzdata, ...) and requests. Every lock is read back by conda-lock's own parser
-and ``render``; a ``network`` variant uses the real wheels on PyPI.
+Python 3.11.0 stack (with ``_libgcc_mutex`` and ``_openmp_mutex``) and an
+osx-arm64 one (python 3.11.9, numpy 1.26.4, scipy, ``tzdata 2024a``). The
+PyPI side needs what conda provides: pandas (numpy, tzdata, ...) and requests.
+Every lock is read back by conda-lock's own parser and ``render``; a
+``network`` variant uses the real wheels on PyPI.
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ def test_mixed_env_locks_on_real_conda_forge_records(
     assert main(["-q", "-C", str(root), "lock"]) == 0
     _check_mixed_lock(root, tmp_path)
     _, linux_pip = _split(root / "locks/base/conda-lock.yml", "linux-64")
-    assert (linux_pip["tzdata"], linux_pip["numpy"], linux_pip["six"]) == ("2024.1", "2.0.0", "1.16.0")
+    pins = (linux_pip["tzdata"], linux_pip["numpy"], linux_pip["six"])
+    assert pins == ("2024.1", "2.0.0", "1.16.0")
 
 
 @pytest.mark.network
