@@ -13,6 +13,7 @@ decided from their records in :mod:`flowenv.lockers.conda_pypi` (conda's
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -192,18 +193,32 @@ def _pip_part(
         ),
         env.pypi_map,
     )
-    raw = compile_pylock(
+    resolve = functools.partial(
+        compile_pylock,
         [p.requirement() for p in env.pypi],
         python=python,
         platform=platform,
         settings=env.pypi_settings,
         label=f"{env.name} · {platform} (PyPI packages, with Python {python} from conda)",
+        root=config.root,
+    )
+    # First with conda's versions as constraints: PyPI packages must agree with
+    # them (uv fails clearly when one needs another numpy than conda's).
+    raw = resolve(
         constraints=_constraints(provided),
         previous=None if options.upgrade else _previous_pylock(previous, platform),
         upgrade=options.upgrade,
         upgrade_packages=options.upgrade_packages,
-        root=config.root,
     )
+    used = sorted(
+        {_normalize(p.name) for p in parse_pylock(raw, "uv output")} & provided.keys()
+    )
+    if used:
+        # Then without them: conda installs them, so whatever only they need on
+        # PyPI (torch's nvidia-* wheels for conda's pytorch) is not locked
+        # either. The first result, as the previous lock, keeps every other
+        # version where it was.
+        raw = resolve(previous=raw, excludes=used)
     entries = []
     for package in parse_pylock(raw):
         if _normalize(package.name) in provided:

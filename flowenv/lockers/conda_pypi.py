@@ -9,7 +9,8 @@ That is decided from its record, never from its name alone:
 * its PyPI name is a valid distribution name: the built-in table below (facts
   about where the two ecosystems spell a project differently), overridden by
   ``[project.conda] pypi-map``, else its own name, PEP 503-normalised;
-* its version is a PEP 440 version (uv could not pin anything else).
+* its version is a PEP 440 version as written (uv could pin nothing else;
+  ``2024a`` is no PEP 440 version, though packaging would read it as ``2024a0``).
 
 So conda-forge's ``tzdata`` (IANA data, ``noarch: generic``, version
 ``2024a``) is not PyPI's ``tzdata``, and ``_libgcc_mutex`` never reaches uv.
@@ -92,7 +93,11 @@ def provided_distributions(
         if name is None:
             continue
         try:
-            out[name] = str(Version(record.version))
+            version = str(Version(record.version))
         except InvalidVersion:
             continue
+        # packaging reads conda's "2024a" as 2024a0: only a version that is
+        # already PEP 440 as conda writes it has a PyPI twin to pin.
+        if version == record.version.lower():
+            out[name] = version
     return out

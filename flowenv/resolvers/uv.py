@@ -64,6 +64,7 @@ def compile_args(
     constraints_txt: Path | None = None,
     upgrade: bool = False,
     upgrade_packages: Sequence[str] = (),
+    excludes_txt: Path | None = None,
 ) -> list[str | Path]:
     """The ``uv pip compile`` command line for one env × platform (the benchmark reuses it)."""
     args: list[str | Path] = [
@@ -95,6 +96,8 @@ def compile_args(
     ]
     if constraints_txt is not None:
         args += ["--constraint", constraints_txt]
+    if excludes_txt is not None:
+        args += ["--excludes", excludes_txt]
     if upgrade:
         args.append("--upgrade")
     for package in upgrade_packages:
@@ -114,13 +117,15 @@ def compile_pylock(
     upgrade: bool = False,
     upgrade_packages: Sequence[str] = (),
     root: Path | None = None,
+    excludes: Sequence[str] = (),
 ) -> str:
     """Resolve ``requirements`` for ``platform`` and ``python``; uv's pylock.toml text.
 
     ``previous`` (an earlier lock's text) is handed to uv as the existing
     output file, so versions stay put unless the inputs or ``upgrade`` ask
     otherwise, as ``pip-compile`` does. ``label`` names the env × platform in
-    errors.
+    errors. ``excludes`` are left out of the resolution with everything only
+    they need (uv ``--excludes``: packages something else already installs).
     """
     with tempfile.TemporaryDirectory(prefix="flowenv-uv-") as tmp:
         workdir = Path(tmp)
@@ -134,6 +139,10 @@ def compile_pylock(
         if constraints:
             constraints_txt = workdir / "constraints.txt"
             constraints_txt.write_text("".join(f"{c}\n" for c in constraints), encoding="utf-8")
+        excludes_txt = None
+        if excludes:
+            excludes_txt = workdir / "excludes.txt"
+            excludes_txt.write_text("".join(f"{e}\n" for e in excludes), encoding="utf-8")
         args = compile_args(
             requirements_in,
             output,
@@ -143,6 +152,7 @@ def compile_pylock(
             constraints_txt=constraints_txt,
             upgrade=upgrade,
             upgrade_packages=upgrade_packages,
+            excludes_txt=excludes_txt,
         )
         # Relative find-links and file: indexes are relative to the project root.
         result = run(args, cwd=root, env={**os.environ, "UV_NO_PROGRESS": "1"})

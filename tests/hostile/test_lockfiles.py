@@ -233,10 +233,13 @@ def _run(root: Path, capsys: pytest.CaptureFixture[str], args: list[str]) -> tup
     return code, captured.out + captured.err
 
 
-def _command_params() -> list[object]:
+def _command_params(*, conda: bool = False) -> list[object]:
+    # lock --check reads a conda-lock.yml's input hashes only (no YAML parser on
+    # that start-up path); the commands that use the file read it whole.
     return [
         pytest.param(args, id=name, marks=[_LINUX] if name == "hydrate" else [])
         for name, args in COMMANDS.items()
+        if not (conda and name == "lock-check")
     ]
 
 
@@ -255,7 +258,7 @@ def test_hostile_pylock_is_one_clear_error(
     assert "Traceback" not in out
 
 
-@pytest.mark.parametrize("args", _command_params())
+@pytest.mark.parametrize("args", _command_params(conda=True))
 @pytest.mark.parametrize(("text_of", "expected"), [c[1:] for c in CONDA_CASES],
                          ids=[c[0] for c in CONDA_CASES])
 def test_hostile_conda_lock_is_one_clear_error(
