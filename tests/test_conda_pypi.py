@@ -1,4 +1,4 @@
-"""Which conda packages stand in for PyPI distributions: the rule on real records, the name table."""
+"""Which conda packages stand in for PyPI distributions: the rule on real records, the names."""
 
 from __future__ import annotations
 
