@@ -44,17 +44,27 @@ class _Pinned:
 
     @property
     def requirement(self) -> str:
-        return f"{self.name} @ {self.direct}" if self.direct else f"{self.name}=={self.version}"
+        if self.direct is None:
+            return f"{self.name}=={self.version}"
+        # pip reads a local directory as a path line, anything else as a direct reference.
+        return f"{self.name} @ {self.direct}" if "://" in self.direct else self.direct
 
 
 def _pinned(package: LockedPackage) -> _Pinned:
-    direct = package.vcs or (package.archive.url if package.archive else None) or package.directory
-    files = package.files if not package.vcs and not package.directory else ()
+    if package.vcs or package.directory:
+        # A checkout or a directory: no file to hash; a directory stays a path.
+        return _Pinned(
+            name=package.name,
+            version=package.version,
+            sha256=(),
+            direct=package.vcs or package.directory,
+        )
+    files = package.files
     return _Pinned(
         name=package.name,
         version=package.version,
         sha256=tuple(sorted({f.sha256 for f in files if f.sha256})),
-        direct=direct if direct and "://" in direct else (f"file:{direct}" if direct else None),
+        direct=package.archive.url if package.archive else None,
     )
 
 

@@ -55,8 +55,12 @@ def _plan_pypi(target: LockTarget) -> EnvPlan:
     python = lock.python or target.env.python
     artifacts: list[Artifact] = []
     sources: list[tuple[str, str]] = []
-    for i, package in enumerate(packages_for(lock, target.platform, python, where)):
-        at = f"{where}: packages[{i}] ({package.name} {package.version})"
+    applicable = set(packages_for(lock, target.platform, python, where))
+    for i, package in enumerate(lock.packages):
+        if package not in applicable:
+            continue  # its marker is false on this platform: never installed there
+        label = " ".join(filter(None, (package.name, package.version)))
+        at = f"{where}: packages[{i}] ({label})"
         wheels = package.wheels
         if package.archive and package.archive.name.endswith(".whl"):
             wheels = (*wheels, package.archive)
