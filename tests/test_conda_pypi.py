@@ -180,3 +180,26 @@ pypi.packages = {{ torchmetrics = "*" }}
     lock = read_conda_lock(root / "locks/base/conda-lock.yml")
     pip = {p.name: p.version for p in lock.for_platform("linux-64") if p.manager == "pip"}
     assert (pip["torch"], pip["torchmetrics"]) == ("2.3.0", "1.4.0")
+
+
+def test_pypi_map_values_are_checked(tmp_path: Path, capsys) -> None:
+    (tmp_path / "flowenv.toml").write_text("""\
+[project]
+name = "m"
+platforms = ["linux-64"]
+conda.pypi-map = { pytorch = "torch", "bad name" = "x", tzdata = true, ok = "not a name!" }
+
+[base]
+python = "3.11"
+""")
+    capsys.readouterr()
+    assert main(["-C", str(tmp_path), "show"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "flowenv: error:"
+    assert [line.split(":4: ", 1)[1] for line in err[1:]] == [
+        """project.conda.pypi-map."bad name": 'bad name' is not a conda package name""",
+        "project.conda.pypi-map.tzdata: expected a PyPI distribution name, or false for a "
+        "conda package that is not one, got True",
+        "project.conda.pypi-map.ok: expected a PyPI distribution name, or false for a conda "
+        "package that is not one, got 'not a name!'",
+    ]
