@@ -11,6 +11,7 @@ every dependency of every line.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import textwrap
 import warnings
@@ -20,8 +21,10 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from flowenv.cli import main
+from flowenv.config.load import load_config
 from flowenv.locks.condalock import CondaLock, LockedCondaPackage, read_conda_lock
 from flowenv.platforms import KNOWN_PLATFORMS
+from flowenv.spec import build_environments
 from tests.support.git_repo import commit_all, init_repo
 from tests.support.real_data import CONDA_LOCK_FILES
 
@@ -233,3 +236,33 @@ def test_diff_between_conda_lock_versions_of_one_environment(
     # version as conda-lock 3 reads it) on every platform: only that shows.
     assert moved == {(platform, "cowsay") for platform in before.platforms}
     assert reported == {(platform, name, "downgraded") for platform, name in moved}
+
+
+@pytest.mark.parametrize(
+    ("stem", "expected"),
+    [
+        # md5-only hashes (conda-lock before it recorded sha256 for every package)
+        ("test-lockfile", "is locked without a sha256: hydrate checks every artifact's sha256"),
+        # a pip package from git: its "sha256" is a commit id, not a file hash
+        ("test-v2-to-v3-upgrade-conda-lock-v3.0.3", "is a direct reference (git+https://"),
+    ],
+)
+def test_sync_refuses_what_hydrate_could_not_verify(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], stem: str, expected: str
+) -> None:
+    source = next(p for p in CONDA_LOCK_FILES if p.stem == stem)
+    root = _project(tmp_path, source)
+    # Make the foreign lock fresh for this project, so sync reads it.
+    env = build_environments(load_config(root / "flowenv.toml")).get("base")
+    path = root / "locks" / "base" / "conda-lock.yml"
+    hashes = "".join(
+        f"    flowenv-input-hash-{platform}: '{env.input_hash()}'\n"
+        for platform in _platforms(read_conda_lock(source))
+    )
+    text = re.sub(r"^metadata:\n", lambda _: "metadata:\n  custom_metadata:\n" + hashes,
+                  path.read_text(), count=1, flags=re.MULTILINE)
+    path.write_text(text)
+    code, _, err = _run(capsys, "-C", str(root), "sync")
+    assert code == 2, err
+    assert expected in err
+    assert err.count("\n") == 1

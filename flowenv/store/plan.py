@@ -59,13 +59,13 @@ def _plan_pypi(target: LockTarget) -> EnvPlan:
     for i, package in enumerate(lock.packages):
         if package not in applicable:
             continue  # its marker is false on this platform: never installed there
-        label = " ".join(filter(None, (package.name, package.version)))
-        at = f"{where}: packages[{i}] ({label})"
+        at = f"{where}: packages[{i}]"
         wheels = package.wheels
         if package.archive and package.archive.name.endswith(".whl"):
             wheels = (*wheels, package.archive)
         if not wheels:
-            raise UsageError(f"{at} {_not_deployable(package)}")
+            label = " ".join(filter(None, (package.name, package.version)))
+            raise UsageError(f"{at} ({label}) {_not_deployable(package)}")
         for j, wheel in enumerate(wheels):
             artifact = Artifact(
                 sha256=check_sha256(wheel.sha256, f"{at}.wheels[{j}]"),
@@ -98,9 +98,23 @@ def _plan_conda(target: LockTarget) -> EnvPlan:
     where = str(target.path)
     artifacts: list[Artifact] = []
     sources: list[tuple[str, str]] = []
-    packages = [p for p in lock.for_platform(target.platform, ("main",)) if not p.is_virtual]
-    for i, package in enumerate(packages):
+    # The main category, each package once, no virtual package; keyed by the
+    # entry's position in the file, so that an error names the right one.
+    wanted = {id(p) for p in lock.for_platform(target.platform, ("main",)) if not p.is_virtual}
+    for i, package in enumerate(lock.packages):
+        if id(package) not in wanted:
+            continue
         at = f"{where}: package[{i}] ({package.name})"
+        if not package.sha256:
+            reason = (
+                f"a direct reference ({package.url}) without a file hash"
+                if package.direct
+                else "locked without a sha256"
+            )
+            raise UsageError(
+                f"{at} is {reason}: hydrate checks every artifact's sha256, so it cannot be "
+                "deployed to a remote executor"
+            )
         artifact = Artifact(
             sha256=check_sha256(package.sha256, at),
             filename=check_filename(package.filename, at),
