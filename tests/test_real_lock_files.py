@@ -256,7 +256,7 @@ def test_sync_refuses_what_hydrate_could_not_verify(
     env = build_environments(load_config(root / "flowenv.toml")).get("base")
     path = root / "locks" / "base" / "conda-lock.yml"
     hashes = "".join(
-        f"    flowenv-input-hash-{platform}: '{env.input_hash()}'\n"
+        f"    flowenv-input-hash-{platform}: '{env.input_hash(platform)}'\n"
         for platform in _platforms(read_conda_lock(source))
     )
     text = re.sub(r"^metadata:\n", lambda _: "metadata:\n  custom_metadata:\n" + hashes,

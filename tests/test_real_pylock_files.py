@@ -59,7 +59,7 @@ def _install(root: Path, source: Path, fresh: bool = False) -> None:
         if fresh:
             text += (
                 f'\n[tool.flowenv]\nplatform = "{platform}"\npython = "3.11"\n'
-                f'input-hash = "{env.input_hash()}"\n'
+                f'input-hash = "{env.input_hash(platform)}"\n'
             )
         (root / "locks" / "base" / f"pylock.{platform}.toml").write_text(text)
 

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import attrs
 
@@ -126,7 +127,7 @@ def canonical_pylock(uv_output: str, env: EnvSpec, platform: str) -> str:
                 "platform": platform,
                 "python": env.python,
                 "resolver": "uv",
-                "input-hash": env.input_hash(),
+                "input-hash": env.input_hash(platform),
             }
         },
     }
@@ -150,7 +151,10 @@ def read_pylock_document(path: Path) -> PyLock:
 
 def _file(node: Node, fallback_name: str = "") -> LockedWheel:
     url = node.url("url") or node.url("path") or ""
-    name = node.text("name", "") or url.rsplit("/", 1)[-1] or fallback_name
+    # A URL spells a local version's "+" as %2B (torch-2.4.1%2Bcpu-...whl); the
+    # file name must be the wheel's real one, or no installer can read its version.
+    name = node.text("name", "") or unquote(url.rsplit("/", 1)[-1].split("#", 1)[0])
+    name = name or fallback_name
     hashes = node.table("hashes")
     sha256 = (hashes.digest("sha256", 64) if hashes else None) or ""
     return LockedWheel(name=name, url=url, sha256=sha256)

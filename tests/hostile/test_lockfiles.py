@@ -48,7 +48,7 @@ _DIGEST = "ab" * 32
 
 
 def _input_hash(root: Path) -> str:
-    return build_environments(load_config(root / "flowenv.toml")).get("base").input_hash()
+    return build_environments(load_config(root / "flowenv.toml")).get("base").input_hash("linux-64")
 
 
 def _pylock(root: Path, body: str) -> str:
