@@ -145,8 +145,22 @@ def test_mixed_env_locks_on_real_records_and_real_pypi(tmp_path: Path, real_chan
     _check_mixed_lock(root, tmp_path)
 
 
-def test_conda_numpy_is_not_installed_again_from_pypi(
-    tmp_path: Path, real_channel: Path, make_index
+@pytest.mark.parametrize(
+    ("project_extra", "expected_pip"),
+    [
+        # conda's numpy 1.26.4 (a compiled extension for python_abi 3.11) is PyPI's
+        # numpy: pandas uses it and it is not installed again.
+        ("", ["pandas", "python-dateutil", "pytz", "six", "tzdata"]),
+        # pypi-map says it is not: PyPI's numpy comes in beside it.
+        (
+            "conda.pypi-map = { numpy = false }",
+            ["numpy", "pandas", "python-dateutil", "pytz", "six", "tzdata"],
+        ),
+    ],
+    ids=["conda-numpy-stands-in", "pypi-map-false"],
+)
+def test_conda_numpy_and_pypi_pandas_on_osx_arm64(
+    tmp_path: Path, real_channel: Path, make_index, project_extra: str, expected_pip: list[str]
 ) -> None:
     index = make_index(PYPI_WHEELS)
     root = _project(
@@ -159,31 +173,9 @@ def test_conda_numpy_is_not_installed_again_from_pypi(
         pypi.packages = { pandas = "*" }
         """,
         '"osx-arm64"',
-        f'pypi.index-url = "{index.as_uri()}"',
+        f'pypi.index-url = "{index.as_uri()}"\n{project_extra}',
     )
     assert main(["-q", "-C", str(root), "lock"]) == 0
     conda, pip = _split(root / "locks/base/conda-lock.yml", "osx-arm64")
     assert (conda["numpy"], conda["scipy"], conda["python_abi"]) == ("1.26.4", "1.11.4", "3.11")
-    assert sorted(pip) == ["pandas", "python-dateutil", "pytz", "six", "tzdata"]
-
-
-def test_pypi_map_override_makes_a_conda_package_no_pypi_distribution(
-    tmp_path: Path, real_channel: Path, make_index
-) -> None:
-    """``pypi-map = { numpy = false }``: conda's numpy no longer stands in for PyPI's."""
-    index = make_index(PYPI_WHEELS)
-    root = _project(
-        tmp_path,
-        real_channel,
-        """\
-        [base]
-        python = "3.11"
-        conda.packages = { numpy = "1.26.*" }
-        pypi.packages = { pandas = "*" }
-        """,
-        '"osx-arm64"',
-        f'pypi.index-url = "{index.as_uri()}"\nconda.pypi-map = {{ numpy = false }}',
-    )
-    assert main(["-q", "-C", str(root), "lock"]) == 0
-    _, pip = _split(root / "locks/base/conda-lock.yml", "osx-arm64")
-    assert pip["numpy"] == "2.0.0"
+    assert sorted(pip) == expected_pip

@@ -15,6 +15,7 @@ import os
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -233,7 +234,7 @@ def _run(root: Path, capsys: pytest.CaptureFixture[str], args: list[str]) -> tup
     return code, captured.out + captured.err
 
 
-def _command_params(*, conda: bool = False) -> list[object]:
+def _command_params(*, conda: bool = False) -> list[Any]:
     # lock --check reads a conda-lock.yml's input hashes only (no YAML parser on
     # that start-up path); the commands that use the file read it whole.
     return [
@@ -243,33 +244,33 @@ def _command_params(*, conda: bool = False) -> list[object]:
     ]
 
 
-@pytest.mark.parametrize("args", _command_params())
-@pytest.mark.parametrize(("text_of", "expected"), [c[1:] for c in PYLOCK_CASES],
-                         ids=[c[0] for c in PYLOCK_CASES])
-def test_hostile_pylock_is_one_clear_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
-    text_of: Callable[[Path], str], expected: str,
+def _hostile_params() -> list[object]:
+    kinds = (
+        ("pylock", PYPI_CONFIG, "pylock.linux-64.toml", PYLOCK_CASES, False),
+        ("conda", CONDA_CONFIG, "conda-lock.yml", CONDA_CASES, True),
+    )
+    return [
+        pytest.param(
+            config, lock_name, text_of, expected, command.values[0],
+            id=f"{kind}-{case}-{command.id}", marks=command.marks,
+        )
+        for kind, config, lock_name, cases, conda in kinds
+        for case, text_of, expected in cases
+        for command in _command_params(conda=conda)
+    ]
+
+
+@pytest.mark.parametrize(("config", "lock_name", "text_of", "expected", "args"), _hostile_params())
+def test_hostile_lock_is_one_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], config: str, lock_name: str,
+    text_of: Callable[[Path], str], expected: str, args: list[str],
 ) -> None:
-    root = _project(tmp_path, PYPI_CONFIG, "pylock.linux-64.toml", text_of)
+    root = _project(tmp_path, config, lock_name, text_of)
     code, out = _run(root, capsys, args)
     assert (code, out.count("\n")) == (2, 1), out
-    assert "pylock.linux-64.toml" in out
+    assert lock_name in out
     assert expected in out
     assert "Traceback" not in out
-
-
-@pytest.mark.parametrize("args", _command_params(conda=True))
-@pytest.mark.parametrize(("text_of", "expected"), [c[1:] for c in CONDA_CASES],
-                         ids=[c[0] for c in CONDA_CASES])
-def test_hostile_conda_lock_is_one_clear_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
-    text_of: Callable[[Path], str], expected: str,
-) -> None:
-    root = _project(tmp_path, CONDA_CONFIG, "conda-lock.yml", text_of)
-    code, out = _run(root, capsys, args)
-    assert (code, out.count("\n")) == (2, 1), out
-    assert "conda-lock.yml" in out
-    assert expected in out
 
 
 @pytest.mark.parametrize(
