@@ -97,7 +97,7 @@ def _explicit_lines(text: str) -> list[str]:
     return text.split("@EXPLICIT\n", 1)[1].splitlines()
 
 
-def _assert_dependency_order(lines: list[str], packages: dict[str, LockedCondaPackage]) -> None:
+def assert_dependency_order(lines: list[str], packages: dict[str, LockedCondaPackage]) -> None:
     """Each package's dependencies come before it, except across a dependency cycle."""
     by_url = {p.url: p for p in packages.values()}
     order = [by_url[line.rsplit("#", 1)[0] if "#" in line else line].name for line in lines]
@@ -154,7 +154,7 @@ def test_real_conda_lock_exports(
             if theirs is not None:
                 assert sorted(lines) == sorted(theirs)
             assert len(lines) == len(conda)
-            _assert_dependency_order(lines, conda)
+            assert_dependency_order(lines, conda)
             requirement_names = {
                 line.split("==")[0].split(" @ ")[0]
                 for line in outputs["requirements"].splitlines()

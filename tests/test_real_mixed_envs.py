@@ -16,9 +16,12 @@ from pathlib import Path
 import pytest
 
 from flowenv.cli import main
+from flowenv.config.load import load_config
+from flowenv.export import export
 from flowenv.locks.condalock import read_conda_lock
 from tests.support.conda_channel import conda_lock_parse, conda_lock_render_explicit
 from tests.support.wheels import WheelSpec
+from tests.test_real_lock_files import assert_dependency_order
 
 #: PyPI wheels whose metadata states the real requirements of these releases.
 PYPI_WHEELS: tuple[WheelSpec, ...] = (
@@ -113,11 +116,18 @@ def _check_mixed_lock(root: Path, tmp_path: Path) -> None:
     parsed = conda_lock_parse(path)
     assert ("linux-64", "conda", "_libgcc_mutex", "0.1") in [p[:4] for p in parsed]
     assert ("osx-arm64", "pip", "pandas") in [p[:3] for p in parsed]
+    lock = read_conda_lock(path)
     for platform, conda in (("linux-64", linux_conda), ("osx-arm64", osx_conda)):
         rendered = conda_lock_render_explicit(path, platform, tmp_path / f"render-{platform}")
         urls = [line for line in rendered if "://" in line and not line.startswith("#")]
         assert len(urls) == len(conda)
         assert any(line.startswith("# pip pandas") for line in rendered)
+        # flowenv's own explicit export: what conda-lock renders, dependencies first.
+        exported = export(load_config(root / "flowenv.toml"), "base", platform, "explicit")
+        lines = exported.split("@EXPLICIT\n", 1)[1].splitlines()
+        assert sorted(lines) == sorted(urls)
+        packages = {p.name: p for p in lock.for_platform(platform) if p.manager == "conda"}
+        assert_dependency_order(lines, packages)
 
 
 def test_mixed_env_locks_on_real_conda_forge_records(

@@ -190,3 +190,24 @@ def test_unchanged_copy_diffs_empty(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert [
         (p["platform"], [c["package"] for c in p["changes"]]) for p in env["platforms"]
     ] == [("linux-64", ["demo"])]
+
+
+def test_environments_excluding_the_platform_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    python = 'requires-python = ">=3.11"'
+    text = UV_EXPORT.read_text().replace(
+        python, f"{python}\nenvironments = [\"sys_platform == 'win32'\"]"
+    )
+    windows_only = tmp_path / "windows.pylock.toml"
+    windows_only.write_text(text)
+    root = _project(tmp_path, windows_only)
+    assert _export(root, capsys, "win-64", "requirements")
+    capsys.readouterr()
+    code = main(["-C", str(root), "export", "base", "-p", "linux-64"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.endswith(
+        "pylock.linux-64.toml: environments: the lock is not for linux-64 with Python 3.11 "
+        "(sys_platform == 'win32')\n"
+    )
