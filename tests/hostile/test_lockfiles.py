@@ -12,6 +12,10 @@ document nested 1000 deep is refused before it is expanded.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -311,17 +315,53 @@ def test_unreadable_lock_is_an_error_not_stale(
     assert (code, out.count("\n")) == (2, 1), out
     assert f"{lock_name}: cannot read the lock file" in out
     assert "stale" not in out
-    if os.geteuid() == 0:
-        return  # root reads a mode-000 file: only the directory case can be checked here
     path.rmdir()
     path.write_text("")
     path.chmod(0)
     try:
-        code, out = _run(root, capsys, args)
+        if os.geteuid() == 0:
+            # root reads a mode-000 file: run flowenv as an unprivileged user instead.
+            code, out = _run_unprivileged(tmp_path, root, args)
+        else:
+            code, out = _run(root, capsys, args)
     finally:
         path.chmod(0o644)
     assert (code, out.count("\n")) == (2, 1), out
     assert f"{lock_name}: cannot read the lock file: Permission denied" in out
+    assert "stale" not in out
+
+
+def _run_unprivileged(tmp_path: Path, root: Path, args: list[str]) -> tuple[int, str]:
+    """``flowenv -C root ARGS`` as the user ``nobody`` (root ignores file modes)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: a mode-000 file is readable")
+    # nobody must reach the project: a world-readable copy outside pytest's 0700 tree.
+    shared = Path(tempfile.mkdtemp(prefix="flowenv-hostile-"))
+    try:
+        shutil.copytree(root, shared / "proj", symlinks=True)
+        for directory, _, files in os.walk(shared):
+            os.chmod(directory, 0o777)
+            for name in files:
+                os.chmod(Path(directory) / name, 0o666)
+        lock = next((shared / "proj" / "locks" / "base").iterdir())
+        lock.chmod(0)
+        env = {
+            **os.environ,
+            "HOME": str(shared),
+            # git refuses a repository another user owns unless told it is safe.
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": "safe.directory",
+            "GIT_CONFIG_VALUE_0": "*",
+        }
+        result = subprocess.run(
+            [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+             sys.executable, "-m", "flowenv", "-C", str(shared / "proj"), *args],
+            capture_output=True, text=True, env=env, check=False, cwd=shared,
+        )
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+    return result.returncode, result.stdout + result.stderr
 
 
 def test_non_utf8_lock_is_an_error(
