@@ -85,8 +85,8 @@ def source_artifact(package: LockedPackage, where: str) -> Artifact:
     (credentials stripped) identifies it as exactly as a directory's source hash.
     """
     source = package.source_hash
-    if package.vcs:
-        source = hashlib.sha256(strip_credentials(package.vcs).encode()).hexdigest()
+    if package.git:
+        source = hashlib.sha256(strip_credentials(package.git).encode()).hexdigest()
     if len(source) != 64:
         raise UsageError(
             f"{where}: local package {package.name} records no source hash; run `flowenv lock`"

@@ -215,9 +215,9 @@ def test_a_git_package_pinned_to_a_commit_locks_syncs_and_hydrates_offline(
     )
     _linux_only(root)
     assert main(["-C", str(root), "lock"]) == 0
-    (gitlib,) = [p for p in read_pylock(root / "locks/base/pylock.linux-64.toml") if p.vcs]
+    (gitlib,) = [p for p in read_pylock(root / "locks/base/pylock.linux-64.toml") if p.git]
     assert (gitlib.name, gitlib.version) == ("gitlib", "1.2.0")
-    assert gitlib.vcs == f"git+{repo.as_uri()}@{commit}#subdirectory=pkgs/gitlib"
+    assert gitlib.git == f"git+{repo.as_uri()}@{commit}#subdirectory=pkgs/gitlib"
     # A later commit on the branch changes nothing: the lock names the commit.
     (repo / "pkgs/gitlib/src/gitlib/__init__.py").write_text("VERSION = 'moved'\n")
     commit_all(repo, "moved on")
@@ -251,13 +251,3 @@ def test_a_git_package_must_name_a_commit(make_project) -> None:
         "must not"
     ]
 
-
-def test_export_names_a_local_package_it_cannot_list(make_project, make_index, capsys) -> None:
-    root = _project(make_project, make_index)
-    assert main(["-C", str(root), "lock", "-p", "linux-64"]) == 0
-    capsys.readouterr()
-    assert main(["-C", str(root), "export", "base", "-p", "linux-64"]) == 2
-    assert capsys.readouterr().err == (
-        "flowenv: error: cannot export base · linux-64: mylib is built from the project "
-        "source by `flowenv sync`, so the lock has no file or hash to list for it\n"
-    )
