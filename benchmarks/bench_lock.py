@@ -72,10 +72,11 @@ def generate_project(root: Path) -> Path:
         package = f"pkg{step % PACKAGES:02d}"
         other = f"pkg{(step + 3) % PACKAGES:02d}"
         spec = specs[step % len(specs)]
+        other_spec = specs[(step // PACKAGES) % len(specs)]
         lines += [
             "",
             f"[steps.step{step:02d}]",
-            f'pypi.packages = {{ {package} = "{spec}", {other} = "{specs[step // PACKAGES]}" }}',
+            f'pypi.packages = {{ {package} = "{spec}", {other} = "{other_spec}" }}',
         ]
     (project / "flowenv.toml").write_text("\n".join(lines) + "\n")
     return project

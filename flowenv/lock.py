@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -66,6 +66,72 @@ def stale_targets(config: Config, selection: Selection = Selection()) -> list[Lo
     return [t for t in select_targets(config, environments, selection) if not is_fresh(t)]
 
 
+def input_files(config: Config) -> list[Path]:
+    """Every file whose content enters an input hash: what the freshness record digests.
+
+    A reader of another input file (requirements.txt, a local package...) must
+    add it here, or ``lock --check``'s fast path would miss an edit to it.
+    """
+    return [config.path]
+
+
+@attrs.frozen(kw_only=True)
+class CheckReport:
+    """What ``lock --check`` found: stale or missing locks, and (full selection) obsolete ones."""
+
+    stale: tuple[LockTarget, ...]
+    obsolete: tuple[Path, ...]
+
+    @property
+    def fresh(self) -> bool:
+        return not self.stale and not self.obsolete
+
+
+def check(
+    config: Config,
+    selection: Selection = Selection(),
+    digests: Mapping[str, str] | None = None,
+) -> CheckReport:
+    """Find stale and obsolete locks, resolving nothing; remember a wholly fresh project.
+
+    ``digests`` are the :func:`~flowenv.locks.freshness.digest_inputs` of the
+    configuration file taken before it was loaded; with them, a full check
+    that finds every lock fresh writes the record ``lock --check``'s fast path
+    trusts (and any other outcome drops it).
+    """
+    environments = build_environments(config)
+    selected = select_targets(config, environments, selection)
+    stale = tuple(t for t in selected if not is_fresh(t))
+    whole = selection == Selection()
+    obsolete = tuple(_obsolete(config, selected)) if whole else ()
+    report = CheckReport(stale=stale, obsolete=obsolete)
+    if whole:
+        remember_fresh(config, digests if report.fresh else None)
+    return report
+
+
+def remember_fresh(config: Config, digests: Mapping[str, str] | None) -> None:
+    """Record that every lock is fresh (``digests`` None: forget instead).
+
+    Called after a full check found nothing, or a full lock wrote every lock
+    and removed the obsolete ones.
+    """
+    from flowenv.locks import freshness
+
+    others = freshness.digest_inputs(p for p in input_files(config) if p != config.path)
+    if digests is None or others is None:
+        freshness.forget_record(config.path)
+        return
+    freshness.write_record(config.path, {**digests, **others}, config.lock_root)
+
+
+def _obsolete(config: Config, live_targets: Sequence[LockTarget]) -> list[Path]:
+    from flowenv.locks.layout import lock_files
+
+    live = {t.path for t in live_targets}
+    return [path for path in lock_files(config.lock_root) if path not in live]
+
+
 def obsolete_locks(config: Config) -> list[Path]:
     """Lock files no env × platform of the configuration uses any more.
 
@@ -73,11 +139,8 @@ def obsolete_locks(config: Config) -> list[Path]:
     platform → one conda-lock.yml), leaves its old file behind; a reviewer
     must not mistake it for a live lock, nor ``lock --check`` for fresh.
     """
-    from flowenv.locks.layout import lock_files
-
     environments = build_environments(config)
-    live = {t.path for t in select_targets(config, environments, Selection())}
-    return [path for path in lock_files(config.lock_root) if path not in live]
+    return _obsolete(config, select_targets(config, environments, Selection()))
 
 
 def remove_obsolete_locks(config: Config) -> list[Path]:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from flowenv.errors import ConfigError, Diagnostic
-
 CONFIG_NAME = "flowenv.toml"
 PYPROJECT_NAME = "pyproject.toml"
 _TOOL_TABLE = re.compile(r"^\s*\[\s*tool\s*\.\s*flowenv\s*[\].]", re.MULTILINE)
@@ -27,13 +25,11 @@ def _pyproject_has_flowenv(path: Path) -> bool:
         return False
 
 
-def discover_config(start: Path | None = None, explicit: Path | None = None) -> Path:
-    """The configuration file to use, or a :class:`ConfigError` saying where we looked."""
+def find_config(start: Path | None = None, explicit: Path | None = None) -> Path | None:
+    """The configuration file to use, or None; standard library only (the fast check uses it)."""
     if explicit is not None:
         path = explicit if explicit.is_absolute() else (start or Path.cwd()) / explicit
-        if not path.is_file():
-            raise ConfigError([Diagnostic(str(explicit), None, "", "no such configuration file")])
-        return path
+        return path if path.is_file() else None
     origin = (start or Path.cwd()).resolve()
     for directory in (origin, *origin.parents):
         candidate = directory / CONFIG_NAME
@@ -42,6 +38,19 @@ def discover_config(start: Path | None = None, explicit: Path | None = None) -> 
         pyproject = directory / PYPROJECT_NAME
         if pyproject.is_file() and _pyproject_has_flowenv(pyproject):
             return pyproject
+    return None
+
+
+def discover_config(start: Path | None = None, explicit: Path | None = None) -> Path:
+    """The configuration file to use, or a :class:`ConfigError` saying where we looked."""
+    from flowenv.errors import ConfigError, Diagnostic
+
+    found = find_config(start, explicit)
+    if found is not None:
+        return found
+    if explicit is not None:
+        raise ConfigError([Diagnostic(str(explicit), None, "", "no such configuration file")])
+    origin = (start or Path.cwd()).resolve()
     raise ConfigError(
         [
             Diagnostic(

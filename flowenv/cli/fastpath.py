@@ -1,0 +1,60 @@
+"""``flowenv lock --check`` answered before argparse, the models or any command is imported.
+
+Pre-commit runs ``lock --check`` on every commit; most of its time used to be
+importing the CLI. When the command line is exactly ``[-q] [-C DIR] [-c FILE]
+lock --check`` and the freshness record (:mod:`flowenv.locks.freshness`)
+proves every lock fresh, this answers at once. Any other command line, and
+any doubt, returns None: the full path decides and reports. Standard library
+only, like everything it imports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from flowenv.config.discover import find_config
+from flowenv.locks.freshness import known_fresh
+
+FRESH_MESSAGE = "all locks are fresh"
+
+
+def _globals(argv: Sequence[str]) -> tuple[Path | None, Path | None, bool, list[str]] | None:
+    """(-C DIR, -c FILE, -q, the rest) as argparse would read them; None if in doubt."""
+    directory: Path | None = None
+    config: Path | None = None
+    quiet = False
+    rest = list(argv)
+    while rest and rest[0].startswith("-"):
+        arg = rest.pop(0)
+        if arg in ("-q", "--quiet"):
+            quiet = True
+        elif arg in ("-C", "-c", "--config"):
+            if not rest:
+                return None
+            value = Path(rest.pop(0))
+            directory, config = (value, config) if arg == "-C" else (directory, value)
+        elif arg.startswith("--config="):
+            config = Path(arg.removeprefix("--config="))
+        elif arg.startswith(("-C", "-c")) and len(arg) > 2:
+            value = Path(arg[2:])
+            directory, config = (value, config) if arg[1] == "C" else (directory, value)
+        else:
+            return None
+    return directory, config, quiet, rest
+
+
+def fast_lock_check(argv: Sequence[str]) -> int | None:
+    """0 when ``argv`` is a whole-project ``lock --check`` the record proves fresh, else None."""
+    parsed = _globals(argv)
+    if parsed is None:
+        return None
+    directory, explicit, quiet, rest = parsed
+    if rest != ["lock", "--check"]:
+        return None
+    path = find_config(start=directory, explicit=explicit)
+    if path is None or not known_fresh(path):
+        return None
+    if not quiet:
+        print(FRESH_MESSAGE)
+    return 0

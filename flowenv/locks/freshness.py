@@ -1,0 +1,211 @@
+"""What lock files record about their inputs, and ``lock --check``'s stdlib-only fast path.
+
+Standard library only, on purpose: ``flowenv lock --check`` runs in pre-commit
+hooks, where importing the models (attrs, cattrs) costs more than the check.
+
+The fast path trusts a *freshness record*, written by the full path when it
+found every lock fresh (and after a full ``lock``). The record holds:
+
+* the sha256 of the raw bytes of every file that enters the input hash
+  (``flowenv.toml`` or ``pyproject.toml``, and any file it names as an input);
+* every lock file under the lock directory, with the input hashes its header
+  recorded then;
+* what else decides the answer: flowenv's version and a stat signature of its
+  own source files (an edited or upgraded flowenv may hash inputs differently),
+  and the host platform (the default platforms depend on it).
+
+The fast check re-reads all of that and calls the locks fresh only if every
+item is equal; anything else (an edited input, an edited lock header, a lock
+added or removed, a newer flowenv, no record at all) answers "unknown" and the
+full path decides. It reads each input file whole but only the header of each
+lock, so its cost per step is one small read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import flowenv
+from flowenv.cachedir import default_cache_dir
+
+PYLOCK_PREFIX = "pylock."
+PYLOCK_SUFFIX = ".toml"
+CONDA_LOCK_NAME = "conda-lock.yml"
+RECORD_FORMAT = 1
+
+_PYLOCK_HASH = re.compile(rb'^input-hash\s*=\s*"([0-9a-f]{64})"', re.MULTILINE)
+# conda-lock.yml keeps flowenv's hashes in metadata.custom_metadata, one key per platform.
+_CONDA_HASH = re.compile(
+    rb"^\s+flowenv-input-hash-([a-z0-9-]+):\s*'?([0-9a-f]{64})'?", re.MULTILINE
+)
+#: flowenv writes ``[tool.flowenv]`` before any package, so the hash sits in the first lines.
+_HEAD_BYTES = 4096
+
+
+def is_lock_name(name: str) -> bool:
+    """Whether a file name is one flowenv gives its locks (nothing else is ever touched)."""
+    return name == CONDA_LOCK_NAME or (
+        name.startswith(PYLOCK_PREFIX)
+        and name.endswith(PYLOCK_SUFFIX)
+        and len(name) > len(PYLOCK_PREFIX) + len(PYLOCK_SUFFIX)
+    )
+
+
+def lock_files(lock_root: Path) -> list[Path]:
+    """Every ``<lock_root>/<env>/<lock name>``, sorted; hidden directories are skipped.
+
+    Names only (``listdir``, no stat): at a thousand steps this is most of
+    the fast check's time.
+    """
+    try:
+        envs = [name for name in os.listdir(lock_root) if not name.startswith(".")]
+    except OSError:
+        return []
+    found: list[Path] = []
+    for env in envs:
+        try:
+            names = os.listdir(lock_root / env)
+        except OSError:  # a plain file, or gone meanwhile
+            continue
+        found += (lock_root / env / name for name in names if is_lock_name(name))
+    return sorted(found)
+
+
+def _read(path: Path, size: int = -1) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if size >= 0:
+            return os.read(fd, size)
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def recorded_input_hashes(path: Path) -> dict[str, str]:
+    """platform -> input hash, as the lock at ``path`` records them ({} if absent or unreadable)."""
+    try:
+        if path.name == CONDA_LOCK_NAME:
+            # One key per platform: every match counts, so the whole file is read.
+            found = _CONDA_HASH.findall(_read(path))
+            return {platform.decode(): digest.decode() for platform, digest in found}
+        # The first match in a prefix is the file's first match (a hash cut
+        # short by the prefix's end does not match); only a lock whose hash is
+        # not in its head costs a second, whole read.
+        match = _PYLOCK_HASH.search(_read(path, _HEAD_BYTES)) or _PYLOCK_HASH.search(_read(path))
+    except OSError:
+        return {}
+    platform = path.name.removeprefix(PYLOCK_PREFIX).removesuffix(PYLOCK_SUFFIX)
+    return {platform: match.group(1).decode()} if match else {}
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _code_signature() -> str:
+    """flowenv's version and the size and mtime of each of its source files."""
+    package = Path(flowenv.__file__).parent
+    stamps = [flowenv.__version__]
+    for directory, dirs, files in os.walk(package):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            if name.endswith(".py"):
+                info = os.stat(os.path.join(directory, name))
+                stamps.append(f"{name} {info.st_size} {info.st_mtime_ns}")
+    return hashlib.sha256("\n".join(stamps).encode()).hexdigest()
+
+
+def _host() -> str:
+    # Not flowenv.platforms.host_platform: that module imports `platform`, ~4 ms.
+    return f"{sys.platform} {os.uname().machine if hasattr(os, 'uname') else ''}"
+
+
+def record_path(config_path: Path) -> Path:
+    """The record for one configuration file, in the machine's flowenv cache."""
+    key = hashlib.sha256(str(config_path.resolve()).encode()).hexdigest()[:32]
+    return default_cache_dir() / "lock-check" / f"{key}.json"
+
+
+def digest_inputs(paths: Iterable[Path]) -> dict[str, str] | None:
+    """path -> sha256 of its bytes; None when one is unreadable.
+
+    Callers digest the configuration *before* loading it, so a record can
+    never pair the bytes of a newer file with a verdict on an older one.
+    """
+    digests: dict[str, str] = {}
+    for path in paths:
+        digest = _sha256(path)
+        if digest is None:
+            return None
+        digests[str(path.resolve())] = digest
+    return digests
+
+
+def _state(config_path: Path, inputs: Mapping[str, str], lock_root: Path) -> dict[str, object]:
+    """Everything the record compares, as it is now."""
+    return {
+        "format": RECORD_FORMAT,
+        "code": _code_signature(),
+        "host": _host(),
+        "config": str(config_path.resolve()),
+        "inputs": dict(inputs),
+        "lock-root": str(lock_root.resolve()),
+        "locks": {
+            path.relative_to(lock_root).as_posix(): recorded_input_hashes(path)
+            for path in lock_files(lock_root)
+        },
+    }
+
+
+def write_record(config_path: Path, inputs: Mapping[str, str] | None, lock_root: Path) -> None:
+    """Remember that every lock is fresh now (best effort: a read-only cache only costs speed).
+
+    The caller has just found, by the full path, that every lock under
+    ``lock_root`` is live and fresh for the inputs whose :func:`digest_inputs`
+    it passes (None: an input could not be read, nothing is recorded).
+    """
+    if inputs is None:
+        return
+    state = _state(config_path, inputs, lock_root)
+    try:
+        from flowenv._atomic import write_atomic
+
+        write_atomic(record_path(config_path), json.dumps(state, sort_keys=True))
+    except OSError:
+        pass
+
+
+def forget_record(config_path: Path) -> None:
+    """Drop the record (a check found something stale): the next check takes the full path."""
+    import contextlib  # not at the top: the fast path never forgets
+
+    with contextlib.suppress(OSError):
+        record_path(config_path).unlink()
+
+
+def known_fresh(config_path: Path) -> bool:
+    """True only when the record proves every lock fresh; False means "ask the full path"."""
+    try:
+        record = json.loads(record_path(config_path).read_bytes())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(record, Mapping) or record.get("format") != RECORD_FORMAT:
+        return False
+    inputs = record.get("inputs")
+    lock_root = record.get("lock-root")
+    if not isinstance(inputs, Mapping) or not isinstance(lock_root, str):
+        return False
+    digests = digest_inputs(Path(p) for p in inputs)
+    return digests is not None and _state(config_path, digests, Path(lock_root)) == record

@@ -1,0 +1,159 @@
+"""``lock --check``'s fast path: it answers "fresh" only when the full path would, never stale.
+
+Each test locks a real project with real uv, then changes one thing and asks
+both paths: :func:`fast_lock_check` (None = "ask the full path") and the full
+command (``main``), which must agree with what the change means.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flowenv.cli import main
+from flowenv.cli.fastpath import fast_lock_check
+from flowenv.locks.freshness import known_fresh, record_path
+
+BODY = """
+[base]
+python = "3.11"
+pypi.packages = { alpha = "1.0" }
+
+[steps.train]
+pypi.packages = { beta = ">=1" }
+"""
+
+
+@pytest.fixture
+def locked(make_project, capsys) -> Path:
+    root = make_project(BODY)
+    assert main(["-C", str(root), "lock"]) == 0
+    capsys.readouterr()
+    return root
+
+
+def _fast(root: Path) -> int | None:
+    return fast_lock_check(["-q", "-C", str(root), "lock", "--check"])
+
+
+def _full(root: Path) -> int:
+    return main(["-q", "-C", str(root), "lock", "--check"])
+
+
+def test_a_full_lock_leaves_a_record_the_fast_path_trusts(locked: Path, capsys) -> None:
+    assert record_path(locked / "flowenv.toml").is_file()
+    assert fast_lock_check(["-C", str(locked), "lock", "--check"]) == 0
+    assert capsys.readouterr().out == "all locks are fresh\n"
+    assert _fast(locked) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_editing_flowenv_toml_takes_the_full_path(locked: Path, capsys) -> None:
+    toml = locked / "flowenv.toml"
+    toml.write_text(toml.read_text().replace('alpha = "1.0"', 'alpha = "2.0"'))
+    assert _fast(locked) is None
+    assert _full(locked) == 1
+    assert "base · linux-64: stale" in capsys.readouterr().err
+    # A failed check drops the record: nothing can make the fast path trust it again.
+    assert not record_path(toml).exists()
+    assert _fast(locked) is None
+
+
+def test_an_edit_that_changes_no_input_hash_is_rechecked_and_recorded_again(
+    locked: Path, capsys
+) -> None:
+    toml = locked / "flowenv.toml"
+    toml.write_text(toml.read_text() + "\n# a comment changes bytes, not inputs\n")
+    assert _fast(locked) is None
+    assert _full(locked) == 0
+    assert _fast(locked) == 0
+
+
+def test_editing_a_lock_header_takes_the_full_path(locked: Path, capsys) -> None:
+    lock = locked / "locks/train/pylock.osx-arm64.toml"
+    text = lock.read_text()
+    old = text.split('input-hash = "', 1)[1][:64]
+    lock.write_text(text.replace(old, "0" * 64))
+    assert _fast(locked) is None
+    assert _full(locked) == 1
+    assert "train · osx-arm64: stale" in capsys.readouterr().err
+
+
+def test_deleting_a_lock_takes_the_full_path(locked: Path, capsys) -> None:
+    (locked / "locks/base/pylock.linux-64.toml").unlink()
+    assert _fast(locked) is None
+    assert _full(locked) == 1
+    assert "base · linux-64: missing" in capsys.readouterr().err
+
+
+def test_an_obsolete_lock_takes_the_full_path(locked: Path, capsys) -> None:
+    old = locked / "locks/gone/pylock.linux-64.toml"
+    old.parent.mkdir()
+    old.write_text((locked / "locks/base/pylock.linux-64.toml").read_text())
+    assert _fast(locked) is None
+    assert _full(locked) == 1
+    assert "locks/gone/pylock.linux-64.toml: obsolete" in capsys.readouterr().err
+
+
+def test_unrelated_files_and_touches_keep_the_fast_answer(locked: Path) -> None:
+    (locked / "locks/base/README.md").write_text("reviewers: see the diff\n")
+    (locked / "notes.txt").write_text("unrelated\n")
+    for path in (locked / "flowenv.toml", locked / "locks/base/pylock.linux-64.toml"):
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    assert _fast(locked) == 0
+    assert _full(locked) == 0
+
+
+def test_a_record_of_another_flowenv_or_host_is_not_trusted(locked: Path) -> None:
+    path = record_path(locked / "flowenv.toml")
+    record = json.loads(path.read_text())
+    for key in ("code", "host"):
+        path.write_text(json.dumps({**record, key: "something else"}))
+        assert not known_fresh(locked / "flowenv.toml")
+    path.write_text("{not json")
+    assert _fast(locked) is None
+    assert _full(locked) == 0
+    assert _fast(locked) == 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["lock", "--check", "base"],
+        ["lock", "--check", "-p", "linux-64"],
+        ["lock"],
+        ["-v", "lock", "--check"],
+        ["show"],
+        ["lock", "--check", "--check"],
+    ],
+)
+def test_only_a_whole_project_check_takes_the_fast_path(locked: Path, argv: list[str]) -> None:
+    assert fast_lock_check(["-C", str(locked), *argv]) is None
+
+
+def test_global_options_are_read_as_argparse_reads_them(locked: Path, monkeypatch) -> None:
+    monkeypatch.chdir(locked.parent)
+    name = locked.name
+    assert fast_lock_check(["-q", f"-C{name}", "lock", "--check"]) == 0
+    assert fast_lock_check(["-q", "-c", f"{name}/flowenv.toml", "lock", "--check"]) == 0
+    assert fast_lock_check(["-q", f"--config={name}/flowenv.toml", "lock", "--check"]) == 0
+    assert fast_lock_check(["-q", "--config", "missing.toml", "lock", "--check"]) is None
+
+
+def test_the_fast_path_imports_neither_attrs_nor_argparse(locked: Path) -> None:
+    probe = (
+        "import sys\n"
+        "from flowenv.cli import main\n"
+        f"assert main(['-q', '-C', {str(locked)!r}, 'lock', '--check']) == 0\n"
+        "heavy = {'attr', 'attrs', 'cattrs', 'argparse', 'typing', 'flowenv.errors'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout == "[]\n"
