@@ -167,13 +167,13 @@ class _Job:
 
 
 def _jobs(todo: Sequence[LockTarget]) -> list[_Job]:
-    # PyPI locks are one file per platform: one job per (spec, platform).
-    # A conda-lock.yml holds every platform: one job per spec.
-    grouped: dict[tuple[str, str], tuple[list[EnvSpec], list[str]]] = {}
+    # One job per distinct spec, with every platform it needs: a conda-lock.yml
+    # holds them all, and a PyPI env resolves its lead platform first so the
+    # others can follow its versions (see flowenv.lockers.pypi).
+    grouped: dict[str, tuple[list[EnvSpec], list[str]]] = {}
     for target in todo:
         env = target.env
-        key = (env.input_hash(), target.platform if env.kind == "pypi" else "")
-        envs, platforms = grouped.setdefault(key, ([], []))
+        envs, platforms = grouped.setdefault(env.input_hash(), ([], []))
         if env not in envs:
             envs.append(env)
         if target.platform not in platforms:

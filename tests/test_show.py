@@ -115,6 +115,7 @@ def test_show_json(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
                     "linux-64": {"path": "locks/base/pylock.linux-64.toml", "status": "stale"},
                     "osx-arm64": {"path": "locks/base/pylock.osx-arm64.toml", "status": "missing"},
                 },
+                "platform-differences": {},
             },
             {
                 "name": "train",
@@ -129,6 +130,7 @@ def test_show_json(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
                     "linux-64": {"path": "locks/train/pylock.linux-64.toml", "status": "missing"},
                     "osx-arm64": {"path": "locks/train/pylock.osx-arm64.toml", "status": "missing"},
                 },
+                "platform-differences": {},
             },
         ],
     }
