@@ -106,15 +106,19 @@ def check(
     obsolete = tuple(_obsolete(config, selected)) if whole else ()
     report = CheckReport(stale=stale, obsolete=obsolete)
     if whole:
-        remember_fresh(config, digests if report.fresh else None)
+        remember_fresh(config, digests if report.fresh else None, selected)
     return report
 
 
-def remember_fresh(config: Config, digests: Mapping[str, str] | None) -> None:
-    """Record that every lock is fresh (``digests`` None: forget instead).
+def remember_fresh(
+    config: Config, digests: Mapping[str, str] | None, live: Sequence[LockTarget]
+) -> None:
+    """Record that every lock of ``live`` (all of them) is fresh; ``digests`` None: forget.
 
     Called after a full check found nothing, or a full lock wrote every lock
-    and removed the obsolete ones.
+    and removed the obsolete ones. The record holds what each lock must say
+    for these inputs, not what was read: the fast check compares the files
+    with it, so a file that differs from it (for any reason) is never fresh.
     """
     from flowenv.locks import freshness
 
@@ -122,14 +126,19 @@ def remember_fresh(config: Config, digests: Mapping[str, str] | None) -> None:
     if digests is None or others is None:
         freshness.forget_record(config.path)
         return
-    freshness.write_record(config.path, {**digests, **others}, config.lock_root)
+    expected: dict[str, dict[str, str]] = {}
+    for target in live:
+        name = f"{target.path.parent.name}/{target.path.name}"
+        expected.setdefault(name, {})[target.platform] = target.env.input_hash()
+    freshness.write_record(config.path, {**digests, **others}, config.lock_root, expected)
 
 
 def _obsolete(config: Config, live_targets: Sequence[LockTarget]) -> list[Path]:
     from flowenv.locks.layout import lock_files
 
-    live = {t.path for t in live_targets}
-    return [path for path in lock_files(config.lock_root) if path not in live]
+    # Strings, not Paths: hashing a Path costs more than the comparison here.
+    live = {str(t.path) for t in live_targets}
+    return [path for path in lock_files(config.lock_root) if str(path) not in live]
 
 
 def obsolete_locks(config: Config) -> list[Path]:
@@ -143,9 +152,15 @@ def obsolete_locks(config: Config) -> list[Path]:
     return _obsolete(config, select_targets(config, environments, Selection()))
 
 
-def remove_obsolete_locks(config: Config) -> list[Path]:
-    """Delete :func:`obsolete_locks` (and env directories left empty); what was removed."""
-    removed = obsolete_locks(config)
+def remove_obsolete_locks(
+    config: Config, live: Sequence[LockTarget] | None = None
+) -> list[Path]:
+    """Delete :func:`obsolete_locks` (and env directories left empty); what was removed.
+
+    ``live``: every env × platform of the configuration, when the caller has
+    them already (a full :func:`lock` returns them).
+    """
+    removed = obsolete_locks(config) if live is None else _obsolete(config, live)
     for path in removed:
         path.unlink()
         # Not empty: another lock (or a file of the user's) still lives there.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -157,3 +158,21 @@ def test_the_fast_path_imports_neither_attrs_nor_argparse(locked: Path) -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert result.stdout == "[]\n"
+
+
+def test_a_conda_lock_is_checked_per_platform(make_project, conda_channels, capsys) -> None:
+    # One conda-lock.yml holds a hash per platform: the record expects every one.
+    root = make_project(
+        '[base]\npython = "3.11"\nconda.packages = { joblib = "*" }\n',
+        project_extra=f"conda.channels = [{conda_channels.main_url!r}]\n",
+    )
+    assert main(["-C", str(root), "lock"]) == 0
+    assert _fast(root) == 0
+    lock = root / "locks/base/conda-lock.yml"
+    text = lock.read_text()
+    edited = re.sub(r"^\s+flowenv-input-hash-osx-arm64:.*\n", "", text, flags=re.MULTILINE)
+    assert edited != text
+    lock.write_text(edited)
+    assert _fast(root) is None
+    assert _full(root) == 1
+    assert "base · osx-arm64: stale" in capsys.readouterr().err

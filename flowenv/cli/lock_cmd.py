@@ -105,8 +105,9 @@ def _lock(
     # Only a full lock knows every live lock; a partial one leaves others' files alone.
     removed: list[Any] = []
     if selection == Selection():
-        removed = remove_obsolete_locks(config)
-        remember_fresh(config, digests)
+        live = [result.target for result in results]
+        removed = remove_obsolete_locks(config, live)
+        remember_fresh(config, digests, live)
     if not args.quiet:
         for result in results:
             relative = result.target.path.relative_to(config.root)

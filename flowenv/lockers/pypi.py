@@ -7,12 +7,15 @@ platform was measured (``benchmarks/bench_lock.py``) and not chosen: it saves
 a call per platform but may pick a version that has no wheel for one of them,
 and its markers would have to be re-evaluated outside uv.
 
-**Same versions across platforms.** The first platform of
-``project.platforms`` (the *lead*) is resolved first; every other platform
-then hands uv the lead's pins as preferences (uv's "existing output file"), so
-it takes the lead's version of every package it can install and resolves the
-rest on its own. Where a platform cannot use the lead's version (no wheel for
-it, a dependency only it has), versions differ, and ``show`` lists them.
+**Same versions across platforms.** The first of the project's platforms (in
+flowenv's platform order, so linux-64 whenever it is locked) *leads*. All
+platforms are resolved at once, each on its own previous pins; a platform
+whose result pins a package the lead also has at another version is resolved
+again with the lead's pins as preferences (uv's "existing output file"), so it
+takes the lead's version of every package it can install and resolves the rest
+on its own. Where it cannot use the lead's version (no wheel for it),
+versions still differ, and ``show`` and ``diff`` list them. When the lead is
+not being resolved (``lock -p``), its lock on disk leads if it is fresh.
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ def lock_pypi_env(
     *,
     constraints: Mapping[str, Sequence[str]] | None = None,
 ) -> Mapping[str, str]:
-    """Resolve ``env`` for ``platforms``, the lead first; file name -> canonical pylock text.
+    """Resolve ``env`` for ``platforms``, following the lead; file name -> canonical pylock text.
 
     ``constraints`` (platform -> requirement lines, e.g. ``alpha==1.0``) bound
     the resolution: a solve group feeds the versions its envs must share here.
@@ -115,40 +118,62 @@ def lock_pypi_env(
         if recorded_input_hash(lead_lock, lead_platform) == env.input_hash():
             lead = _previous(lead_lock)
 
-    def resolve(platform: str, previous: str | None, how: LockOptions) -> str:
-        return compile_pylock(
-            [p.requirement() for p in env.pypi],
-            python=env.python,
-            platform=platform,
-            settings=env.pypi_settings,
-            label=f"{env.name} · {platform}",
-            constraints=tuple((constraints or {}).get(platform, ())),
-            previous=previous,
-            upgrade=how.upgrade,
-            upgrade_packages=how.upgrade_packages,
-            root=config.root,
-        )
+    def resolve(platform: str, previous: str | None, how: LockOptions) -> str | ResolutionError:
+        try:
+            return compile_pylock(
+                [p.requirement() for p in env.pypi],
+                python=env.python,
+                platform=platform,
+                settings=env.pypi_settings,
+                label=f"{env.name} · {platform}",
+                constraints=tuple((constraints or {}).get(platform, ())),
+                previous=previous,
+                upgrade=how.upgrade,
+                upgrade_packages=how.upgrade_packages,
+                root=config.root,
+            )
+        except ResolutionError as exc:
+            return exc
 
-    raw: dict[str, str] = {}
-    failures: list[ResolutionError] = []
-    followers = order
-    if lead_platform in order:
-        path = lock_path(config.lock_root, env, lead_platform)
-        try:
-            raw[lead_platform] = lead = resolve(lead_platform, _previous(path), options)
-        except ResolutionError as exc:
-            # The others are still resolved on their own: one run reports every failure.
-            failures.append(exc)
-        followers = [p for p in order if p != lead_platform]
-    for platform in followers:
-        own = _previous(lock_path(config.lock_root, env, platform))
-        previous, how = preferences(own, lead, options)
-        try:
-            raw[platform] = resolve(platform, previous, how)
-        except ResolutionError as exc:
-            failures.append(exc)
+    own = {p: _previous(lock_path(config.lock_root, env, p)) for p in order}
+    # Imported here: `lock --check` never resolves.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(order)) as pool:
+        # Every platform at once on its own previous pins, as if alone; in the
+        # common case they already agree with the lead and one round is all.
+        raw = dict(zip(order, pool.map(lambda p: resolve(p, own[p], options), order)))
+        if lead_platform in raw:
+            outcome = raw[lead_platform]
+            lead = outcome if isinstance(outcome, str) else None
+        # A follower that disagrees with the lead on a shared package resolves
+        # again, preferring the lead's pins; it keeps what it cannot install.
+        again = [p for p in order if p != lead_platform and _disagree(raw[p], lead)]
+
+        def follow(platform: str) -> str | ResolutionError:
+            previous, how = preferences(own[platform], lead, options)
+            return resolve(platform, previous, how)
+
+        for platform, outcome in zip(again, pool.map(follow, again)):
+            if isinstance(outcome, str):
+                raw[platform] = outcome
+    failures = [outcome for outcome in raw.values() if isinstance(outcome, ResolutionError)]
     if failures:
+        # Every platform was tried: one run reports every failure, in platform order.
         raise ResolutionError("\n\n".join(exc.message for exc in failures))
     return {
-        lock_path(config.lock_root, env, p).name: canonical_pylock(raw[p], env, p) for p in order
+        lock_path(config.lock_root, env, p).name: canonical_pylock(str(raw[p]), env, p)
+        for p in order
     }
+
+
+def _disagree(outcome: str | ResolutionError, lead: str | None) -> bool:
+    """Whether a resolution pins a package it shares with the lead's at another version."""
+    if not isinstance(outcome, str) or lead is None:
+        return False
+    mine, theirs = _packages(outcome), _packages(lead)
+    return any(
+        theirs[name].get("version") != package.get("version")
+        for name, package in mine.items()
+        if name in theirs
+    )

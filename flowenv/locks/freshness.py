@@ -57,27 +57,32 @@ def is_lock_name(name: str) -> bool:
     )
 
 
-def lock_files(lock_root: Path) -> list[Path]:
-    """Every ``<lock_root>/<env>/<lock name>``, sorted; hidden directories are skipped.
+def _lock_names(lock_root: str) -> list[str]:
+    """``"<env>/<lock name>"`` of every lock under ``lock_root``, sorted; hidden dirs skipped.
 
-    Names only (``listdir``, no stat): at a thousand steps this is most of
-    the fast check's time.
+    Strings, names only (``listdir``, no stat, no Path objects): at a thousand
+    steps this listing is the largest part of the fast check.
     """
     try:
         envs = [name for name in os.listdir(lock_root) if not name.startswith(".")]
     except OSError:
         return []
-    found: list[Path] = []
+    found: list[str] = []
     for env in envs:
         try:
-            names = os.listdir(lock_root / env)
+            names = os.listdir(os.path.join(lock_root, env))
         except OSError:  # a plain file, or gone meanwhile
             continue
-        found += (lock_root / env / name for name in names if is_lock_name(name))
+        found += (f"{env}/{name}" for name in names if is_lock_name(name))
     return sorted(found)
 
 
-def _read(path: Path, size: int = -1) -> bytes:
+def lock_files(lock_root: Path) -> list[Path]:
+    """Every ``<lock_root>/<env>/<lock name>``, sorted; hidden directories are skipped."""
+    return [lock_root / name for name in _lock_names(str(lock_root))]
+
+
+def _read(path: str, size: int = -1) -> bytes:
     fd = os.open(path, os.O_RDONLY)
     try:
         if size >= 0:
@@ -90,20 +95,22 @@ def _read(path: Path, size: int = -1) -> bytes:
         os.close(fd)
 
 
-def recorded_input_hashes(path: Path) -> dict[str, str]:
+def recorded_input_hashes(path: Path | str) -> dict[str, str]:
     """platform -> input hash, as the lock at ``path`` records them ({} if absent or unreadable)."""
+    where = os.fspath(path)
+    name = os.path.basename(where)
     try:
-        if path.name == CONDA_LOCK_NAME:
+        if name == CONDA_LOCK_NAME:
             # One key per platform: every match counts, so the whole file is read.
-            found = _CONDA_HASH.findall(_read(path))
+            found = _CONDA_HASH.findall(_read(where))
             return {platform.decode(): digest.decode() for platform, digest in found}
         # The first match in a prefix is the file's first match (a hash cut
         # short by the prefix's end does not match); only a lock whose hash is
         # not in its head costs a second, whole read.
-        match = _PYLOCK_HASH.search(_read(path, _HEAD_BYTES)) or _PYLOCK_HASH.search(_read(path))
+        match = _PYLOCK_HASH.search(_read(where, _HEAD_BYTES)) or _PYLOCK_HASH.search(_read(where))
     except OSError:
         return {}
-    platform = path.name.removeprefix(PYLOCK_PREFIX).removesuffix(PYLOCK_SUFFIX)
+    platform = name.removeprefix(PYLOCK_PREFIX).removesuffix(PYLOCK_SUFFIX)
     return {platform: match.group(1).decode()} if match else {}
 
 
@@ -153,8 +160,17 @@ def digest_inputs(paths: Iterable[Path]) -> dict[str, str] | None:
     return digests
 
 
-def _state(config_path: Path, inputs: Mapping[str, str], lock_root: Path) -> dict[str, object]:
-    """Everything the record compares, as it is now."""
+def _current_locks(lock_root: Path) -> dict[str, dict[str, str]]:
+    root = str(lock_root)
+    return {name: recorded_input_hashes(os.path.join(root, name)) for name in _lock_names(root)}
+
+
+def _record(
+    config_path: Path,
+    inputs: Mapping[str, str],
+    lock_root: Path,
+    locks: Mapping[str, Mapping[str, str]],
+) -> dict[str, object]:
     return {
         "format": RECORD_FORMAT,
         "code": _code_signature(),
@@ -162,27 +178,29 @@ def _state(config_path: Path, inputs: Mapping[str, str], lock_root: Path) -> dic
         "config": str(config_path.resolve()),
         "inputs": dict(inputs),
         "lock-root": str(lock_root.resolve()),
-        "locks": {
-            path.relative_to(lock_root).as_posix(): recorded_input_hashes(path)
-            for path in lock_files(lock_root)
-        },
+        "locks": {name: dict(hashes) for name, hashes in locks.items()},
     }
 
 
-def write_record(config_path: Path, inputs: Mapping[str, str] | None, lock_root: Path) -> None:
-    """Remember that every lock is fresh now (best effort: a read-only cache only costs speed).
+def write_record(
+    config_path: Path,
+    inputs: Mapping[str, str],
+    lock_root: Path,
+    locks: Mapping[str, Mapping[str, str]],
+) -> None:
+    """Remember what makes every lock fresh (best effort: a read-only cache only costs speed).
 
-    The caller has just found, by the full path, that every lock under
-    ``lock_root`` is live and fresh for the inputs whose :func:`digest_inputs`
-    it passes (None: an input could not be read, nothing is recorded).
+    ``inputs`` are the :func:`digest_inputs` the caller's configuration was
+    loaded from; ``locks`` maps every live lock (``"<env>/<file name>"``) to
+    the input hash per platform it must record. A later :func:`known_fresh`
+    holds only while the files say exactly that and no other lock exists.
     """
-    if inputs is None:
-        return
-    state = _state(config_path, inputs, lock_root)
+    record = _record(config_path, inputs, lock_root, locks)
     try:
         from flowenv._atomic import write_atomic
 
-        write_atomic(record_path(config_path), json.dumps(state, sort_keys=True))
+        text = json.dumps(record, sort_keys=True)
+        write_atomic(record_path(config_path), text, durable=False)
     except OSError:
         pass
 
@@ -208,4 +226,7 @@ def known_fresh(config_path: Path) -> bool:
     if not isinstance(inputs, Mapping) or not isinstance(lock_root, str):
         return False
     digests = digest_inputs(Path(p) for p in inputs)
-    return digests is not None and _state(config_path, digests, Path(lock_root)) == record
+    if digests is None:
+        return False
+    root = Path(lock_root)
+    return _record(config_path, digests, root, _current_locks(root)) == record
