@@ -44,7 +44,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from flowenv.config.load import load_config  # noqa: E402
-from flowenv.locks.layout import targets  # noqa: E402
 from flowenv.resolvers.uv import compile_args  # noqa: E402
 from flowenv.spec import EnvSpec, build_environments  # noqa: E402
 from tests.support.wheels import WheelSpec, build_simple_index, build_wheel  # noqa: E402
@@ -72,7 +71,7 @@ def build_index(root: Path) -> Path:
 
 
 def generate_project(root: Path, index: Path, steps: int) -> Path:
-    """A ``steps``-step × 2-platform project over :func:`build_index` (50 distinct specs at most)."""
+    """A ``steps``-step × 2-platform project over :func:`build_index` (<= 50 distinct specs)."""
     project = root / f"project-{steps}"
     project.mkdir()
     specs = ("1.0", "1.1", ">=1.0", "<2", "~=1.0")
@@ -225,7 +224,8 @@ def warm_offline_row(tmp: Path, index: Path, runs: int, env: dict[str, str]) -> 
 
     ours = _median_seconds(flowenv, runs)
     theirs = _median_seconds(lambda: _timed(uv, offline), runs)
-    return ("warm offline lock, 30 steps (31 envs × 2)", ours, "same uv calls one by one", theirs, 1.1)
+    scenario = "warm offline lock, 30 steps (31 envs × 2)"
+    return (scenario, ours, "same uv calls one by one", theirs, 1.1)
 
 
 def relock_row(tmp: Path, index: Path, runs: int, env: dict[str, str]) -> Row:

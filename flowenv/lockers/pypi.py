@@ -142,7 +142,7 @@ def lock_pypi_env(
     with ThreadPoolExecutor(max_workers=len(order)) as pool:
         # Every platform at once on its own previous pins, as if alone; in the
         # common case they already agree with the lead and one round is all.
-        raw = dict(zip(order, pool.map(lambda p: resolve(p, own[p], options), order)))
+        raw = dict(zip(order, pool.map(lambda p: resolve(p, own[p], options), order), strict=True))
         if lead_platform in raw:
             outcome = raw[lead_platform]
             lead = outcome if isinstance(outcome, str) else None
@@ -154,7 +154,7 @@ def lock_pypi_env(
             previous, how = preferences(own[platform], lead, options)
             return resolve(platform, previous, how)
 
-        for platform, outcome in zip(again, pool.map(follow, again)):
+        for platform, outcome in zip(again, pool.map(follow, again), strict=True):
             if isinstance(outcome, str):
                 raw[platform] = outcome
     failures = [outcome for outcome in raw.values() if isinstance(outcome, ResolutionError)]
