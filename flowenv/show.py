@@ -9,7 +9,7 @@ from flowenv.config.models import Config
 from flowenv.diff.compare import platform_differences
 from flowenv.diff.load import read_conda_lock_text, read_pylock_text
 from flowenv.diff.model import EnvLocks, PlatformLock
-from flowenv.errors import UsageError
+from flowenv.errors import FlowenvError, UsageError
 from flowenv.locks.layout import CONDA_LOCK_NAME, LockTarget, lock_status, targets
 from flowenv.spec import EnvSpec, build_environments
 
@@ -47,10 +47,13 @@ def _locked(env_targets: Sequence[LockTarget]) -> EnvLocks:
         except OSError:
             continue
         source = str(target.path)
-        if target.path.name == CONDA_LOCK_NAME:
-            out.update(read_conda_lock_text(text, source))
-        else:
-            out[target.platform] = read_pylock_text(text, source)
+        try:
+            if target.path.name == CONDA_LOCK_NAME:
+                out.update(read_conda_lock_text(text, source))
+            else:
+                out[target.platform] = read_pylock_text(text, source)
+        except FlowenvError:
+            continue  # a damaged lock is reported by its status, not here
     live = {t.platform for t in env_targets}
     return {platform: packages for platform, packages in out.items() if platform in live}
 
