@@ -122,9 +122,23 @@ def test_a_record_of_another_flowenv_or_host_is_not_trusted(locked: Path) -> Non
     assert _fast(locked) == 0
 
 
+def test_the_lock_hook_and_a_quiet_lock_answer_fast_only_when_fresh(locked: Path, capsys) -> None:
+    for argv in (["git", "lock-hook"], ["-q", "lock"]):
+        assert fast_lock_check(["-C", str(locked), *argv]) == 0
+    assert capsys.readouterr().out == ""
+    toml = locked / "flowenv.toml"
+    toml.write_text(toml.read_text().replace('beta = ">=1"', 'beta = "1.0"'))
+    assert fast_lock_check(["-C", str(locked), "git", "lock-hook"]) is None
+    # The full hook re-locks (and fails the commit, as a formatter does), then records.
+    assert main(["-C", str(locked), "git", "lock-hook"]) == 1
+    assert "locks/train/pylock.linux-64.toml" in capsys.readouterr().err
+    assert fast_lock_check(["-C", str(locked), "git", "lock-hook"]) == 0
+
+
 @pytest.mark.parametrize(
     "argv",
     [
+        ["lock"],
         ["lock", "--check", "base"],
         ["lock", "--check", "-p", "linux-64"],
         ["lock"],

@@ -1,9 +1,10 @@
 """``flowenv lock --check`` answered before argparse, the models or any command is imported.
 
-Pre-commit runs ``lock --check`` on every commit; most of its time used to be
-importing the CLI. When the command line is exactly ``[-q] [-C DIR] [-c FILE]
-lock --check`` and the freshness record (:mod:`flowenv.locks.freshness`)
-proves every lock fresh, this answers at once. Any other command line, and
+Pre-commit runs ``lock --check`` (or the ``git lock-hook``) on every commit;
+most of its time used to be importing the CLI. When the command line is
+exactly ``[-q] [-C DIR] [-c FILE] lock --check`` (or ``git lock-hook``, or
+``-q lock``) and the freshness record (:mod:`flowenv.locks.freshness`) proves
+every lock fresh, this answers at once. Any other command line, and
 any doubt, returns None: the full path decides and reports. Standard library
 only, like everything it imports.
 """
@@ -45,16 +46,25 @@ def _globals(argv: Sequence[str]) -> tuple[Path | None, Path | None, bool, list[
 
 
 def fast_lock_check(argv: Sequence[str]) -> int | None:
-    """0 when ``argv`` is a whole-project ``lock --check`` the record proves fresh, else None."""
+    """0 when ``argv`` is a whole-project command the record proves has nothing to do, else None.
+
+    Those commands: ``lock --check`` (prints that all is fresh), the
+    pre-commit ``git lock-hook`` and a quiet ``lock`` (both print nothing when
+    every lock is fresh).
+    """
     parsed = _globals(argv)
     if parsed is None:
         return None
     directory, explicit, quiet, rest = parsed
-    if rest != ["lock", "--check"]:
+    if rest == ["lock", "--check"]:
+        message = None if quiet else FRESH_MESSAGE
+    elif rest == ["git", "lock-hook"] or (quiet and rest == ["lock"]):
+        message = None
+    else:
         return None
     path = find_config(start=directory, explicit=explicit)
     if path is None or not known_fresh(path):
         return None
-    if not quiet:
-        print(FRESH_MESSAGE)
+    if message:
+        print(message)
     return 0

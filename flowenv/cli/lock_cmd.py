@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from flowenv.cli.common import add_selection
+from flowenv.cli.common import add_selection, config_and_digests
 from flowenv.cli.fastpath import FRESH_MESSAGE
 from flowenv.errors import CheckFailed
 
@@ -50,16 +50,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowenv.config.discover import discover_config
-    from flowenv.config.load import load_config
     from flowenv.lock import Selection, check
-    from flowenv.locks.freshness import digest_inputs
     from flowenv.locks.layout import lock_status
 
-    path = discover_config(start=args.directory, explicit=args.config)
-    # Digested before loading: the freshness record must describe the bytes judged.
-    digests = digest_inputs([path])
-    config = load_config(path)
+    config, digests = config_and_digests(args)
     selection = Selection(envs=tuple(args.envs), platforms=tuple(args.platforms))
     if args.check:
         report = check(config, selection, digests)
