@@ -123,31 +123,35 @@ def _timed(commands: Sequence[Sequence[str]], env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-def hyperfine_medians(commands: Sequence[str], runs: int, env: dict[str, str]) -> list[float]:
-    """Median seconds of each command, measured interleaved by one hyperfine run (or a loop)."""
+def hyperfine_medians(
+    commands: Sequence[str], runs: int, env: dict[str, str]
+) -> list[tuple[float, float]]:
+    """(median wall seconds, mean CPU seconds) of each command, interleaved in one hyperfine run.
+
+    CPU time (user + system, children included) barely moves when other work
+    shares the machine, wall time does: both are reported.
+    """
     hyperfine = shutil.which("hyperfine")
-    if hyperfine:
-        with tempfile.TemporaryDirectory() as tmp:
-            export = Path(tmp) / "result.json"
-            _run(
-                [
-                    hyperfine,
-                    "-N",
-                    "--warmup",
-                    "3",
-                    "--runs",
-                    str(runs),
-                    "--export-json",
-                    str(export),
-                    *commands,
-                ],
-                env,
-            )
-            return [r["median"] for r in json.loads(export.read_text())["results"]]
-    return [
-        _median_seconds(lambda c=command: _timed([c.split()], env), runs)
-        for command in commands
-    ]
+    if not hyperfine:
+        raise SystemExit("hyperfine is not on PATH (apt-get install hyperfine)")
+    with tempfile.TemporaryDirectory() as tmp:
+        export = Path(tmp) / "result.json"
+        _run(
+            [
+                hyperfine,
+                "-N",
+                "--warmup",
+                "3",
+                "--runs",
+                str(runs),
+                "--export-json",
+                str(export),
+                *commands,
+            ],
+            env,
+        )
+        results = json.loads(export.read_text())["results"]
+        return [(r["median"], r["user"] + r["system"]) for r in results]
 
 
 def uv_commands(
@@ -191,7 +195,8 @@ def project_uv_commands(project: Path, workdir: Path, universal: bool = False) -
 # -- scenarios ------------------------------------------------------------------
 
 
-Row = tuple[str, float, str, float, float]  # scenario, flowenv s, reference name, s, target
+#: scenario, flowenv wall s, its CPU s (0: not measured), reference, wall s, CPU s, target
+Row = tuple[str, float, float, str, float, float, float]
 
 
 def check_rows(tmp: Path, index: Path, runs: int, env: dict[str, str]) -> list[Row]:
@@ -199,16 +204,20 @@ def check_rows(tmp: Path, index: Path, runs: int, env: dict[str, str]) -> list[R
     for project in projects.values():
         _run([*_flowenv_command(), "-q", "-C", str(project), "lock"], env)
         _run([*_flowenv_command(), "-q", "-C", str(project), "lock", "--check"], env)
+        # Measure the path users get: the full lock left a record the fast path trusts.
+        config = str(project / "flowenv.toml")
+        probe = f"from flowenv.locks.freshness import known_fresh as k; assert k({config!r})"
+        _run([sys.executable, "-c", probe], env)
     commands = [f"{sys.executable} -c pass"] + [
         " ".join([*_flowenv_command(), "-q", "-C", str(p), "lock", "--check"])
         for p in projects.values()
     ]
     floor, at30, at1000 = hyperfine_medians(commands, runs, env)
-    slope_us = (at1000 - at30) / 970 * 1e6
-    print(f"lock --check cost per step: {slope_us:.1f} µs (30 → 1000 steps)")
+    slope_us = (at1000[1] - at30[1]) / 970 * 1e6
+    print(f"lock --check CPU per step: {slope_us:.1f} µs (30 → 1000 steps)")
     return [
-        ("lock --check, 30 steps × 2 platforms", at30, "python -c pass", floor, 0.040),
-        ("lock --check, 1000 steps × 2 platforms", at1000, "python -c pass", floor, 0.100),
+        ("lock --check, 30 steps × 2 platforms", *at30, "python -c pass", *floor, 0.040),
+        ("lock --check, 1000 steps × 2 platforms", *at1000, "python -c pass", *floor, 0.100),
     ]
 
 
@@ -225,7 +234,7 @@ def warm_offline_row(tmp: Path, index: Path, runs: int, env: dict[str, str]) -> 
     ours = _median_seconds(flowenv, runs)
     theirs = _median_seconds(lambda: _timed(uv, offline), runs)
     scenario = "warm offline lock, 30 steps (31 envs × 2)"
-    return (scenario, ours, "same uv calls one by one", theirs, 1.1)
+    return (scenario, ours, 0.0, "same uv calls one by one", theirs, 0.0, 1.1)
 
 
 def relock_row(tmp: Path, index: Path, runs: int, env: dict[str, str]) -> Row:
@@ -252,7 +261,8 @@ def relock_row(tmp: Path, index: Path, runs: int, env: dict[str, str]) -> Row:
     uv = uv_commands(step, config.project.platforms, tmp / "uv-relock")
     toml.write_text(original)
     theirs = _median_seconds(lambda: _timed(uv, env), runs)
-    return ("re-lock after changing 1 of 100 steps", ours, "that env's uv calls", theirs, 1.5)
+    scenario = "re-lock after changing 1 of 100 steps"
+    return (scenario, ours, 0.0, "that env's uv calls", theirs, 0.0, 1.5)
 
 
 def pypi_only_examples() -> list[Path]:
@@ -293,22 +303,23 @@ def cold_rows(runs: int) -> list[Row]:
     universal = _median_seconds(lambda: fresh(uv(True)), runs)
     names = ", ".join(e.name for e in examples)
     return [
-        (f"cold lock ({names})", ours, "same uv calls one by one", one_by_one, 1.0),
-        (f"cold lock ({names})", ours, "uv --universal per env", universal, 1.0),
+        (f"cold lock ({names})", ours, 0.0, "same uv calls one by one", one_by_one, 0.0, 1.0),
+        (f"cold lock ({names})", ours, 0.0, "uv --universal per env", universal, 0.0, 1.0),
     ]
 
 
 # -- report ---------------------------------------------------------------------
 
 
-def _seconds(value: float) -> str:
-    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+def _seconds(value: float, cpu: float = 0.0) -> str:
+    text = f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+    return f"{text} (cpu {cpu * 1000:.0f} ms)" if cpu else text
 
 
 def table(rows: Sequence[Row]) -> str:
     """An RST table: scenario, flowenv, reference, ratio (lock --check: absolute target)."""
     body = []
-    for scenario, ours, reference, theirs, target in rows:
+    for scenario, ours, our_cpu, reference, theirs, their_cpu, target in rows:
         absolute = "--check" in scenario
         ratio = ours / theirs
         goal = f"<= {target * 1000:.0f} ms" if absolute else f"<= {target:.1f}×"
@@ -316,18 +327,22 @@ def table(rows: Sequence[Row]) -> str:
         body.append(
             (
                 scenario,
-                _seconds(ours),
-                f"{reference}: {_seconds(theirs)}",
+                _seconds(ours, our_cpu),
+                f"{reference}: {_seconds(theirs, their_cpu)}",
                 f"{ratio:.2f}×",
                 f"{goal} ({'met' if met else 'missed'})",
             )
         )
-    header = ("scenario", "flowenv", "reference (same run)", "ratio", "target")
+    header = ("scenario", "flowenv (median)", "reference, same run (median)", "ratio", "target")
     widths = [max(len(r[i]) for r in (header, *body)) for i in range(len(header))]
     rule = "  ".join("=" * w for w in widths)
-    lines = [rule, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)), rule]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in body]
-    lines.append(rule)
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    lines = [rule, line(header), rule, *(line(r) for r in body), rule]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    lines += ["", f"Measured with load average {load:.1f} on {os.cpu_count()} CPUs."]
     return "\n".join(lines) + "\n"
 
 
