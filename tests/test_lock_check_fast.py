@@ -141,13 +141,15 @@ def test_the_lock_hook_and_a_quiet_lock_answer_fast_only_when_fresh(locked: Path
         ["lock"],
         ["lock", "--check", "base"],
         ["lock", "--check", "-p", "linux-64"],
-        ["lock"],
+        ["-q", "lock", "--upgrade"],
+        ["-q", "lock", "-P", "beta"],
+        ["-q", "lock", "base"],
         ["-v", "lock", "--check"],
         ["show"],
         ["lock", "--check", "--check"],
     ],
 )
-def test_only_a_whole_project_check_takes_the_fast_path(locked: Path, argv: list[str]) -> None:
+def test_other_command_lines_take_the_full_path(locked: Path, argv: list[str]) -> None:
     assert fast_lock_check(["-C", str(locked), *argv]) is None
 
 

@@ -7,9 +7,10 @@ The fast path trusts a *freshness record*, written by the full path when it
 found every lock fresh (and after a full ``lock``). The record holds:
 
 * the sha256 of the raw bytes of every file that enters the input hash
-  (``flowenv.toml`` or ``pyproject.toml``, and any file it names as an input);
-* every lock file under the lock directory, with the input hashes its header
-  recorded then;
+  (``flowenv.toml`` or ``pyproject.toml``, and any file it names as an input),
+  digested before the configuration was loaded;
+* every live lock file under the lock directory, with the input hash per
+  platform it must record for those inputs (no other lock may exist);
 * what else decides the answer: flowenv's version and a stat signature of its
   own source files (an edited or upgraded flowenv may hash inputs differently),
   and the host platform (the default platforms depend on it).
@@ -129,8 +130,10 @@ def _code_signature() -> str:
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
         for name in sorted(files):
             if name.endswith(".py"):
-                info = os.stat(os.path.join(directory, name))
-                stamps.append(f"{name} {info.st_size} {info.st_mtime_ns}")
+                path = os.path.join(directory, name)
+                info = os.stat(path)
+                where = os.path.relpath(path, package)
+                stamps.append(f"{where} {info.st_size} {info.st_mtime_ns}")
     return hashlib.sha256("\n".join(stamps).encode()).hexdigest()
 
 
