@@ -56,8 +56,18 @@ def select_targets(
                 f"({', '.join(config.project.platforms)})"
             )
     envs = [e for e in environments.envs if not selection.envs or e.name in selection.envs]
-    platforms = selection.platforms or config.project.platforms
-    return targets(config.lock_root, envs, platforms, live_platforms=config.project.platforms)
+    # Each env follows its own platforms (a GPU step: linux-64 only); a selected
+    # platform an env is not locked for is simply not one of its targets.
+    return [
+        target
+        for env in envs
+        for target in targets(
+            config.lock_root,
+            [env],
+            [p for p in env.platforms if not selection.platforms or p in selection.platforms],
+            live_platforms=env.platforms,
+        )
+    ]
 
 
 def stale_targets(config: Config, selection: Selection = Selection()) -> list[LockTarget]:
@@ -129,7 +139,7 @@ def remember_fresh(
     expected: dict[str, dict[str, str]] = {}
     for target in live:
         name = f"{target.path.parent.name}/{target.path.name}"
-        expected.setdefault(name, {})[target.platform] = target.env.input_hash()
+        expected.setdefault(name, {})[target.platform] = target.env.input_hash(target.platform)
     freshness.write_record(config.path, {**digests, **others}, config.lock_root, expected)
 
 
@@ -188,7 +198,10 @@ def _jobs(todo: Sequence[LockTarget]) -> list[_Job]:
     grouped: dict[str, tuple[list[EnvSpec], list[str]]] = {}
     for target in todo:
         env = target.env
-        envs, platforms = grouped.setdefault(env.input_hash(), ([], []))
+        # Keyed by the input hash of every platform the env locks: envs alike on all
+        # of them share one resolution (per-platform packages can tell them apart).
+        key = ",".join(f"{p}={env.input_hash(p)}" for p in env.platforms)
+        envs, platforms = grouped.setdefault(key, ([], []))
         if env not in envs:
             envs.append(env)
         if target.platform not in platforms:

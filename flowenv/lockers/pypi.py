@@ -7,7 +7,7 @@ platform was measured (``benchmarks/bench_lock.py``) and not chosen: it saves
 a call per platform but may pick a version that has no wheel for one of them,
 and its markers would have to be re-evaluated outside uv.
 
-**Same versions across platforms.** The first of the project's platforms (in
+**Same versions across platforms.** The first of the env's platforms (in
 flowenv's platform order, so linux-64 whenever it is locked) *leads*. All
 platforms are resolved at once, each on its own previous pins; a platform
 whose result pins a package the lead also has at another version is resolved
@@ -101,27 +101,30 @@ def lock_pypi_env(
     ``constraints`` (platform -> requirement lines, e.g. ``alpha==1.0``) bound
     the resolution: a solve group feeds the versions its envs must share here.
     """
-    order = [p for p in config.project.platforms if p in platforms]
-    order += [p for p in platforms if p not in order]
-    if not env.pypi:
+    every = env.platforms or tuple(platforms)
+    order = [p for p in every if p in platforms] + [p for p in platforms if p not in every]
+    out = {
         # Nothing to resolve (a Python-only env, as PeekabooFlow's base): the
         # answer is known, so no uv process is started.
-        return {
-            lock_path(config.lock_root, env, p).name: canonical_pylock(EMPTY_PYLOCK, env, p)
-            for p in order
-        }
-    lead_platform = config.project.platforms[0] if config.project.platforms else order[0]
+        lock_path(config.lock_root, env, p).name: canonical_pylock(EMPTY_PYLOCK, env, p)
+        for p in order
+        if not env.pypi_on(p)
+    }
+    order = [p for p in order if env.pypi_on(p)]
+    if not order:
+        return out
+    lead_platform = next((p for p in every if env.pypi_on(p)), order[0])
     lead: str | None = None
     if lead_platform not in order:
         # Not re-resolved in this run: its lock leads if it was made from these inputs.
         lead_lock = lock_path(config.lock_root, env, lead_platform)
-        if recorded_input_hash(lead_lock, lead_platform) == env.input_hash():
+        if recorded_input_hash(lead_lock, lead_platform) == env.input_hash(lead_platform):
             lead = _previous(lead_lock)
 
     def resolve(platform: str, previous: str | None, how: LockOptions) -> str | ResolutionError:
         try:
             return compile_pylock(
-                [p.requirement() for p in env.pypi],
+                [p.requirement() for p in env.pypi_on(platform)],
                 python=env.python,
                 platform=platform,
                 settings=env.pypi_settings,
@@ -131,6 +134,8 @@ def lock_pypi_env(
                 upgrade=how.upgrade,
                 upgrade_packages=how.upgrade_packages,
                 root=config.root,
+                pinned=env.pinned_on(platform),
+                system=env.system_on(platform),
             )
         except ResolutionError as exc:
             return exc
@@ -161,10 +166,11 @@ def lock_pypi_env(
     if failures:
         # Every platform was tried: one run reports every failure, in platform order.
         raise ResolutionError("\n\n".join(exc.message for exc in failures))
-    return {
+    out |= {
         lock_path(config.lock_root, env, p).name: canonical_pylock(str(raw[p]), env, p)
         for p in order
     }
+    return out
 
 
 def _disagree(outcome: str | ResolutionError, lead: str | None) -> bool:
