@@ -206,7 +206,10 @@ def check_rows(tmp: Path, index: Path, runs: int, env: dict[str, str]) -> list[R
         _run([*_flowenv_command(), "-q", "-C", str(project), "lock", "--check"], env)
         # Measure the path users get: the full lock left a record the fast path trusts.
         config = str(project / "flowenv.toml")
-        probe = f"from flowenv.locks.freshness import known_fresh as k; assert k({config!r})"
+        probe = (
+            "from pathlib import Path; from flowenv.locks.freshness import known_fresh as k; "
+            f"assert k(Path({config!r}))"
+        )
         _run([sys.executable, "-c", probe], env)
     commands = [f"{sys.executable} -c pass"] + [
         " ".join([*_flowenv_command(), "-q", "-C", str(p), "lock", "--check"])
@@ -265,12 +268,21 @@ def relock_row(tmp: Path, index: Path, runs: int, env: dict[str, str]) -> Row:
     return (scenario, ours, 0.0, "that env's uv calls", theirs, 0.0, 1.5)
 
 
+def _pypi_org_only(env: EnvSpec) -> bool:
+    settings = env.pypi_settings
+    return (
+        env.kind == "pypi"
+        and settings.index_url in (None, "https://pypi.org/simple")
+        and not (settings.extra_index_urls or settings.find_links or settings.indexes)
+    )
+
+
 def pypi_only_examples() -> list[Path]:
-    """Examples whose every environment is PyPI-only (no conda channel needed)."""
+    """Examples served by pypi.org alone (no conda channel, no other index)."""
     found = []
     for config_path in sorted((REPO / "examples").glob("*/flowenv.toml")):
         environments = build_environments(load_config(config_path))
-        if all(env.kind == "pypi" for env in environments.envs):
+        if all(_pypi_org_only(env) for env in environments.envs):
             found.append(config_path.parent)
     return found
 
