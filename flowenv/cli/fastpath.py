@@ -11,19 +11,21 @@ only, like everything it imports.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-
 from flowenv.config.discover import find_config
 from flowenv.locks.freshness import known_fresh
+
+# Not `from typing import TYPE_CHECKING`: see flowenv.locks.freshness.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 FRESH_MESSAGE = "all locks are fresh"
 
 
-def _globals(argv: Sequence[str]) -> tuple[Path | None, Path | None, bool, list[str]] | None:
+def _globals(argv: Sequence[str]) -> tuple[str | None, str | None, bool, list[str]] | None:
     """(-C DIR, -c FILE, -q, the rest) as argparse would read them; None if in doubt."""
-    directory: Path | None = None
-    config: Path | None = None
+    directory: str | None = None
+    config: str | None = None
     quiet = False
     rest = list(argv)
     while rest and rest[0].startswith("-"):
@@ -33,12 +35,12 @@ def _globals(argv: Sequence[str]) -> tuple[Path | None, Path | None, bool, list[
         elif arg in ("-C", "-c", "--config"):
             if not rest:
                 return None
-            value = Path(rest.pop(0))
+            value = rest.pop(0)
             directory, config = (value, config) if arg == "-C" else (directory, value)
         elif arg.startswith("--config="):
-            config = Path(arg.removeprefix("--config="))
+            config = arg.removeprefix("--config=")
         elif arg.startswith(("-C", "-c")) and len(arg) > 2:
-            value = Path(arg[2:])
+            value = arg[2:]
             directory, config = (value, config) if arg[1] == "C" else (directory, value)
         else:
             return None

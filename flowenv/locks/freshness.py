@@ -24,16 +24,46 @@ lock, so its cost per step is one small read.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 import flowenv
-from flowenv.cachedir import default_cache_dir
+from flowenv.cachedir import cache_root
+
+# Not `from typing import TYPE_CHECKING`, and no pathlib at run time: on the
+# fast path, importing typing, pathlib (with urllib.parse) or hashlib (OpenSSL)
+# costs more than reading a thousand lock headers.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from pathlib import Path
+    from typing import Any
+
+
+def _sha256_hex(data: bytes) -> str:
+    """sha256 of ``data`` by CPython's built-in implementation, without loading OpenSSL.
+
+    The digest is the same as ``hashlib.sha256``'s; only the module differs
+    (``_sha2`` on 3.12+, ``_sha256`` on 3.11, hashlib where neither exists).
+    """
+    digest: str = _SHA256(data).hexdigest()
+    return digest
+
+
+def _sha256_factory() -> Callable[[bytes], Any]:
+    for name in ("_sha2", "_sha256"):
+        try:
+            return __import__(name).sha256  # type: ignore[no-any-return]
+        except (ImportError, AttributeError):
+            continue
+    import hashlib
+
+    return hashlib.sha256
+
+
+_SHA256 = _sha256_factory()
 
 PYLOCK_PREFIX = "pylock."
 PYLOCK_SUFFIX = ".toml"
@@ -80,7 +110,7 @@ def _lock_names(lock_root: str) -> list[str]:
 
 def lock_files(lock_root: Path) -> list[Path]:
     """Every ``<lock_root>/<env>/<lock name>``, sorted; hidden directories are skipped."""
-    return [lock_root / name for name in _lock_names(str(lock_root))]
+    return [lock_root / name for name in _lock_names(os.fspath(lock_root))]
 
 
 def _read(path: str, size: int = -1) -> bytes:
@@ -115,16 +145,16 @@ def recorded_input_hashes(path: Path | str) -> dict[str, str]:
     return {platform: match.group(1).decode()} if match else {}
 
 
-def _sha256(path: Path) -> str | None:
+def _file_sha256(path: str) -> str | None:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return _sha256_hex(_read(path))
     except OSError:
         return None
 
 
 def _code_signature() -> str:
     """flowenv's version and the size and mtime of each of its source files."""
-    package = Path(flowenv.__file__).parent
+    package = os.path.dirname(flowenv.__file__)
     stamps = [flowenv.__version__]
     for directory, dirs, files in os.walk(package):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
@@ -134,7 +164,7 @@ def _code_signature() -> str:
                 info = os.stat(path)
                 where = os.path.relpath(path, package)
                 stamps.append(f"{where} {info.st_size} {info.st_mtime_ns}")
-    return hashlib.sha256("\n".join(stamps).encode()).hexdigest()
+    return _sha256_hex("\n".join(stamps).encode())
 
 
 def _host() -> str:
@@ -142,53 +172,61 @@ def _host() -> str:
     return f"{sys.platform} {os.uname().machine if hasattr(os, 'uname') else ''}"
 
 
-def record_path(config_path: Path) -> Path:
+def _record_file(config_path: str | Path) -> str:
+    key = _sha256_hex(os.path.realpath(config_path).encode())[:32]
+    return os.path.join(cache_root(), "lock-check", f"{key}.json")
+
+
+def record_path(config_path: str | Path) -> Path:
     """The record for one configuration file, in the machine's flowenv cache."""
-    key = hashlib.sha256(str(config_path.resolve()).encode()).hexdigest()[:32]
-    return default_cache_dir() / "lock-check" / f"{key}.json"
+    from pathlib import Path
+
+    return Path(_record_file(config_path))
 
 
-def digest_inputs(paths: Iterable[Path]) -> dict[str, str] | None:
-    """path -> sha256 of its bytes; None when one is unreadable.
+def digest_inputs(paths: Iterable[str | Path]) -> dict[str, str] | None:
+    """real path -> sha256 of its bytes; None when one is unreadable.
 
     Callers digest the configuration *before* loading it, so a record can
     never pair the bytes of a newer file with a verdict on an older one.
     """
     digests: dict[str, str] = {}
     for path in paths:
-        digest = _sha256(path)
+        digest = _file_sha256(os.fspath(path))
         if digest is None:
             return None
-        digests[str(path.resolve())] = digest
+        digests[os.path.realpath(path)] = digest
     return digests
 
 
-def _current_locks(lock_root: Path) -> dict[str, dict[str, str]]:
-    root = str(lock_root)
-    return {name: recorded_input_hashes(os.path.join(root, name)) for name in _lock_names(root)}
+def _current_locks(lock_root: str) -> dict[str, dict[str, str]]:
+    return {
+        name: recorded_input_hashes(os.path.join(lock_root, name))
+        for name in _lock_names(lock_root)
+    }
 
 
 def _record(
-    config_path: Path,
+    config_path: str | Path,
     inputs: Mapping[str, str],
-    lock_root: Path,
+    lock_root: str | Path,
     locks: Mapping[str, Mapping[str, str]],
 ) -> dict[str, object]:
     return {
         "format": RECORD_FORMAT,
         "code": _code_signature(),
         "host": _host(),
-        "config": str(config_path.resolve()),
+        "config": os.path.realpath(config_path),
         "inputs": dict(inputs),
-        "lock-root": str(lock_root.resolve()),
+        "lock-root": os.path.realpath(lock_root),
         "locks": {name: dict(hashes) for name, hashes in locks.items()},
     }
 
 
 def write_record(
-    config_path: Path,
+    config_path: str | Path,
     inputs: Mapping[str, str],
-    lock_root: Path,
+    lock_root: str | Path,
     locks: Mapping[str, Mapping[str, str]],
 ) -> None:
     """Remember what makes every lock fresh (best effort: a read-only cache only costs speed).
@@ -208,28 +246,27 @@ def write_record(
         pass
 
 
-def forget_record(config_path: Path) -> None:
+def forget_record(config_path: str | Path) -> None:
     """Drop the record (a check found something stale): the next check takes the full path."""
     import contextlib  # not at the top: the fast path never forgets
 
     with contextlib.suppress(OSError):
-        record_path(config_path).unlink()
+        os.unlink(_record_file(config_path))
 
 
-def known_fresh(config_path: Path) -> bool:
+def known_fresh(config_path: str | Path) -> bool:
     """True only when the record proves every lock fresh; False means "ask the full path"."""
     try:
-        record = json.loads(record_path(config_path).read_bytes())
+        record = json.loads(_read(_record_file(config_path)))
     except (OSError, ValueError):
         return False
-    if not isinstance(record, Mapping) or record.get("format") != RECORD_FORMAT:
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
         return False
     inputs = record.get("inputs")
     lock_root = record.get("lock-root")
-    if not isinstance(inputs, Mapping) or not isinstance(lock_root, str):
+    if not isinstance(inputs, dict) or not isinstance(lock_root, str):
         return False
-    digests = digest_inputs(Path(p) for p in inputs)
+    digests = digest_inputs(inputs)
     if digests is None:
         return False
-    root = Path(lock_root)
-    return _record(config_path, digests, root, _current_locks(root)) == record
+    return _record(config_path, digests, lock_root, _current_locks(lock_root)) == record
