@@ -70,6 +70,11 @@ def select_targets(
     ]
 
 
+def select_all(config: Config, selection: Selection = Selection()) -> list[LockTarget]:
+    """Every target ``selection`` names, fresh or not."""
+    return select_targets(config, build_environments(config), selection)
+
+
 def stale_targets(config: Config, selection: Selection = Selection()) -> list[LockTarget]:
     """Targets whose lock is missing or was made from other inputs. Resolves nothing."""
     environments = build_environments(config)
@@ -109,26 +114,38 @@ def check(
     that finds every lock fresh writes the record ``lock --check``'s fast path
     trusts (and any other outcome drops it).
     """
+    from flowenv.locks.layout import CONDA_LOCK_NAME, validate_lock
+
     environments = build_environments(config)
     selected = select_targets(config, environments, selection)
     stale = tuple(t for t in selected if not is_fresh(t))
+    # A fresh pylock is read whole (tomllib is already loaded): a damaged or
+    # hostile lock is an error here, not in the executor that installs it. A
+    # conda-lock.yml is not: YAML would cost this start-up path more than the
+    # check itself; every command that uses one reads it whole.
+    fresh = {t.path for t in selected} - {t.path for t in stale}
+    for path in sorted(p for p in fresh if p.name != CONDA_LOCK_NAME):
+        validate_lock(path)
     whole = selection == Selection()
     obsolete = tuple(_obsolete(config, selected)) if whole else ()
     report = CheckReport(stale=stale, obsolete=obsolete)
     if whole:
-        remember_fresh(config, digests if report.fresh else None, selected)
+        remember_fresh(config, digests if report.fresh else None, selected, validated=True)
     return report
 
 
 def remember_fresh(
-    config: Config, digests: Mapping[str, str] | None, live: Sequence[LockTarget]
+    config: Config,
+    digests: Mapping[str, str] | None,
+    live: Sequence[LockTarget],
+    *,
+    validated: bool = False,
 ) -> None:
     """Record that every lock of ``live`` (all of them) is fresh; ``digests`` None: forget.
 
-    Called after a full check found nothing, or a full lock wrote every lock
-    and removed the obsolete ones. The record holds what each lock must say
-    for these inputs, not what was read: the fast check compares the files
-    with it, so a file that differs from it (for any reason) is never fresh.
+    Called after a full check found nothing (``validated``: it also read every
+    fresh pylock whole), or a full lock wrote every lock and removed the
+    obsolete ones. See :func:`flowenv.locks.freshness.write_record`.
     """
     from flowenv.locks import freshness
 
@@ -140,7 +157,9 @@ def remember_fresh(
     for target in live:
         name = f"{target.path.parent.name}/{target.path.name}"
         expected.setdefault(name, {})[target.platform] = target.env.input_hash(target.platform)
-    freshness.write_record(config.path, {**digests, **others}, config.lock_root, expected)
+    freshness.write_record(
+        config.path, {**digests, **others}, config.lock_root, expected, validated=validated
+    )
 
 
 def _obsolete(config: Config, live_targets: Sequence[LockTarget]) -> list[Path]:

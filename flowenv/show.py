@@ -10,7 +10,7 @@ from flowenv.diff.compare import platform_differences
 from flowenv.diff.load import read_conda_lock_text, read_pylock_text
 from flowenv.diff.model import EnvLocks, PlatformLock
 from flowenv.errors import FlowenvError, UsageError
-from flowenv.locks.layout import CONDA_LOCK_NAME, LockTarget, lock_status, targets
+from flowenv.locks.layout import CONDA_LOCK_NAME, LockTarget, lock_status, targets, validate_lock
 from flowenv.spec import EnvSpec, build_environments, strip_credentials
 
 
@@ -35,6 +35,8 @@ def describe_env(config: Config, env: EnvSpec) -> dict[str, Any]:
     ``target.<platform>`` tables change it. The input hash is per platform.
     """
     env_targets = targets(config.lock_root, [env], env.platforms, live_platforms=env.platforms)
+    for path in sorted({t.path for t in env_targets if lock_status(t) == "fresh"}):
+        validate_lock(path)
     indexes = {n: strip_credentials(u) for p in env.platforms for n, u in env.indexes_on(p)}
     return {
         "name": env.name,

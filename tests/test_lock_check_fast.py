@@ -3,6 +3,10 @@
 Each test locks a real project with real uv, then changes one thing and asks
 both paths: :func:`fast_lock_check` (None = "ask the full path") and the full
 command (``main``), which must agree with what the change means.
+
+A lock's stat proves nothing in the seconds after it changed (one timestamp
+tick); :func:`test_a_just_written_lock_is_not_trusted_by_its_stat` keeps that
+guard and the other tests set it to zero instead of sleeping.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from flowenv.cli import main
 from flowenv.cli.fastpath import fast_lock_check
+from flowenv.locks import freshness
 from flowenv.locks.freshness import known_fresh, record_path
 
 BODY = """
@@ -31,9 +37,16 @@ pypi.packages = { beta = ">=1" }
 
 
 @pytest.fixture
-def locked(make_project, capsys) -> Path:
+def no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(freshness, "_RACY_NS", 0)
+
+
+@pytest.fixture
+def locked(make_project, capsys, no_racy_window) -> Path:
+    """A locked project after one full ``lock --check`` (which reads every pylock whole)."""
     root = make_project(BODY)
     assert main(["-C", str(root), "lock"]) == 0
+    assert main(["-C", str(root), "lock", "--check"]) == 0
     capsys.readouterr()
     return root
 
@@ -46,12 +59,35 @@ def _full(root: Path) -> int:
     return main(["-q", "-C", str(root), "lock", "--check"])
 
 
-def test_a_full_lock_leaves_a_record_the_fast_path_trusts(locked: Path, capsys) -> None:
+def test_a_full_check_leaves_a_record_the_fast_path_trusts(locked: Path, capsys) -> None:
     assert record_path(locked / "flowenv.toml").is_file()
     assert fast_lock_check(["-C", str(locked), "lock", "--check"]) == 0
     assert capsys.readouterr().out == "all locks are fresh\n"
     assert _fast(locked) == 0
     assert capsys.readouterr().out == ""
+
+
+def test_a_lock_run_answers_for_the_hook_but_not_for_a_check(
+    make_project, capsys, no_racy_window
+) -> None:
+    # A lock does not read fresh pylocks whole, so its record cannot stand for a check.
+    root = make_project(BODY)
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    assert fast_lock_check(["-C", str(root), "git", "lock-hook"]) == 0
+    assert _fast(root) is None
+    assert _full(root) == 0
+    assert _fast(root) == 0
+
+
+def test_a_just_written_lock_is_not_trusted_by_its_stat(make_project, capsys) -> None:
+    root = make_project(BODY)
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    assert _full(root) == 0
+    # Written a moment ago: an edit within the same timestamp tick could keep its stat.
+    record = json.loads(record_path(root / "flowenv.toml").read_text())
+    assert set(record["locks"].values()) == {None}
+    assert _fast(root) is None
+    assert _full(root) == 0
 
 
 def test_editing_flowenv_toml_takes_the_full_path(locked: Path, capsys) -> None:
@@ -63,6 +99,15 @@ def test_editing_flowenv_toml_takes_the_full_path(locked: Path, capsys) -> None:
     # A failed check drops the record: nothing can make the fast path trust it again.
     assert not record_path(toml).exists()
     assert _fast(locked) is None
+
+
+def test_a_damaged_lock_body_takes_the_full_path(locked: Path, capsys) -> None:
+    # The header (input hash) still matches: only the full check's whole read sees it.
+    lock = locked / "locks/train/pylock.linux-64.toml"
+    lock.write_text(lock.read_text().replace("[[packages]]", "[[packages]]\nname = 1", 1))
+    assert _fast(locked) is None
+    assert _full(locked) == 2
+    assert "pylock.linux-64.toml" in capsys.readouterr().err
 
 
 def test_an_edit_that_changes_no_input_hash_is_rechecked_and_recorded_again(
@@ -101,13 +146,20 @@ def test_an_obsolete_lock_takes_the_full_path(locked: Path, capsys) -> None:
     assert "locks/gone/pylock.linux-64.toml: obsolete" in capsys.readouterr().err
 
 
-def test_unrelated_files_and_touches_keep_the_fast_answer(locked: Path) -> None:
+def test_unrelated_files_and_a_touched_config_keep_the_fast_answer(locked: Path) -> None:
     (locked / "locks/base/README.md").write_text("reviewers: see the diff\n")
     (locked / "notes.txt").write_text("unrelated\n")
-    for path in (locked / "flowenv.toml", locked / "locks/base/pylock.linux-64.toml"):
-        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    os.utime(locked / "flowenv.toml", ns=(1_000_000_000, 1_000_000_000))
     assert _fast(locked) == 0
     assert _full(locked) == 0
+
+
+def test_a_touched_lock_is_checked_again(locked: Path) -> None:
+    # Unchanged content, but its stat no longer proves it: the full path decides once.
+    os.utime(locked / "locks/base/pylock.linux-64.toml", ns=(1_000_000_000, 1_000_000_000))
+    assert _fast(locked) is None
+    assert _full(locked) == 0
+    assert _fast(locked) == 0
 
 
 def test_a_record_of_another_flowenv_or_host_is_not_trusted(locked: Path) -> None:
@@ -162,11 +214,16 @@ def test_global_options_are_read_as_argparse_reads_them(locked: Path, monkeypatc
     assert fast_lock_check(["-q", "--config", "missing.toml", "lock", "--check"]) is None
 
 
-def test_the_fast_path_imports_nothing_heavy(locked: Path) -> None:
+def test_the_fast_path_imports_nothing_heavy(make_project, capsys) -> None:
+    # A new process with the real racy window: the locks must be older than it.
+    root = make_project(BODY)
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    time.sleep(freshness._RACY_NS / 1e9 + 0.1)
+    assert _full(root) == 0
     probe = (
         "import sys\n"
         "from flowenv.cli import main\n"
-        f"assert main(['-q', '-C', {str(locked)!r}, 'lock', '--check']) == 0\n"
+        f"assert main(['-q', '-C', {str(root)!r}, 'lock', '--check']) == 0\n"
         "heavy = {'attr', 'attrs', 'cattrs', 'argparse', 'typing', 'flowenv.errors',\n"
         "         'pathlib', '_hashlib', 'uv', 'rattler', 'fsspec'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"
@@ -177,13 +234,16 @@ def test_the_fast_path_imports_nothing_heavy(locked: Path) -> None:
     assert result.stdout == "[]\n"
 
 
-def test_a_conda_lock_is_checked_per_platform(make_project, conda_channels, capsys) -> None:
+def test_a_conda_lock_is_checked_per_platform(
+    make_project, conda_channels, capsys, no_racy_window
+) -> None:
     # One conda-lock.yml holds a hash per platform: the record expects every one.
     root = make_project(
         '[base]\npython = "3.11"\nconda.packages = { joblib = "*" }\n',
         project_extra=f"conda.channels = [{conda_channels.main_url!r}]\n",
     )
     assert main(["-C", str(root), "lock"]) == 0
+    assert _full(root) == 0
     assert _fast(root) == 0
     lock = root / "locks/base/conda-lock.yml"
     text = lock.read_text()

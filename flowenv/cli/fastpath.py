@@ -59,13 +59,15 @@ def fast_lock_check(argv: Sequence[str]) -> int | None:
         return None
     directory, explicit, quiet, rest = parsed
     if rest == ["lock", "--check"]:
-        message = None if quiet else FRESH_MESSAGE
+        # The full check also reads every fresh pylock whole: only a record made
+        # by a check (not by a lock, which does not) answers for it.
+        message, validated = (None if quiet else FRESH_MESSAGE), True
     elif rest == ["git", "lock-hook"] or (quiet and rest == ["lock"]):
-        message = None
+        message, validated = None, False
     else:
         return None
     path = find_config(start=directory, explicit=explicit)
-    if path is None or not known_fresh(path):
+    if path is None or not known_fresh(path, validated=validated):
         return None
     if message:
         print(message)

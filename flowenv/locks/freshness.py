@@ -4,22 +4,28 @@ Standard library only, on purpose: ``flowenv lock --check`` runs in pre-commit
 hooks, where importing the models (attrs, cattrs) costs more than the check.
 
 The fast path trusts a *freshness record*, written by the full path when it
-found every lock fresh (and after a full ``lock``). The record holds:
+found every lock fresh (a full ``lock --check``, ``lock`` or the pre-commit
+lock hook). The record holds:
 
 * the sha256 of the raw bytes of every file that enters the input hash
   (``flowenv.toml`` or ``pyproject.toml``, and any file it names as an input),
   digested before the configuration was loaded;
-* every live lock file under the lock directory, with the input hash per
-  platform it must record for those inputs (no other lock may exist);
+* every lock file under the lock directory (no other may appear) with its
+  stat (size, mtime, ctime, inode, device), taken when its header was read
+  and said what these inputs require, and only if the file had not changed in
+  the seconds before (a change within one timestamp tick could keep its stat);
+* whether every pylock was also read whole without error (``lock --check``
+  does, ``lock`` does not: only the former's record answers a check);
 * what else decides the answer: flowenv's version and a stat signature of its
   own source files (an edited or upgraded flowenv may hash inputs differently),
   and the host platform (the default platforms depend on it).
 
-The fast check re-reads all of that and calls the locks fresh only if every
-item is equal; anything else (an edited input, an edited lock header, a lock
-added or removed, a newer flowenv, no record at all) answers "unknown" and the
-full path decides. It reads each input file whole but only the header of each
-lock, so its cost per step is one small read.
+The fast check calls the locks fresh only if all of that is unchanged:
+the configuration's bytes, the listing of lock files and one ``stat`` per
+lock. Anything else (an edit, a touch, a lock added or removed, a newer
+flowenv, no record) answers "unknown" and the full path decides, then writes
+the record again. So right after a lock writes files, the next check takes
+the full path once.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import json
 import os
 import re
 import sys
+import time
 
 import flowenv
 from flowenv.cachedir import cache_root
@@ -126,23 +133,31 @@ def _read(path: str, size: int = -1) -> bytes:
         os.close(fd)
 
 
-def recorded_input_hashes(path: Path | str) -> dict[str, str]:
-    """platform -> input hash, as the lock at ``path`` records them ({} if absent or unreadable)."""
-    where = os.fspath(path)
-    name = os.path.basename(where)
-    try:
-        if name == CONDA_LOCK_NAME:
-            # One key per platform: every match counts, so the whole file is read.
-            found = _CONDA_HASH.findall(_read(where))
-            return {platform.decode(): digest.decode() for platform, digest in found}
-        # The first match in a prefix is the file's first match (a hash cut
-        # short by the prefix's end does not match); only a lock whose hash is
-        # not in its head costs a second, whole read.
-        match = _PYLOCK_HASH.search(_read(where, _HEAD_BYTES)) or _PYLOCK_HASH.search(_read(where))
-    except OSError:
-        return {}
+def hashes_in(name: str, data: bytes) -> dict[str, str]:
+    """platform -> input hash recorded in ``data``, the content of a lock file called ``name``."""
+    if name == CONDA_LOCK_NAME:
+        return {p.decode(): h.decode() for p, h in _CONDA_HASH.findall(data)}
+    match = _PYLOCK_HASH.search(data)
     platform = name.removeprefix(PYLOCK_PREFIX).removesuffix(PYLOCK_SUFFIX)
     return {platform: match.group(1).decode()} if match else {}
+
+
+def _header_hashes(path: str) -> dict[str, str] | None:
+    """:func:`hashes_in` of the lock at ``path`` reading as little as it can; None if unreadable.
+
+    A pylock's first match in a prefix is its first match in the file (a hash
+    cut short by the prefix's end does not match); a conda-lock.yml has one
+    key per platform, so it is read whole.
+    """
+    name = os.path.basename(path)
+    try:
+        if name != CONDA_LOCK_NAME:
+            found = hashes_in(name, _read(path, _HEAD_BYTES))
+            if found:
+                return found
+        return hashes_in(name, _read(path))
+    except OSError:
+        return None
 
 
 def _file_sha256(path: str) -> str | None:
@@ -199,18 +214,32 @@ def digest_inputs(paths: Iterable[str | Path]) -> dict[str, str] | None:
     return digests
 
 
-def _current_locks(lock_root: str) -> dict[str, dict[str, str]]:
-    return {
-        name: recorded_input_hashes(os.path.join(lock_root, name))
-        for name in _lock_names(lock_root)
-    }
+#: A file changed this recently may change again within one timestamp tick
+#: (2 s on FAT, 1 s on HFS+) without its stat changing: its stat proves nothing.
+_RACY_NS = 3_000_000_000
+
+
+def _signature(path: str, now_ns: int) -> list[int] | None:
+    """(size, mtime, ctime, inode, device) of ``path``; None if unreadable or changed too recently.
+
+    Any write, rename over, chmod or touch changes one of them; ctime cannot be
+    set back by a user.
+    """
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    if max(info.st_mtime_ns, info.st_ctime_ns) > now_ns - _RACY_NS:
+        return None
+    return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev]
 
 
 def _record(
     config_path: str | Path,
     inputs: Mapping[str, str],
     lock_root: str | Path,
-    locks: Mapping[str, Mapping[str, str]],
+    validated: bool,
+    locks: Mapping[str, list[int] | None],
 ) -> dict[str, object]:
     return {
         "format": RECORD_FORMAT,
@@ -219,7 +248,8 @@ def _record(
         "config": os.path.realpath(config_path),
         "inputs": dict(inputs),
         "lock-root": os.path.realpath(lock_root),
-        "locks": {name: dict(hashes) for name, hashes in locks.items()},
+        "validated": validated,
+        "locks": dict(locks),
     }
 
 
@@ -227,16 +257,30 @@ def write_record(
     config_path: str | Path,
     inputs: Mapping[str, str],
     lock_root: str | Path,
-    locks: Mapping[str, Mapping[str, str]],
+    expected: Mapping[str, Mapping[str, str]],
+    *,
+    validated: bool,
 ) -> None:
-    """Remember what makes every lock fresh (best effort: a read-only cache only costs speed).
+    """Remember that every lock is fresh (best effort: a read-only cache only costs speed).
 
     ``inputs`` are the :func:`digest_inputs` the caller's configuration was
-    loaded from; ``locks`` maps every live lock (``"<env>/<file name>"``) to
-    the input hash per platform it must record. A later :func:`known_fresh`
-    holds only while the files say exactly that and no other lock exists.
+    loaded from; ``expected`` maps every live lock (``"<env>/<file name>"``)
+    to the input hash per platform it must record; ``validated``: every
+    pylock was also read whole without error (what ``lock --check`` does).
+
+    Each lock's stat is recorded only when its header says what is expected
+    and the file did not change while it was read nor just before: a later
+    :func:`known_fresh` then needs nothing but the same stats.
     """
-    record = _record(config_path, inputs, lock_root, locks)
+    root = os.fspath(lock_root)
+    now = time.time_ns()
+    locks: dict[str, list[int] | None] = {}
+    for name, hashes in expected.items():
+        path = os.path.join(root, name)
+        before = _signature(path, now)
+        same = _header_hashes(path) == dict(hashes)
+        locks[name] = before if same and _signature(path, now) == before else None
+    record = _record(config_path, inputs, root, validated, locks)
     try:
         from flowenv._atomic import write_atomic
 
@@ -254,19 +298,29 @@ def forget_record(config_path: str | Path) -> None:
         os.unlink(_record_file(config_path))
 
 
-def known_fresh(config_path: str | Path) -> bool:
-    """True only when the record proves every lock fresh; False means "ask the full path"."""
+def known_fresh(config_path: str | Path, *, validated: bool = True) -> bool:
+    """True only when the record proves every lock fresh; False means "ask the full path".
+
+    ``validated``: the answer must also stand for "every pylock reads whole"
+    (``lock --check``), so a record made by a lock run, which does not read
+    fresh locks whole, does not do.
+    """
     try:
         record = json.loads(_read(_record_file(config_path)))
     except (OSError, ValueError):
         return False
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
         return False
-    inputs = record.get("inputs")
-    lock_root = record.get("lock-root")
-    if not isinstance(inputs, dict) or not isinstance(lock_root, str):
+    if validated and record.get("validated") is not True:
+        return False
+    inputs, root, locks = record.get("inputs"), record.get("lock-root"), record.get("locks")
+    if not (isinstance(inputs, dict) and isinstance(root, str) and isinstance(locks, dict)):
+        return False
+    if None in locks.values() or sorted(locks) != _lock_names(root):
         return False
     digests = digest_inputs(inputs)
     if digests is None:
         return False
-    return _record(config_path, digests, lock_root, _current_locks(lock_root)) == record
+    now = time.time_ns()
+    current = {name: _signature(os.path.join(root, name), now) for name in locks}
+    return _record(config_path, digests, root, record["validated"], current) == record
