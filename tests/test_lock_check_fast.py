@@ -169,6 +169,16 @@ def test_a_record_of_another_flowenv_or_host_is_not_trusted(locked: Path) -> Non
     for key in ("code", "host"):
         path.write_text(json.dumps({**record, key: "something else"}))
         assert not known_fresh(locked / "flowenv.toml")
+    # A record of another shape (an older flowenv's, a damaged one) is never an error.
+    for odd in (
+        {k: v for k, v in record.items() if k != "validated"},
+        {**record, "locks": list(record["locks"])},
+        {**record, "inputs": None},
+        [record],
+    ):
+        path.write_text(json.dumps(odd))
+        for quiet_lock in (True, False):
+            assert not known_fresh(locked / "flowenv.toml", validated=quiet_lock)
     path.write_text("{not json")
     assert _fast(locked) is None
     assert _full(locked) == 0

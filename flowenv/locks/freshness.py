@@ -75,7 +75,7 @@ _SHA256 = _sha256_factory()
 PYLOCK_PREFIX = "pylock."
 PYLOCK_SUFFIX = ".toml"
 CONDA_LOCK_NAME = "conda-lock.yml"
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2
 
 _PYLOCK_HASH = re.compile(rb'^input-hash\s*=\s*"([0-9a-f]{64})"', re.MULTILINE)
 # conda-lock.yml keeps flowenv's hashes in metadata.custom_metadata, one key per platform.
@@ -311,7 +311,8 @@ def known_fresh(config_path: str | Path, *, validated: bool = True) -> bool:
         return False
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
         return False
-    if validated and record.get("validated") is not True:
+    made_by_check = record.get("validated")
+    if not isinstance(made_by_check, bool) or (validated and not made_by_check):
         return False
     inputs, root, locks = record.get("inputs"), record.get("lock-root"), record.get("locks")
     if not (isinstance(inputs, dict) and isinstance(root, str) and isinstance(locks, dict)):
@@ -323,4 +324,4 @@ def known_fresh(config_path: str | Path, *, validated: bool = True) -> bool:
         return False
     now = time.time_ns()
     current = {name: _signature(os.path.join(root, name), now) for name in locks}
-    return _record(config_path, digests, root, record["validated"], current) == record
+    return _record(config_path, digests, root, made_by_check, current) == record
