@@ -322,5 +322,7 @@ def lock_group(
     return {
         config.lock_root / env.name / name: text
         for env in envs
-        for name, text in lock_pypi_env(config, env, platforms, options, pins).items()
+        for name, text in lock_pypi_env(
+            config, env, [p for p in platforms if p in env.platforms], options, constraints=pins
+        ).items()
     }

@@ -19,6 +19,7 @@ from flowenv.lock import stale_targets
 from flowenv.locks.condalock import read_conda_lock
 from flowenv.locks.pylock import read_pylock
 from flowenv.spec import build_environments
+from tests.support.local_package import write_local_package
 
 REQUIREMENTS_BASE = """
 [base]
@@ -401,3 +402,36 @@ def test_input_paths_name_every_file_and_local_package(make_project) -> None:
         root / "more.txt",
         root / "libs/mylib",
     ]
+
+
+def test_lock_check_fast_path_sees_an_edited_input_file_and_never_trusts_a_local_package(
+    make_project, capsys, monkeypatch
+) -> None:
+    from flowenv.cli.fastpath import fast_lock_check
+    from flowenv.locks import freshness
+
+    monkeypatch.setattr(freshness, "_RACY_NS", 0)
+    root = make_project(REQUIREMENTS_BASE)
+    _write(root, "requirements.txt", "-r more.txt\n")
+    _write(root, "more.txt", "alpha==1.0\n")
+    assert main(["-C", str(root), "lock"]) == 0
+    assert main(["-C", str(root), "lock", "--check"]) == 0
+    check = ["-q", "-C", str(root), "lock", "--check"]
+    assert fast_lock_check(check) == 0
+    # An included file's edit: the fast path does not answer, the full check finds it stale.
+    _write(root, "more.txt", "alpha==2.0\n")
+    assert fast_lock_check(check) is None
+    assert main(check) == 1
+
+    # With a local package, no record is kept: every check reads the package.
+    (root / "flowenv.toml").write_text(
+        (root / "flowenv.toml").read_text()
+        + 'pypi.packages = { mylib = { path = "libs/mylib" } }\n'
+    )
+    write_local_package(root / "libs/mylib", "mylib", "0.1.0")
+    assert main(["-C", str(root), "lock"]) == 0
+    assert main(check) == 0
+    assert fast_lock_check(check) is None
+    (root / "libs/mylib/src/mylib/new.py").write_text("X = 1\n")
+    assert main(check) == 1
+    capsys.readouterr()
