@@ -65,6 +65,12 @@ class ConfigError(FlowenvError):
         super().__init__("\n".join(d.render() for d in self.diagnostics))
 
 
+class WriteError(FlowenvError):
+    """A local file flowenv must write (a lock, an export) cannot be written; nothing was changed."""
+
+    exit_code = EXIT_USAGE
+
+
 class CheckFailed(FlowenvError):
     """A check found something: a stale lock, a non-empty diff with ``--exit-code``."""
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import attrs
 
 from flowenv.config.models import Config
-from flowenv.errors import FlowenvError, UsageError
+from flowenv.errors import FlowenvError, UsageError, WriteError
 from flowenv.lockers import LockOptions, locker_for
 from flowenv.locks.layout import LockTarget, is_fresh, targets
 from flowenv.spec import Environments, EnvSpec, build_environments
@@ -73,22 +73,55 @@ def obsolete_locks(config: Config) -> list[Path]:
     platform → one conda-lock.yml), leaves its old file behind; a reviewer
     must not mistake it for a live lock, nor ``lock --check`` for fresh.
     """
-    from flowenv.locks.layout import lock_files
+    from flowenv.locks.layout import lock_files, recorded_input_hashes
 
     environments = build_environments(config)
     live = {t.path for t in select_targets(config, environments, Selection())}
-    return [path for path in lock_files(config.lock_root) if path not in live]
+    # Only files that carry flowenv's input hash: a file that merely has a
+    # lock's name (another tool's pylock, a hand-written one) is not ours to judge.
+    return [
+        path
+        for path in lock_files(config.lock_root)
+        if path not in live and recorded_input_hashes(path)
+    ]
 
 
 def remove_obsolete_locks(config: Config) -> list[Path]:
-    """Delete :func:`obsolete_locks` (and env directories left empty); what was removed."""
+    """Delete :func:`obsolete_locks` (and env directories left empty); what was removed.
+
+    The lock dir is confined to the project (the loader refuses one that
+    leaves it), and only files flowenv wrote are candidates, so nothing another
+    project or person wrote is ever deleted.
+    """
     removed = obsolete_locks(config)
     for path in removed:
-        path.unlink()
+        try:
+            path.unlink()
+        except OSError as exc:
+            raise WriteError(
+                f"cannot remove the obsolete lock {path}: {exc.strerror}"
+            ) from None
         # Not empty: another lock (or a file of the user's) still lives there.
         with contextlib.suppress(OSError):
             path.parent.rmdir()
     return removed
+
+
+def remove_leftover_temp_files(config: Config) -> list[Path]:
+    """Delete the temporary lock files a killed ``flowenv lock`` left; what was removed."""
+    from flowenv._atomic import leftover_temp_files
+    from flowenv.locks.layout import is_lock_name
+
+    removed = []
+    root = config.lock_root
+    directories = [d for d in root.iterdir() if d.is_dir()] if root.is_dir() else []
+    for directory in directories:
+        for tmp, name in leftover_temp_files(directory).items():
+            if is_lock_name(name):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                    removed.append(tmp)
+    return sorted(removed)
 
 
 @attrs.frozen
@@ -168,6 +201,7 @@ def lock(
     if errors:
         raise _combined(errors)
     written = _write_changed(texts)
+    remove_leftover_temp_files(config)
     for target in todo:
         results.append(
             LockResult(target=target, status="written" if target.path in written else "unchanged")
@@ -187,15 +221,21 @@ def _combined(errors: list[tuple[str, FlowenvError]]) -> FlowenvError:
 
 
 def _write_changed(texts: dict[Path, str]) -> set[Path]:
-    from flowenv._atomic import write_atomic
+    """Write the locks whose text changed, all of them or (when one cannot be written) none."""
+    from flowenv._atomic import write_all_atomic
 
-    written = set()
+    changed = {}
     for path, text in sorted(texts.items()):
         try:
-            if path.read_text(encoding="utf-8") == text:
+            if path.read_bytes() == text.encode("utf-8"):
                 continue
         except OSError:
             pass
-        write_atomic(path, text)
-        written.add(path)
-    return written
+        changed[path] = text
+    try:
+        write_all_atomic(changed)
+    except OSError as exc:
+        raise WriteError(
+            f"cannot write {exc.filename}: {exc.strerror}; no lock file was changed"
+        ) from None
+    return set(changed)

@@ -22,7 +22,8 @@ def _pyproject_has_flowenv(path: Path) -> bool:
     # A regex, not a TOML parse: discovery runs on every command, including
     # `lock --check`, and most pyproject.toml files it meets are not ours.
     try:
-        return bool(_TOOL_TABLE.search(path.read_text(encoding="utf-8")))
+        # Undecodable bytes cannot hide the header; load_config reports them if it is ours.
+        return bool(_TOOL_TABLE.search(path.read_bytes().decode("utf-8", errors="replace")))
     except OSError:
         return False
 

@@ -92,6 +92,11 @@ def lock_status(target: LockTarget) -> str:
     return "stale" if target.path.exists() else "missing"
 
 
+def is_lock_name(name: str) -> bool:
+    """Whether ``name`` is the file name of a flowenv lock."""
+    return name == CONDA_LOCK_NAME or (name.startswith("pylock.") and name.endswith(".toml"))
+
+
 def lock_files(lock_root: Path) -> list[Path]:
     """Every file under ``lock_root`` named like a flowenv lock (nothing else is ever touched)."""
     if not lock_root.is_dir():
