@@ -91,7 +91,7 @@ def write_all_atomic(files: dict[Path, str]) -> None:
 
 
 def leftover_temp_files(directory: Path) -> dict[Path, str]:
-    """Temporary files a killed :func:`write_atomic` left in ``directory`` -> the name each was for."""
+    """Temp files a killed :func:`write_atomic` left in ``directory`` -> the name each was for."""
     try:
         entries = list(directory.iterdir())
     except OSError:

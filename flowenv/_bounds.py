@@ -9,7 +9,7 @@ instead, which no real configuration, lock or manifest comes near.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -45,7 +45,7 @@ def depth_of(value: object) -> int:
     return deepest
 
 
-def parse_bounded(loads: Callable[[str], T], text: str) -> T:
+def parse_bounded(loads: Callable[[Any], T], text: str | bytes) -> T:
     """``loads(text)``, or :class:`TooDeep` when the document nests beyond :data:`MAX_DEPTH`."""
     try:
         data = loads(text)

@@ -66,7 +66,7 @@ class ConfigError(FlowenvError):
 
 
 class WriteError(FlowenvError):
-    """A local file flowenv must write (a lock, an export) cannot be written; nothing was changed."""
+    """A local file flowenv must write (a lock, an export) cannot be written."""
 
     exit_code = EXIT_USAGE
 

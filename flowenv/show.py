@@ -8,7 +8,7 @@ from typing import Any
 from flowenv.config.models import Config
 from flowenv.errors import UsageError
 from flowenv.locks.layout import lock_status, targets
-from flowenv.spec import EnvSpec, build_environments
+from flowenv.spec import EnvSpec, build_environments, strip_credentials
 
 
 def describe_env(config: Config, env: EnvSpec) -> dict[str, Any]:
@@ -20,8 +20,8 @@ def describe_env(config: Config, env: EnvSpec) -> dict[str, Any]:
         "kind": env.kind,
         "python": env.python,
         "pypi": [p.requirement() for p in env.pypi],
-        "conda": [c.match_spec() for c in env.conda],
-        "channels": list(env.channels) if env.kind == "conda" else [],
+        "conda": [strip_credentials(c.match_spec()) for c in env.conda],
+        "channels": [strip_credentials(c) for c in env.channels] if env.kind == "conda" else [],
         "steps": list(env.steps),
         "input-hash": env.input_hash(),
         "locks": {

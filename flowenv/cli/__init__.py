@@ -88,10 +88,12 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.run(args))
     except FlowenvError as exc:
+        from flowenv._subprocess import redact
+
+        # The last line of defence: whatever a message quotes, no URL keeps its password.
+        message = redact(exc.message)
         print(
-            f"flowenv: error: {exc.message}"
-            if "\n" not in exc.message
-            else f"flowenv: error:\n{exc.message}",
+            f"flowenv: error: {message}" if "\n" not in message else f"flowenv: error:\n{message}",
             file=sys.stderr,
         )
         return exc.exit_code

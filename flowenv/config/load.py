@@ -17,13 +17,6 @@ from typing import Any, TypeVar
 from flowenv._bounds import TooDeep, parse_bounded
 from flowenv.config.discover import PYPROJECT_NAME
 from flowenv.config.locate import KeyLines, KeyPath, line_of, locate_keys
-from flowenv.config.validators import (
-    CONDA_NAME,
-    extra_problem,
-    lock_dir_escape,
-    lock_dir_problem,
-    portable_name_problem,
-)
 from flowenv.config.models import (
     DEFAULT_CHANNELS,
     DEFAULT_LOCK_DIR,
@@ -35,6 +28,13 @@ from flowenv.config.models import (
     ProjectSettings,
     PypiPackage,
     PypiSettings,
+)
+from flowenv.config.validators import (
+    CONDA_NAME,
+    extra_problem,
+    lock_dir_escape,
+    lock_dir_problem,
+    portable_name_problem,
 )
 from flowenv.errors import ConfigError, Diagnostic
 from flowenv.platforms import KNOWN_PLATFORMS, default_platforms

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flowenv._atomic import default_file_mode
 from flowenv._subprocess import redact
 from flowenv.errors import StoreError
 from flowenv.store.registry import LOCAL, Backend
@@ -197,7 +198,11 @@ class Store:
         final = Path(self.path(key))
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-        os.close(fd)
+        try:
+            # A shared store is read by other users: the umask decides, not mkstemp's 0600.
+            os.fchmod(fd, default_file_mode())
+        finally:
+            os.close(fd)
         try:
             fill(tmp)
             with open(tmp, "rb+") as handle:
