@@ -214,7 +214,7 @@ class _Reader:
                 self.gap(keyword.value, where, f"@{name}: unknown keyword '{keyword.arg}'")
                 continue
             try:
-                value = ast.literal_eval(keyword.value)
+                value = self.literal(keyword.value, name, keyword.arg, where)
             except ValueError:
                 self.gap(
                     keyword.value,
@@ -234,6 +234,31 @@ class _Reader:
                 )
             else:
                 out[keyword.arg] = checked
+        return out
+
+    def literal(self, node: ast.expr, name: str, key: str, where: str) -> Any:
+        """The literal value of ``node``; in a dict, only computed entries are dropped (as gaps).
+
+        ``packages={"a": "1.0", "b": VERSION}`` keeps ``a`` and reports ``b``:
+        one computed version must not cost the step every other package.
+        """
+        if not isinstance(node, ast.Dict):
+            return ast.literal_eval(node)
+        out = {}
+        for key_node, value_node in zip(node.keys, node.values, strict=True):
+            try:
+                if key_node is None:
+                    raise ValueError("**mapping")
+                entry_key = ast.literal_eval(key_node)
+                out[entry_key] = ast.literal_eval(value_node)
+            except ValueError:
+                shown = ast.unparse(key_node) if key_node is not None else "**"
+                self.gap(
+                    value_node,
+                    where,
+                    f"@{name}: {key}[{shown}]={ast.unparse(value_node)} is computed, "
+                    "not a literal; only this entry was dropped",
+                )
         return out
 
     def check(self, node: ast.expr, name: str, key: str, value: object, where: str) -> Any:
@@ -440,6 +465,10 @@ def import_flow(
         source = flow_path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read {flow_path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"cannot read {flow_path}: not UTF-8 text (byte {exc.start + 1} is not valid)"
+        ) from None
     for platform in platforms or ():
         if platform not in KNOWN_PLATFORMS:
             raise UsageError(

@@ -176,6 +176,7 @@ def lock(
     options = options or LockOptions()
     environments = build_environments(config)
     selected = select_targets(config, environments, selection)
+    _check_upgrade_packages(selected, options.upgrade_packages)
     forced = options.upgrade or bool(options.upgrade_packages)
     todo = [t for t in selected if forced or not is_fresh(t)]
     results = [LockResult(target=t, status="fresh") for t in selected if t not in todo]
@@ -207,6 +208,29 @@ def lock(
             LockResult(target=target, status="written" if target.path in written else "unchanged")
         )
     return sorted(results, key=lambda r: (r.target.env.name, r.target.platform))
+
+
+def _check_upgrade_packages(selected: Sequence[LockTarget], names: Sequence[str]) -> None:
+    """Refuse ``--upgrade-package NAME`` for a package no selected env declares or has locked.
+
+    A typo would otherwise "succeed" and upgrade nothing.
+    """
+    if not names:
+        return
+    from flowenv.config.load import did_you_mean, normalize_pypi_name
+    from flowenv.locks.layout import locked_names
+
+    known: set[str] = set()
+    for target in selected:
+        known |= {p.name for p in target.env.pypi} | {c.name for c in target.env.conda}
+        known |= locked_names(target.path)
+    known = {normalize_pypi_name(n) for n in known}
+    for name in names:
+        if normalize_pypi_name(name) not in known:
+            raise UsageError(
+                f"--upgrade-package {name}: no selected environment declares or locks a "
+                f"package of that name{did_you_mean(normalize_pypi_name(name), known)}"
+            )
 
 
 def _combined(errors: list[tuple[str, FlowenvError]]) -> FlowenvError:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flowenv.config.models import Config
+from flowenv.config.load import did_you_mean
 from flowenv.errors import UsageError
 from flowenv.locks.layout import lock_status, targets
 from flowenv.spec import EnvSpec, build_environments, strip_credentials
@@ -48,6 +49,11 @@ def describe_steps(config: Config, steps: Sequence[str] = ()) -> dict[str, Any]:
     for name in names:
         if not name.isidentifier():
             raise UsageError(f"'{name}' is not a step name (steps are Python identifiers)")
+        hint = did_you_mean(name, declared) if name not in declared else ""
+        if hint:
+            # An undeclared step runs in base, but one a letter away from a
+            # declared step is a typo: showing base for it would mislead.
+            raise UsageError(f"no step named '{name}' in {config.path.name}{hint}")
         shown.append(
             {
                 "step": name,

@@ -12,10 +12,11 @@ import argparse
 import gc
 import importlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from flowenv import __version__
 from flowenv.errors import EXIT_USAGE, FlowenvError
@@ -34,24 +35,57 @@ COMMANDS: dict[str, str] = {
 }
 
 
+EXIT_CODES_HELP = """\
+exit codes:
+  0  ok
+  1  a check found something (stale lock, non-empty diff with --exit-code)
+  2  usage, configuration or input error
+  3  resolution failed (unsatisfiable, package missing)
+  4  store or transfer failure"""
+
+_INVALID_CHOICE = re.compile(r"invalid choice: '(?P<word>[^']*)' \(choose from (?P<choices>.*)\)")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, except that the exit-code table keeps its lines."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text == EXIT_CODES_HELP:
+            return text
+        return super()._fill_text(text, width, indent)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"flowenv: error: {message}\n")
+        self.exit(EXIT_USAGE, f"flowenv: error: {_with_hint(message)}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="flowenv",
-        description="Reproducible per-step, per-platform environments for ML workflows.",
-    )
-    parser.add_argument("--version", action="version", version=f"flowenv {__version__}")
+def _with_hint(message: str) -> str:
+    """argparse's "invalid choice" message with a "did you mean" for the closest choice."""
+    match = _INVALID_CHOICE.search(message)
+    if not match:
+        return message
+    from flowenv.config.load import did_you_mean
+
+    choices = [c.strip().strip("'") for c in match["choices"].split(",")]
+    return message + did_you_mean(match["word"], choices)
+
+
+def _add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:
+    """-C, -c, -q: on the main parser and again on every command, so they go anywhere.
+
+    On commands their default is SUPPRESS: an option given before the command
+    is not overwritten by the command's parser when it is not repeated after it.
+    """
+    default: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
     parser.add_argument(
         "-C",
         dest="directory",
         type=Path,
         metavar="DIR",
         help="run as if started in DIR (config discovery starts there)",
+        **default,
     )
     parser.add_argument(
         "-c",
@@ -59,19 +93,41 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="FILE",
         help="use this flowenv.toml or pyproject.toml; no discovery, no fallback",
+        **default,
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="print only errors and results")
-    sub = parser.add_subparsers(
-        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="print only errors and results", **default
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="flowenv",
+        description="Reproducible per-step, per-platform environments for ML workflows.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"flowenv {__version__}")
+    _add_global_options(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in COMMANDS.values():
         importlib.import_module(module).register(sub)
+    for command in sub.choices.values():
+        _add_global_options(command, top=False)
+        if command.epilog is None:
+            command.epilog = EXIT_CODES_HELP
+            command.formatter_class = _HelpFormatter
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; ``argv`` None means this process is the ``flowenv`` program."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        # Bare `flowenv`: the overview a newcomer needs, not an error.
+        parser.print_help()
+        return 0
     try:
         return _run(args)
     finally:

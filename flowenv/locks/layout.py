@@ -19,6 +19,8 @@ CONDA_LOCK_NAME = "conda-lock.yml"
 
 _PYLOCK_HASH = re.compile(r'^input-hash\s*=\s*"([0-9a-f]{64})"', re.MULTILINE)
 # conda-lock.yml keeps flowenv's hashes in metadata.custom_metadata, one key per platform.
+# `name = "x"` of a [[packages]] entry (pylock) or `- name: x` of a package (conda-lock).
+_LOCKED_NAME = re.compile(r"^\s*-?\s*name\s*[=:]\s*[\"']?([A-Za-z0-9_.-]+)", re.MULTILINE)
 _CONDA_HASH = re.compile(r"^\s+flowenv-input-hash-([a-z0-9-]+):\s*'?([0-9a-f]{64})'?", re.MULTILINE)
 
 
@@ -90,6 +92,15 @@ def lock_status(target: LockTarget) -> str:
     if is_fresh(target):
         return "fresh"
     return "stale" if target.path.exists() else "missing"
+
+
+def locked_names(path: Path) -> set[str]:
+    """Every package name the lock at ``path`` mentions (a loose scan; {} if unreadable)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return set()
+    return set(_LOCKED_NAME.findall(text))
 
 
 def is_lock_name(name: str) -> bool:
