@@ -11,7 +11,6 @@ so a run that cannot write one file changes none.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import tempfile
@@ -21,7 +20,6 @@ from pathlib import Path
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]+\.tmp\Z")
 
 
-@functools.cache
 def default_file_mode() -> int:
     """0666 less the process umask: the mode a newly created regular file gets."""
     # Read without changing it where the kernel says it (Linux); os.umask() can

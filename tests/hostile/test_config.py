@@ -1,0 +1,282 @@
+"""Hostile flowenv.toml / pyproject.toml input, through every command that reads it.
+
+Each case must end in one clear message naming the file (and the key and line
+where there is one), exit 2, no traceback, and nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from flowenv._bounds import MAX_DEPTH
+from flowenv.config.load import load_config, parse_config
+from flowenv.config.locate import locate_keys
+from flowenv.config.validators import MAX_NAME_LENGTH
+from flowenv.errors import ConfigError
+from flowenv.spec import build_environments
+from tests.hostile.conftest import CONFIG_COMMANDS, Outcome
+from tests.support.stores import free_port
+
+HEADER = '[project]\nname = "p"\nplatforms = ["linux-64"]\n\n[base]\npython = "3.11"\n'
+
+
+def _project(tmp_path: Path, body: str, header: str = HEADER) -> Path:
+    root = tmp_path / "proj"
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "flowenv.toml").write_text(header + textwrap.dedent(body))
+    return root
+
+
+def _refused(outcome: Outcome, *needles: str) -> None:
+    assert outcome.code == 2, outcome
+    assert outcome.err.startswith("flowenv: error:"), outcome.err
+    assert "Traceback" not in outcome.err
+    for needle in needles:
+        assert needle in outcome.err, (needle, outcome.err)
+
+
+INJECTIONS = {
+    "extra with newlines": ('"alpha[x\\n-r /etc/passwd\\ny]" = "1.0"', "invalid extra"),
+    "name with a trailing newline": ('"alpha\\n" = "1.0"', "invalid package name"),
+    "extra with a space": ('"alpha[x y]" = "1.0"', "invalid extra"),
+    "version with a newline": ('alpha = "1.0\\n-r /etc/passwd"', "invalid version specifier"),
+}
+
+
+@pytest.mark.parametrize("command", CONFIG_COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("entry", INJECTIONS.values(), ids=list(INJECTIONS))
+def test_requirement_injection_is_refused_by_every_command(
+    tmp_path: Path, run_cli: Callable[..., Outcome], command: tuple[str, ...], entry: tuple[str, str]
+) -> None:
+    line, message = entry
+    root = _project(tmp_path, f"pypi.packages = {{ {line} }}\n")
+    outcome = run_cli("-C", root, *command)
+    _refused(outcome, f"{root / 'flowenv.toml'}:7: base.pypi.packages.", message)
+    assert not (root / "locks").exists()
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        '"bad\\nchannel::numpy"',  # a channel with a line break
+        '"numpy\\n"',
+        '"chan nel::numpy"',
+    ],
+)
+def test_conda_names_and_channels_are_strict(tmp_path: Path, key: str) -> None:
+    root = _project(tmp_path, f"conda.packages = {{ {key} = \"1.0\" }}\n")
+    with pytest.raises(ConfigError, match="invalid conda package"):
+        load_config(root / "flowenv.toml")
+
+
+NAMES = {
+    "dot-dot": ("envs", "a..b"),
+    "windows reserved": ("envs", "CON"),
+    "windows reserved with extension": ("envs", "nul.x"),
+    "trailing dot": ("envs", "gpu."),
+    "300 characters": ("envs", "e" * 300),
+    "step, windows reserved": ("steps", "aux"),
+    "step, too long": ("steps", "s" * (MAX_NAME_LENGTH + 1)),
+}
+
+
+@pytest.mark.parametrize("command", [("lock",), ("lock", "--check"), ("sync", "--dry-run")])
+@pytest.mark.parametrize("where", NAMES.values(), ids=list(NAMES))
+def test_one_portable_name_rule_at_load_time(
+    tmp_path: Path,
+    run_cli: Callable[..., Outcome],
+    command: tuple[str, ...],
+    where: tuple[str, str],
+) -> None:
+    table, name = where
+    root = _project(tmp_path, f'[{table}."{name}"]\npypi.packages = {{ alpha = "1.0" }}\n')
+    outcome = run_cli("-C", root, *command)
+    _refused(outcome, f'{table}."{name}"' if "." in name else f"{table}.{name}")
+    assert not (root / "locks").exists()
+
+
+def test_portable_names_that_are_fine(tmp_path: Path) -> None:
+    root = _project(
+        tmp_path,
+        '[envs."gpu-2.x_1"]\npypi.packages = { alpha = "1.0" }\n'
+        '[envs.console]\npypi.packages = { alpha = "1.0" }\n'
+        '[envs.' + "e" * MAX_NAME_LENGTH + ']\npypi.packages = { alpha = "1.0" }\n',
+    )
+    names = build_environments(load_config(root / "flowenv.toml")).names()
+    assert names == ("base", "console", "e" * MAX_NAME_LENGTH, "gpu-2.x_1")
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "expected"),
+    [
+        ("steps = 3\n", "steps", "expected a table, got an integer"),
+        ('envs = "gpu"\n', "envs", "expected a table, got a string"),
+        ("[steps]\ntrain = 3\n", "steps.train", "expected a table, got an integer"),
+    ],
+)
+@pytest.mark.parametrize("command", CONFIG_COMMANDS, ids=" ".join)
+def test_wrong_shapes_at_the_top(
+    tmp_path: Path,
+    run_cli: Callable[..., Outcome],
+    body: str,
+    key: str,
+    expected: str,
+    command: tuple[str, ...],
+) -> None:
+    # Top-level keys must come before [base]'s table, or TOML puts them inside it.
+    header = '[project]\nname = "p"\nplatforms = ["linux-64"]\n'
+    root = _project(tmp_path, "", header="")
+    (root / "flowenv.toml").write_text(body + header + '[base]\npython = "3.11"\n')
+    _refused(run_cli("-C", root, *command), f"{key}: {expected}")
+
+
+NESTED = {
+    "arrays": "x = " + "[" * 1000 + "]" * 1000,
+    "inline tables": "x = " + "{a = " * 1000 + "1" + "}" * 1000,
+    "dotted key": "x" + ".a" * 1000 + " = 1",
+}
+
+
+@pytest.mark.parametrize("command", CONFIG_COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("value", NESTED.values(), ids=list(NESTED))
+def test_nesting_1000_deep_is_one_error(
+    tmp_path: Path, run_cli: Callable[..., Outcome], command: tuple[str, ...], value: str
+) -> None:
+    root = _project(tmp_path, "", header='[project]\nname = "p"\n[project.store-options]\n')
+    (root / "flowenv.toml").write_text((root / "flowenv.toml").read_text() + value + "\n")
+    _refused(run_cli("-C", root, *command), f"nested more than {MAX_DEPTH} levels deep")
+
+
+def test_nesting_up_to_the_limit_is_read(tmp_path: Path) -> None:
+    value = "[" * (MAX_DEPTH - 3) + "]" * (MAX_DEPTH - 3)
+    text = HEADER.replace("[base]", f"[project.store-options]\nx = {value}\n\n[base]")
+    assert parse_config(text, tmp_path / "flowenv.toml").project.store_options[0][0] == "x"
+
+
+def test_a_200_kb_file_of_long_dotted_headers_is_refused_at_once(
+    tmp_path: Path, run_cli: Callable[..., Outcome]
+) -> None:
+    header = "[steps.s." + ".".join(["k"] * 2000) + "]\n"
+    root = _project(tmp_path, header * 50)
+    assert len((root / "flowenv.toml").read_bytes()) > 200_000
+    _refused(run_cli("-C", root, "lock", "--check"), "flowenv.toml:7: invalid TOML: nested")
+
+
+def _peak_memory(text: str) -> int:
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError):  # the headers declare nothing valid; that is fine
+            parse_config(text, Path("/nonexistent/flowenv.toml"))
+        locate_keys(text)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_reading_long_headers_is_linear_in_the_file_size() -> None:
+    """Memory (a count, not a time) for n and 4n headers each as deep as allowed grows 4x.
+
+    The scanner this replaced held one tuple per prefix of every header:
+    quadratic in header depth (24 GB for a 200 KB file).
+    """
+
+    def text(count: int) -> str:
+        return "".join(
+            f"[steps.s{i}.{'.'.join(['b'] * (MAX_DEPTH - 3))}]\n" for i in range(count)
+        )
+
+    small, large = _peak_memory(text(100)), _peak_memory(text(400))
+    assert len(text(400)) > 4 * len(text(100)) * 0.99
+    assert large / small < 4 * 1.3, (small, large)
+
+
+@pytest.mark.parametrize("name", ["flowenv.toml", "pyproject.toml"])
+@pytest.mark.parametrize("command", CONFIG_COMMANDS, ids=" ".join)
+def test_non_utf8_configuration_met_in_discovery(
+    tmp_path: Path, run_cli: Callable[..., Outcome], name: str, command: tuple[str, ...]
+) -> None:
+    root = tmp_path / "proj"
+    (root / "sub").mkdir(parents=True)
+    prefix = b"[tool.flowenv]\n" if name == "pyproject.toml" else b""
+    (root / name).write_bytes(prefix + b'[project]\nname = "caf\xe9"\n')
+    outcome = run_cli("-C", root / "sub", *command)
+    _refused(outcome, f"{root / name}:", "not UTF-8 text")
+
+
+def test_non_utf8_foreign_pyproject_in_discovery_is_passed_over(
+    tmp_path: Path, run_cli: Callable[..., Outcome]
+) -> None:
+    """A pyproject.toml that is not ours is skipped even when it is not UTF-8."""
+    root = _project(tmp_path, 'pypi.packages = { alpha = "1.0" }\n')
+    (root / "sub").mkdir()
+    (root / "sub" / "pyproject.toml").write_bytes(b'[project]\nname = "caf\xe9"\n')
+    outcome = run_cli("-C", root / "sub", "show", "--json")
+    assert outcome.code == 0, outcome
+    assert json.loads(outcome.out)["config"] == str(root / "flowenv.toml")
+
+
+# -- conda channel credentials ------------------------------------------------------------
+SECRET = "s3cr3t-pa55"
+
+
+def _channel_project(tmp_path: Path, channel: str) -> Path:
+    return _project(
+        tmp_path,
+        'conda.packages = { numpy = "1.26" }\n',
+        header=HEADER.replace("[base]", f'[project.conda]\nchannels = ["{channel}"]\n\n[base]'),
+    )
+
+
+def test_channel_credentials_are_never_hashed(tmp_path: Path) -> None:
+    with_secret = load_config(
+        _channel_project(tmp_path / "a", f"https://user:{SECRET}@conda.example/chan")
+        / "flowenv.toml"
+    )
+    rotated = load_config(
+        _channel_project(tmp_path / "b", "https://user:other@conda.example/chan") / "flowenv.toml"
+    )
+    bare = load_config(
+        _channel_project(tmp_path / "c", "https://conda.example/chan") / "flowenv.toml"
+    )
+    hashes = {build_environments(c).get("base").input_hash() for c in (with_secret, rotated, bare)}
+    assert len(hashes) == 1
+    assert SECRET not in json.dumps(build_environments(with_secret).get("base").hash_inputs())
+
+
+def test_channel_qualified_package_credentials_are_never_hashed(tmp_path: Path) -> None:
+    def env_hash(channel: str, sub: str) -> str:
+        root = _project(tmp_path / sub, f'conda.packages = {{ "{channel}::numpy" = "1.26" }}\n')
+        return build_environments(load_config(root / "flowenv.toml")).get("base").input_hash()
+
+    assert env_hash(f"https://u:{SECRET}@conda.example/c", "a") == env_hash(
+        "https://conda.example/c", "b"
+    )
+
+
+@pytest.mark.parametrize("command", [("show",), ("show", "--json")])
+def test_channel_credentials_never_shown(
+    tmp_path: Path, run_cli: Callable[..., Outcome], command: tuple[str, ...]
+) -> None:
+    root = _channel_project(tmp_path, f"https://user:{SECRET}@conda.example/chan")
+    outcome = run_cli("-C", root, *command)
+    assert outcome.code == 0, outcome
+    assert "conda.example/chan" in outcome.out
+    assert SECRET not in outcome.out + outcome.err
+
+
+def test_channel_credentials_not_in_a_resolution_error(
+    tmp_path: Path, run_cli: Callable[..., Outcome]
+) -> None:
+    # Nothing listens on the port: rattler fails and quotes the channel URL.
+    root = _channel_project(tmp_path, f"http://user:{SECRET}@127.0.0.1:{free_port()}/chan")
+    outcome = run_cli("-C", root, "lock")
+    assert outcome.code == 3, outcome
+    assert "127.0.0.1" in outcome.err
+    assert SECRET not in outcome.out + outcome.err
+    assert not (root / "locks").exists()
