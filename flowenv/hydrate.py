@@ -113,6 +113,8 @@ def hydrate(
         )
     store = _store(config, store_url, store_options)
     cache = cache or ArtifactCache()
+    # Every step below writes into the cache (locks, venvs, artifacts): say it once, up front.
+    cache.check_writable()
 
     if env_id is None:
         assert project_name is not None  # checked above, before opening the store

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from flowenv.config.models import Config
 from flowenv.config.load import did_you_mean
+from flowenv.config.models import Config
 from flowenv.errors import UsageError
 from flowenv.locks.layout import lock_status, targets
 from flowenv.spec import EnvSpec, build_environments, strip_credentials

@@ -95,6 +95,12 @@ class ArtifactCache:
             base.mkdir(parents=True, exist_ok=True)
             return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
 
+    def check_writable(self) -> None:
+        """A StoreError now, rather than a failure half-way, if the cache cannot be written."""
+        with self._writable():
+            self.root.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=self.root).close()
+
     @contextmanager
     def _writable(self) -> Iterator[None]:
         """Turn "cannot create a file in the cache" into one StoreError saying what to do."""
@@ -129,8 +135,8 @@ class ArtifactCache:
         path = self.path(sha256, filename)
         try:
             stamp = _stamp(path)
-        except FileNotFoundError:
-            return None
+        except OSError:
+            return None  # absent, or a cache we cannot read: fetched again (add reports why)
         marker = self._marker(path)
         try:
             if marker.read_text(encoding="ascii") == stamp:

@@ -52,7 +52,10 @@ INJECTIONS = {
 @pytest.mark.parametrize("command", CONFIG_COMMANDS, ids=" ".join)
 @pytest.mark.parametrize("entry", INJECTIONS.values(), ids=list(INJECTIONS))
 def test_requirement_injection_is_refused_by_every_command(
-    tmp_path: Path, run_cli: Callable[..., Outcome], command: tuple[str, ...], entry: tuple[str, str]
+    tmp_path: Path,
+    run_cli: Callable[..., Outcome],
+    command: tuple[str, ...],
+    entry: tuple[str, str],
 ) -> None:
     line, message = entry
     root = _project(tmp_path, f"pypi.packages = {{ {line} }}\n")
