@@ -73,7 +73,7 @@ def test_requirement_injection_is_refused_by_every_command(
     ],
 )
 def test_conda_names_and_channels_are_strict(tmp_path: Path, key: str) -> None:
-    root = _project(tmp_path, f"conda.packages = {{ {key} = \"1.0\" }}\n")
+    root = _project(tmp_path, f'conda.packages = {{ {key} = "1.0" }}\n')
     with pytest.raises(ConfigError, match="invalid conda package"):
         load_config(root / "flowenv.toml")
 
@@ -109,7 +109,7 @@ def test_portable_names_that_are_fine(tmp_path: Path) -> None:
         tmp_path,
         '[envs."gpu-2.x_1"]\npypi.packages = { alpha = "1.0" }\n'
         '[envs.console]\npypi.packages = { alpha = "1.0" }\n'
-        '[envs.' + "e" * MAX_NAME_LENGTH + ']\npypi.packages = { alpha = "1.0" }\n',
+        "[envs." + "e" * MAX_NAME_LENGTH + ']\npypi.packages = { alpha = "1.0" }\n',
     )
     names = build_environments(load_config(root / "flowenv.toml")).names()
     assert names == ("base", "console", "e" * MAX_NAME_LENGTH, "gpu-2.x_1")
@@ -190,9 +190,7 @@ def test_reading_long_headers_is_linear_in_the_file_size() -> None:
     """
 
     def text(count: int) -> str:
-        return "".join(
-            f"[steps.s{i}.{'.'.join(['b'] * (MAX_DEPTH - 3))}]\n" for i in range(count)
-        )
+        return "".join(f"[steps.s{i}.{'.'.join(['b'] * (MAX_DEPTH - 3))}]\n" for i in range(count))
 
     small, large = _peak_memory(text(100)), _peak_memory(text(400))
     assert len(text(400)) > 4 * len(text(100)) * 0.99

@@ -181,7 +181,15 @@ def test_hydrate_an_alias_nested_1000_deep(
     alias.parent.mkdir(parents=True)
     alias.write_text('{"env_id": ' + "[" * 1000 + "]" * 1000 + "}")
     outcome = run_cli(
-        "-C", tmp_path, "hydrate", "base", "--store", store, "--project", "p", "--platform",
+        "-C",
+        tmp_path,
+        "hydrate",
+        "base",
+        "--store",
+        store,
+        "--project",
+        "p",
+        "--platform",
         "linux-64",
     )
     assert outcome.code == 4, outcome
