@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 
 from flowenv._atomic import write_atomic
+from flowenv._bounds import parse_bounded
 from flowenv.config.models import Config
 from flowenv.errors import StoreError, UsageError
 from flowenv.platforms import host_platform
@@ -238,7 +239,7 @@ def _read_marker(prefix: Path) -> dict[str, Any] | None:
     import json
 
     try:
-        data = json.loads((prefix / MARKER).read_text(encoding="utf-8"))
+        data = parse_bounded(json.loads, (prefix / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

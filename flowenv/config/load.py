@@ -510,6 +510,16 @@ def _validate_python_present(
             v.error(("steps", name), f"no python version ({hint})")
 
 
+def read_toml(text: str) -> tuple[KeyLines, dict[str, Any]]:
+    """The line of every key and the parsed document; :class:`TooDeep` past the nesting bound.
+
+    The linear line scan runs first: it refuses deep nesting (and long dotted
+    keys, on which tomllib is quadratic) before tomllib meets them.
+    """
+    lines = locate_keys(text)
+    return lines, parse_bounded(tomllib.loads, text)
+
+
 def _keys(table: object) -> tuple[str, ...]:
     """Every key of ``table`` when it is one (``steps = 3`` is reported by the shape check)."""
     return tuple(table) if isinstance(table, dict) else ()
@@ -519,9 +529,7 @@ def parse_config(text: str, path: Path) -> Config:
     """Validate ``text`` (the contents of ``path``) into a :class:`Config`."""
     display = str(path)
     try:
-        # The linear line scan first: it refuses deep nesting before tomllib meets it.
-        lines = locate_keys(text)
-        data = parse_bounded(tomllib.loads, text)
+        lines, data = read_toml(text)
     except TooDeep as exc:
         raise ConfigError([Diagnostic(display, exc.line, "", f"invalid TOML: {exc}")]) from None
     except tomllib.TOMLDecodeError as exc:

@@ -21,6 +21,7 @@ from flowenv.config.validators import MAX_NAME_LENGTH
 from flowenv.errors import ConfigError
 from flowenv.spec import build_environments
 from tests.hostile.conftest import CONFIG_COMMANDS, Outcome
+from tests.support.git_repo import commit_all, init_repo
 from tests.support.stores import free_port
 
 HEADER = '[project]\nname = "p"\nplatforms = ["linux-64"]\n\n[base]\npython = "3.11"\n'
@@ -281,3 +282,30 @@ def test_channel_credentials_not_in_a_resolution_error(
     assert "127.0.0.1" in outcome.err
     assert SECRET not in outcome.out + outcome.err
     assert not (root / "locks").exists()
+
+
+# -- diff reads the configuration of older revisions from git ---------------------------------
+@pytest.mark.parametrize(
+    "committed",
+    [
+        NESTED["arrays"],
+        NESTED["dotted key"],
+        "[steps.s." + ".".join(["k"] * 20000) + "]",
+        'lock-dir = "../../outside"',
+    ],
+    ids=["arrays 1000 deep", "dotted key 1000 deep", "40 KB dotted header", "escaping lock-dir"],
+)
+def test_diff_against_a_revision_with_a_hostile_configuration(
+    make_project: Callable[..., Path], run_cli: Callable[..., Outcome], committed: str
+) -> None:
+    root = init_repo(make_project('[base]\npython = "3.11"\npypi.packages = { alpha = "1.0" }\n'))
+    config = root / "flowenv.toml"
+    good = config.read_text()
+    config.write_text(good.replace("[project]\n", f"[project]\n{committed}\n", 1))
+    commit_all(root, "hostile")
+    config.write_text(good)
+    assert run_cli("-C", root, "lock").code == 0
+    outcome = run_cli("-C", root, "diff")
+    assert outcome.code == 0, outcome
+    assert "Traceback" not in outcome.err
+    assert "alpha" in outcome.out  # the work tree's lock is new against HEAD's (none)
