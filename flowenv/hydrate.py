@@ -376,7 +376,7 @@ def _install_wheels(
     *,
     system: bool,
 ) -> None:
-    from flowenv.resolvers.uv import install_wheels_offline
+    from flowenv.resolvers.uv import install_wheels_offline, requirements_text
 
     # A find-links directory of hard links to the verified cache files: uv
     # picks, per pinned package, the wheel that fits the interpreter, and the
@@ -395,7 +395,8 @@ def _install_wheels(
             pins.add((wheel.name, wheel.version))
         requirements = scratch / "requirements.txt"
         requirements.write_text(
-            "".join(f"{name}=={version}\n" for name, version in sorted(pins)), encoding="utf-8"
+            requirements_text(f"{name}=={version}" for name, version in sorted(pins)),
+            encoding="utf-8",
         )
         install_wheels_offline(
             python,

@@ -69,6 +69,7 @@ _CONDA_SPEC = re.compile(
 )
 #: A virtual package's version, optionally with a build string: "2.28", "1=x86_64_v3".
 _VIRTUAL_VALUE = re.compile(r"^[0-9][0-9A-Za-z_.]*(=[0-9A-Za-z_.]+)?\Z")
+_VIRTUAL_NAME = re.compile(r"^__[a-z0-9][a-z0-9_-]*\Z")
 #: A channel named in "channel::name": a name or a URL, never whitespace or a quote.
 _CHANNEL_REF = re.compile(r"^[A-Za-z0-9_.:/@%+~=-]+\Z")
 _NAME_SEPARATORS = re.compile(r"[-_.]+")
@@ -190,7 +191,7 @@ class _Validator:
             )
         virtual = self.string_table(conda_table, "virtual-packages", conda_path)
         for name, value in virtual.items():
-            if not name.startswith("__") or not _VIRTUAL_VALUE.match(value):
+            if not _VIRTUAL_NAME.match(name) or not _VIRTUAL_VALUE.match(value):
                 self.error(
                     (*conda_path, "virtual-packages", name),
                     f'expected a virtual package like __glibc = "2.28" '

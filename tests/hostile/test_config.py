@@ -309,3 +309,38 @@ def test_diff_against_a_revision_with_a_hostile_configuration(
     assert outcome.code == 0, outcome
     assert "Traceback" not in outcome.err
     assert "alpha" in outcome.out  # the work tree's lock is new against HEAD's (none)
+
+
+def test_a_diagnostic_stays_one_line_without_terminal_escapes(
+    tmp_path: Path, run_cli: Callable[..., Outcome]
+) -> None:
+    root = _project(tmp_path, 'pypi.packages = { "al\\u001b[2Jpha\\r" = "1.0" }\n')
+    outcome = run_cli("-C", root, "show")
+    assert outcome.code == 2
+    assert "\x1b" not in outcome.err
+    assert "\r" not in outcome.err
+    assert outcome.err.count("\n") == 1
+    assert 'base.pypi.packages."al\\u001b[2Jpha\\r": invalid package name' in outcome.err
+
+
+def test_virtual_package_names_are_single_tokens(tmp_path: Path) -> None:
+    root = _project(
+        tmp_path,
+        "",
+        header=HEADER.replace(
+            "[base]", '[project.conda]\nvirtual-packages = { "__glibc\\n" = "2.28" }\n\n[base]'
+        ),
+    )
+    with pytest.raises(ConfigError, match="expected a virtual package like"):
+        load_config(root / "flowenv.toml")
+
+
+def test_no_line_break_ever_reaches_a_requirements_file() -> None:
+    """The last check before uv, behind the loader's and the store readers' own."""
+    from flowenv.errors import FlowenvError
+    from flowenv.resolvers.uv import requirements_text
+
+    assert requirements_text(["alpha==1.0", "beta[x]>=2"]) == "alpha==1.0\nbeta[x]>=2\n"
+    for hostile in ("alpha\n-r /etc/passwd", "alpha\r-r x", "alpha\x00"):
+        with pytest.raises(FlowenvError, match="refusing a requirement with a line break"):
+            requirements_text(["ok", hostile])
