@@ -258,3 +258,31 @@ def test_unwritable_cache_is_one_store_error(
     assert "cannot write to the artifact cache" in outcome.err
     assert "FLOWENV_CACHE_DIR" in outcome.err
     assert "Traceback" not in outcome.err
+
+
+def test_import_and_export_outputs_follow_the_umask(
+    make_project: Callable[..., Path],
+    run_cli: Callable[..., Outcome],
+    umask: Callable[[int], None],
+    tmp_path: Path,
+) -> None:
+    root = make_project(BASE)
+    umask(0o022)
+    assert run_cli("-C", root, "lock").code == 0
+    exported = tmp_path / "requirements.txt"
+    assert run_cli("-C", root, "export", "base", "-p", "linux-64", "-o", exported).code == 0
+    flow = tmp_path / "flow.py"
+    flow.write_text(
+        "from metaflow import FlowSpec, pypi_base, step\n\n"
+        '@pypi_base(python="3.11", packages={"alpha": "1.0"})\n'
+        "class F(FlowSpec):\n"
+        "    @step\n"
+        "    def start(self):\n"
+        "        self.next(self.end)\n\n"
+        "    @step\n"
+        "    def end(self):\n"
+        "        pass\n"
+    )
+    assert run_cli("import", flow, "-p", "linux-64").code == 0
+    for path in (exported, tmp_path / "flowenv.toml"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
