@@ -168,22 +168,23 @@ def test_a_lock_run_that_cannot_write_one_file_writes_none(
 def test_read_only_locks_dir_changes_nothing(
     make_project: Callable[..., Path], run_cli: Callable[..., Outcome]
 ) -> None:
-    root = make_project(BASE)
+    # Python-only envs: locked without uv, so this also runs where uv cannot.
+    root = make_project('[base]\npython = "3.11"\n\n[envs.other]\npython = "3.11"\n')
     assert run_cli("-C", root, "lock").code == 0
-    before = _flowenv_lock(root).read_bytes()
+    before = {p: p.read_bytes() for p in (root / "locks").rglob("*.toml")}
     config = root / "flowenv.toml"
-    config.write_text(
-        config.read_text().replace('alpha = "1.0"', 'alpha = "2.0"')
-        + '\n[steps.train]\npypi.packages = { gamma = "1.0" }\n'
-    )
-    (root / "locks").chmod(0o555)
+    config.write_text(config.read_text().replace('"3.11"', '"3.12"'))
+    # base's directory stays writable: only "other" cannot be written.
+    (root / "locks" / "other").chmod(0o555)
     try:
         outcome = run_cli("-C", root, "lock")
     finally:
-        (root / "locks").chmod(0o755)
+        (root / "locks" / "other").chmod(0o755)
     assert outcome.code == 2, outcome
+    assert "locks/other/pylock." in outcome.err
     assert "no lock file was changed" in outcome.err
-    assert _flowenv_lock(root).read_bytes() == before
+    assert {p: p.read_bytes() for p in (root / "locks").rglob("*.toml")} == before
+    assert not list((root / "locks").rglob("*.tmp"))
 
 
 # -- modes follow the umask ------------------------------------------------------------------
