@@ -124,6 +124,15 @@ EXPECTED: dict[str, list[tuple[int, str, str]]] = {
             "(an extra is a name: letters, digits, '.', '_', '-')",
         ),
     ],
+    "project_name_with_space.toml": [
+        (
+            2,
+            "project.name",
+            "a project name may only use letters, digits, '_', '-' and '.', must start "
+            "with a letter, digit or '_', must not end with '.' and must not contain '..' "
+            "(it names the project in the store)",
+        ),
+    ],
     "step_name_too_long.toml": [
         (4, "steps." + "s" * 65, "a step name is 65 characters long; at most 64 are allowed"),
     ],

@@ -207,7 +207,7 @@ class _Validator:
             self.error((*path, "store-options"), f"expected a table, got {_type_name(options)}")
             options = {}
         return ProjectSettings(
-            name=self.string(table, "name", path) or root.name,
+            name=self.project_name(table, path) or root.name,
             platforms=platforms,
             lock_dir=self.lock_dir(table, path, root),
             store=self.string(table, "store", path) or DEFAULT_STORE,
@@ -215,6 +215,16 @@ class _Validator:
             pypi=pypi,
             conda=conda,
         )
+
+    def project_name(self, table: Mapping[str, Any], path: KeyPath) -> str | None:
+        # It names the project's directory in the store: the env-name rule applies.
+        name = self.string(table, "name", path)
+        if name is None:
+            return None
+        problem = portable_name_problem(name, "a project", "it names the project in the store")
+        if problem:
+            self.error((*path, "name"), problem)
+        return name
 
     def lock_dir(self, table: Mapping[str, Any], path: KeyPath, root: Path) -> str:
         lock_dir = self.string(table, "lock-dir", path)

@@ -34,15 +34,18 @@ CONDA_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
 _VERSION_TEXT = re.compile(r"^[A-Za-z0-9_.+!*-]+\Z")
 
 
-def portable_name_problem(name: str, what: str) -> str | None:
-    """Why ``name`` cannot name an environment or step on every platform, or None."""
+def portable_name_problem(
+    name: str,
+    what: str,
+    why: str = "it names a directory under the lock dir and a key in the store",
+) -> str | None:
+    """Why ``name`` cannot name an environment, step or project on every platform, or None."""
     if len(name) > MAX_NAME_LENGTH:
         return f"{what} name is {len(name)} characters long; at most {MAX_NAME_LENGTH} are allowed"
     if not _PORTABLE_NAME.match(name) or ".." in name:
         return (
             f"{what} name may only use letters, digits, '_', '-' and '.', must start with a "
-            "letter, digit or '_', must not end with '.' and must not contain '..' "
-            "(it names a directory under the lock dir and a key in the store)"
+            f"letter, digit or '_', must not end with '.' and must not contain '..' ({why})"
         )
     if name.split(".", 1)[0].lower() in _WINDOWS_RESERVED:
         return f"'{name}' is reserved on Windows and cannot name a directory there"

@@ -344,3 +344,12 @@ def test_no_line_break_ever_reaches_a_requirements_file() -> None:
     for hostile in ("alpha\n-r /etc/passwd", "alpha\r-r x", "alpha\x00"):
         with pytest.raises(FlowenvError, match="refusing a requirement with a line break"):
             requirements_text(["ok", hostile])
+
+
+@pytest.mark.parametrize("command", [("lock", "--check"), ("sync", "--dry-run"), ("show",)])
+@pytest.mark.parametrize("name", ["a..b", "my project", "CON", "p" * 65, "x/y"])
+def test_project_name_follows_the_same_rule(
+    tmp_path: Path, run_cli: Callable[..., Outcome], command: tuple[str, ...], name: str
+) -> None:
+    root = _project(tmp_path, "", header=HEADER.replace('name = "p"', f'name = "{name}"'))
+    _refused(run_cli("-C", root, *command), f"{root / 'flowenv.toml'}:2: project.name: ")
