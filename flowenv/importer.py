@@ -316,6 +316,20 @@ def read_flow(source: str, path: Path, flow: str | None = None) -> FlowDecls:
         raise ConfigError(
             [Diagnostic(display, exc.lineno, "", f"invalid Python: {exc.msg}")]
         ) from None
+    except RecursionError:
+        # CPython's parser recurses per level of nesting (``x.a.a.a…``, deep literals).
+        raise ConfigError(
+            [Diagnostic(display, None, "", "invalid Python: nested too deeply to read")]
+        ) from None
+    try:
+        return _declared(tree, display, flow)
+    except RecursionError:
+        raise ConfigError(
+            [Diagnostic(display, None, "", "a decorator argument is nested too deeply to read")]
+        ) from None
+
+
+def _declared(tree: ast.Module, display: str, flow: str | None) -> FlowDecls:
     names = _Names(tree)
     classes = _flow_classes(tree, names)
     if flow is not None:

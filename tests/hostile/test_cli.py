@@ -224,3 +224,25 @@ def test_sync_says_1_artifact(
     last = outcome.out.splitlines()[-1]
     assert last.startswith("uploaded 1 artifact (")
     assert ", 2 manifests written to " in last
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (COMPUTED.replace("VERSION", "x" + ".a" * 5000, 1), "nested too deeply to read"),
+        (COMPUTED.replace('"1.0"', "(" * 5000 + '"1.0"' + ")" * 5000), "too many nested"),
+        (COMPUTED + "\x00", "null bytes"),
+        (COMPUTED.replace("class ComputedFlow(FlowSpec):", "class ("), "invalid Python"),
+    ],
+    ids=["attribute chain 5000 deep", "parentheses 5000 deep", "null byte", "syntax error"],
+)
+def test_import_a_hostile_flow_file(
+    tmp_path: Path, run_cli: Callable[..., Outcome], source: str, message: str
+) -> None:
+    flow = tmp_path / "flow.py"
+    flow.write_text(source)
+    outcome = run_cli("import", flow)
+    assert outcome.code == 2, outcome
+    assert outcome.err.startswith(f"flowenv: error: {flow}")
+    assert message in outcome.err
+    assert not (tmp_path / "flowenv.toml").exists()
