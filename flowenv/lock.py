@@ -82,8 +82,14 @@ def obsolete_locks(config: Config) -> list[Path]:
     return [
         path
         for path in lock_files(config.lock_root)
-        if path not in live and recorded_input_hashes(path)
+        if path not in live and _inside_lock_root(config, path) and recorded_input_hashes(path)
     ]
+
+
+def _inside_lock_root(config: Config, path: Path) -> bool:
+    """Whether ``path`` really lives under the lock dir (an env directory may be a symlink)."""
+    root = config.lock_root.resolve()
+    return root in path.parent.resolve().parents or path.parent.resolve() == root
 
 
 def remove_obsolete_locks(config: Config) -> list[Path]:
@@ -177,6 +183,13 @@ def lock(
     environments = build_environments(config)
     selected = select_targets(config, environments, selection)
     _check_upgrade_packages(selected, options.upgrade_packages)
+    for target in selected:
+        if not _inside_lock_root(config, target.path):
+            # Checked before resolving: neither the old lock there is read nor a new one written.
+            raise WriteError(
+                f"refusing {target.path}: {target.path.parent} is a symbolic link out of the "
+                f"lock dir {config.lock_root}; no lock file was changed"
+            )
     forced = options.upgrade or bool(options.upgrade_packages)
     todo = [t for t in selected if forced or not is_fresh(t)]
     results = [LockResult(target=t, status="fresh") for t in selected if t not in todo]

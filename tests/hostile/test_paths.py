@@ -287,3 +287,26 @@ def test_import_and_export_outputs_follow_the_umask(
     assert run_cli("import", flow, "-p", "linux-64").code == 0
     for path in (exported, tmp_path / "flowenv.toml"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+def test_an_env_directory_that_links_out_of_the_lock_dir(
+    make_project: Callable[..., Path], run_cli: Callable[..., Outcome], tmp_path: Path
+) -> None:
+    """Neither written through nor cleaned through: the link is refused, its target untouched."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "pylock.linux-64.toml"
+    victim.write_text('[tool.flowenv]\ninput-hash = "' + "0" * 64 + '"\n')
+    root = make_project(BASE)
+    (root / "locks").mkdir()
+    (root / "locks" / "base").symlink_to(outside)
+    outcome = run_cli("-C", root, "lock")
+    assert outcome.code == 2, outcome
+    assert "is a symbolic link out of the lock dir" in outcome.err
+    assert victim.read_text().startswith("[tool.flowenv]")
+    # An obsolete env dir that links out is neither reported nor removed.
+    (root / "locks" / "base").unlink()
+    (root / "locks" / "old").symlink_to(outside)
+    assert run_cli("-C", root, "lock").code == 0
+    assert run_cli("-C", root, "lock", "--check").code == 0
+    assert victim.exists()
