@@ -7,6 +7,7 @@ where there is one), exit 2, no traceback, and nothing written.
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 import tracemalloc
 from collections.abc import Callable
@@ -21,7 +22,9 @@ from flowenv.config.validators import MAX_NAME_LENGTH
 from flowenv.errors import ConfigError
 from flowenv.spec import build_environments
 from tests.hostile.conftest import CONFIG_COMMANDS, Outcome
+from tests.support.conda_channel import CondaChannels
 from tests.support.git_repo import commit_all, init_repo
+from tests.support.index_server import serve_index
 from tests.support.stores import free_port
 
 HEADER = '[project]\nname = "p"\nplatforms = ["linux-64"]\n\n[base]\npython = "3.11"\n'
@@ -353,3 +356,31 @@ def test_project_name_follows_the_same_rule(
 ) -> None:
     root = _project(tmp_path, "", header=HEADER.replace('name = "p"', f'name = "{name}"'))
     _refused(run_cli("-C", root, *command), f"{root / 'flowenv.toml'}:2: project.name: ")
+
+
+def test_a_lock_from_a_credentialed_channel_carries_no_credential(
+    tmp_path: Path, run_cli: Callable[..., Outcome], conda_channels: CondaChannels
+) -> None:
+    """Real rattler against the test channel served over HTTP behind basic auth."""
+    served = tmp_path / "served"
+    shutil.copytree(conda_channels.main, served)
+    # serve_index also lays out a PyPI index beside the channel: give it one wheel.
+    wheels = sorted(conda_channels.wheels.glob("*.whl"))[:1]
+    with serve_index(wheels, served, credentials=("user", SECRET)) as url:
+        channel = url.replace("http://", f"http://user:{SECRET}@")
+        root = _project(
+            tmp_path,
+            'conda.packages = { joblib = "*" }\n',
+            header=HEADER.replace("[base]", f'[project.conda]\nchannels = ["{channel}"]\n\n[base]'),
+        )
+        outcome = run_cli("-C", root, "lock")
+        assert outcome.code == 0, outcome
+        lock = (root / "locks" / "base" / "conda-lock.yml").read_text()
+        assert "joblib" in lock
+        assert url in lock
+        assert SECRET not in lock
+        assert SECRET not in outcome.out + outcome.err
+        # The same channel without (or with rotated) credentials: the lock stays fresh.
+        config = root / "flowenv.toml"
+        config.write_text(config.read_text().replace(SECRET, "rotated"))
+        assert run_cli("-C", root, "lock", "--check").code == 0
