@@ -384,3 +384,52 @@ def test_a_lock_from_a_credentialed_channel_carries_no_credential(
         config = root / "flowenv.toml"
         config.write_text(config.read_text().replace(SECRET, "rotated"))
         assert run_cli("-C", root, "lock", "--check").code == 0
+
+
+# -- a real pyproject.toml (pypa/packaging's; see tests/data/real/NOTICE) -------------------
+REAL_PYPROJECT = Path(__file__).parent.parent / "data" / "real" / "packaging-pyproject.toml"
+FLOWENV_TABLE = b'\n[tool.flowenv.base]\npython = "3.11"\npypi.packages = { alpha = "1.0" }\n'
+
+
+def _latin1_author() -> bytes:
+    # What an editor saving in Latin-1 makes of a real file: line 12 is no longer UTF-8.
+    return REAL_PYPROJECT.read_bytes().replace(b"Donald Stufft", b"D\xf6nald Stufft")
+
+
+@pytest.mark.parametrize("command", CONFIG_COMMANDS, ids=" ".join)
+def test_a_real_foreign_pyproject_in_latin1_is_passed_over(
+    tmp_path: Path, run_cli: Callable[..., Outcome], command: tuple[str, ...]
+) -> None:
+    root = _project(tmp_path, 'pypi.packages = { alpha = "1.0" }\n')
+    (root / "pkg").mkdir()
+    (root / "pkg" / "pyproject.toml").write_bytes(_latin1_author())
+    outcome = run_cli("-C", root / "pkg", *command)
+    assert "Traceback" not in outcome.err
+    # Whatever the command then says about the project (nothing is locked yet), it
+    # found flowenv.toml above and never looked into the foreign file's bytes.
+    assert "pyproject.toml" not in outcome.out + outcome.err
+    assert "not UTF-8" not in outcome.err
+
+
+@pytest.mark.parametrize("command", CONFIG_COMMANDS, ids=" ".join)
+def test_a_real_pyproject_with_our_table_in_latin1(
+    tmp_path: Path, run_cli: Callable[..., Outcome], command: tuple[str, ...]
+) -> None:
+    (tmp_path / "pyproject.toml").write_bytes(_latin1_author() + FLOWENV_TABLE)
+    outcome = run_cli("-C", tmp_path, *command)
+    _refused(outcome, f"{tmp_path / 'pyproject.toml'}:12: not UTF-8 text")
+
+
+def test_a_real_pyproject_keys_are_located(tmp_path: Path) -> None:
+    """The linear scanner on a real file: an error in our table names its line."""
+    text = REAL_PYPROJECT.read_bytes() + FLOWENV_TABLE.replace(b"alpha", b'"alpha[x y]"')
+    (tmp_path / "pyproject.toml").write_bytes(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "pyproject.toml")
+    line = text.decode().splitlines().index('pypi.packages = { "alpha[x y]" = "1.0" }') + 1
+    assert info.value.diagnostics[0].line == line
+    assert info.value.diagnostics[0].key_path == 'tool.flowenv.base.pypi.packages."alpha[x y]"'
+    lines = locate_keys(REAL_PYPROJECT.read_text())
+    assert lines.line_of(("tool", "mypy", "strict")) == 51
+    assert lines.line_of(("tool", "mypy", "overrides", 0, "module")) == 57
+    assert lines.line_of(("tool", "ruff", "lint", "ignore", 9)) == 81
