@@ -432,4 +432,5 @@ def test_a_real_pyproject_keys_are_located(tmp_path: Path) -> None:
     lines = locate_keys(REAL_PYPROJECT.read_text())
     assert lines.line_of(("tool", "mypy", "strict")) == 51
     assert lines.line_of(("tool", "mypy", "overrides", 0, "module")) == 57
-    assert lines.line_of(("tool", "ruff", "lint", "ignore", 9)) == 81
+    assert lines.line_of(("tool", "ruff", "lint", "ignore", 5)) == 81  # "B904"
+    assert lines.line_of(("tool", "ruff", "lint", "ignore", 9)) == 86  # after a comment line
