@@ -10,7 +10,7 @@ import pytest
 
 from flowenv.cli import COMMANDS, main
 from flowenv.config.load import load_config
-from tests.hostile.conftest import Outcome
+from tests.support.cli_runner import Outcome
 
 BASE = """\
 [base]

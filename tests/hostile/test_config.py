@@ -21,7 +21,7 @@ from flowenv.config.locate import locate_keys
 from flowenv.config.validators import MAX_NAME_LENGTH
 from flowenv.errors import ConfigError
 from flowenv.spec import build_environments
-from tests.hostile.conftest import CONFIG_COMMANDS, Outcome
+from tests.support.cli_runner import CONFIG_COMMANDS, Outcome
 from tests.support.conda_channel import CondaChannels
 from tests.support.git_repo import commit_all, init_repo
 from tests.support.index_server import serve_index

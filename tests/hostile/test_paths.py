@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from flowenv.store import store_url_for
-from tests.hostile.conftest import CONFIG_COMMANDS, Outcome
+from tests.support.cli_runner import CONFIG_COMMANDS, Outcome
 
 BASE = """\
 [base]

@@ -17,7 +17,7 @@ import pytest
 
 from flowenv.errors import StoreError
 from flowenv.store.layout import Artifact, Manifest, compute_env_id, parse_alias
-from tests.hostile.conftest import Outcome
+from tests.support.cli_runner import Outcome
 
 SHA = "a" * 64
 GOOD_ARTIFACT = {

@@ -1,4 +1,4 @@
-"""Helpers for hostile-input tests: run a command in-process and capture what a user sees."""
+"""In-process CLI runs for tests: what a user sees (exit code, stdout, stderr), and no traceback."""
 
 from __future__ import annotations
 
