@@ -113,11 +113,22 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMANDS.values():
         importlib.import_module(module).register(sub)
     for command in sub.choices.values():
-        _add_global_options(command, top=False)
-        if command.epilog is None:
-            command.epilog = EXIT_CODES_HELP
-            command.formatter_class = _HelpFormatter
+        for each in (command, *_subcommands(command)):
+            _add_global_options(each, top=False)
+            if each.epilog is None:
+                each.epilog = EXIT_CODES_HELP
+                each.formatter_class = _HelpFormatter
     return parser
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers of a command's own subcommands (``flowenv git textconv``)."""
+    return [
+        choice
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for choice in action.choices.values()
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -101,7 +101,11 @@ def test_did_you_mean_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert "(did you mean 'requirements'?)" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [(), *((c,) for c in COMMANDS)], ids=["flowenv", *COMMANDS])
+@pytest.mark.parametrize(
+    "command",
+    [(), *((c,) for c in COMMANDS), ("git", "textconv"), ("git", "merge-driver")],
+    ids=["flowenv", *COMMANDS, "git textconv", "git merge-driver"],
+)
 def test_exit_codes_are_in_every_help(
     capsys: pytest.CaptureFixture[str], command: tuple[str, ...]
 ) -> None:

@@ -249,15 +249,24 @@ def test_channel_credentials_are_never_hashed(tmp_path: Path) -> None:
     bare = load_config(
         _channel_project(tmp_path / "c", "https://conda.example/chan") / "flowenv.toml"
     )
-    hashes = {build_environments(c).get("base").input_hash("linux-64") for c in (with_secret, rotated, bare)}
+    hashes = {
+        build_environments(c).get("base").input_hash("linux-64")
+        for c in (with_secret, rotated, bare)
+    }
     assert len(hashes) == 1
-    assert SECRET not in json.dumps(build_environments(with_secret).get("base").hash_inputs("linux-64"))
+    assert SECRET not in json.dumps(
+        build_environments(with_secret).get("base").hash_inputs("linux-64")
+    )
 
 
 def test_channel_qualified_package_credentials_are_never_hashed(tmp_path: Path) -> None:
     def env_hash(channel: str, sub: str) -> str:
         root = _project(tmp_path / sub, f'conda.packages = {{ "{channel}::numpy" = "1.26" }}\n')
-        return build_environments(load_config(root / "flowenv.toml")).get("base").input_hash("linux-64")
+        return (
+            build_environments(load_config(root / "flowenv.toml"))
+            .get("base")
+            .input_hash("linux-64")
+        )
 
     assert env_hash(f"https://u:{SECRET}@conda.example/c", "a") == env_hash(
         "https://conda.example/c", "b"
