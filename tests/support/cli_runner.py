@@ -26,6 +26,9 @@ CONFIG_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("show", "--json"),
     ("sync", "--dry-run"),
     ("export", "base", "-p", "linux-64"),
+    # On an executor these need no configuration, but one that is there is read.
+    ("hydrate", "base"),
+    ("run", "base", "--platform", "linux-64", "--", "true"),
 )
 
 
