@@ -269,7 +269,7 @@ class _Reader:
                     value_node,
                     where,
                     f"@{name}: {key}[{shown}]={ast.unparse(value_node)} is computed, "
-                    "not a literal; only this entry was dropped",
+                    "not a literal; only this entry is left out",
                 )
         return out
 

@@ -195,7 +195,7 @@ def test_import_force_drops_only_the_computed_value(
     forced = run_cli("import", flow, "--force")
     assert forced.code == 0, forced
     assert (
-        "packages['beta']=VERSION is computed, not a literal; only this entry was dropped"
+        "packages['beta']=VERSION is computed, not a literal; only this entry is left out"
         in forced.err
     )
     config = load_config(tmp_path / "flowenv.toml")
