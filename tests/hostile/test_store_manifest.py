@@ -210,3 +210,27 @@ def test_hydrate_refuses_an_artifact_that_is_a_directory(
     assert "alpha-1.0-py3-none-any.whl" in outcome.err
     assert "Traceback" not in outcome.err
     shutil.rmtree(wheel)
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("example", ["fractal", "metaflow-loop"])
+def test_manifests_of_real_pypi_locks_pass_the_strict_reader(
+    run_cli: Callable[..., Outcome], tmp_path: Path, example: str
+) -> None:
+    """Real package names and versions from PyPI are what the strict reader must accept."""
+    from flowenv.config.load import load_config
+    from flowenv.lock import Selection, select_targets
+    from flowenv.spec import build_environments
+    from flowenv.store.plan import plan_target
+
+    root = tmp_path / example
+    examples = Path(__file__).resolve().parent.parent.parent / "examples"
+    shutil.copytree(examples / example, root, ignore=shutil.ignore_patterns("locks", ".flowenv"))
+    assert run_cli("-q", "-C", root, "lock").code == 0
+    config = load_config(root / "flowenv.toml")
+    targets = select_targets(config, build_environments(config), Selection())
+    manifests = [plan_target(t).manifest for t in targets]
+    names = {a.name for m in manifests for a in m.artifacts}
+    assert len(names) > 5
+    for manifest in manifests:
+        assert Manifest.from_json(manifest.to_json(), "real") == manifest
