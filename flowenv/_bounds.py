@@ -9,12 +9,15 @@ instead, which no real configuration, lock or manifest comes near.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 #: The deepest nesting of arrays and tables (TOML) or arrays and objects (JSON) flowenv reads.
 MAX_DEPTH = 100
+#: The largest configuration or flow file flowenv reads (a large real one is ~100 KB).
+MAX_SOURCE_BYTES = 4 << 20
 
 
 class TooDeep(ValueError):
@@ -24,6 +27,25 @@ class TooDeep(ValueError):
         super().__init__(f"nested more than {MAX_DEPTH} levels deep")
         #: Where the limit was crossed, when the reader knows.
         self.line = line
+
+
+class TooLarge(ValueError):
+    """A file is larger than flowenv reads for its kind."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"{size} bytes; at most {limit} ({limit >> 20} MiB) are read")
+
+
+def read_source(path: Path, limit: int = MAX_SOURCE_BYTES) -> bytes:
+    """The bytes of a configuration or flow file; :class:`TooLarge` past ``limit``.
+
+    OSError propagates (the caller names the file).
+    """
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(path.stat().st_size, limit)
+    return data
 
 
 def depth_of(value: object) -> int:

@@ -39,6 +39,7 @@ import attrs
 import tomli_w
 
 from flowenv._atomic import write_atomic
+from flowenv._bounds import TooLarge, read_source
 from flowenv.config.load import conda_spec, parse_config, pypi_specifier
 from flowenv.errors import ConfigError, Diagnostic, UsageError
 from flowenv.platforms import KNOWN_PLATFORMS, default_platforms
@@ -515,9 +516,11 @@ def import_flow(
     exists, unless ``force``.
     """
     try:
-        source = flow_path.read_text(encoding="utf-8")
+        source = read_source(flow_path).decode("utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read {flow_path}: {exc.strerror}") from None
+    except TooLarge as exc:
+        raise UsageError(f"cannot read {flow_path}: too large: {exc}") from None
     except UnicodeDecodeError as exc:
         raise UsageError(
             f"cannot read {flow_path}: not UTF-8 text (byte {exc.start + 1} is not valid)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from flowenv._bounds import MAX_SOURCE_BYTES
 from flowenv.errors import ConfigError, Diagnostic
 
 CONFIG_NAME = "flowenv.toml"
@@ -22,8 +23,11 @@ def _pyproject_has_flowenv(path: Path) -> bool:
     # A regex, not a TOML parse: discovery runs on every command, including
     # `lock --check`, and most pyproject.toml files it meets are not ours.
     try:
-        # Undecodable bytes cannot hide the header; load_config reports them if it is ours.
-        return bool(_TOOL_TABLE.search(path.read_bytes().decode("utf-8", errors="replace")))
+        # Undecodable bytes cannot hide the header; load_config reports them if it is
+        # ours. Past the size flowenv reads at all, load_config refuses it anyway.
+        with path.open("rb") as handle:
+            head = handle.read(MAX_SOURCE_BYTES + 1)
+        return bool(_TOOL_TABLE.search(head.decode("utf-8", errors="replace")))
     except OSError:
         return False
 

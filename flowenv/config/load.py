@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flowenv._bounds import TooDeep, parse_bounded
+from flowenv._bounds import TooDeep, TooLarge, parse_bounded, read_source
 from flowenv.config import stacks
 from flowenv.config.discover import PYPROJECT_NAME
 from flowenv.config.locate import KeyLines, KeyPath, line_of, locate_keys
@@ -612,11 +612,13 @@ def parse_config(text: str, path: Path) -> Config:
 def load_config(path: Path) -> Config:
     """Read and validate the configuration file at ``path``."""
     try:
-        data = path.read_bytes()
+        data = read_source(path)
     except OSError as exc:
         raise ConfigError(
             [Diagnostic(str(path), None, "", f"cannot read: {exc.strerror}")]
         ) from None
+    except TooLarge as exc:
+        raise ConfigError([Diagnostic(str(path), None, "", f"too large: {exc}")]) from None
     return parse_config(decode_utf8(data, str(path)), path)
 
 

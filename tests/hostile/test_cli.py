@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from flowenv._bounds import MAX_SOURCE_BYTES
 from flowenv.cli import COMMANDS, main
 from flowenv.config.load import load_config
 from tests.support.cli_runner import Outcome
@@ -250,3 +251,13 @@ def test_import_a_hostile_flow_file(
     assert outcome.err.startswith(f"flowenv: error: {flow}")
     assert message in outcome.err
     assert not (tmp_path / "flowenv.toml").exists()
+
+
+def test_import_a_flow_file_over_the_size_limit(
+    tmp_path: Path, run_cli: Callable[..., Outcome]
+) -> None:
+    flow = tmp_path / "flow.py"
+    flow.write_text(COMPUTED + "#" * MAX_SOURCE_BYTES + "\n")
+    outcome = run_cli("import", flow)
+    assert outcome.code == 2
+    assert outcome.err.startswith(f"flowenv: error: cannot read {flow}: too large: ")

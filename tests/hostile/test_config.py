@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from flowenv._bounds import MAX_DEPTH
+from flowenv._bounds import MAX_DEPTH, MAX_SOURCE_BYTES
 from flowenv.config.load import load_config, parse_config
 from flowenv.config.locate import locate_keys
 from flowenv.config.validators import MAX_NAME_LENGTH
@@ -443,3 +443,20 @@ def test_a_real_pyproject_keys_are_located(tmp_path: Path) -> None:
     assert lines.line_of(("tool", "mypy", "overrides", 0, "module")) == 57
     assert lines.line_of(("tool", "ruff", "lint", "ignore", 5)) == 81  # "B904"
     assert lines.line_of(("tool", "ruff", "lint", "ignore", 9)) == 86  # after a comment line
+
+
+@pytest.mark.parametrize("command", CONFIG_COMMANDS, ids=" ".join)
+def test_a_configuration_over_the_size_limit(
+    tmp_path: Path, run_cli: Callable[..., Outcome], command: tuple[str, ...]
+) -> None:
+    root = _project(tmp_path, "# " + "x" * MAX_SOURCE_BYTES + "\n")
+    _refused(run_cli("-C", root, *command), f"{root / 'flowenv.toml'}: too large: ")
+
+
+def test_a_configuration_at_the_size_limit_is_read(tmp_path: Path) -> None:
+    root = _project(tmp_path, "")
+    path = root / "flowenv.toml"
+    padding = MAX_SOURCE_BYTES - len(path.read_bytes()) - 1
+    path.write_text(path.read_text() + "#" * padding + "\n")
+    assert len(path.read_bytes()) == MAX_SOURCE_BYTES
+    assert load_config(path).project.name == "p"
