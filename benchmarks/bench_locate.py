@@ -108,6 +108,22 @@ def main() -> None:
                 f"{peak / 2**20:7.1f} MiB{ratio}"
             )
             previous = (seconds, peak)
+    # Same size, 4x the header depth: equal cost when linear in size, 4x when quadratic in depth.
+    deep = deep_headers(args.headers)
+    parts = ".".join(["b"] * 22)
+    one_shallow = f"[steps.s0.{parts}]\n"
+    shallow = '[base]\npython = "3.11"\n' + "".join(
+        f"[steps.s{i}.{parts}]\n" for i in range(round(len(deep) / len(one_shallow)))
+    )
+    for label, func in (("parse_config", _parse), ("locate_keys", locate_keys)):
+        (s_time, s_peak), (d_time, d_peak) = (
+            measure(func, shallow, args.runs),
+            measure(func, deep, args.runs),
+        )
+        print(
+            f"{label}: {len(deep) / 1024:.0f} KB of {MAX_DEPTH - 1}-part headers vs the same size "
+            f"of 24-part ones: x{d_time / s_time:.2f} time, x{d_peak / s_peak:.2f} memory"
+        )
     text = hostile_file()
     seconds, peak = measure(_parse, text, args.runs)
     print(
