@@ -4,8 +4,8 @@ Files are created with the mode ``cp`` or an editor would give them (0666
 less the umask), not the 0600 of a bare temporary file: locks are committed
 and shared, and a store on a shared disk is read by other users.
 
-:class:`Staged` writes several files as one: every temporary file is written
-first, and only when all of them are complete are they renamed into place,
+:func:`write_all_atomic` writes several files as one: every temporary file is
+written first, and only when all of them are complete are they renamed into place,
 so a run that cannot write one file changes none.
 """
 
