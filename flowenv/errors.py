@@ -84,6 +84,12 @@ class WriteError(FlowenvError):
     exit_code = EXIT_USAGE
 
 
+class LockFileError(FlowenvError):
+    """A lock file cannot be read or is not what its format says (an input error)."""
+
+    exit_code = EXIT_USAGE
+
+
 class CheckFailed(FlowenvError):
     """A check found something: a stale lock, a non-empty diff with ``--exit-code``."""
 

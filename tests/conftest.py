@@ -14,6 +14,7 @@ from tests.support.wheels import DEFAULT_WHEELS, WheelSpec, build_simple_index, 
 pytest_plugins: list[str] = [
     "tests.support.cli_runner",
     "tests.support.conda_channel",
+    "tests.support.real_data",
     "tests.support.stores",
 ]
 

@@ -28,7 +28,7 @@ _WINDOWS_RESERVED = frozenset(
 #: A PEP 508 distribution name (also the rule for an extra, PEP 685).
 PEP508_NAME = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])\Z")
 #: A conda package name as conda-build allows it (lower-cased by the loader).
-CONDA_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
+CONDA_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+\-]*\Z")
 #: A version or build string as written into a lock or a resolver's input:
 #: never whitespace, a quote, a comment or a line break.
 _VERSION_TEXT = re.compile(r"^[A-Za-z0-9_.+!*-]+\Z")
