@@ -18,6 +18,7 @@ import pytest
 
 from flowenv.store import store_url_for
 from tests.support.cli_runner import CONFIG_COMMANDS, Outcome
+from tests.support.unprivileged import IS_ROOT, run_as_nobody
 
 BASE = """\
 [base]
@@ -25,7 +26,6 @@ python = "3.11"
 pypi.packages = { alpha = "1.0" }
 """
 FOREIGN_LOCK = 'lock-version = "1.0"\ncreated-by = "someone"\n\n[[packages]]\nname = "x"\n'
-IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 @pytest.fixture
@@ -164,27 +164,43 @@ def test_a_lock_run_that_cannot_write_one_file_writes_none(
     assert not list((root / "locks").rglob("*.tmp"))
 
 
-@pytest.mark.skipif(IS_ROOT, reason="root writes into read-only directories")
-def test_read_only_locks_dir_changes_nothing(
+def test_read_only_env_dir_changes_nothing(
     make_project: Callable[..., Path], run_cli: Callable[..., Outcome]
 ) -> None:
-    # Python-only envs: locked without uv, so this also runs where uv cannot.
+    """A directory that cannot be written, after another one was: nothing changes.
+
+    Python-only envs are locked without uv, so when the suite runs as root
+    (root writes into read-only directories) flowenv runs as ``nobody``.
+    """
     root = make_project('[base]\npython = "3.11"\n\n[envs.other]\npython = "3.11"\n')
     assert run_cli("-C", root, "lock").code == 0
-    before = {p: p.read_bytes() for p in (root / "locks").rglob("*.toml")}
     config = root / "flowenv.toml"
     config.write_text(config.read_text().replace('"3.11"', '"3.12"'))
-    # base's directory stays writable: only "other" cannot be written.
-    (root / "locks" / "other").chmod(0o555)
-    try:
-        outcome = run_cli("-C", root, "lock")
-    finally:
-        (root / "locks" / "other").chmod(0o755)
-    assert outcome.code == 2, outcome
-    assert "locks/other/pylock." in outcome.err
-    assert "no lock file was changed" in outcome.err
-    assert {p: p.read_bytes() for p in (root / "locks").rglob("*.toml")} == before
-    assert not list((root / "locks").rglob("*.tmp"))
+    before = {p.relative_to(root): p.read_bytes() for p in (root / "locks").rglob("*.toml")}
+
+    def read_only_other(project: Path) -> None:
+        # base's directory stays writable: only "other" (written after it) is not.
+        (project / "locks" / "other").chmod(0o555)
+
+    def left(project: Path) -> dict[Path, bytes]:
+        files = (p for p in (project / "locks").rglob("*") if p.is_file())
+        return {p.relative_to(project): p.read_bytes() for p in files}
+
+    if IS_ROOT:
+        with run_as_nobody(root, ["lock"], read_only_other) as (result, copy):
+            code, err, after = result.returncode, result.stderr, left(copy)
+    else:
+        read_only_other(root)
+        try:
+            outcome = run_cli("-C", root, "lock")
+        finally:
+            (root / "locks" / "other").chmod(0o755)
+        code, err, after = outcome.code, outcome.err, left(root)
+    assert code == 2, err
+    assert "locks/other/pylock." in err
+    assert "no lock file was changed" in err
+    assert "Traceback" not in err
+    assert after == before  # no lock rewritten, no temporary file left
 
 
 # -- modes follow the umask ------------------------------------------------------------------
