@@ -47,19 +47,24 @@ def make_temp(path: Path) -> Path:
     return Path(tmp)
 
 
-def _fill(tmp: Path, payload: bytes) -> None:
+def _fill(tmp: Path, payload: bytes, *, durable: bool = True) -> None:
     with tmp.open("wb") as handle:
         handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write ``data`` to a sibling temporary file, fsync it, then rename it over ``path``."""
+def write_atomic(path: Path, data: str | bytes, *, durable: bool = True) -> None:
+    """Write ``data`` to a sibling temporary file, fsync it, then rename it over ``path``.
+
+    ``durable=False`` skips the fsync, for caches a crash may lose or damage
+    (their reader must treat an unreadable or odd file as absent).
+    """
     payload = data.encode("utf-8") if isinstance(data, str) else data
     tmp = make_temp(path)
     try:
-        _fill(tmp, payload)
+        _fill(tmp, payload, durable=durable)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from flowenv._bounds import MAX_SOURCE_BYTES
-from flowenv.cli import COMMANDS, main
+from flowenv.cli import main
+from flowenv.cli.parser import COMMANDS
 from flowenv.config.load import load_config
 from tests.support.cli_runner import Outcome
 
