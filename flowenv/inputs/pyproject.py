@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flowenv.config.locate import KeyPath, line_of, locate_keys
+from flowenv.config.locate import KeyLines, KeyPath, line_of, locate_keys
 from flowenv.errors import Diagnostic
 from flowenv.inputs import InputFileError
 from flowenv.inputs.requirements import (
@@ -45,7 +45,7 @@ class _Reader:
         self.reader = RequirementsReader(root)
         self.reader.files.append(_relative(path, root))
         self.data: dict[str, Any] = {}
-        self.lines: dict[KeyPath, int] = {}
+        self.lines = KeyLines()
         self.project_name = ""
 
     def error(self, key: KeyPath, message: str) -> None:
