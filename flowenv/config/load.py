@@ -512,6 +512,7 @@ def _validate_steps(
     for name in envs:
         if name in steps and steps[name].has_own_content():
             v.error(("envs", name), f"'{name}' names both a step with packages and an [envs] entry")
+    stacks.check_platform_subsets(v, base, steps, envs)
     _validate_python_present(v, base, steps, envs)
 
 

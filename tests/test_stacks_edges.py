@@ -1,0 +1,114 @@
+"""Edges of the ML-stack and mixed-env keys found by trying them as a user would."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from flowenv.config.load import load_config
+from flowenv.errors import ConfigError
+from flowenv.spec import build_environments
+
+HEAD = '[project]\nplatforms = ["linux-64", "osx-arm64"]\n'
+
+
+def _write(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "flowenv.toml"
+    path.write_text(HEAD + textwrap.dedent(body))
+    return path
+
+
+def _errors(tmp_path: Path, body: str) -> list[tuple[int | None, str, str]]:
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, body))
+    return [(d.line, d.key_path, d.message) for d in info.value.diagnostics]
+
+
+def test_pypi_map_stales_a_platform_whose_pypi_packages_come_from_a_target(
+    tmp_path: Path,
+) -> None:
+    body = """\
+        [project.conda]
+        pypi-map = {{ foo = "{pypi}" }}
+        [base]
+        python = "3.11"
+        conda.packages = {{ numpy = "1.26" }}
+        [base.target.linux-64]
+        pypi.packages = {{ pandas = "2.2.3" }}
+        """
+    before = build_environments(load_config(_write(tmp_path, body.format(pypi="bar")))).get("base")
+    after = build_environments(load_config(_write(tmp_path, body.format(pypi="baz")))).get("base")
+    # linux-64 has a PyPI half, so which conda package is which PyPI one shapes it.
+    assert before.input_hash("linux-64") != after.input_hash("linux-64")
+    # osx-arm64 is conda only: the map means nothing there.
+    assert before.input_hash("osx-arm64") == after.input_hash("osx-arm64")
+
+
+def test_a_step_cannot_add_platforms_its_parent_is_not_locked_for(tmp_path: Path) -> None:
+    assert _errors(
+        tmp_path,
+        """\
+        [base]
+        python = "3.11"
+        platforms = ["linux-64"]
+        [envs.gpu]
+        platforms = ["linux-64"]
+        [steps.ft]
+        env = "gpu"
+        platforms = ["osx-arm64"]
+        [steps.plot]
+        platforms = ["linux-64", "osx-arm64"]
+        [steps.ok]
+        platforms = ["linux-64"]
+        """,
+    ) == [
+        (
+            10,
+            "steps.ft.platforms",
+            "'osx-arm64' not among the platforms of env 'gpu' (linux-64); a step narrows "
+            "its parent's platforms (add it there first)",
+        ),
+        (
+            12,
+            "steps.plot.platforms",
+            "'osx-arm64' not among the platforms of base (linux-64); a step narrows "
+            "its parent's platforms (add it there first)",
+        ),
+    ]
+
+
+def test_a_target_table_for_a_platform_its_env_is_not_locked_for_is_an_error(
+    tmp_path: Path,
+) -> None:
+    assert _errors(
+        tmp_path,
+        """\
+        [base]
+        python = "3.11"
+        [base.target.osx-arm64]
+        pypi.packages = { tensorflow-metal = "1.1.0" }
+        [steps.train]
+        platforms = ["linux-64"]
+        [steps.train.target.osx-arm64]
+        pypi.packages = { mlx = "0.1" }
+        [envs.gpu]
+        platforms = ["linux-64"]
+        [envs.gpu.target.osx-arm64]
+        pypi.packages = { mlx = "0.1" }
+        """,
+    ) == [
+        (
+            9,
+            "steps.train.target.osx-arm64",
+            "'osx-arm64' is not among this env's platforms (linux-64); the table would "
+            "never apply",
+        ),
+        (
+            13,
+            "envs.gpu.target.osx-arm64",
+            "'osx-arm64' is not among this env's platforms (linux-64); the table would "
+            "never apply",
+        ),
+    ]
