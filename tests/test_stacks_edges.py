@@ -112,3 +112,34 @@ def test_a_target_table_for_a_platform_its_env_is_not_locked_for_is_an_error(
             "never apply",
         ),
     ]
+
+
+def test_a_pypi_package_against_conda_numpy_says_the_pin_is_condas(
+    tmp_path: Path, real_channel: Path, make_index, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """uv says "you require numpy==1.26.4": nobody wrote that, conda-forge's numpy is it."""
+    from flowenv.cli import main
+    from tests.test_real_mixed_envs import PYPI_WHEELS, _project
+
+    index = make_index(PYPI_WHEELS)
+    root = _project(
+        tmp_path,
+        real_channel,
+        """\
+        [base]
+        python = "3.11"
+        conda.packages = { numpy = "1.26.*" }
+        pypi.packages = { numpy = ">=2", pandas = "*" }
+        """,
+        '"osx-arm64"',
+        f'pypi.index-url = "{index.as_uri()}"',
+    )
+    assert main(["-C", str(root), "lock"]) == 3
+    err = capsys.readouterr().err
+    assert "numpy>=2 and numpy==1.26.4" in err  # uv's own explanation stays
+    assert err.endswith(
+        "\nnumpy==1.26.4: what the conda solution installs (that conda package is this "
+        "PyPI distribution, so the PyPI packages must agree with it); change the conda "
+        "spec or the PyPI requirement that conflicts with it\n"
+    )
+    assert not (root / "locks").exists()
