@@ -102,14 +102,12 @@ def test_a_target_table_for_a_platform_its_env_is_not_locked_for_is_an_error(
         (
             9,
             "steps.train.target.osx-arm64",
-            "'osx-arm64' is not among this env's platforms (linux-64); the table would "
-            "never apply",
+            "'osx-arm64' is not among this env's platforms (linux-64); the table would never apply",
         ),
         (
             13,
             "envs.gpu.target.osx-arm64",
-            "'osx-arm64' is not among this env's platforms (linux-64); the table would "
-            "never apply",
+            "'osx-arm64' is not among this env's platforms (linux-64); the table would never apply",
         ),
     ]
 
@@ -143,3 +141,60 @@ def test_a_pypi_package_against_conda_numpy_says_the_pin_is_condas(
         "spec or the PyPI requirement that conflicts with it\n"
     )
     assert not (root / "locks").exists()
+
+
+def test_an_exported_requirements_file_names_the_indexes_its_wheels_come_from(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """torch 2.4.1+cpu is on the named index only: pip must be told where to look."""
+    import os
+    import subprocess
+    import venv
+
+    from flowenv.cli import main
+    from tests.test_ml_stacks import CPU_INDEX, CU121_INDEX, DEFAULT_INDEX, _index, _locked_torch
+
+    indexes = {
+        "default": _index(DEFAULT_INDEX, tmp_path / "pypi"),
+        "cpu": _index(CPU_INDEX, tmp_path / "cpu"),
+        "cu121": _index(CU121_INDEX, tmp_path / "cu121"),
+    }
+    root = _locked_torch(tmp_path, indexes)
+    requirements = tmp_path / "requirements.txt"
+    args = ["-C", str(root), "export", "base", "-p", "linux-64", "-o", str(requirements)]
+    assert main(args) == 0
+    lines = requirements.read_text().splitlines()
+    assert lines[2:4] == [
+        f"--index-url {indexes['default']}",
+        f"--extra-index-url {indexes['cpu']}",  # only the named index used on linux-64
+    ]
+    # pip, pointed at an empty index by its environment, finds everything from the file.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {**os.environ, "PIP_INDEX_URL": empty.as_uri(), "PIP_CONFIG_FILE": os.devnull}
+    venv.EnvBuilder(with_pip=True).create(tmp_path / "venv")
+    result = subprocess.run(
+        [
+            tmp_path / "venv/bin/python",
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--require-hashes",
+            "--disable-pip-version-check",
+            "-r",
+            str(requirements),
+            "-d",
+            str(tmp_path / "dl"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == [
+        "filelock-3.15.4-py3-none-any.whl",
+        "torch-2.4.1+cpu-py3-none-any.whl",
+    ]
+    capsys.readouterr()
