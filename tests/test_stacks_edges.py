@@ -198,3 +198,43 @@ def test_an_exported_requirements_file_names_the_indexes_its_wheels_come_from(
         "torch-2.4.1+cpu-py3-none-any.whl",
     ]
     capsys.readouterr()
+
+
+def test_show_json_gives_requirements_a_tool_can_parse_and_the_pins_beside_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from packaging.requirements import Requirement
+
+    from flowenv.cli import main
+
+    _write(
+        tmp_path,
+        """\
+        [project.pypi.indexes]
+        pytorch-cpu = "https://download.pytorch.org/whl/cpu"
+        [base]
+        python = "3.11"
+        pypi.packages = { torch = "2.4.1", "Scikit_Learn" = { version = ">=1.4", index = "pytorch-cpu" } }
+        [base.target.linux-64]
+        pypi.packages = { torch = { version = "2.4.1", index = "pytorch-cpu" } }
+        """,
+    )
+    assert main(["-C", str(tmp_path), "show", "--json"]) == 0
+    (base,) = json.loads(capsys.readouterr().out)["envs"]
+    lines = [*base["pypi"], *base["targets"]["linux-64"]["pypi"]]
+    assert [str(Requirement(line)) for line in lines] == lines
+    assert base["pinned-indexes"] == {"scikit-learn": "pytorch-cpu"}
+    assert base["targets"]["linux-64"]["pinned-indexes"] == {
+        "scikit-learn": "pytorch-cpu",
+        "torch": "pytorch-cpu",
+    }
+    assert main(["-C", str(tmp_path), "show"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:6] == [
+        "    pypi   scikit-learn>=1.4 (index pytorch-cpu)",
+        "    pypi   torch==2.4.1",
+        "    on linux-64:",
+        "      pypi   scikit-learn>=1.4 (index pytorch-cpu)",
+        "      pypi   torch==2.4.1 (index pytorch-cpu)",
+    ]
