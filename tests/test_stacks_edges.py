@@ -238,3 +238,44 @@ def test_show_json_gives_requirements_a_tool_can_parse_and_the_pins_beside_them(
         "      pypi   scikit-learn>=1.4 (index pytorch-cpu)",
         "      pypi   torch==2.4.1 (index pytorch-cpu)",
     ]
+
+
+def test_hydrating_by_name_outside_the_project_says_where_the_env_is_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On an executor there is no flowenv.toml: the store alone tells a Mac-only env."""
+    from flowenv.cli import main
+    from flowenv.platforms import host_platform
+    from tests.test_ml_stacks import CPU_INDEX, CU121_INDEX, DEFAULT_INDEX, _index, _project
+
+    indexes = {
+        "default": _index(DEFAULT_INDEX, tmp_path / "pypi"),
+        "cpu": _index(CPU_INDEX, tmp_path / "cpu"),
+        "cu121": _index(CU121_INDEX, tmp_path / "cu121"),
+    }
+    other = "osx-arm64" if host_platform() != "osx-arm64" else "linux-64"
+    root = _project(
+        tmp_path / "proj",
+        indexes,
+        f"""\
+        [base]
+        python = "3.11"
+        [envs.mac]
+        platforms = ["{other}"]
+        pypi.packages = {{ torch = "2.4.1" }}
+        """,
+    )
+    store = tmp_path / "store"
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    assert main(["-q", "-C", str(root), "sync", "--store", store.as_uri()]) == 0
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    args = ["hydrate", "mac", "--project", "ml", "--store", store.as_uri()]
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        f"flowenv: error: {store}: env 'mac' of project 'ml' is synced for {other} "
+        f"only (its platforms); it cannot be hydrated on {host_platform()}\n"
+    )
+    # An env the store has nowhere is still "run `flowenv sync`" (exit 4).
+    assert main(["hydrate", "nothing", "--project", "ml", "--store", store.as_uri()]) == 4
+    assert "(run `flowenv sync` first)" in capsys.readouterr().err
