@@ -16,6 +16,7 @@ committed and checked in CI like the lock it comes from.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -92,9 +93,10 @@ def _index_options(env: EnvSpec, platform: str, root: Path) -> tuple[str, ...]:
 
     def where(location: str) -> str:
         # uv ran in the project root: a relative path there is absolute here.
+        # Quoted: pip splits a requirements file's option line like a shell.
         if "://" in location:
-            return strip_credentials(location)
-        return str((root / location).resolve())
+            return shlex.quote(strip_credentials(location))
+        return shlex.quote(str((root / location).resolve()))
 
     settings = env.pypi_settings
     options = []

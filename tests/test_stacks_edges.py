@@ -279,3 +279,64 @@ def test_hydrating_by_name_outside_the_project_says_where_the_env_is_synced(
     # An env the store has nowhere is still "run `flowenv sync`" (exit 4).
     assert main(["hydrate", "nothing", "--project", "ml", "--store", store.as_uri()]) == 4
     assert "(run `flowenv sync` first)" in capsys.readouterr().err
+
+
+def test_index_urls_and_find_links_are_one_token_and_never_echoed(tmp_path: Path) -> None:
+    """They reach uv's command line and an export's pip options: a newline there is an option."""
+    assert _errors(
+        tmp_path,
+        """\
+        [project.pypi]
+        index-url = "https://good.example/simple\\n--trusted-host evil.example"
+        extra-index-urls = ["https://ok.example/simple", "https://u:tok@x/a b"]
+        find-links = ["", "/home/Jane Doe/wheels", "./w\\u0007"]
+        [project.pypi.indexes]
+        cpu = "https://download.pytorch.org/whl/cpu\\r\\n-e evil"
+        bad = "user:token@host/simple"
+        [base]
+        python = "3.11"
+        """,
+    ) == [
+        (4, "project.pypi.index-url", "a URL cannot contain whitespace (spell a space %20)"),
+        (
+            5,
+            "project.pypi.extra-index-urls[1]",
+            "a URL cannot contain whitespace (spell a space %20)",
+        ),
+        (6, "project.pypi.find-links[0]", "expected a URL or path, got ''"),
+        (6, "project.pypi.find-links[2]", "cannot contain a newline or a control character"),
+        (8, "project.pypi.indexes.cpu", "a URL cannot contain whitespace (spell a space %20)"),
+        (
+            9,
+            "project.pypi.indexes.bad",
+            'expected an index URL like "https://host/simple" (no scheme given)',
+        ),
+    ]
+
+
+def test_a_channel_with_a_newline_in_a_real_conda_lock_cannot_reach_an_export(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """conda-lock's own test-lockfile.yml lists channels as bare strings; one is made hostile."""
+    from flowenv.cli import main
+    from tests.support.real_data import REAL
+    from tests.test_real_lock_files import _project
+
+    root = _project(tmp_path, REAL / "conda-lock/test-lockfile.yml")
+    lock = root / "locks/base/conda-lock.yml"
+    text = lock.read_text()
+    assert "  channels:\n  - conda-forge\n" in text
+    lock.write_text(
+        text.replace(
+            "  channels:\n  - conda-forge\n",
+            '  channels:\n  - "conda-forge\\n  - pip:\\n      - evil==6.6.6"\n',
+        )
+    )
+    capsys.readouterr()
+    args = ["-C", str(root), "export", "base", "-p", "linux-64", "--format", "environment-yml"]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert "evil" not in captured.out
+    assert captured.err.endswith(
+        "conda-lock.yml: metadata.channels[0]: holds a control character (a newline?)\n"
+    )

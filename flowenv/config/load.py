@@ -177,6 +177,7 @@ class _Validator:
             find_links=self.string_list(pypi_table, "find-links", pypi_path) or (),
             indexes=stacks.indexes(self, pypi_table, pypi_path),
         )
+        self.locations(pypi, pypi_path)
         self.project_platforms = platforms
         self.index_names = tuple(name for name, _ in pypi.indexes)
         conda_path: KeyPath = (*path, "conda")
@@ -237,6 +238,31 @@ class _Validator:
             if not channel.strip():
                 self.error((*path, "channels", i), "expected a channel name or URL, got ''")
         return channels
+
+    def locations(self, pypi: PypiSettings, path: KeyPath) -> None:
+        """Index URLs and find-links are one token each: they reach uv's command line
+        and the pip options of exported requirements files, where a newline would
+        smuggle in another option."""
+        located: list[tuple[KeyPath, str]] = []
+        if pypi.index_url is not None:
+            located.append(((*path, "index-url"), pypi.index_url))
+        for key, values in (
+            ("extra-index-urls", pypi.extra_index_urls),
+            ("find-links", pypi.find_links),
+        ):
+            located += [((*path, key, i), value) for i, value in enumerate(values)]
+        located += [((*path, "indexes", name), url) for name, url in pypi.indexes]
+        for at, location in located:
+            if at in self.reported:
+                continue
+            # The value is not echoed: it may hold a credential (user:token@host).
+            if not location:
+                self.error(at, "expected a URL or path, got ''")
+            elif "://" in location and any(c.isspace() for c in location):
+                self.error(at, "a URL cannot contain whitespace (spell a space %20)")
+            elif any(not c.isprintable() for c in location):
+                # A local path may have a space, never a newline or a control character.
+                self.error(at, "cannot contain a newline or a control character")
 
     def pypi_map(self, table: Mapping[str, Any], path: KeyPath) -> tuple[tuple[str, str], ...]:
         """``pypi-map``: conda name -> PyPI name, or false ("" here) for "not a PyPI package"."""

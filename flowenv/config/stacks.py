@@ -43,7 +43,8 @@ def indexes(v: _Validator, table: Mapping[str, Any], path: KeyPath) -> tuple[tup
         if not _INDEX_NAME.match(name):
             v.error(at, "an index name may only use letters, digits, '-', '_' and '.'")
         elif "://" not in url:
-            v.error(at, f"expected an index URL like \"https://host/simple\", got '{url}'")
+            # Not echoed: a URL without its scheme may still hold user:token@.
+            v.error(at, 'expected an index URL like "https://host/simple" (no scheme given)')
     return tuple(sorted(raw.items()))
 
 
