@@ -340,3 +340,23 @@ def test_a_channel_with_a_newline_in_a_real_conda_lock_cannot_reach_an_export(
     assert captured.err.endswith(
         "conda-lock.yml: metadata.channels[0]: holds a control character (a newline?)\n"
     )
+
+
+def test_channels_in_a_target_table_are_refused_not_ignored(tmp_path: Path) -> None:
+    assert _errors(
+        tmp_path,
+        """\
+        [base]
+        python = "3.11"
+        [envs.e]
+        target.osx-arm64.conda.packages = { pytorch = "2" }
+        target.osx-arm64.conda.channels = ["pytorch"]
+        """,
+    ) == [
+        (
+            7,
+            "envs.e.target.osx-arm64.conda.channels",
+            "channels apply to the whole env, not one platform: set them in its conda table, "
+            'or take a package from a channel with "channel::name"',
+        )
+    ]

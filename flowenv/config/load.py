@@ -321,6 +321,14 @@ class _Validator:
                 self, table, path, self.project_platforms
             ).items()
         }
+        for platform, target in targets.items():
+            if target.channels is not None:
+                # One conda-lock.yml holds every platform of an env, with one channel list.
+                self.error(
+                    (*path, "target", platform, "conda", "channels"),
+                    "channels apply to the whole env, not one platform: set them in its "
+                    'conda table, or take a package from a channel with "channel::name"',
+                )
         return EnvDecl(
             python=python,
             pypi=tuple(sorted(pypi, key=lambda p: p.name)),
