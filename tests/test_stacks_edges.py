@@ -360,3 +360,40 @@ def test_channels_in_a_target_table_are_refused_not_ignored(tmp_path: Path) -> N
             'or take a package from a channel with "channel::name"',
         )
     ]
+
+
+def test_channel_order_from_channel_prefixes_does_not_depend_on_hash_seeds(
+    tmp_path: Path,
+) -> None:
+    """Channel order is solve priority and part of the lock: it must not follow set order."""
+    import subprocess
+    import sys
+
+    path = _write(
+        tmp_path,
+        """\
+        [base]
+        python = "3.11"
+        conda.packages = { "pytorch::pytorch" = "2", "nvidia::cuda" = "12", "bioconda::samtools" = "1" }
+        [base.target.linux-64]
+        conda.packages = { "fastai::fastai" = "2" }
+        """,
+    )
+    script = (
+        "import sys; from pathlib import Path; from flowenv.config.load import load_config; "
+        "from flowenv.spec import build_environments; from flowenv.lockers.conda import "
+        "lock_channels; print(lock_channels(build_environments(load_config(Path(sys.argv[1])))"
+        ".get('base')))"
+    )
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", script, str(path)],
+            env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3", "4")
+    }
+    # The env's packages by name (cuda, pytorch, samtools), then linux-64's own.
+    assert seen == {"('conda-forge', 'nvidia', 'pytorch', 'bioconda', 'fastai')\n"}

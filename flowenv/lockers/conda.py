@@ -91,7 +91,10 @@ def conda_specs(env: EnvSpec, platform: str) -> tuple[str, ...]:
 def lock_channels(env: EnvSpec) -> tuple[str, ...]:
     """Every channel the env resolves from: configured ones, then ``channel::`` ones."""
     channels = list(env.channels)
-    for package in {c for p in env.platforms for c in env.conda_on(p)} | set(env.conda):
+    # In declaration order (packages by name, then each platform's), never a
+    # set's: channel order is priority, and the lock must be byte-identical.
+    packages = [*env.conda, *(c for p in env.platforms for c in env.conda_on(p))]
+    for package in packages:
         if package.channel and package.channel not in channels:
             channels.append(package.channel)
     return tuple(strip_credentials(c) for c in channels)
