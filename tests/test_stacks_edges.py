@@ -216,7 +216,9 @@ def test_show_json_gives_requirements_a_tool_can_parse_and_the_pins_beside_them(
         pytorch-cpu = "https://download.pytorch.org/whl/cpu"
         [base]
         python = "3.11"
-        pypi.packages = { torch = "2.4.1", "Scikit_Learn" = { version = ">=1.4", index = "pytorch-cpu" } }
+        [base.pypi.packages]
+        torch = "2.4.1"
+        "Scikit_Learn" = { version = ">=1.4", index = "pytorch-cpu" }
         [base.target.linux-64]
         pypi.packages = { torch = { version = "2.4.1", index = "pytorch-cpu" } }
         """,
@@ -374,7 +376,10 @@ def test_channel_order_from_channel_prefixes_does_not_depend_on_hash_seeds(
         """\
         [base]
         python = "3.11"
-        conda.packages = { "pytorch::pytorch" = "2", "nvidia::cuda" = "12", "bioconda::samtools" = "1" }
+        [base.conda.packages]
+        "pytorch::pytorch" = "2"
+        "nvidia::cuda" = "12"
+        "bioconda::samtools" = "1"
         [base.target.linux-64]
         conda.packages = { "fastai::fastai" = "2" }
         """,
