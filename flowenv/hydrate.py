@@ -41,7 +41,7 @@ from flowenv.store.layout import (
     manifest_key,
     parse_alias,
 )
-from flowenv.system import IGNORE_ENV
+from flowenv.system import IGNORE_ENV, ignoring_system_requirements
 
 __all__ = ["PROJECT_ENV", "HydratedEnv", "command_env", "hydrate"]
 
@@ -138,7 +138,7 @@ def hydrate(
             )
         raise StoreError(f"{where} is missing (run `flowenv sync`)")
     manifest = Manifest.from_json(raw, where, expected_env_id=env_id)
-    if not (ignore_system_requirements or os.environ.get(IGNORE_ENV, "0") not in ("", "0")):
+    if not (ignore_system_requirements or ignoring_system_requirements()):
         _check_system(manifest, f"{env_name} · {platform}")
 
     target = Path(prefix).expanduser().resolve() if prefix else cache.root / "envs" / env_id

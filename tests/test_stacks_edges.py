@@ -402,3 +402,43 @@ def test_channel_order_from_channel_prefixes_does_not_depend_on_hash_seeds(
     }
     # The env's packages by name (cuda, pytorch, samtools), then linux-64's own.
     assert seen == {"('conda-forge', 'nvidia', 'pytorch', 'bioconda', 'fastai')\n"}
+
+
+def test_ignore_system_requirements_false_means_false(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flowenv.cli import main
+    from flowenv.platforms import host_platform
+    from flowenv.system import ignoring_system_requirements
+    from tests.test_ml_stacks import CPU_INDEX, CU121_INDEX, DEFAULT_INDEX, _index, _project
+
+    for value in ("", "0", "false", "False", "no", "off", " OFF "):
+        assert not ignoring_system_requirements({"FLOWENV_IGNORE_SYSTEM_REQUIREMENTS": value})
+    for value in ("1", "true", "yes", "on"):
+        assert ignoring_system_requirements({"FLOWENV_IGNORE_SYSTEM_REQUIREMENTS": value})
+
+    # End to end: a CUDA env on a machine without the driver, and the variable set to "false".
+    indexes = {
+        "default": _index(DEFAULT_INDEX, tmp_path / "pypi"),
+        "cpu": _index(CPU_INDEX, tmp_path / "cpu"),
+        "cu121": _index(CU121_INDEX, tmp_path / "cu121"),
+    }
+    root = _project(
+        tmp_path / "proj",
+        indexes,
+        f"""\
+        [base]
+        python = "3.11"
+        system-requirements = {{ cuda = "12" }}
+        platforms = ["{host_platform()}"]
+        """,
+    )
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    assert main(["-q", "-C", str(root), "sync"]) == 0
+    monkeypatch.setenv("FLOWENV_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("CONDA_OVERRIDE_CUDA", "")
+    monkeypatch.setenv("FLOWENV_IGNORE_SYSTEM_REQUIREMENTS", "false")
+    capsys.readouterr()
+    assert main(["-C", str(root), "hydrate", "base", "--prefix", str(tmp_path / "env")]) == 2
+    assert "cuda >= 12 required; this machine has none" in capsys.readouterr().err
+    assert not (tmp_path / "env").exists()
