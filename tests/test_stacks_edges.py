@@ -10,8 +10,16 @@ import pytest
 from flowenv.config.load import load_config
 from flowenv.errors import ConfigError
 from flowenv.spec import build_environments
+from tests.test_ml_stacks import CPU_INDEX, CU121_INDEX, DEFAULT_INDEX, _index
 
 HEAD = '[project]\nplatforms = ["linux-64", "osx-arm64"]\n'
+
+
+@pytest.fixture
+def indexes(tmp_path: Path) -> dict[str, str]:
+    """test_ml_stacks' three local indexes: PyPI's stand-in, PyTorch's CPU and CUDA ones."""
+    parts = {"default": DEFAULT_INDEX, "cpu": CPU_INDEX, "cu121": CU121_INDEX}
+    return {name: _index(specs, tmp_path / name) for name, specs in parts.items()}
 
 
 def _write(tmp_path: Path, body: str) -> Path:
@@ -144,7 +152,7 @@ def test_a_pypi_package_against_conda_numpy_says_the_pin_is_condas(
 
 
 def test_an_exported_requirements_file_names_the_indexes_its_wheels_come_from(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, indexes: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """torch 2.4.1+cpu is on the named index only: pip must be told where to look."""
     import os
@@ -152,13 +160,8 @@ def test_an_exported_requirements_file_names_the_indexes_its_wheels_come_from(
     import venv
 
     from flowenv.cli import main
-    from tests.test_ml_stacks import CPU_INDEX, CU121_INDEX, DEFAULT_INDEX, _index, _locked_torch
+    from tests.test_ml_stacks import _locked_torch
 
-    indexes = {
-        "default": _index(DEFAULT_INDEX, tmp_path / "pypi"),
-        "cpu": _index(CPU_INDEX, tmp_path / "cpu"),
-        "cu121": _index(CU121_INDEX, tmp_path / "cu121"),
-    }
     root = _locked_torch(tmp_path, indexes)
     requirements = tmp_path / "requirements.txt"
     args = ["-C", str(root), "export", "base", "-p", "linux-64", "-o", str(requirements)]
@@ -243,18 +246,16 @@ def test_show_json_gives_requirements_a_tool_can_parse_and_the_pins_beside_them(
 
 
 def test_hydrating_by_name_outside_the_project_says_where_the_env_is_synced(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    indexes: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """On an executor there is no flowenv.toml: the store alone tells a Mac-only env."""
     from flowenv.cli import main
     from flowenv.platforms import host_platform
-    from tests.test_ml_stacks import CPU_INDEX, CU121_INDEX, DEFAULT_INDEX, _index, _project
+    from tests.test_ml_stacks import _project
 
-    indexes = {
-        "default": _index(DEFAULT_INDEX, tmp_path / "pypi"),
-        "cpu": _index(CPU_INDEX, tmp_path / "cpu"),
-        "cu121": _index(CU121_INDEX, tmp_path / "cu121"),
-    }
     other = "osx-arm64" if host_platform() != "osx-arm64" else "linux-64"
     root = _project(
         tmp_path / "proj",
@@ -405,12 +406,15 @@ def test_channel_order_from_channel_prefixes_does_not_depend_on_hash_seeds(
 
 
 def test_ignore_system_requirements_false_means_false(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    indexes: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from flowenv.cli import main
     from flowenv.platforms import host_platform
     from flowenv.system import ignoring_system_requirements
-    from tests.test_ml_stacks import CPU_INDEX, CU121_INDEX, DEFAULT_INDEX, _index, _project
+    from tests.test_ml_stacks import _project
 
     for value in ("", "0", "false", "False", "no", "off", " OFF "):
         assert not ignoring_system_requirements({"FLOWENV_IGNORE_SYSTEM_REQUIREMENTS": value})
@@ -418,11 +422,6 @@ def test_ignore_system_requirements_false_means_false(
         assert ignoring_system_requirements({"FLOWENV_IGNORE_SYSTEM_REQUIREMENTS": value})
 
     # End to end: a CUDA env on a machine without the driver, and the variable set to "false".
-    indexes = {
-        "default": _index(DEFAULT_INDEX, tmp_path / "pypi"),
-        "cpu": _index(CPU_INDEX, tmp_path / "cpu"),
-        "cu121": _index(CU121_INDEX, tmp_path / "cu121"),
-    }
     root = _project(
         tmp_path / "proj",
         indexes,
