@@ -441,3 +441,68 @@ def test_ignore_system_requirements_false_means_false(
     assert main(["-C", str(root), "hydrate", "base", "--prefix", str(tmp_path / "env")]) == 2
     assert "cuda >= 12 required; this machine has none" in capsys.readouterr().err
     assert not (tmp_path / "env").exists()
+
+
+@pytest.mark.network
+def test_an_export_from_real_pypi_installs_through_its_own_index_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Real wheels: a package pinned to a named index (PyPI under another name) and one not."""
+    import os
+    import subprocess
+    import venv
+
+    from flowenv.cli import main
+
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "flowenv.toml").write_text(
+        textwrap.dedent("""\
+            [project]
+            name = "real"
+            platforms = ["linux-64"]
+            pypi.index-url = "https://pypi.org/simple"
+            [project.pypi.indexes]
+            pypi-again = "https://pypi.org/simple"
+            [base]
+            python = "3.11"
+            pypi.packages = { six = "1.16.0", idna = { version = "3.7", index = "pypi-again" } }
+            """)
+    )
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    requirements = tmp_path / "requirements.txt"
+    args = ["-C", str(root), "export", "base", "-p", "linux-64", "-o", str(requirements)]
+    assert main(args) == 0
+    assert requirements.read_text().splitlines()[2:4] == [
+        "--index-url https://pypi.org/simple",
+        "--extra-index-url https://pypi.org/simple",
+    ]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    venv.EnvBuilder(with_pip=True).create(tmp_path / "venv")
+    env = {**os.environ, "PIP_INDEX_URL": empty.as_uri(), "PIP_CONFIG_FILE": os.devnull}
+    result = subprocess.run(
+        [
+            tmp_path / "venv/bin/python",
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--require-hashes",
+            "--disable-pip-version-check",
+            "-r",
+            str(requirements),
+            "-d",
+            str(tmp_path / "dl"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == [
+        "idna-3.7-py3-none-any.whl",
+        "six-1.16.0-py2.py3-none-any.whl",
+    ]
+    capsys.readouterr()
