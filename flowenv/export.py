@@ -149,7 +149,10 @@ def _contents(
             f"{relative} has no category {', '.join(unknown)} "
             f"(it has: {', '.join(known) or 'none'})"
         )
-    packages = [p for p in lock.for_platform(platform, categories) if not p.is_virtual]
+    # main always, as conda-lock renders (its --dev-dependencies/--extras only add):
+    # the other categories' packages depend on main's (python), never stand alone.
+    selected = ("main", *categories)
+    packages = [p for p in lock.for_platform(platform, selected) if not p.is_virtual]
     return _Contents(
         target=target,
         relative=relative,
@@ -295,8 +298,8 @@ def export(
 ) -> str:
     """The text of ``env``'s lock for ``platform`` in format ``fmt`` (one of :data:`FORMATS`).
 
-    A conda-lock file's packages of ``categories`` only (conda-lock's own
-    default is the main category).
+    A conda-lock file's main packages and those of ``categories``, as
+    ``conda-lock render`` gives them (main always; other categories add).
     """
     contents = _contents(config, env, platform, categories)
     render = {

@@ -506,3 +506,28 @@ def test_an_export_from_real_pypi_installs_through_its_own_index_lines(
         "six-1.16.0-py2.py3-none-any.whl",
     ]
     capsys.readouterr()
+
+
+def test_exporting_one_other_category_keeps_main_as_conda_lock_renders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """conda-lock's test-multiple-categories.yml: ``dev`` alone has no python; main does."""
+    from flowenv.cli import main
+    from flowenv.locks.condalock import read_conda_lock
+    from tests.support.real_data import REAL
+    from tests.test_real_lock_files import _conda_lock_render, _explicit_lines, _project
+
+    source = REAL / "conda-lock/test-multiple-categories.yml"
+    lock = read_conda_lock(source)
+    root = _project(tmp_path, source)
+    for category in ("dev", "test"):
+        capsys.readouterr()
+        args = ["-C", str(root), "export", "base", "-p", "linux-64", "--format", "explicit"]
+        assert main([*args, "--category", category]) == 0
+        lines = _explicit_lines(capsys.readouterr().out)
+        theirs = _conda_lock_render(source, "linux-64", {"main", category})
+        assert theirs is not None
+        assert sorted(lines) == sorted(theirs)
+        wanted = lock.for_platform("linux-64", ("main", category))
+        assert len(lines) == len({p.name for p in wanted if p.manager == "conda"})
+        assert any("/python-3" in line for line in lines)
