@@ -22,6 +22,28 @@ def indexes(tmp_path: Path) -> dict[str, str]:
     return {name: _index(specs, tmp_path / name) for name, specs in parts.items()}
 
 
+def _pip_download(requirements: Path, tmp_path: Path) -> list[str]:
+    """The files ``pip download --require-hashes`` fetches for ``requirements``.
+
+    pip's own index is an empty folder (from its environment), so whatever it
+    finds comes through the file's own index lines.
+    """
+    import os
+    import subprocess
+    import venv
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {**os.environ, "PIP_INDEX_URL": empty.as_uri(), "PIP_CONFIG_FILE": os.devnull}
+    venv.EnvBuilder(with_pip=True).create(tmp_path / "venv")
+    command = [str(tmp_path / "venv/bin/python"), "-m", "pip", "download", "--no-deps"]
+    command += ["--require-hashes", "--disable-pip-version-check"]
+    command += ["-r", str(requirements), "-d", str(tmp_path / "dl")]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    return sorted(p.name for p in (tmp_path / "dl").iterdir())
+
+
 def _write(tmp_path: Path, body: str) -> Path:
     path = tmp_path / "flowenv.toml"
     path.write_text(HEAD + textwrap.dedent(body))
@@ -155,9 +177,6 @@ def test_an_exported_requirements_file_names_the_indexes_its_wheels_come_from(
     tmp_path: Path, indexes: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """torch 2.4.1+cpu is on the named index only: pip must be told where to look."""
-    import os
-    import subprocess
-    import venv
 
     from flowenv.cli import main
     from tests.test_ml_stacks import _locked_torch
@@ -172,31 +191,7 @@ def test_an_exported_requirements_file_names_the_indexes_its_wheels_come_from(
         f"--extra-index-url {indexes['cpu']}",  # only the named index used on linux-64
     ]
     # pip, pointed at an empty index by its environment, finds everything from the file.
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    env = {**os.environ, "PIP_INDEX_URL": empty.as_uri(), "PIP_CONFIG_FILE": os.devnull}
-    venv.EnvBuilder(with_pip=True).create(tmp_path / "venv")
-    result = subprocess.run(
-        [
-            tmp_path / "venv/bin/python",
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--require-hashes",
-            "--disable-pip-version-check",
-            "-r",
-            str(requirements),
-            "-d",
-            str(tmp_path / "dl"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == [
+    assert _pip_download(requirements, tmp_path) == [
         "filelock-3.15.4-py3-none-any.whl",
         "torch-2.4.1+cpu-py3-none-any.whl",
     ]
@@ -448,9 +443,6 @@ def test_an_export_from_real_pypi_installs_through_its_own_index_lines(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Real wheels: a package pinned to a named index (PyPI under another name) and one not."""
-    import os
-    import subprocess
-    import venv
 
     from flowenv.cli import main
 
@@ -477,31 +469,7 @@ def test_an_export_from_real_pypi_installs_through_its_own_index_lines(
         "--index-url https://pypi.org/simple",
         "--extra-index-url https://pypi.org/simple",
     ]
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    venv.EnvBuilder(with_pip=True).create(tmp_path / "venv")
-    env = {**os.environ, "PIP_INDEX_URL": empty.as_uri(), "PIP_CONFIG_FILE": os.devnull}
-    result = subprocess.run(
-        [
-            tmp_path / "venv/bin/python",
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--require-hashes",
-            "--disable-pip-version-check",
-            "-r",
-            str(requirements),
-            "-d",
-            str(tmp_path / "dl"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == [
+    assert _pip_download(requirements, tmp_path) == [
         "idna-3.7-py3-none-any.whl",
         "six-1.16.0-py2.py3-none-any.whl",
     ]
