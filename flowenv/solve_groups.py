@@ -181,24 +181,7 @@ def _disagreement(
         alone[env.name] = _resolve(
             config, [env], platform, options, f"{env.name} · {platform}", None
         )
-    differing: dict[str, dict[str, str]] = {}
-    for env_name, versions in alone.items():
-        for package, version in versions.items():
-            differing.setdefault(package, {})[env_name] = version
-    lines = [
-        f"  {package}: " + ", ".join(f"{env} {version}" for env, version in sorted(by_env.items()))
-        for package, by_env in sorted(differing.items())
-        if len(set(by_env.values())) > 1
-    ]
-    group = members[0].solve_group
-    names = ", ".join(e.name for e in members)
-    head = f"solve group '{group}' ({names}) cannot agree on one version per package on {platform}"
-    detail = (
-        "each env resolved alone differs on:\n" + "\n".join(lines)
-        if lines
-        else "each env resolves alone, but not together"
-    )
-    return ResolutionError(f"{head}; {detail}\n{joint.message}")
+    return _report(members, {platform: alone}, joint)
 
 
 def _joint(members: Sequence[EnvSpec]) -> EnvSpec:
@@ -238,13 +221,20 @@ def conda_group_pins(
     try:
         text = lock_conda_env(config, _joint(members), platforms, options)[CONDA_LOCK_NAME]
     except ResolutionError as joint:
-        alone = {
+        per_env = {
             env.name: _conda_versions(
                 lock_conda_env(config, env, platforms, options)[CONDA_LOCK_NAME], platforms
             )
             for env in members
         }
-        raise _report(members, platforms, alone, joint) from None
+        alone = {
+            platform: {
+                name: {key.split()[1]: v for key, v in versions[platform].items()}
+                for name, versions in per_env.items()
+            }
+            for platform in platforms
+        }
+        raise _report(members, alone, joint) from None
     direct = _direct(members)
     pins: CondaPins = {}
     for platform, versions in _conda_versions(text, platforms).items():
@@ -262,26 +252,28 @@ def conda_group_pins(
 
 def _report(
     members: Sequence[EnvSpec],
-    platforms: Sequence[str],
     alone: Mapping[str, Mapping[str, Mapping[str, str]]],
     joint: ResolutionError,
 ) -> ResolutionError:
-    """The packages on which members, each resolved alone, differ (conda groups)."""
+    """Why a group has no joint answer: per platform, the packages its members,
+    each resolved alone (``alone``: platform -> env -> package -> version), differ on."""
     lines = []
-    for platform in platforms:
+    for platform, by_env_versions in alone.items():
         by_package: dict[str, dict[str, str]] = {}
-        for env_name, per_platform in alone.items():
-            for package, version in per_platform.get(platform, {}).items():
-                by_package.setdefault(package.split()[1], {})[env_name] = version
+        for env_name, versions in by_env_versions.items():
+            for package, version in versions.items():
+                by_package.setdefault(package, {})[env_name] = version
+        where = f"{platform} " if len(alone) > 1 else ""
         lines += [
-            f"  {platform} {package}: "
+            f"  {where}{package}: "
             + ", ".join(f"{env} {version}" for env, version in sorted(by_env.items()))
             for package, by_env in sorted(by_package.items())
             if len(set(by_env.values())) > 1
         ]
     group = members[0].solve_group
     names = ", ".join(e.name for e in members)
-    head = f"solve group '{group}' ({names}) cannot agree on one version per package"
+    on = f" on {next(iter(alone))}" if len(alone) == 1 else ""
+    head = f"solve group '{group}' ({names}) cannot agree on one version per package{on}"
     detail = (
         "each env resolved alone differs on:\n" + "\n".join(lines)
         if lines
