@@ -129,9 +129,7 @@ def _contents(
     if target.env.kind == "pypi":
         document = read_pylock_document(target.path)
         python = document.python or target.env.python
-        pip = tuple(
-            _pinned(p) for p in packages_for(document, platform, python, str(target.path))
-        )
+        pip = tuple(_pinned(p) for p in packages_for(document, platform, python, str(target.path)))
         return _Contents(
             target=target,
             relative=relative,

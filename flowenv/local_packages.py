@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -129,6 +130,32 @@ def _pure(wheel: Path) -> bool:
     return all(tag.abi == "none" and tag.platform == "any" for tag in tags)
 
 
+def _built(directory: Path, workdir: Path, source: str, settings: Any, label: str) -> Path:
+    """The wheel built from ``directory`` (whose source hash is ``source``), built once.
+
+    Kept under ``workdir/wheel-<source>``: the same source is never built twice
+    on this machine. A build goes to a scratch directory renamed into place, so
+    an interrupted one leaves nothing that looks finished.
+    """
+    import tempfile
+
+    from flowenv.resolvers.uv import build_wheel
+
+    done = workdir / f"wheel-{source}"
+    found = sorted(done.glob("*.whl"))
+    if len(found) == 1:
+        return found[0]
+    workdir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".build-{source[:12]}-", dir=workdir))
+    try:
+        wheel = build_wheel(directory, scratch, settings=settings, label=label)
+        shutil.rmtree(done, ignore_errors=True)
+        os.replace(scratch, done)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return done / wheel.name
+
+
 def build_plans(
     plans: Sequence[EnvPlan], workdir: Path, settings_of: dict[str, Any]
 ) -> list[EnvPlan]:
@@ -139,7 +166,6 @@ def build_plans(
     from packaging.utils import parse_wheel_filename
 
     from flowenv.inputs.local import source_hash
-    from flowenv.resolvers.uv import build_wheel
 
     built: dict[str, Artifact] = {}
     paths: dict[str, Path] = {}
@@ -154,8 +180,16 @@ def build_plans(
             label = f"{plan.label}: local package {artifact.name}"
             if artifact.source not in built:
                 location = sources[artifact.key]
+                checkout = None
                 if location.startswith("git+"):
-                    directory = _checkout(location, workdir / f"git-{artifact.source}", label)
+                    cached = sorted((workdir / f"wheel-{artifact.source}").glob("*.whl"))
+                    # Built before: the commit pins the content, no need to fetch it again.
+                    checkout = workdir / f"git-{artifact.source}"
+                    directory = (
+                        cached[0].parent
+                        if len(cached) == 1
+                        else _checkout(location, checkout, label)
+                    )
                 else:
                     directory = (plan.lock_path.parent / location).resolve()
                     try:
@@ -166,12 +200,9 @@ def build_plans(
                         raise UsageError(
                             f"{label}: its source changed since it was locked; run `flowenv lock`"
                         )
-                wheel = build_wheel(
-                    directory,
-                    workdir / f"wheel-{artifact.source}",
-                    settings=settings_of[plan.env],
-                    label=label,
-                )
+                wheel = _built(directory, workdir, artifact.source, settings_of[plan.env], label)
+                if checkout is not None:
+                    shutil.rmtree(checkout, ignore_errors=True)
                 if not _pure(wheel):
                     raise FlowenvError(
                         f"{label}: the built wheel {wheel.name} is not pure Python; flowenv builds "

@@ -178,9 +178,7 @@ def _obsolete(config: Config, live_targets: Sequence[LockTarget]) -> list[Path]:
     return [
         path
         for path in lock_files(config.lock_root)
-        if str(path) not in live
-        and _inside_lock_root(config, path)
-        and recorded_input_hashes(path)
+        if str(path) not in live and _inside_lock_root(config, path) and recorded_input_hashes(path)
     ]
 
 
@@ -201,9 +199,7 @@ def _inside_lock_root(config: Config, path: Path) -> bool:
     return root in path.parent.resolve().parents or path.parent.resolve() == root
 
 
-def remove_obsolete_locks(
-    config: Config, live: Sequence[LockTarget] | None = None
-) -> list[Path]:
+def remove_obsolete_locks(config: Config, live: Sequence[LockTarget] | None = None) -> list[Path]:
     """Delete :func:`obsolete_locks` (and env directories left empty); what was removed.
 
     ``live``: every env × platform of the configuration, when the caller has
@@ -217,9 +213,7 @@ def remove_obsolete_locks(
         try:
             path.unlink()
         except OSError as exc:
-            raise WriteError(
-                f"cannot remove the obsolete lock {path}: {exc.strerror}"
-            ) from None
+            raise WriteError(f"cannot remove the obsolete lock {path}: {exc.strerror}") from None
         # Not empty: another lock (or a file of the user's) still lives there.
         with contextlib.suppress(OSError):
             path.parent.rmdir()

@@ -11,9 +11,7 @@ identical bytes to identical keys, so they cannot corrupt each other.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -96,32 +94,13 @@ def sync(
     environments = build_environments(config)
     targets = select_targets(config, environments, selection or Selection())
     plans = [plan_target(t) for t in targets]
-    # Local packages are built into a directory that lives until the upload is done.
-    with contextlib.ExitStack() as stack:
-        if any(a.source for p in plans for a in p.manifest.artifacts):
-            from flowenv.local_packages import build_plans
-
-            workdir = Path(
-                stack.enter_context(tempfile.TemporaryDirectory(prefix="flowenv-build-"))
-            )
-            settings = {env.name: env.pypi_settings for env in environments.envs}
-            plans = build_plans(plans, workdir, settings)
-        return _sync_plans(
-            config, plans, store_url, jobs, dry_run, on_progress, store_options, cache
-        )
-
-
-def _sync_plans(
-    config: Config,
-    plans: list[EnvPlan],
-    store_url: str | None,
-    jobs: int | None,
-    dry_run: bool,
-    on_progress: Callable[[ProgressEvent], None] | None,
-    store_options: Mapping[str, Any] | None,
-    cache: ArtifactCache | None,
-) -> SyncSummary:
     cache = cache or ArtifactCache()
+    # Local and git packages: built (once per source, kept in the cache) into wheels.
+    if any(a.source for p in plans for a in p.manifest.artifacts):
+        from flowenv.local_packages import build_plans
+
+        settings = {env.name: env.pypi_settings for env in environments.envs}
+        plans = build_plans(plans, cache.root / "builds", settings)
     project = config.project.name
     sources: dict[str, tuple[str, Path]] = {}
     for plan in plans:

@@ -120,6 +120,11 @@ def test_local_package_syncs_and_hydrates_offline_on_a_fresh_cache(
     ]
     mylib = next(a for a in manifest.artifacts if a.name == "mylib")
     assert (mylib.version, len(mylib.source)) == ("0.3.0", 64)
+    # The wheel is kept in the cache by source hash: a second sync builds nothing.
+    (built,) = flowenv_cache.glob(f"builds/wheel-{mylib.source}/*.whl")
+    stamp = built.stat().st_mtime_ns
+    assert main(["-C", str(root), "sync"]) == 0
+    assert built.stat().st_mtime_ns == stamp
     # The env id follows from the lock alone: hydrate inside the project finds it.
     assert (
         manifest_key.split("/")[1]

@@ -124,9 +124,7 @@ def render_key_path(path: KeyPath) -> str:
 
 
 class _Validator:
-    def __init__(
-        self, file: str, lines: KeyLines, prefix: KeyPath, root: Path = Path()
-    ) -> None:
+    def __init__(self, file: str, lines: KeyLines, prefix: KeyPath, root: Path = Path()) -> None:
         self.file = file
         #: Input files and local packages are relative to the configuration's directory.
         self.root = root

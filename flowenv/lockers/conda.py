@@ -225,9 +225,7 @@ def _pip_part(
         )
     except ResolutionError as exc:
         raise ResolutionError(exc.message + _conda_pins_note(exc.message, provided)) from None
-    used = sorted(
-        {_normalize(p.name) for p in parse_pylock(raw, "uv output")} & provided.keys()
-    )
+    used = sorted({_normalize(p.name) for p in parse_pylock(raw, "uv output")} & provided.keys())
     if used:
         # Then without them: conda installs them, so whatever only they need on
         # PyPI (torch's nvidia-* wheels for conda's pytorch) is not locked

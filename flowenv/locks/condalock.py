@@ -134,9 +134,7 @@ def _package(node: Node) -> LockedCondaPackage:
         url=source_url or url,
         sha256=sha256 or "",
         md5=md5,
-        dependencies=tuple(
-            sorted((key, value.text_value()) for key, value in dependencies.items())
-        )
+        dependencies=tuple(sorted((key, value.text_value()) for key, value in dependencies.items()))
         if dependencies
         else (),
         category=node.text("category", categories[0] if categories else "main"),

@@ -95,9 +95,7 @@ def _check_toml_depth(text: str, source: str) -> None:
             depth += 1
             if depth > MAX_DEPTH:
                 line = text.count("\n", 0, i) + 1
-                raise LockFileError(
-                    f"{source}:{line}: nested more than {MAX_DEPTH} deep; refused"
-                )
+                raise LockFileError(f"{source}:{line}: nested more than {MAX_DEPTH} deep; refused")
         elif char in "]}":
             depth = max(depth - 1, 0)
         i += 1
