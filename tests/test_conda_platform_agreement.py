@@ -46,6 +46,8 @@ PACKAGES = (
     _python("3.11.7", LINUX),
     _python("3.11.7", MAC),
     _python("3.9.13", MAC),
+    _python("3.11.7", "osx-64"),
+    CondaSpec(name="shared", version="2.0", subdir="osx-64"),
     CondaSpec(name="lonely", version="1.0", subdir=LINUX),
     CondaSpec(name="lonely", version="1.0", subdir=MAC),
     CondaSpec(name="lonely", version="2.0", subdir=LINUX),
@@ -189,3 +191,32 @@ def test_a_follower_locked_alone_does_not_follow_a_stale_lead(project: Path) -> 
     )
     assert main(["-C", str(project), "lock", "-p", MAC, "--upgrade"]) == 0
     assert _versions(project, "base", MAC)["tool"] == "2.0"
+
+
+def test_the_pypi_part_follows_the_first_platform_that_has_pypi_packages(
+    make_project, make_index, channel: Path
+) -> None:
+    # linux-64 leads the conda part but has no PyPI packages; osx-64 leads the PyPI part.
+    root: Path = make_project(
+        """
+        [base]
+        python = "3.11"
+        platforms = ["linux-64", "osx-64", "osx-arm64"]
+        conda.packages = { shared = "*" }
+        [base.target.osx-64]
+        pypi.packages = { beta = "*" }
+        [base.target.osx-arm64]
+        pypi.packages = { beta = "*" }
+        """,
+        project_extra=(
+            'platforms = ["linux-64", "osx-64", "osx-arm64"]\n'
+            f'conda.channels = ["{channel.as_uri()}"]\n'
+        ),
+        index=make_index(WHEELS),
+    )
+    toml = root / "flowenv.toml"
+    toml.write_text(toml.read_text().replace('platforms = ["linux-64", "osx-arm64"]\n', "", 1))
+    assert main(["-C", str(root), "lock"]) == 0
+    assert _versions(root, "base", LINUX, "pip") == {}
+    assert _versions(root, "base", "osx-64", "pip") == {"beta": "1.0"}
+    assert _versions(root, "base", MAC, "pip") == {"beta": "1.0"}  # alone: 2.0

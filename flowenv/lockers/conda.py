@@ -413,29 +413,34 @@ def lock_conda_env(
 ) -> Mapping[str, str]:
     """Lock ``env`` for ``platforms`` into one conda-lock file; the other platforms follow the lead.
 
-    The lead is the env's first platform (flowenv's platform order). When it
-    is not locked in this run, its entries in the lock on disk lead if they
-    were made from today's inputs.
+    The lead is the env's first platform (flowenv's platform order); for the
+    PyPI part, the first that has PyPI packages, as for a PyPI env. When a
+    lead is not locked in this run, its entries in the lock on disk lead if
+    they were made from today's inputs.
     """
     path = lock_path(config.lock_root, env, platforms[0])
     previous = _read_previous(path)
-    lead_platform = env.platforms[0] if env.platforms else platforms[0]
-    order = sorted(platforms, key=lambda p: p != lead_platform)
+    every = env.platforms or tuple(platforms)
+    order = sorted(platforms, key=lambda p: every.index(p) if p in every else len(every))
+    lead_platform = every[0]
     lead = () if lead_platform in order else _fresh_lead(previous, env, lead_platform)
     solutions = _solve_following(env, order, lead_platform, lead, previous, options)
+    pip_lead = next((p for p in every if env.pypi_on(p)), None)
+    lead_pip = None
+    if pip_lead is not None and pip_lead not in order:
+        lead_pip = _as_pylock(_fresh_lead(previous, env, pip_lead))
     packages: list[LockedCondaPackage] = []
     hashes: dict[str, str] = {}
     inputs: dict[str, str] = {}
-    lead_pip = _as_pylock(lead)
     for platform in order:
         entries = [_conda_entry(p, platform) for p in solutions[platform]]
         if env.pypi_on(platform):
             own = None if previous is None else _as_pylock(previous.for_platform(platform))
-            following = None if platform == lead_platform else lead_pip
+            following = None if platform == pip_lead else lead_pip
             entries += _pip_part(
                 config, env, platform, solutions[platform], own, following, options
             )
-        if platform == lead_platform:
+        if platform == pip_lead:
             lead_pip = _as_pylock(entries)
         packages += entries
         hashes[platform] = content_hash(entries)
