@@ -20,7 +20,7 @@ from pathlib import Path
 
 from flowenv.config.models import Config, SystemRequirements
 from flowenv.errors import FlowenvError, ResolutionError
-from flowenv.lockers import LockOptions
+from flowenv.lockers import LockOptions, disagree
 from flowenv.lockers.conda_pypi import CondaRecord, provided_distributions
 from flowenv.locks.condalock import (
     INPUT_HASH_KEY,
@@ -152,14 +152,12 @@ def _preferred(previous: CondaLock | None, platform: str, options: LockOptions) 
     )
 
 
-def _previous_pylock(previous: CondaLock | None, platform: str) -> str | None:
-    """The previous lock's pip part as a pylock, which uv reads for its preferred versions."""
+def _as_pylock(entries: Iterable[LockedCondaPackage]) -> str | None:
+    """The pip part of a lock's platform as a pylock, which uv reads for its preferred versions."""
     from flowenv.locks.toml_render import render
 
-    if previous is None:
-        return None
     packages = []
-    for package in previous.for_platform(platform):
+    for package in entries:
         if package.manager != "pip":
             continue
         artifact = {"url": package.url, "hashes": {"sha256": package.sha256}}
@@ -181,10 +179,17 @@ def _pip_part(
     env: EnvSpec,
     platform: str,
     solution: Sequence[rattler.SolvedPackage],
-    previous: CondaLock | None,
+    own: str | None,
+    lead: str | None,
     options: LockOptions,
     pinned: Sequence[str] = (),
 ) -> list[LockedCondaPackage]:
+    """The pip entries of one platform; ``own`` and ``lead`` are pylocks of preferred pins.
+
+    The lead's pins win over the platform's own, exactly as for a PyPI-only env
+    (:func:`flowenv.lockers.pypi.preferences`).
+    """
+    from flowenv.lockers.pypi import preferences
     from flowenv.locks.pylock import parse_pylock
     from flowenv.resolvers.uv import compile_pylock
 
@@ -214,14 +219,15 @@ def _pip_part(
     )
     # First with conda's versions as constraints: PyPI packages must agree with
     # them (uv fails clearly when one needs another numpy than conda's).
+    prefer, how = preferences(own, lead, options)
     # The env's own constraints (-c files) and a solve group's pins hold in both passes.
-    own = [*(c.requirement(config.root) for c in env.pypi_constraints), *pinned]
+    bounds = [*(c.requirement(config.root) for c in env.pypi_constraints), *pinned]
     try:
         raw = resolve(
-            constraints=[*_constraints(provided), *own],
-            previous=None if options.upgrade else _previous_pylock(previous, platform),
-            upgrade=options.upgrade,
-            upgrade_packages=options.upgrade_packages,
+            constraints=[*_constraints(provided), *bounds],
+            previous=None if how.upgrade else prefer,
+            upgrade=how.upgrade,
+            upgrade_packages=how.upgrade_packages,
         )
     except ResolutionError as exc:
         raise ResolutionError(exc.message + _conda_pins_note(exc.message, provided)) from None
@@ -231,7 +237,7 @@ def _pip_part(
         # PyPI (torch's nvidia-* wheels for conda's pytorch) is not locked
         # either. The first result, as the previous lock, keeps every other
         # version where it was.
-        raw = resolve(previous=raw, excludes=used, constraints=own)
+        raw = resolve(previous=raw, excludes=used, constraints=bounds)
     entries = []
     for package in parse_pylock(raw):
         if _normalize(package.name) in provided:
@@ -341,6 +347,81 @@ def _as_url(location: str, root: Path) -> str:
     return location if "://" in location else (root / location).resolve().as_uri()
 
 
+def _request(
+    env: EnvSpec,
+    platform: str,
+    preferred: tuple[str, ...],
+    followed: tuple[str, ...] = (),
+    constraints: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None,
+) -> rattler.SolveRequest:
+    return rattler.SolveRequest(
+        specs=conda_specs(env, platform),
+        channels=env.channels,
+        platform=platform,
+        virtual_packages=virtual_packages(
+            platform,
+            [*env.virtual_packages, *virtual_package_overrides(env.system_on(platform), platform)],
+        ),
+        channel_priority=env.channel_priority,
+        preferred_urls=preferred,
+        followed_urls=followed,
+        label=f"{env.name} · {platform}",
+        # A solve group's conda pins: they bound versions and require nothing.
+        constraints=tuple((constraints or {}).get(platform, ((), ()))[0]),
+    )
+
+
+def _fresh_lead(
+    previous: CondaLock | None, env: EnvSpec, platform: str
+) -> tuple[LockedCondaPackage, ...]:
+    """The previous lock's entries for the lead platform, if they were made from today's inputs."""
+    if previous is None or platform not in previous.platforms:
+        return ()
+    recorded = dict(previous.custom_metadata).get(INPUT_HASH_KEY.format(platform=platform))
+    return previous.for_platform(platform) if recorded == env.input_hash(platform) else ()
+
+
+def _solve_following(
+    env: EnvSpec,
+    order: Sequence[str],
+    lead_platform: str,
+    lead: Sequence[LockedCondaPackage],
+    previous: CondaLock | None,
+    options: LockOptions,
+    pins: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None,
+) -> dict[str, tuple[rattler.SolvedPackage, ...]]:
+    """Conda solutions per platform, each follower taking the lead's versions where it can.
+
+    Every platform is solved at once on its own previous pins; a follower whose
+    solution has a package the lead also has at another version is solved again
+    preferring the lead's records (its own previous ones fill in the rest).
+    ``lead`` is the lead's lock entries when the lead is not solved in this run.
+    """
+    own = {p: _preferred(previous, p, options) for p in order}
+    solutions = dict(
+        zip(
+            order,
+            rattler.solve([_request(env, p, own[p], constraints=pins) for p in order]),
+            strict=True,
+        )
+    )
+    if lead_platform in solutions:
+        lead_urls = tuple(p.url for p in solutions[lead_platform])
+        versions = {p.name: p.version for p in solutions[lead_platform]}
+    else:
+        lead_urls = tuple(p.url for p in lead if p.manager == "conda")
+        versions = {p.name: p.version for p in lead if p.manager == "conda"}
+    again = [
+        p
+        for p in order
+        if p != lead_platform and disagree({s.name: s.version for s in solutions[p]}, versions)
+    ]
+    if again:
+        requests = [_request(env, p, own[p], lead_urls, pins) for p in again]
+        solutions |= dict(zip(again, rattler.solve(requests), strict=True))
+    return solutions
+
+
 def lock_conda_env(
     config: Config,
     env: EnvSpec,
@@ -348,40 +429,47 @@ def lock_conda_env(
     options: LockOptions,
     pins: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None,
 ) -> Mapping[str, str]:
-    """Lock ``env`` for ``platforms``; ``pins`` (platform -> conda match specs, PyPI
-    requirements) come from a solve group and hold the env to its group's versions."""
-    pins = pins or {}
+    """Lock ``env`` for ``platforms`` into one conda-lock file; the other platforms follow the lead.
+
+    ``pins`` (platform -> conda match specs, PyPI requirements) come from a
+    solve group and hold the env to its group's versions.
+
+    The lead is the env's first platform (flowenv's platform order); for the
+    PyPI part, the first that has PyPI packages, as for a PyPI env. When a
+    lead is not locked in this run, its entries in the lock on disk lead if
+    they were made from today's inputs.
+    """
     path = lock_path(config.lock_root, env, platforms[0])
     previous = _read_previous(path)
-    requests = [
-        rattler.SolveRequest(
-            specs=conda_specs(env, platform),
-            channels=env.channels,
-            platform=platform,
-            virtual_packages=virtual_packages(
-                platform,
-                [
-                    *env.virtual_packages,
-                    *virtual_package_overrides(env.system_on(platform), platform),
-                ],
-            ),
-            channel_priority=env.channel_priority,
-            preferred_urls=_preferred(previous, platform, options),
-            label=f"{env.name} · {platform}",
-            constraints=tuple(pins.get(platform, ((), ()))[0]),
-        )
-        for platform in platforms
-    ]
-    solutions = rattler.solve(requests)
+    every = env.platforms or tuple(platforms)
+    order = sorted(platforms, key=lambda p: every.index(p) if p in every else len(every))
+    lead_platform = every[0]
+    lead = () if lead_platform in order else _fresh_lead(previous, env, lead_platform)
+    solutions = _solve_following(env, order, lead_platform, lead, previous, options, pins)
+    pip_lead = next((p for p in every if env.pypi_on(p)), None)
+    lead_pip = None
+    if pip_lead is not None and pip_lead not in order:
+        lead_pip = _as_pylock(_fresh_lead(previous, env, pip_lead))
     packages: list[LockedCondaPackage] = []
     hashes: dict[str, str] = {}
     inputs: dict[str, str] = {}
-    for platform, solution in zip(platforms, solutions, strict=True):
-        entries = [_conda_entry(p, platform) for p in solution]
+    for platform in order:
+        entries = [_conda_entry(p, platform) for p in solutions[platform]]
         if env.pypi_on(platform):
+            own = None if previous is None else _as_pylock(previous.for_platform(platform))
+            following = None if platform == pip_lead else lead_pip
             entries += _pip_part(
-                config, env, platform, solution, previous, options, pins.get(platform, ((), ()))[1]
+                config,
+                env,
+                platform,
+                solutions[platform],
+                own,
+                following,
+                options,
+                (pins or {}).get(platform, ((), ()))[1],
             )
+        if platform == pip_lead:
+            lead_pip = _as_pylock(entries)
         packages += entries
         hashes[platform] = content_hash(entries)
         inputs[platform] = env.input_hash(platform)
