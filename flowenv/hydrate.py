@@ -40,6 +40,8 @@ from flowenv.store.layout import (
     check_segment,
     manifest_key,
     parse_alias,
+    parse_steps,
+    steps_key,
 )
 
 __all__ = ["PROJECT_ENV", "HydratedEnv", "command_env", "hydrate"]
@@ -101,6 +103,8 @@ def hydrate(
         raise UsageError(f"cannot hydrate a {platform} env on this {host_platform()} machine")
     check_segment(env_name, "environment")
     pinned = env_id is not None
+    if config is not None and not pinned:
+        env_name = _env_of(config, env_name)
     if env_id is None:
         env_id = _local_env_id(config, env_name, platform)
     # Only the alias needs the project: an env id is shared by every project.
@@ -116,14 +120,7 @@ def hydrate(
 
     if env_id is None:
         assert project_name is not None  # checked above, before opening the store
-        key = alias_key(project_name, env_name, platform)
-        data = store.read(key)
-        if data is None:
-            raise StoreError(
-                f"{store.url}: no env '{env_name}' for {platform} in project '{project_name}' "
-                "(run `flowenv sync` first)"
-            )
-        env_id = parse_alias(data, key)
+        env_name, env_id = _alias_lookup(store, project_name, env_name, platform)
     where = f"{store.url}/{manifest_key(env_id, platform)}"
     raw = store.read(manifest_key(env_id, platform))
     if raw is None:
@@ -178,6 +175,50 @@ def _store(
 
         return store_for_config(config, store_url, store_options)
     return open_store(store_url_for(store_url, None, Path.cwd()), store_options)
+
+
+def _env_of(config: Config, name: str) -> str:
+    """``name`` itself when it is an env of the project, else the env the step ``name`` runs in."""
+    from flowenv.spec import build_environments
+
+    environments = build_environments(config)
+    if name in environments.names():
+        return name
+    env = environments.env_of_step(name)
+    if env is None:
+        raise UsageError(_system_step(name))
+    return env
+
+
+def _system_step(step: str) -> str:
+    return f"step '{step}' runs in the system environment (disabled): there is nothing to hydrate"
+
+
+def _alias_lookup(store: Store, project: str, name: str, platform: str) -> tuple[str, str]:
+    """(env name, env id) of the env ``name`` or, failing that, of the step ``name``.
+
+    Without a configuration only the store knows which env a step runs in:
+    sync records it in the project's step map.
+    """
+    key = alias_key(project, name, platform)
+    data = store.read(key)
+    env = name
+    if data is None:
+        raw_steps = store.read(steps_key(project))
+        if raw_steps is not None:
+            steps, default = parse_steps(raw_steps, f"{store.url}/{steps_key(project)}")
+            mapped = steps.get(name, default)
+            if mapped is None:
+                raise UsageError(_system_step(name))
+            if mapped != name:
+                env, key = mapped, alias_key(project, mapped, platform)
+                data = store.read(key)
+    if data is None:
+        raise StoreError(
+            f"{store.url}: no env '{env}' for {platform} in project '{project}' "
+            "(run `flowenv sync` first)"
+        )
+    return env, parse_alias(data, key)
 
 
 def _local_env_id(config: Config | None, env_name: str, platform: str) -> str | None:

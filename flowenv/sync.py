@@ -22,10 +22,18 @@ import attrs
 from flowenv.config.models import Config
 from flowenv.errors import FlowenvError, StoreError
 from flowenv.lock import Selection, select_targets
-from flowenv.spec import build_environments
+from flowenv.spec import BASE, Environments, build_environments
 from flowenv.store import Store, open_store, store_url_for
 from flowenv.store.cache import ArtifactCache, fetch_locked, local_source, read_verified
-from flowenv.store.layout import alias_key, env_dir, manifest_key, parse_alias, render_alias
+from flowenv.store.layout import (
+    alias_key,
+    env_dir,
+    manifest_key,
+    parse_alias,
+    render_alias,
+    render_steps,
+    steps_key,
+)
 from flowenv.store.plan import EnvPlan, plan_target
 
 __all__ = ["ProgressEvent", "Selection", "SyncSummary", "SyncedEnv", "store_for_config", "sync"]
@@ -111,7 +119,7 @@ def sync(
         store, listing = opening.result()
     missing = sorted(k for k in sources if k not in listing)
     aliases = {alias_key(project, p.env, p.platform): p for p in plans}
-    current = store.read_many(aliases)
+    current = store.read_many([*aliases, steps_key(project)])
     if on_progress:
         on_progress(ProgressEvent(kind="plan", total_files=len(missing)))
 
@@ -180,6 +188,11 @@ def sync(
         envs.append(
             SyncedEnv(env=plan.env, platform=plan.platform, env_id=plan.env_id, status=status)
         )
+    # Which env each step runs in, so that an executor without the configuration
+    # can hydrate by step name; rewritten only when it changed, and only by a complete sync.
+    steps = render_steps(dict(environments.step_envs), _undeclared_env(environments))
+    if not errors and current.get(steps_key(project)) != steps:
+        store.write(steps_key(project), steps)
     if errors:
         raise StoreError(
             "sync incomplete; re-run to finish:\n" + "\n".join(f"  {e}" for e in errors)
@@ -255,6 +268,11 @@ def _publish_manifest(store: Store, plan: EnvPlan, sizes: Mapping[str, int]) -> 
         f"{env_dir(plan.env_id, plan.platform)}/{manifest.lock_name}", plan.lock_path.read_bytes()
     )
     store.write(manifest_key(plan.env_id, plan.platform), manifest.to_json().encode())
+
+
+def _undeclared_env(environments: Environments) -> str | None:
+    """The env of a step the configuration does not name: base, unless base is disabled."""
+    return BASE if BASE in environments.names() else None
 
 
 def _alias_target(data: bytes, key: str) -> str | None:

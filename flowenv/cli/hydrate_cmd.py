@@ -9,8 +9,14 @@ from typing import Any
 
 
 def add_hydrate_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("env", metavar="ENV", help="environment (or step) name")
-    parser.add_argument("--platform", default="auto", metavar="P", help="platform (default: auto)")
+    parser.add_argument(
+        "env",
+        metavar="ENV",
+        help="environment name, or a step name (hydrates the environment the step runs in)",
+    )
+    parser.add_argument(
+        "-p", "--platform", default="auto", metavar="P", help="platform (default: auto)"
+    )
     parser.add_argument(
         "--store", metavar="URL", help="store URL (default: $FLOWENV_STORE, else project.store)"
     )

@@ -25,6 +25,11 @@ def register(sub: Any) -> None:
     parser.set_defaults(run=run)
 
 
+USAGE = "flowenv run ENV [OPTIONS] -- CMD..."
+#: Options that may also follow ENV (argparse hands them to the remainder).
+LATE_OPTIONS = (("-p", "--platform"), ("--store",), ("--project",), ("--env-id",), ("--prefix",))
+
+
 class _LateOptions(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         from flowenv.errors import UsageError
@@ -32,29 +37,43 @@ class _LateOptions(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def split_command(args: argparse.Namespace) -> tuple[argparse.Namespace, list[str]]:
+    """``args`` with the options given after ENV applied, and the command to run.
+
+    argparse drops a ``--`` that directly follows ENV (``run ENV -- CMD``) but
+    keeps it after options (``run ENV --store URL -- CMD``): a remainder that
+    starts with an option holds options up to ``--``; any other remainder is
+    the command itself (``run ENV CMD`` works too).
+    """
+    from flowenv.errors import UsageError
+
+    tokens = list(args.cmd)
+    if not tokens or not tokens[0].startswith("-"):
+        return args, tokens
+    if "--" not in tokens:
+        raise UsageError(f"no command: {USAGE}")
+    split = tokens.index("--")
+    late = _LateOptions(prog="flowenv run ENV", add_help=False, exit_on_error=False)
+    for names in LATE_OPTIONS:
+        late.add_argument(
+            *names, dest=names[-1].lstrip("-").replace("-", "_"), default=argparse.SUPPRESS
+        )
+    try:
+        parsed = late.parse_args(tokens[:split])
+    except argparse.ArgumentError as exc:
+        raise UsageError(str(exc)) from None
+    for name, value in vars(parsed).items():
+        setattr(args, name, Path(value) if name == "prefix" else value)
+    return args, tokens[split + 1 :]
+
+
 def run(args: argparse.Namespace) -> int:
     from flowenv.errors import UsageError
     from flowenv.hydrate import command_env
 
-    # argparse hands everything after ENV to the remainder, options included:
-    # parse those up to "--" here, so `run ENV --store URL -- CMD` works too.
-    tokens = list(args.cmd)
-    split = tokens.index("--") if "--" in tokens else None
-    if split is None:
-        raise UsageError("no command: flowenv run ENV [OPTIONS] -- CMD...")
-    if split:
-        late = _LateOptions(prog="flowenv run ENV", add_help=False, exit_on_error=False)
-        for option in ("--platform", "--store", "--project", "--env-id", "--prefix"):
-            late.add_argument(option, default=argparse.SUPPRESS)
-        try:
-            parsed = late.parse_args(tokens[:split])
-        except argparse.ArgumentError as exc:
-            raise UsageError(str(exc)) from None
-        for name, value in vars(parsed).items():
-            setattr(args, name, Path(value) if name == "prefix" else value)
-    cmd = tokens[split + 1 :]
+    args, cmd = split_command(args)
     if not cmd:
-        raise UsageError("no command: flowenv run ENV [OPTIONS] -- CMD...")
+        raise UsageError(f"no command: {USAGE}")
     env = hydrate_from_args(args)
     environ = command_env(env)
     if cmd[0] == "python":
