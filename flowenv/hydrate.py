@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +43,11 @@ from flowenv.store.layout import (
     parse_steps,
     steps_key,
 )
+from flowenv.store.usage import IN_USE, MARKER, prefix_token, record_use
 
 __all__ = ["PROJECT_ENV", "HydratedEnv", "command_env", "hydrate"]
 
 PROJECT_ENV = "FLOWENV_PROJECT"
-MARKER = ".flowenv-env.json"
 DEFAULT_JOBS = 16
 
 
@@ -133,9 +133,11 @@ def hydrate(
     manifest = Manifest.from_json(raw, where, expected_env_id=env_id)
 
     target = Path(prefix).expanduser().resolve() if prefix else cache.root / "envs" / env_id
-    with _exclusive(cache, target):
+    # Shared: many hydrates at once; `flowenv cache prune` waits for them (exclusive).
+    with cache.locked(IN_USE, shared=True), _exclusive(cache, target):
         done = _read_marker(target)
         if done is not None and done.get("env_id") == env_id:
+            record_use(cache, target, manifest)
             return _result(env_name, manifest, env_id, target, reused=True)
         label = f"{env_name} · {platform}"
         if manifest.kind == "pypi" and not target.exists():
@@ -150,6 +152,7 @@ def hydrate(
         marker = {"env": env_name, "env_id": env_id, "platform": platform, "kind": manifest.kind}
         write_atomic(target / MARKER, _json(marker))
         _building(cache, target).unlink(missing_ok=True)
+        record_use(cache, target, manifest)
     return _result(env_name, manifest, env_id, target, reused=False)
 
 
@@ -283,30 +286,16 @@ def _read_marker(prefix: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _prefix_token(target: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(str(target).encode()).hexdigest()[:24]
-
-
 def _building(cache: ArtifactCache, target: Path) -> Path:
     """Kept in the cache, not the prefix: it must survive the prefix being half-made."""
-    path = cache.root / "building" / _prefix_token(target)
+    path = cache.root / "building" / prefix_token(target)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
 
-@contextmanager
-def _exclusive(cache: ArtifactCache, target: Path) -> Iterator[None]:
+def _exclusive(cache: ArtifactCache, target: Path) -> AbstractContextManager[None]:
     """One hydrate at a time per prefix (others wait, then find the marker)."""
-    lock_file = cache.root / "locks" / f"{_prefix_token(target)}.lock"
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with lock_file.open("a") as handle:
-        if os.name == "posix":
-            import fcntl
-
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        yield
+    return cache.locked(f"prefix-{prefix_token(target)[:3]}")
 
 
 def _clear(target: Path, cache: ArtifactCache) -> None:
@@ -420,25 +409,29 @@ def _install_wheels(
     # picks, per pinned package, the wheel that fits the interpreter, and the
     # env records plain "name==version" installs, not paths into the cache.
     # uv does not hash them again: the cache already verified each one.
+    # The shared directory keeps uv's cache warm (see flowenv.store.cache).
     scratch = cache.scratch("wheels")
     try:
-        pins: set[tuple[str, str]] = set()
-        for wheel in wheels:
-            link = scratch / wheel.filename
-            if not link.exists():
-                try:
-                    os.link(files[wheel.key], link)
-                except OSError:
-                    shutil.copyfile(files[wheel.key], link)
-            pins.add((wheel.name, wheel.version))
+        sources = [files[w.key] for w in wheels]
+        find_links = cache.link_wheels(sources)
+        if find_links is None:
+            find_links = scratch
+            for source in sources:
+                link = scratch / source.name
+                if not link.exists():
+                    try:
+                        os.link(source, link)
+                    except OSError:
+                        shutil.copyfile(source, link)
+        pins = sorted({(wheel.name, wheel.version) for wheel in wheels})
         requirements = scratch / "requirements.txt"
         requirements.write_text(
-            "".join(f"{name}=={version}\n" for name, version in sorted(pins)), encoding="utf-8"
+            "".join(f"{name}=={version}\n" for name, version in pins), encoding="utf-8"
         )
         install_wheels_offline(
             python,
             requirements,
-            scratch,
+            find_links,
             cache_dir=cache.root / "uv",
             label=label,
             system=system,
