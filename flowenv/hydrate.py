@@ -29,6 +29,7 @@ import attrs
 from flowenv._atomic import write_atomic
 from flowenv.config.models import Config
 from flowenv.errors import StoreError, UsageError
+from flowenv.interpreters import PythonBuild
 from flowenv.platforms import host_platform
 from flowenv.store import Store, open_store, store_url_for
 from flowenv.store.cache import ArtifactCache
@@ -36,6 +37,7 @@ from flowenv.store.layout import (
     Artifact,
     Manifest,
     alias_key,
+    artifact_key,
     check_env_id,
     check_segment,
     manifest_key,
@@ -141,18 +143,18 @@ def hydrate(
             return _result(env_name, manifest, env_id, target, reused=True)
         label = f"{env_name} · {platform}"
         if manifest.kind == "pypi" and not target.exists():
-            files = _fetch_while_creating_venv(store, cache, manifest, target, label)
+            files, python = _fetch_while_creating_venv(store, cache, manifest, target, label)
         else:
             # An env already at the prefix survives a failed fetch: clear it only after.
             files = _fetch_all(store, cache, manifest)
             _clear(target, cache)
             _building(cache, target).touch()
-            _prepare(manifest, target, cache, label)
+            python = _prepare(store, manifest, target, cache, label)
         _install(manifest, files, target, cache, label)
         marker = {"env": env_name, "env_id": env_id, "platform": platform, "kind": manifest.kind}
         write_atomic(target / MARKER, _json(marker))
         _building(cache, target).unlink(missing_ok=True)
-        record_use(cache, target, manifest)
+        record_use(cache, target, manifest, python)
     return _result(env_name, manifest, env_id, target, reused=False)
 
 
@@ -318,35 +320,36 @@ def _fetch_all(store: Store, cache: ArtifactCache, manifest: Manifest) -> dict[s
     """
 
     def one(artifact: Artifact) -> Path:
-        cached = cache.get(artifact.sha256, artifact.filename)
-        if cached is not None:
-            return cached
-        source = f"{store.url}/{artifact.key}"
-        local = store.local_path(artifact.key)
-        if local is not None:
-            return cache.link_in(artifact.sha256, artifact.filename, source, local)
-        return cache.add_path(
-            artifact.sha256,
-            artifact.filename,
-            source,
-            lambda tmp: store.download(artifact.key, tmp),
-        )
+        return _fetch_one(store, cache, artifact.sha256, artifact.filename)
 
     unique = {a.key: a for a in manifest.artifacts}
     with ThreadPoolExecutor(max_workers=max(1, min(DEFAULT_JOBS, len(unique)))) as pool:
         return dict(zip(unique, pool.map(one, unique.values()), strict=True))
 
 
+def _fetch_one(store: Store, cache: ArtifactCache, sha256: str, filename: str) -> Path:
+    """One artifact, verified, in the cache (a hard link to a local store's file if it can)."""
+    cached = cache.get(sha256, filename)
+    if cached is not None:
+        return cached
+    key = artifact_key(sha256, filename)
+    source = f"{store.url}/{key}"
+    local = store.local_path(key)
+    if local is not None:
+        return cache.link_in(sha256, filename, source, local)
+    return cache.add_path(sha256, filename, source, lambda tmp: store.download(key, tmp))
+
+
 def _fetch_while_creating_venv(
     store: Store, cache: ArtifactCache, manifest: Manifest, target: Path, label: str
-) -> dict[str, Path]:
+) -> tuple[dict[str, Path], PythonBuild | None]:
     """:func:`_fetch_all`, with the (artifact-independent) venv created meanwhile by uv.
 
     A failed fetch removes the venv again, so a refused artifact leaves no prefix.
     """
     _building(cache, target).touch()
     with ThreadPoolExecutor(max_workers=1) as side:
-        creating = side.submit(_prepare, manifest, target, cache, label)
+        creating = side.submit(_prepare, store, manifest, target, cache, label)
         try:
             files = _fetch_all(store, cache, manifest)
         except BaseException:
@@ -354,17 +357,39 @@ def _fetch_while_creating_venv(
             _clear(target, cache)
             _building(cache, target).unlink(missing_ok=True)
             raise
-        creating.result()
-    return files
+        return files, creating.result()
 
 
-def _prepare(manifest: Manifest, target: Path, cache: ArtifactCache, label: str) -> None:
-    """What can be built before the artifacts are verified: a PyPI env's empty venv."""
-    if manifest.kind == "pypi":
-        from flowenv.resolvers.uv import create_venv
+def _prepare(
+    store: Store, manifest: Manifest, target: Path, cache: ArtifactCache, label: str
+) -> PythonBuild | None:
+    """What can be built before the artifacts are verified: a PyPI env's empty venv.
 
-        assert manifest.python, "a pypi manifest always records its Python"
-        create_venv(target, manifest.python, cache_dir=cache.root / "uv", label=label)
+    Its interpreter, in order: one an earlier hydrate installed from the store
+    into the cache; one on this machine that matches; the store's build,
+    installed now. Returns the store's build when the venv uses one.
+    """
+    if manifest.kind != "pypi":
+        return None
+    from flowenv.interpreters import install_build, installed_build, stored_build
+    from flowenv.resolvers.uv import InterpreterNotFound, create_venv
+
+    assert manifest.python, "a pypi manifest always records its Python"
+    uv_cache = cache.root / "uv"
+    build = installed_build(cache, manifest.python, manifest.platform)
+    if build is None:
+        try:
+            create_venv(target, manifest.python, cache_dir=uv_cache, label=label)
+            return None
+        except InterpreterNotFound:
+            build = stored_build(store, manifest.python, manifest.platform)
+            if build is None:
+                raise
+        archive = _fetch_one(store, cache, build.sha256, build.filename)
+        install_build(cache, build, archive, label)
+    python = build.executable(cache.root / "python")
+    create_venv(target, str(python), cache_dir=uv_cache, label=label)
+    return build
 
 
 def _install(

@@ -49,3 +49,13 @@ ENVIRONMENT_MARKERS: dict[str, str] = {
     "osx-arm64": "sys_platform == 'darwin' and platform_machine == 'arm64'",
     "win-64": "sys_platform == 'win32' and platform_machine == 'AMD64'",
 }
+
+
+#: conda subdir name -> (os, arch, libc) of uv's CPython builds (python-build-standalone).
+UV_PYTHON_PLATFORMS: dict[str, tuple[str, str, str]] = {
+    "linux-64": ("linux", "x86_64", "gnu"),
+    "linux-aarch64": ("linux", "aarch64", "gnu"),
+    "osx-64": ("macos", "x86_64", "none"),
+    "osx-arm64": ("macos", "aarch64", "none"),
+    "win-64": ("windows", "x86_64", "none"),
+}

@@ -76,6 +76,10 @@ class SyncSummary:
     aliases_written: int
     envs: tuple[SyncedEnv, ...]
     dry_run: bool = False
+    #: CPython builds stored (see flowenv.interpreters).
+    interpreters_written: int = 0
+    #: What the user should know although nothing failed (a platform without a CPython build).
+    notes: tuple[str, ...] = ()
 
 
 def store_for_config(
@@ -97,8 +101,12 @@ def sync(
     *,
     store_options: Mapping[str, Any] | None = None,
     cache: ArtifactCache | None = None,
+    python: bool = True,
 ) -> SyncSummary:
-    """Upload what the store lacks for the selected env x platform locks; see the module doc."""
+    """Upload what the store lacks for the selected env x platform locks; see the module doc.
+
+    ``python``: also store each PyPI env's CPython build (:mod:`flowenv.interpreters`).
+    """
     environments = build_environments(config)
     targets = select_targets(config, environments, selection or Selection())
     plans = [plan_target(t) for t in targets]
@@ -193,6 +201,12 @@ def sync(
     steps = render_steps(dict(environments.step_envs), _undeclared_env(environments))
     if not errors and current.get(steps_key(project)) != steps:
         store.write(steps_key(project), steps)
+    interpreters_written, notes = 0, tuple[str, ...]()
+    if python:
+        from flowenv.interpreters import store_interpreters
+
+        wanted = [(p.manifest.python, p.platform) for p in plans if p.manifest.python]
+        interpreters_written, notes = store_interpreters(store, cache, wanted, present)
     if errors:
         raise StoreError(
             "sync incomplete; re-run to finish:\n" + "\n".join(f"  {e}" for e in errors)
@@ -205,6 +219,8 @@ def sync(
         manifests_written=manifests_written,
         aliases_written=aliases_written,
         envs=tuple(envs),
+        interpreters_written=interpreters_written,
+        notes=notes,
     )
 
 

@@ -19,6 +19,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -26,6 +27,9 @@ from flowenv._atomic import write_atomic
 from flowenv.errors import FlowenvError
 from flowenv.store.cache import ArtifactCache
 from flowenv.store.layout import ARTIFACTS, Manifest
+
+if TYPE_CHECKING:
+    from flowenv.interpreters import PythonBuild
 
 __all__ = [
     "IN_USE",
@@ -50,22 +54,37 @@ def _manifest_path(cache: ArtifactCache, env_id: str, platform: str) -> Path:
     return cache.root / "manifests" / f"{env_id}-{platform}.json"
 
 
-def record_use(cache: ArtifactCache, prefix: Path, manifest: Manifest) -> None:
-    """Remember that ``prefix`` holds ``manifest``'s env (files are written only on change)."""
+def record_use(
+    cache: ArtifactCache, prefix: Path, manifest: Manifest, python: PythonBuild | None = None
+) -> None:
+    """Remember that ``prefix`` holds ``manifest``'s env, made with ``python`` from the store.
+
+    Files are written only when they change. ``python`` None keeps what an
+    earlier record of the same env there says (a reused env was not rebuilt).
+    """
     saved = _manifest_path(cache, manifest.env_id, manifest.platform)
     if not saved.is_file():
         saved.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(saved, manifest.to_json())
     record = cache.root / "prefixes" / f"{prefix_token(prefix)}.json"
-    text = json.dumps(
-        {"prefix": str(prefix), "env_id": manifest.env_id, "platform": manifest.platform},
-        sort_keys=True,
-    )
+    document: dict[str, object] = {
+        "prefix": str(prefix),
+        "env_id": manifest.env_id,
+        "platform": manifest.platform,
+    }
     try:
-        if record.read_text(encoding="utf-8") == text:
-            return
+        old = record.read_text(encoding="utf-8")
     except OSError:
-        pass
+        old = None
+    if python is not None:
+        document["python"] = {"artifact": python.artifact_key, "install": python.key}
+    elif old is not None:
+        previous = json.loads(old)
+        if isinstance(previous, dict) and previous.get("env_id") == manifest.env_id:
+            return
+    text = json.dumps(document, sort_keys=True)
+    if old == text:
+        return
     record.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(record, text)
 
@@ -112,6 +131,7 @@ class _Usage:
     stale: tuple[Path, ...]  # record files
     used: frozenset[str]  # artifact paths relative to the cache root
     manifests: frozenset[Path]  # manifest copies a live prefix needs
+    pythons: frozenset[str]  # CPython builds (uv keys) installed from the store that are in use
 
 
 def cache_info(cache: ArtifactCache) -> CacheInfo:
@@ -162,6 +182,7 @@ def prune(cache: ArtifactCache, *, dry_run: bool = False) -> PruneReport:
             info = link.stat()
             if (info.st_dev, info.st_ino) not in kept:  # its artifact is gone
                 link.unlink(missing_ok=True)
+        _prune_pythons(cache.root / "python", usage.pythons)
         shutil.rmtree(cache.root / "tmp", ignore_errors=True)
         _uv_cache_prune(cache.root / "uv")
     return report
@@ -173,6 +194,7 @@ def _usage(cache: ArtifactCache) -> _Usage:
     stale: list[Path] = []
     used: set[str] = set()
     manifests: set[Path] = set()
+    pythons: set[str] = set()
     for record in sorted((cache.root / "prefixes").glob("*.json")):
         try:
             data = json.loads(record.read_text(encoding="utf-8"))
@@ -193,7 +215,13 @@ def _usage(cache: ArtifactCache) -> _Usage:
         live.append((prefix, env_id))
         manifests.add(saved)
         used.update(a.key for a in manifest.artifacts)
-    return _Usage(tuple(live), tuple(stale), frozenset(used), frozenset(manifests))
+        python = data.get("python")
+        if isinstance(python, dict):
+            used.add(str(python.get("artifact")))
+            pythons.add(str(python.get("install")))
+    return _Usage(
+        tuple(live), tuple(stale), frozenset(used), frozenset(manifests), frozenset(pythons)
+    )
 
 
 def _artifacts(cache: ArtifactCache) -> Iterator[Path]:
@@ -234,6 +262,27 @@ def _remove_empty(directory: Path, stop: Path) -> None:
         except OSError:
             return
         directory = directory.parent
+
+
+def _prune_pythons(install_dir: Path, used: frozenset[str]) -> None:
+    """CPython builds installed from the store that no live env uses, and their records."""
+    if not install_dir.is_dir():
+        return
+    for entry in install_dir.iterdir():
+        if entry.name.startswith("."):
+            continue  # uv's own lock and scratch
+        if entry.suffix == ".json":
+            try:
+                key = json.loads(entry.read_text(encoding="utf-8"))["key"]
+            except (OSError, ValueError, KeyError, TypeError):
+                key = None
+            if key not in used:
+                entry.unlink(missing_ok=True)
+        elif entry.is_symlink():
+            if not entry.exists() or entry.resolve().name not in used:
+                entry.unlink()  # uv's minor-version link (cpython-3.9-...) to a build
+        elif entry.is_dir() and entry.name not in used:
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _uv_cache_prune(uv_cache: Path) -> None:
