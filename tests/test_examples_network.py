@@ -58,3 +58,46 @@ def test_relocking_an_example_is_byte_identical(tmp_path: Path) -> None:
     before = {p: p.read_bytes() for p in (root / "locks").rglob("*.toml")}
     assert main(["-q", "-C", str(root), "lock", "--upgrade"]) == 0
     assert {p: p.read_bytes() for p in (root / "locks").rglob("*.toml")} == before
+
+
+def test_fractal_hydrates_where_python_3_9_13_is_not_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example pins the seeds' 3.9.13: sync stores uv's real CPython build, hydrate uses it.
+
+    Needs GitHub (uv's python-build-standalone downloads) as well as PyPI.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.pythons import path_without
+
+    monkeypatch.delenv("UV_PYTHON_DOWNLOADS_JSON_URL")  # uv's own list, real builds
+    monkeypatch.setenv("FLOWENV_CACHE_DIR", str(tmp_path / "sync-cache"))
+    root = _copy("fractal", tmp_path)
+    store = tmp_path / "store"
+    assert main(["-q", "-C", str(root), "lock", "-p", "linux-64"]) == 0
+    assert main(["-q", "-C", str(root), "sync", "-p", "linux-64", "--store", str(store)]) == 0
+    record = json.loads((store / "interpreters/linux-64/cpython-3.9.13.json").read_text())
+    assert record["key"] == "cpython-3.9.13-linux-x86_64-gnu"
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UV_")} | {
+        "FLOWENV_CACHE_DIR": str(tmp_path / "node-cache"),
+        "FLOWENV_STORE": str(store),
+        "FLOWENV_PROJECT": "fractal",
+        "PATH": path_without("3.9.13", os.environ["PATH"]),
+        "XDG_DATA_HOME": str(tmp_path / "executor-data"),
+    }
+    probe = "import sys, matplotlib, pyfracgen; print(*sys.version_info[:3])"
+    ran = subprocess.run(
+        [sys.executable, "-m", "flowenv", "run", "plot", "--", "python", "-c", probe],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == "3 9 13\n"

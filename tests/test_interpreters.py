@@ -119,7 +119,7 @@ def test_sync_stores_the_build_once_content_addressed(
 def test_hydrate_installs_the_stored_build_offline_when_none_is_local(
     make_project, build, flowenv_cache: Path, tmp_path: Path
 ) -> None:
-    version, archive, listing = build
+    version, archive, _ = build
     store = _synced(make_project, tmp_path, version)
     shutil.rmtree(archive.parent)  # the list and the archive: only the store has the build
     cache = tmp_path / "node-cache"
