@@ -204,9 +204,15 @@ def _fetch(
     filename = check_filename(unquote(urlsplit(url).path.rsplit("/", 1)[-1]), url)
     scratch = cache.scratch("python")
     try:
-        downloaded = download_python(
-            key, scratch / "archives", scratch / "unpacked", label=f"CPython {python} · {platform}"
-        )
+        try:
+            downloaded = download_python(
+                key, scratch / "archives", scratch / "unpacked", label=f"{platform}"
+            )
+        except StoreError as exc:
+            raise StoreError(
+                f"{exc.message}\n(`flowenv sync --no-python` syncs without it; executors then "
+                f"need a local Python {python})"
+            ) from None
         sha256 = sha256_of(downloaded)
         archive = cache.add_path(sha256, filename, url, lambda tmp: os.replace(downloaded, tmp))
     finally:

@@ -258,3 +258,34 @@ def test_16_concurrent_hydrates_into_one_prefix_build_it_once(
     )
     assert ran.returncode == 0
     _assert_cache_holds_each_artifact_once(cache)
+
+
+def _cached(cache, data: bytes, name: str) -> Path:
+    import hashlib
+
+    from flowenv.store.cache import ArtifactCache
+
+    assert isinstance(cache, ArtifactCache)
+    sha256 = hashlib.sha256(data).hexdigest()
+    return cache.add(sha256, name, "test", lambda out: out.write(data))
+
+
+def test_the_shared_wheel_dir_never_serves_other_bytes_under_a_name(tmp_path: Path) -> None:
+    from flowenv.store.cache import ArtifactCache
+
+    cache = ArtifactCache(tmp_path / "c")
+    name = "pkg-1.0-py3-none-any.whl"
+    first = _cached(cache, b"one", name)
+    assert cache.link_wheels([first]) == cache.wheel_dir()
+    assert (cache.wheel_dir() / name).samefile(first)
+
+    # Another wheel of the same name (another index's build): the caller must use a
+    # private directory, and the shared link keeps serving the first one.
+    other = _cached(cache, b"two", name)
+    assert cache.link_wheels([other]) is None
+    assert (cache.wheel_dir() / name).read_bytes() == b"one"
+
+    # Once the first leaves the cache, its link is an orphan and is replaced.
+    first.unlink()
+    assert cache.link_wheels([other]) == cache.wheel_dir()
+    assert (cache.wheel_dir() / name).samefile(other)

@@ -142,3 +142,14 @@ def test_run_without_a_command_is_a_usage_error(
     executor, env = _executor(tmp_path)
     ran = run_flowenv("run", *form, cwd=executor, env=env)
     assert (ran.returncode, ran.stderr) == (2, f"flowenv: error: {message}\n")
+
+
+def test_hydrate_takes_p_like_every_command(synced: Path, tmp_path: Path) -> None:
+    executor, env = _executor(tmp_path)
+    got = _hydrated([], "base", "-p", "linux-64", cwd=executor, env=env)
+    assert got["platform"] == "linux-64"
+    ran = run_flowenv("hydrate", "base", "-p", "osx-arm64", cwd=executor, env=env)
+    assert (ran.returncode, ran.stderr) == (
+        2,
+        "flowenv: error: cannot hydrate a osx-arm64 env on this linux-64 machine\n",
+    )

@@ -206,3 +206,60 @@ def test_without_a_build_anywhere_hydrate_says_what_to_install(
         f"none in the store (hydrate never downloads one); install Python {version} here, or "
         f"run `flowenv sync` where a CPython {version} build can be fetched:\n"
     )
+
+
+def test_a_build_uv_cannot_fetch_fails_sync_with_a_way_out(
+    make_project, build, flowenv_cache: Path, tmp_path: Path, capsys
+) -> None:
+    version, archive, _ = build
+    archive.unlink()
+    root = make_project(BODY.format(python=version), project_extra=f'store = "{tmp_path / "s"}"\n')
+    assert main(["-q", "-C", str(root), "lock", "-p", "linux-64"]) == 0
+    capsys.readouterr()
+
+    assert main(["-q", "-C", str(root), "sync", "-p", "linux-64"]) == 4
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"flowenv: error:\nlinux-64: cannot fetch CPython cpython-{version}-linux-x86_64-gnu:\n"
+    )
+    assert err.endswith(
+        f"(`flowenv sync --no-python` syncs without it; executors then need a local Python "
+        f"{version})\n"
+    )
+    assert not (tmp_path / "s" / interpreter_key("linux-64", version)).exists()
+    assert main(["-q", "-C", str(root), "sync", "-p", "linux-64", "--no-python"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.update(sha256="nothex"), "refusing artifact without a valid sha256"),
+        (lambda d: d.update(filename="../../etc/passwd"), "not a plain file name"),
+        (lambda d: d.update(key="cpython-3.9.1-linux-x86_64-gnu/../x"), "invalid CPython build"),
+        (lambda d: d.update(platform="osx-arm64"), "refusing it"),
+        (lambda d: d.pop("size"), "'size'"),
+        (lambda d: d.update(format=2), "not a flowenv interpreter record"),
+    ],
+    ids=["sha256", "filename", "key", "platform", "size", "format"],
+)
+def test_a_damaged_record_is_refused(edit, message: str) -> None:
+    build = PythonBuild(
+        python="3.9",
+        version="3.9.13",
+        key="cpython-3.9.13-linux-x86_64-gnu",
+        platform="linux-64",
+        sha256="a" * 64,
+        filename="cpython-3.9.13+20220802-x86_64-unknown-linux-gnu-install_only.tar.gz",
+        size=10,
+    )
+    data = json.loads(build.to_json())
+    assert PythonBuild.from_json(build.to_json(), "r", platform="linux-64", python="3.9") == build
+    edit(data)
+    from flowenv.errors import StoreError
+
+    with pytest.raises(StoreError) as caught:
+        PythonBuild.from_json(
+            json.dumps(data).encode(), "s/r.json", platform="linux-64", python="3.9"
+        )
+    assert caught.value.message.startswith("s/r.json: ")
+    assert message in caught.value.message
