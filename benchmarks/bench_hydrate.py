@@ -25,16 +25,14 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.bench_store import check, timed  # noqa: E402
 from tests.support.pythons import (  # noqa: E402
     build_archive,
     other_interpreter,
@@ -46,19 +44,6 @@ from tests.support.stores import StoreTarget, many_wheels_project  # noqa: E402
 BIN = Path(sys.executable).parent
 UV = str(BIN / "uv")
 PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
-
-
-def timed(action: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
-
-
-def check(args: list[str], env: dict[str, str], cwd: Path | None = None) -> str:
-    result = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(args[:4])}... failed:\n{result.stderr}")
-    return result.stdout
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from flowenv.cli import main
-from tests.support.stores import s3_target
+from tests.support.stores import run_flowenv, s3_target
 
 BODY = """\
 [base]
@@ -54,14 +54,7 @@ def _executor_env(cache: Path, store: str, extra: dict[str, str] | None = None) 
 
 
 def _hydrate(env: dict[str, str], name: str, prefix: Path, cwd: Path) -> dict[str, object]:
-    ran = subprocess.run(
-        [sys.executable, "-m", "flowenv", "hydrate", name, "--prefix", str(prefix), "--json"],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    ran = run_flowenv("hydrate", name, "--prefix", str(prefix), "--json", env=env, cwd=cwd)
     assert ran.returncode == 0, ran.stderr
     data: dict[str, object] = json.loads(ran.stdout)
     return data

@@ -69,10 +69,9 @@ def test_fractal_hydrates_where_python_3_9_13_is_not_installed(
     """
     import json
     import os
-    import subprocess
-    import sys
 
     from tests.support.pythons import path_without
+    from tests.support.stores import run_flowenv
 
     monkeypatch.delenv("UV_PYTHON_DOWNLOADS_JSON_URL")  # uv's own list, real builds
     monkeypatch.setenv("FLOWENV_CACHE_DIR", str(tmp_path / "sync-cache"))
@@ -91,13 +90,6 @@ def test_fractal_hydrates_where_python_3_9_13_is_not_installed(
         "XDG_DATA_HOME": str(tmp_path / "executor-data"),
     }
     probe = "import sys, matplotlib, pyfracgen; print(*sys.version_info[:3])"
-    ran = subprocess.run(
-        [sys.executable, "-m", "flowenv", "run", "plot", "--", "python", "-c", probe],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    ran = run_flowenv("run", "plot", "--", "python", "-c", probe, env=env, cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout == "3 9 13\n"

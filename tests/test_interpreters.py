@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from tests.support.pythons import (
     path_without,
     write_download_list,
 )
+from tests.support.stores import run_flowenv
 
 FOUND = other_interpreter()
 pytestmark = pytest.mark.skipif(
@@ -75,17 +75,6 @@ def _executor_env(store: Path, cache: Path, path: str) -> dict[str, str]:
     }
 
 
-def _flowenv(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flowenv", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
 def test_sync_stores_the_build_once_content_addressed(
     make_project, build, flowenv_cache: Path, tmp_path: Path, capsys
 ) -> None:
@@ -128,7 +117,7 @@ def test_hydrate_installs_the_stored_build_offline_when_none_is_local(
     executor.mkdir()
 
     prefix = tmp_path / "env"
-    ran = _flowenv(
+    ran = run_flowenv(
         "run", "base", "--prefix", str(prefix), "--", "python", "-c", PROBE, env=env, cwd=executor
     )
     assert ran.returncode == 0, ran.stderr
@@ -139,19 +128,21 @@ def test_hydrate_installs_the_stored_build_offline_when_none_is_local(
     # The next env finds the installed build in the cache; the store's copy is not read again.
     record = store / interpreter_key("linux-64", version)
     record.rename(record.with_suffix(".away"))
-    again = _flowenv("hydrate", "base", "--prefix", str(tmp_path / "env2"), env=env, cwd=executor)
+    again = run_flowenv(
+        "hydrate", "base", "--prefix", str(tmp_path / "env2"), env=env, cwd=executor
+    )
     assert again.returncode == 0, again.stderr
 
     # Prune keeps the build while an env uses it, and drops it once none does.
     shutil.rmtree(prefix)
-    pruned = _flowenv("cache", "prune", env=env, cwd=executor)
+    pruned = run_flowenv("cache", "prune", env=env, cwd=executor)
     assert pruned.returncode == 0, pruned.stderr
     assert (cache / "python" / key).is_dir()
     shutil.rmtree(tmp_path / "env2")
-    pruned = _flowenv("cache", "prune", env=env, cwd=executor)
+    pruned = run_flowenv("cache", "prune", env=env, cwd=executor)
     assert pruned.returncode == 0, pruned.stderr
     assert not (cache / "python" / key).exists()
-    info = json.loads(_flowenv("cache", "info", "--json", env=env, cwd=executor).stdout)
+    info = json.loads(run_flowenv("cache", "info", "--json", env=env, cwd=executor).stdout)
     assert (info["artifacts"], info["envs"]) == (0, [])
 
 
@@ -166,7 +157,7 @@ def test_a_matching_local_interpreter_wins_over_the_store(
     path = f"{real.parent}:{path_without(version, os.environ['PATH'])}"
     env = _executor_env(store, cache, path)
 
-    ran = _flowenv("hydrate", "base", "--prefix", str(tmp_path / "env"), env=env, cwd=tmp_path)
+    ran = run_flowenv("hydrate", "base", "--prefix", str(tmp_path / "env"), env=env, cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
     assert not (cache / "python").exists()
     assert not any((cache / "artifacts").rglob("*.tar.gz"))
@@ -183,7 +174,7 @@ def test_a_tampered_build_in_the_store_is_refused(
     env = _executor_env(store, cache, path_without(version, os.environ["PATH"]))
 
     prefix = tmp_path / "env"
-    ran = _flowenv("hydrate", "base", "--prefix", str(prefix), env=env, cwd=tmp_path)
+    ran = run_flowenv("hydrate", "base", "--prefix", str(prefix), env=env, cwd=tmp_path)
     assert ran.returncode == 4
     assert f"sha256 mismatch for {archive.name} from {store}/artifacts/sha256/" in ran.stderr
     assert not prefix.exists()
@@ -199,7 +190,7 @@ def test_without_a_build_anywhere_hydrate_says_what_to_install(
     assert f"uv knows no CPython {version} build for linux-64" in capsys.readouterr().err
     env = _executor_env(store, tmp_path / "node-cache", path_without(version, os.environ["PATH"]))
 
-    ran = _flowenv("hydrate", "base", "--prefix", str(tmp_path / "env"), env=env, cwd=tmp_path)
+    ran = run_flowenv("hydrate", "base", "--prefix", str(tmp_path / "env"), env=env, cwd=tmp_path)
     assert ran.returncode == 2
     assert ran.stderr.startswith(
         f"flowenv: error:\nbase · linux-64: no Python {version} interpreter on this machine and "

@@ -71,21 +71,17 @@ def _link(tar: tarfile.TarFile, name: str, target: str) -> None:
     tar.addfile(info)
 
 
+def _ask(python: Path, code: str) -> str:
+    return subprocess.run(
+        [str(python), "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def build_archive(real: Path, version: str, directory: Path) -> Path:
     """An ``install_only``-style archive of ``version`` that runs ``real``."""
     minor = ".".join(version.split(".")[:2])
-    sysconfig = subprocess.run(
-        [str(real), "-c", "import sysconfig; print(sysconfig._get_sysconfigdata_name())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    stdlib = subprocess.run(
-        [str(real), "-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    sysconfig = _ask(real, "import sysconfig; print(sysconfig._get_sysconfigdata_name())")
+    stdlib = _ask(real, "import sysconfig; print(sysconfig.get_paths()['stdlib'])")
     directory.mkdir(parents=True, exist_ok=True)
     archive = directory / f"cpython-{version}+test-x86_64-unknown-linux-gnu-install_only.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
