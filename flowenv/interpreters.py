@@ -278,5 +278,7 @@ def install_build(cache: ArtifactCache, build: PythonBuild, archive: Path, label
             )
         if not executable.is_file():
             raise StoreError(f"{label}: CPython {build.key} installed without {executable.name}")
-        write_atomic(_local_record(cache, build.platform, build.python), build.to_json())
+        write_atomic(
+            _local_record(cache, build.platform, build.python), build.to_json(), durable=False
+        )
     return executable

@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{env.status:>8}  {env.env} · {env.platform}  {env.env_id}")
     for note in summary.notes:
         print(f"flowenv: note: {note}", file=sys.stderr)
+    if summary.interpreters_written and not args.quiet:
+        print(f"stored {summary.interpreters_written} CPython build(s) for executors without one")
     print(
         f"uploaded {summary.uploaded} artifacts ({human_bytes(summary.uploaded_bytes)}), "
         f"{summary.present} already there, {summary.manifests_written} manifests written "

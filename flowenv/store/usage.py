@@ -65,7 +65,7 @@ def record_use(
     saved = _manifest_path(cache, manifest.env_id, manifest.platform)
     if not saved.is_file():
         saved.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(saved, manifest.to_json())
+        write_atomic(saved, manifest.to_json(), durable=False)
     record = cache.root / "prefixes" / f"{prefix_token(prefix)}.json"
     document: dict[str, object] = {
         "prefix": str(prefix),
@@ -86,7 +86,7 @@ def record_use(
     if old == text:
         return
     record.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(record, text)
+    write_atomic(record, text, durable=False)
 
 
 @attrs.frozen(kw_only=True)
