@@ -5,13 +5,20 @@ the manifest itself, with no alias lookup; this is how a deployed flow keeps
 the env it was deployed with after newer locks are synced. Else, with a
 configuration, the env id of the local lock, so an executor running a given
 commit gets exactly that commit's env. Else the store's alias for the env
-name in the project, i.e. whatever the last sync wrote.
+name in the project, i.e. whatever the last sync wrote. A step name stands
+for the env the step runs in: the configuration says which, or without one
+the step map sync wrote to the store.
 
 Every artifact is downloaded into the cache and its sha256 checked *before*
 anything is installed; a mismatch deletes the file and installs nothing.
 The prefix gets a marker written last; a second hydrate of the same env id
 finds it and returns at once. Nothing is written outside the prefix and the
 cache (uv and rattler are pointed at caches inside flowenv's).
+
+A PyPI env's venv is made from a matching interpreter on this machine, else
+from the CPython build sync stored (:mod:`flowenv.interpreters`). Hydrates
+sharing a cache coordinate through its locks (:mod:`flowenv.store.cache`):
+one builds a prefix while the others wait and then reuse it.
 """
 
 from __future__ import annotations
