@@ -282,3 +282,30 @@ def test_the_shared_wheel_dir_never_serves_other_bytes_under_a_name(tmp_path: Pa
     first.unlink()
     assert cache.link_wheels([other]) == cache.wheel_dir()
     assert (cache.wheel_dir() / name).samefile(other)
+
+
+def test_a_warm_conda_hydrate_grows_nothing_either(
+    make_project, conda_channels, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    root = make_project(
+        '[base]\npython = "3.11"\nconda.packages = { "scikit-learn" = "1.3.1" }\n',
+        project_extra=f'conda.channels = ["{conda_channels.main_url}"]\nstore = "{store}"\n',
+    )
+    toml = root / "flowenv.toml"
+    toml.write_text(toml.read_text().replace('"linux-64", "osx-arm64"', '"linux-64"', 1))
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    assert main(["-q", "-C", str(root), "sync"]) == 0
+    cache = tmp_path / "node-cache"
+    env = _executor_env(cache, str(store))
+
+    _hydrate(env, "base", tmp_path / "c1", tmp_path)
+    after_first = _snapshot(cache)
+    for n in (2, 3):
+        assert _hydrate(env, "base", tmp_path / f"c{n}", tmp_path)["reused"] is False
+    assert _snapshot(cache) == after_first
+    assert (
+        len(list((cache / "artifacts").rglob("*.conda")))
+        + len(list((cache / "artifacts").rglob("*.tar.bz2")))
+        == 5
+    )
