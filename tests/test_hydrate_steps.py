@@ -113,9 +113,10 @@ PRINT_PREFIX = "import sys; print(sys.prefix)"
         ["train", "-p", "linux-64", "--", "python", "-c", PRINT_PREFIX],
         ["-p", "linux-64", "train", "--", "python", "-c", PRINT_PREFIX],
         ["train", "--platform", "linux-64", "--", "python", "-c", PRINT_PREFIX],
+        ["train", "--ignore-system-requirements", "--", "python", "-c", PRINT_PREFIX],
         ["train", "--", "python", "-c", PRINT_PREFIX + "; print(sys.argv[1:])", "--", "-x"],
     ],
-    ids=["dashdash", "bare", "late-p", "early-p", "late-platform", "dashdash-in-cmd"],
+    ids=["dashdash", "bare", "late-p", "early-p", "late-platform", "late-flag", "dashdash-in-cmd"],
 )
 def test_every_documented_run_form_works(synced: Path, tmp_path: Path, form: list[str]) -> None:
     executor, env = _executor(tmp_path)

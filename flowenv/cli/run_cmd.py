@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Any, NoReturn
 
 from flowenv.cli.hydrate_cmd import add_hydrate_options, hydrate_from_args
@@ -26,8 +25,6 @@ def register(sub: Any) -> None:
 
 
 USAGE = "flowenv run ENV [OPTIONS] -- CMD..."
-#: Options that may also follow ENV (argparse hands them to the remainder).
-LATE_OPTIONS = (("-p", "--platform"), ("--store",), ("--project",), ("--env-id",), ("--prefix",))
 
 
 class _LateOptions(argparse.ArgumentParser):
@@ -53,17 +50,17 @@ def split_command(args: argparse.Namespace) -> tuple[argparse.Namespace, list[st
     if "--" not in tokens:
         raise UsageError(f"no command: {USAGE}")
     split = tokens.index("--")
+    # The same options as before ENV (hydrate's), parsed from what follows it; only
+    # those given there are applied, so options given before ENV stay.
     late = _LateOptions(prog="flowenv run ENV", add_help=False, exit_on_error=False)
-    for names in LATE_OPTIONS:
-        late.add_argument(
-            *names, dest=names[-1].lstrip("-").replace("-", "_"), default=argparse.SUPPRESS
-        )
+    add_hydrate_options(late)
     try:
-        parsed = late.parse_args(tokens[:split])
+        parsed = late.parse_args(["ENV", *tokens[:split]])
     except argparse.ArgumentError as exc:
         raise UsageError(str(exc)) from None
     for name, value in vars(parsed).items():
-        setattr(args, name, Path(value) if name == "prefix" else value)
+        if name != "env" and value != late.get_default(name):
+            setattr(args, name, value)
     return args, tokens[split + 1 :]
 
 
