@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -254,3 +255,40 @@ def test_a_damaged_record_is_refused(edit, message: str) -> None:
         )
     assert caught.value.message.startswith("s/r.json: ")
     assert message in caught.value.message
+
+
+def test_16_fresh_executors_at_once_install_the_stored_build_once(
+    make_project, build, flowenv_cache: Path, tmp_path: Path
+) -> None:
+    """A fan-out on a new node: every hydrate needs the store's Python at the same moment."""
+    version, archive, _ = build
+    store = _synced(make_project, tmp_path, version)
+    shutil.rmtree(archive.parent)
+    cache = tmp_path / "node-cache"
+    env = _executor_env(store, cache, path_without(version, os.environ["PATH"]))
+    prefixes = [tmp_path / f"worker-{i}" for i in range(16)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "flowenv", "hydrate", "base", "--prefix", str(p)],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for p in prefixes
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+
+    minor = version.rsplit(".", 1)[0]
+    installs = sorted(p.name for p in (cache / "python").iterdir() if p.name.startswith("cpython"))
+    # One build, and the minor-version link uv makes beside it; one archive in the cache.
+    assert installs == [f"cpython-{v}-linux-x86_64-gnu" for v in sorted([version, minor])]
+    assert [p.name for p in (cache / "artifacts").rglob("*.tar.gz")] == [archive.name]
+    for prefix in prefixes:
+        ran = subprocess.run(
+            [str(prefix / "bin/python"), "-c", PROBE], capture_output=True, text=True, check=False
+        )
+        assert ran.stdout == f"{version.replace('.', ' ')} {prefix}\n", ran.stderr
