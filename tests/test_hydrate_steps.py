@@ -69,6 +69,9 @@ def test_step_names_resolve_to_their_env(synced: Path, tmp_path: Path, with_conf
     small = _hydrated(where, "small", "--prefix", str(tmp_path / "small"), cwd=executor, env=env)
     base = _hydrated(where, "base", "--prefix", str(tmp_path / "base"), cwd=executor, env=env)
 
+    ran = run_flowenv(*where, "hydrate", "embed", "--prefix", str(tmp_path / "embed"),
+                      cwd=executor, env=env)  # fmt: skip
+    assert ran.stderr == "flowenv: step 'embed' runs in env 'small'\n"
     # embed runs in the named env "small"; start is not declared, so it runs in base.
     assert (embed["env"], embed["env_id"]) == ("small", small["env_id"])
     assert (start["env"], start["env_id"]) == ("base", base["env_id"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ def optional_config(args: argparse.Namespace) -> Any:
 def hydrate_from_args(args: argparse.Namespace) -> Any:
     from flowenv.hydrate import hydrate
 
-    return hydrate(
+    env = hydrate(
         optional_config(args),
         args.env,
         platform=args.platform,
@@ -88,6 +89,10 @@ def hydrate_from_args(args: argparse.Namespace) -> Any:
         env_id=args.env_id,
         ignore_system_requirements=args.ignore_system_requirements,
     )
+    if env.env != args.env and args.env_id is None and not args.quiet:
+        # A step name (or a typo of an env name, which runs in base like any undeclared step).
+        print(f"flowenv: step '{args.env}' runs in env '{env.env}'", file=sys.stderr)
+    return env
 
 
 def run(args: argparse.Namespace) -> int:
