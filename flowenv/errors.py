@@ -65,6 +65,12 @@ class ConfigError(FlowenvError):
         super().__init__("\n".join(d.render() for d in self.diagnostics))
 
 
+class LockFileError(FlowenvError):
+    """A lock file cannot be read or is not what its format says (an input error)."""
+
+    exit_code = EXIT_USAGE
+
+
 class CheckFailed(FlowenvError):
     """A check found something: a stale lock, a non-empty diff with ``--exit-code``."""
 

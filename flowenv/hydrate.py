@@ -288,7 +288,7 @@ def _local_env_id(config: Config | None, env_name: str, platform: str) -> str | 
     from flowenv.locks.layout import LockTarget
 
     target = LockTarget(env, platform, lock_path(config.lock_root, env, platform))
-    if not target.path.is_file():
+    if not target.path.exists():
         return None
     return plan_target(target).env_id
 

@@ -70,6 +70,11 @@ def select_targets(
     ]
 
 
+def select_all(config: Config, selection: Selection = Selection()) -> list[LockTarget]:
+    """Every target ``selection`` names, fresh or not."""
+    return select_targets(config, build_environments(config), selection)
+
+
 def stale_targets(config: Config, selection: Selection = Selection()) -> list[LockTarget]:
     """Targets whose lock is missing or was made from other inputs. Resolves nothing."""
     environments = build_environments(config)

@@ -7,7 +7,7 @@ from typing import Any
 
 from flowenv.config.models import Config, PypiPackage
 from flowenv.errors import UsageError
-from flowenv.locks.layout import lock_status, targets
+from flowenv.locks.layout import lock_status, targets, validate_lock
 from flowenv.spec import EnvSpec, build_environments, strip_credentials
 
 
@@ -32,6 +32,8 @@ def describe_env(config: Config, env: EnvSpec) -> dict[str, Any]:
     ``target.<platform>`` tables change it. The input hash is per platform.
     """
     env_targets = targets(config.lock_root, [env], env.platforms, live_platforms=env.platforms)
+    for path in sorted({t.path for t in env_targets if lock_status(t) == "fresh"}):
+        validate_lock(path)
     indexes = {n: strip_credentials(u) for p in env.platforms for n, u in env.indexes_on(p)}
     return {
         "name": env.name,

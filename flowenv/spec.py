@@ -60,6 +60,8 @@ class EnvSpec:
     channels: tuple[str, ...] = ()
     channel_priority: str = "strict"
     virtual_packages: tuple[tuple[str, str], ...] = ()
+    #: ``[project.conda] pypi-map``: how conda names map to PyPI names (mixed envs).
+    pypi_map: tuple[tuple[str, str], ...] = ()
     pypi_settings: PypiSettings = attrs.field(factory=PypiSettings)
     #: Steps that run in this environment (not part of the hash: it is not an input).
     steps: tuple[str, ...] = ()
@@ -136,6 +138,9 @@ class EnvSpec:
                 "channel-priority": self.channel_priority,
                 "virtual-packages": [list(v) for v in self.virtual_packages],
             }
+            if self.pypi and self.pypi_map:
+                # Which conda packages stand in for PyPI ones shapes the PyPI half.
+                inputs["pypi-map"] = [list(m) for m in self.pypi_map]
         return inputs
 
     def input_hash(self, platform: str) -> str:
@@ -264,6 +269,7 @@ def build_environments(config: Config) -> Environments:
                 channels=decl.channels if decl.channels is not None else project.conda.channels,
                 channel_priority=project.conda.channel_priority,
                 virtual_packages=project.conda.virtual_packages,
+                pypi_map=project.conda.pypi_map,
                 pypi_settings=project.pypi,
                 steps=tuple(sorted(users[env_name])),
                 platforms=platforms,

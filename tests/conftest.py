@@ -11,7 +11,11 @@ import pytest
 from tests.support.wheels import DEFAULT_WHEELS, WheelSpec, build_simple_index, build_wheel
 
 # Fixture modules of the larger subsystems (conda channel, object-store servers, ...).
-pytest_plugins: list[str] = ["tests.support.conda_channel", "tests.support.stores"]
+pytest_plugins: list[str] = [
+    "tests.support.conda_channel",
+    "tests.support.real_data",
+    "tests.support.stores",
+]
 
 
 @pytest.fixture(scope="session", autouse=True)

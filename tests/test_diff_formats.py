@@ -259,6 +259,6 @@ def test_malformed_lock_is_one_clear_error(tmp_path, capsys) -> None:
     code, out = _diff(root, capsys)
     assert code == 2
     assert out.startswith(
-        "flowenv: error: working tree:locks/base/pylock.linux-64.toml: not a PEP 751 lock file: "
+        "flowenv: error: working tree:locks/base/pylock.linux-64.toml: not valid TOML: "
     )
     assert "Traceback" not in out

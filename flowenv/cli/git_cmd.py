@@ -47,9 +47,16 @@ def run_textconv(args: argparse.Namespace) -> int:
     from flowenv.diff.textconv import textconv
 
     try:
-        text = args.file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = args.file.read_bytes()
+    except OSError as exc:
         raise UsageError(f"cannot read {args.file}: {exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        # Not a lock flowenv can read: git diff shows the bytes, as without the driver.
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        return 0
     sys.stdout.write(textconv(text, str(args.file)))
     return 0
 

@@ -49,13 +49,19 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowenv.lock import Selection, obsolete_locks, stale_targets
-    from flowenv.locks.layout import lock_status
+    from flowenv.lock import Selection, obsolete_locks, select_all, stale_targets
+    from flowenv.locks.layout import CONDA_LOCK_NAME, lock_status, validate_lock
 
     config = config_from_args(args)
     selection = Selection(envs=tuple(args.envs), platforms=tuple(args.platforms))
     if args.check:
         stale = stale_targets(config, selection)
+        fresh = {t.path for t in select_all(config, selection)} - {t.path for t in stale}
+        # A fresh pylock is read whole (tomllib is already loaded). A conda-lock.yml
+        # is not: YAML would cost this start-up path more than the check itself;
+        # every command that uses one (show, export, sync, hydrate, diff) reads it whole.
+        for path in sorted(p for p in fresh if p.name != CONDA_LOCK_NAME):
+            validate_lock(path)
         lines = [
             f"  {t.label}: {lock_status(t)} ({t.path.relative_to(config.root).as_posix()})"
             for t in stale

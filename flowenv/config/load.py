@@ -44,7 +44,7 @@ TOP_KEYS = ("project", "base", "steps", "envs")
 BASE = "base"
 PROJECT_KEYS = ("name", "platforms", "lock-dir", "store", "store-options", "pypi", "conda")
 PROJECT_PYPI_KEYS = ("index-url", "extra-index-urls", "find-links", "indexes")
-PROJECT_CONDA_KEYS = ("channels", "channel-priority", "virtual-packages")
+PROJECT_CONDA_KEYS = ("channels", "channel-priority", "virtual-packages", "pypi-map")
 ENV_KEYS = ("python", "pypi", "conda", "platforms", "system-requirements", "target")
 BASE_KEYS = (*ENV_KEYS, "disabled")
 STEP_KEYS = (*ENV_KEYS, "disabled", "env")
@@ -60,6 +60,8 @@ _CONDA_SPEC = re.compile(
     r"^[<>=!~]{0,2}[0-9A-Za-z_.*+!]+([,|]\s*[<>=!~]{0,2}[0-9A-Za-z_.*+!]+)*(\s+[0-9A-Za-z_.*+]+)?$"
 )
 #: A virtual package's version, optionally with a build string: "2.28", "1=x86_64_v3".
+_CONDA_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+_DISTRIBUTION_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 _VIRTUAL_VALUE = re.compile(r"^[0-9][0-9A-Za-z_.]*(=[0-9A-Za-z_.]+)?$")
 _NAME_SEPARATORS = re.compile(r"[-_.]+")
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -197,6 +199,7 @@ class _Validator:
             channels=self.channels(conda_table, conda_path) or DEFAULT_CHANNELS,
             channel_priority=priority,
             virtual_packages=tuple(sorted(virtual.items())),
+            pypi_map=self.pypi_map(conda_table, conda_path),
         )
         options = table.get("store-options", {})
         if not isinstance(options, dict):
@@ -233,6 +236,26 @@ class _Validator:
             if not channel.strip():
                 self.error((*path, "channels", i), "expected a channel name or URL, got ''")
         return channels
+
+    def pypi_map(self, table: Mapping[str, Any], path: KeyPath) -> tuple[tuple[str, str], ...]:
+        """``pypi-map``: conda name -> PyPI name, or false ("" here) for "not a PyPI package"."""
+        raw = self.typed(table.get("pypi-map", {}), (*path, "pypi-map"), dict, "a table") or {}
+        out = []
+        for name, value in raw.items():
+            at = (*path, "pypi-map", name)
+            if not _CONDA_NAME.match(name):
+                self.error(at, f"'{name}' is not a conda package name")
+            elif value is False:
+                out.append((name.lower(), ""))
+            elif isinstance(value, str) and _DISTRIBUTION_NAME.match(value):
+                out.append((name.lower(), normalize_pypi_name(value)))
+            else:
+                self.error(
+                    at,
+                    "expected a PyPI distribution name, or false for a conda package "
+                    f"that is not one, got {value!r}",
+                )
+        return tuple(sorted(out))
 
     def string_table(self, table: Mapping[str, Any], key: str, path: KeyPath) -> dict[str, str]:
         if key not in table:

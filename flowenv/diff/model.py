@@ -39,6 +39,11 @@ class Locked:
     hashes: tuple[str, ...]
     #: "pip" (PyPI packages, also inside a conda-lock) or "conda": decides version ordering.
     manager: str
+    #: (file name, "algorithm:hexdigest") of each file: tells the same file's hash
+    #: changing from a file added or dropped, and the same file from another host.
+    files: tuple[tuple[str, str], ...] = ()
+    #: Whether ``source`` is an index the lock names (else a file's host or location).
+    source_is_index: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return {

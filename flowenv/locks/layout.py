@@ -58,11 +58,17 @@ def targets(
 
 
 def recorded_input_hashes(path: Path) -> dict[str, str]:
-    """platform -> input hash, as the lock at ``path`` records them ({} if absent or unreadable)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
+    """platform -> input hash, as the lock at ``path`` records them ({} if there is no lock).
+
+    A lock that exists but cannot be read (no permission, not UTF-8) is a
+    :class:`~flowenv.errors.LockFileError`, not "stale": re-locking over a
+    file nobody can read would hide the real problem.
+    """
+    from flowenv.locks.reading import read_lock_file
+
+    if not path.exists() and not path.is_symlink():
         return {}
+    text = read_lock_file(path)
     if path.name == CONDA_LOCK_NAME:
         return dict(_CONDA_HASH.findall(text))
     match = _PYLOCK_HASH.search(text)
@@ -71,7 +77,7 @@ def recorded_input_hashes(path: Path) -> dict[str, str]:
 
 
 def recorded_input_hash(path: Path, platform: str) -> str | None:
-    """The input hash ``path`` records for ``platform``, or None if absent or unreadable."""
+    """The input hash ``path`` records for ``platform``, or None if there is none."""
     return recorded_input_hashes(path).get(platform)
 
 
@@ -81,6 +87,22 @@ def is_fresh(target: LockTarget) -> bool:
     if recorded.get(target.platform) != target.env.input_hash(target.platform):
         return False
     return not target.live_platforms or set(recorded) <= set(target.live_platforms)
+
+
+def validate_lock(path: Path) -> None:
+    """Read the lock at ``path`` whole (shape, names, bounds); a :class:`LockFileError` if not.
+
+    The input-hash check above reads one line; a command that reports a lock
+    as fresh reads the whole file first, so that a damaged or hostile lock is
+    an error there, not in the executor that installs it.
+    """
+    from flowenv.locks.condalock import read_conda_lock
+    from flowenv.locks.pylock import read_pylock_document
+
+    if path.name == CONDA_LOCK_NAME:
+        read_conda_lock(path)
+    else:
+        read_pylock_document(path)
 
 
 def lock_status(target: LockTarget) -> str:

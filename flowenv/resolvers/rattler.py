@@ -35,6 +35,8 @@ class SolvedPackage:
     md5: str
     sha256: str
     depends: tuple[str, ...] = ()
+    #: ``"python"``, ``"generic"`` or None (a package built for one platform).
+    noarch: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -63,6 +65,14 @@ class InstallPackage:
     md5: str
     sha256: str
     depends: tuple[str, ...] = ()
+
+
+def _noarch(value: Any) -> str | None:
+    if value is None:
+        return None
+    if value.python:
+        return "python"
+    return "generic" if value.generic else None
 
 
 def _hex(value: bytes | None) -> str:
@@ -189,6 +199,7 @@ async def _solve_one(gateway: Any, request: SolveRequest) -> tuple[SolvedPackage
                     md5=_hex(r.md5),
                     sha256=_hex(r.sha256),
                     depends=tuple(r.depends),
+                    noarch=_noarch(r.noarch),
                 )
                 for r in records
             ),

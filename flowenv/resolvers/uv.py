@@ -66,6 +66,7 @@ def compile_args(
     upgrade: bool = False,
     upgrade_packages: Sequence[str] = (),
     system: SystemRequirements | None = None,
+    excludes_txt: Path | None = None,
 ) -> list[str | Path]:
     """The ``uv pip compile`` command line for one env × platform (the benchmark reuses it).
 
@@ -101,6 +102,8 @@ def compile_args(
     ]
     if constraints_txt is not None:
         args += ["--constraint", constraints_txt]
+    if excludes_txt is not None:
+        args += ["--excludes", excludes_txt]
     if upgrade:
         args.append("--upgrade")
     for package in upgrade_packages:
@@ -154,6 +157,7 @@ def compile_pylock(
     root: Path | None = None,
     pinned: Mapping[str, str] | None = None,
     system: SystemRequirements | None = None,
+    excludes: Sequence[str] = (),
 ) -> str:
     """Resolve ``requirements`` for ``platform`` and ``python``; uv's pylock.toml text.
 
@@ -161,7 +165,9 @@ def compile_pylock(
     output file, so versions stay put unless the inputs or ``upgrade`` ask
     otherwise, as ``pip-compile`` does. ``label`` names the env × platform in
     errors. ``pinned`` (package -> named index) and ``system`` (glibc and macOS
-    targets) are the env's choices for this platform.
+    targets) are the env's choices for this platform. ``excludes`` are left out
+    of the resolution with everything only they need (uv ``--excludes``:
+    packages something else already installs).
     """
     with tempfile.TemporaryDirectory(prefix="flowenv-uv-") as tmp:
         workdir = Path(tmp)
@@ -181,6 +187,10 @@ def compile_pylock(
         if constraints:
             constraints_txt = workdir / "constraints.txt"
             constraints_txt.write_text("".join(f"{c}\n" for c in constraints), encoding="utf-8")
+        excludes_txt = None
+        if excludes:
+            excludes_txt = workdir / "excludes.txt"
+            excludes_txt.write_text("".join(f"{e}\n" for e in excludes), encoding="utf-8")
         args = compile_args(
             requirements_in,
             output,
@@ -191,6 +201,7 @@ def compile_pylock(
             upgrade=upgrade,
             upgrade_packages=upgrade_packages,
             system=system,
+            excludes_txt=excludes_txt,
         )
         # Relative find-links and file: indexes are relative to the project root.
         env = {
