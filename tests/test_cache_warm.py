@@ -175,7 +175,7 @@ def test_cache_info_and_prune_drop_only_what_no_env_uses(
 WORKERS = 16
 
 
-def _hydrate_at_once(
+def hydrate_at_once(
     env: dict[str, str], prefixes: list[Path], cwd: Path
 ) -> list[dict[str, object]]:
     """``flowenv hydrate base`` in ``len(prefixes)`` processes started together."""
@@ -226,7 +226,7 @@ def test_16_concurrent_hydrates_into_separate_prefixes_share_one_cache(
     env = _executor_env(cache, url, extra)
     prefixes = [tmp_path / f"worker-{i}" for i in range(WORKERS)]
 
-    results = _hydrate_at_once(env, prefixes, tmp_path)
+    results = hydrate_at_once(env, prefixes, tmp_path)
 
     assert len({r["env_id"] for r in results}) == 1
     assert [r["reused"] for r in results] == [False] * WORKERS  # each prefix built, once
@@ -243,7 +243,7 @@ def test_16_concurrent_hydrates_into_one_prefix_build_it_once(
     env = _executor_env(cache, str(local_store))
     prefix = tmp_path / "shared-env"
 
-    results = _hydrate_at_once(env, [prefix] * WORKERS, tmp_path)
+    results = hydrate_at_once(env, [prefix] * WORKERS, tmp_path)
 
     assert sorted(r["reused"] for r in results) == [False] + [True] * (WORKERS - 1)
     ran = subprocess.run(

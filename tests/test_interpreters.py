@@ -27,6 +27,7 @@ from tests.support.pythons import (
     write_download_list,
 )
 from tests.support.stores import run_flowenv
+from tests.test_cache_warm import hydrate_at_once
 
 FOUND = other_interpreter()
 pytestmark = pytest.mark.skipif(
@@ -267,20 +268,7 @@ def test_16_fresh_executors_at_once_install_the_stored_build_once(
     cache = tmp_path / "node-cache"
     env = _executor_env(store, cache, path_without(version, os.environ["PATH"]))
     prefixes = [tmp_path / f"worker-{i}" for i in range(16)]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "flowenv", "hydrate", "base", "--prefix", str(p)],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for p in prefixes
-    ]
-    for proc in procs:
-        _, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err
+    hydrate_at_once(env, prefixes, tmp_path)
 
     minor = version.rsplit(".", 1)[0]
     installs = sorted(p.name for p in (cache / "python").iterdir() if p.name.startswith("cpython"))
