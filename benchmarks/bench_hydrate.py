@@ -13,7 +13,8 @@ The env is read from a local-folder store (the embedded default), so both sides 
 local files. It is ``--count`` synthetic wheels of ``--size`` bytes, or with
 ``--pypi "numpy==2.1.3 pandas==2.2.3"`` real wheels locked from PyPI (network).
 Each contender is a fresh process, as on an executor; contenders alternate within
-each repetition; medians are compared. The machine is shared: only ratios mean much.
+each repetition; what a run leaves is deleted and the disk flushed outside the
+timings; medians are compared. The machine is shared: only ratios mean much.
 
     python benchmarks/bench_hydrate.py [--count 100] [--size 200000] [--repeat 5]
 """
@@ -49,6 +50,14 @@ PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "FLOWENV_"))}
     return env | {"UV_NO_PROGRESS": "1"} | extra
+
+
+def settle(*paths: Path) -> None:
+    """Remove ``paths`` and flush the disk, outside any timing: deleting a tree leaves
+    dirty pages whose write-back would otherwise slow whichever contender runs next."""
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
+    os.sync()
 
 
 def disk_usage(root: Path, *, skip: tuple[str, ...] = ()) -> int:
@@ -133,34 +142,41 @@ def run_all(work: Path, args: argparse.Namespace) -> dict[str, object]:
     base_python = str(Path(sys.base_prefix) / "bin" / f"python{PYTHON}")
     counter = iter(range(1_000_000))
 
-    def flowenv_hydrate(cache: Path, env: dict[str, str] | None = None) -> None:
+    def flowenv_hydrate(cache: Path) -> float:
         prefix = work / f"env-{next(counter)}"
-        hydrate_env = env or clean_env(FLOWENV_CACHE_DIR=str(cache), FLOWENV_STORE=str(store))
-        check([sys.executable, "-m", "flowenv", "hydrate", "base", "--project", "bulk",
-               "--prefix", str(prefix)], hydrate_env, cwd=work)  # fmt: skip
-        shutil.rmtree(prefix)
+        hydrate_env = clean_env(FLOWENV_CACHE_DIR=str(cache), FLOWENV_STORE=str(store))
+        cmd = [sys.executable, "-m", "flowenv", "hydrate", "base", "--project", "bulk",
+               "--prefix", str(prefix)]  # fmt: skip
+        elapsed = timed(lambda: check(cmd, hydrate_env, cwd=work))
+        settle(prefix)
+        return elapsed
 
-    def uv_install(uv_cache: Path) -> None:
+    def uv_install(uv_cache: Path) -> float:
         venv = work / f"venv-{next(counter)}"
         env = clean_env(UV_CACHE_DIR=str(uv_cache))
-        check([UV, "venv", "-q", str(venv), "--python", base_python, "--no-config"], env)
-        check([UV, "pip", "install", "-q", "--python", str(venv / "bin/python"), "-r",
-               str(requirements), "--no-index", "--find-links", str(wheels), "--offline",
-               "--no-deps", "--no-config"], env)  # fmt: skip
-        shutil.rmtree(venv)
+
+        def both() -> None:
+            check([UV, "venv", "-q", str(venv), "--python", base_python, "--no-config"], env)
+            check([UV, "pip", "install", "-q", "--python", str(venv / "bin/python"), "-r",
+                   str(requirements), "--no-index", "--find-links", str(wheels), "--offline",
+                   "--no-deps", "--no-config"], env)  # fmt: skip
+
+        elapsed = timed(both)
+        settle(venv)
+        return elapsed
 
     warm_cache, warm_uv = work / "warm-cache", work / "warm-uv"
     flowenv_hydrate(warm_cache)
     uv_install(warm_uv)
     results: dict[str, list[float]] = {k: [] for k in ("warm", "uv_warm", "cold", "uv_cold")}
     for i in range(args.repeat):
-        results["warm"].append(timed(lambda: flowenv_hydrate(warm_cache)))
-        results["uv_warm"].append(timed(lambda: uv_install(warm_uv)))
+        results["warm"].append(flowenv_hydrate(warm_cache))
+        results["uv_warm"].append(uv_install(warm_uv))
         cold, cold_uv = work / f"cold-{i}", work / f"cold-uv-{i}"
-        results["cold"].append(timed(lambda cold=cold: flowenv_hydrate(cold)))  # type: ignore[misc]
-        results["uv_cold"].append(timed(lambda c=cold_uv: uv_install(c)))  # type: ignore[misc]
-        shutil.rmtree(cold, ignore_errors=True)
-        shutil.rmtree(cold_uv, ignore_errors=True)
+        results["cold"].append(flowenv_hydrate(cold))
+        settle(cold)
+        results["uv_cold"].append(uv_install(cold_uv))
+        settle(cold_uv)
 
     # Growth: ten more warm hydrates into new prefixes.
     bookkeeping = ("prefixes/", "locks/", "uv/interpreter-v")
@@ -219,8 +235,7 @@ def interpreter_from_store(work: Path, args: argparse.Namespace) -> dict[str, ob
             cmd = [sys.executable, "-m", "flowenv", "hydrate", "base", "--project", "bulk",
                    "--prefix", str(prefix)]  # fmt: skip
             samples.append(timed(lambda cmd=cmd, e=run_env: check(cmd, e, cwd=here)))  # type: ignore[misc]
-            shutil.rmtree(prefix)
-            shutil.rmtree(cache)
+            settle(prefix, cache)
     return {
         "interpreter": f"{version} (a test build running {real})",
         "cold_hydrate_python_from_store_s": round(statistics.median(from_store), 3),
