@@ -10,8 +10,8 @@ from pathlib import Path
 def write_atomic(path: Path, data: str | bytes, *, durable: bool = True) -> None:
     """Write ``data`` to a sibling temporary file, fsync it, then rename it over ``path``.
 
-    ``durable=False`` skips the fsync: for bookkeeping that is rebuilt when lost
-    (the rename alone still keeps readers from seeing half a file).
+    ``durable=False`` skips the fsync, for caches a crash may lose or damage
+    (their reader must treat an unreadable or odd file as absent).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode("utf-8") if isinstance(data, str) else data
@@ -19,8 +19,8 @@ def write_atomic(path: Path, data: str | bytes, *, durable: bool = True) -> None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
-            handle.flush()
             if durable:
+                handle.flush()
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:

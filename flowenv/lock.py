@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -81,6 +81,95 @@ def stale_targets(config: Config, selection: Selection = Selection()) -> list[Lo
     return [t for t in select_targets(config, environments, selection) if not is_fresh(t)]
 
 
+def input_files(config: Config) -> list[Path]:
+    """Every file whose content enters an input hash: what the freshness record digests.
+
+    A reader of another input file (requirements.txt, a local package...) must
+    add it here, or ``lock --check``'s fast path would miss an edit to it.
+    """
+    return [config.path]
+
+
+@attrs.frozen(kw_only=True)
+class CheckReport:
+    """What ``lock --check`` found: stale or missing locks, and (full selection) obsolete ones."""
+
+    stale: tuple[LockTarget, ...]
+    obsolete: tuple[Path, ...]
+
+    @property
+    def fresh(self) -> bool:
+        return not self.stale and not self.obsolete
+
+
+def check(
+    config: Config,
+    selection: Selection = Selection(),
+    digests: Mapping[str, str] | None = None,
+) -> CheckReport:
+    """Find stale and obsolete locks, resolving nothing; remember a wholly fresh project.
+
+    ``digests`` are the :func:`~flowenv.locks.freshness.digest_inputs` of the
+    configuration file taken before it was loaded; with them, a full check
+    that finds every lock fresh writes the record ``lock --check``'s fast path
+    trusts (and any other outcome drops it).
+    """
+    from flowenv.locks.layout import CONDA_LOCK_NAME, validate_lock
+
+    environments = build_environments(config)
+    selected = select_targets(config, environments, selection)
+    stale = tuple(t for t in selected if not is_fresh(t))
+    # A fresh pylock is read whole (tomllib is already loaded): a damaged or
+    # hostile lock is an error here, not in the executor that installs it. A
+    # conda-lock.yml is not: YAML would cost this start-up path more than the
+    # check itself; every command that uses one reads it whole.
+    fresh = {t.path for t in selected} - {t.path for t in stale}
+    for path in sorted(p for p in fresh if p.name != CONDA_LOCK_NAME):
+        validate_lock(path)
+    whole = selection == Selection()
+    obsolete = tuple(_obsolete(config, selected)) if whole else ()
+    report = CheckReport(stale=stale, obsolete=obsolete)
+    if whole:
+        remember_fresh(config, digests if report.fresh else None, selected, validated=True)
+    return report
+
+
+def remember_fresh(
+    config: Config,
+    digests: Mapping[str, str] | None,
+    live: Sequence[LockTarget],
+    *,
+    validated: bool = False,
+) -> None:
+    """Record that every lock of ``live`` (all of them) is fresh; ``digests`` None: forget.
+
+    Called after a full check found nothing (``validated``: it also read every
+    fresh pylock whole), or a full lock wrote every lock and removed the
+    obsolete ones. See :func:`flowenv.locks.freshness.write_record`.
+    """
+    from flowenv.locks import freshness
+
+    others = freshness.digest_inputs(p for p in input_files(config) if p != config.path)
+    if digests is None or others is None:
+        freshness.forget_record(config.path)
+        return
+    expected: dict[str, dict[str, str]] = {}
+    for target in live:
+        name = f"{target.path.parent.name}/{target.path.name}"
+        expected.setdefault(name, {})[target.platform] = target.env.input_hash(target.platform)
+    freshness.write_record(
+        config.path, {**digests, **others}, config.lock_root, expected, validated=validated
+    )
+
+
+def _obsolete(config: Config, live_targets: Sequence[LockTarget]) -> list[Path]:
+    from flowenv.locks.layout import lock_files
+
+    # Strings, not Paths: hashing a Path costs more than the comparison here.
+    live = {str(t.path) for t in live_targets}
+    return [path for path in lock_files(config.lock_root) if str(path) not in live]
+
+
 def obsolete_locks(config: Config) -> list[Path]:
     """Lock files no env × platform of the configuration uses any more.
 
@@ -88,16 +177,19 @@ def obsolete_locks(config: Config) -> list[Path]:
     platform → one conda-lock.yml), leaves its old file behind; a reviewer
     must not mistake it for a live lock, nor ``lock --check`` for fresh.
     """
-    from flowenv.locks.layout import lock_files
-
     environments = build_environments(config)
-    live = {t.path for t in select_targets(config, environments, Selection())}
-    return [path for path in lock_files(config.lock_root) if path not in live]
+    return _obsolete(config, select_targets(config, environments, Selection()))
 
 
-def remove_obsolete_locks(config: Config) -> list[Path]:
-    """Delete :func:`obsolete_locks` (and env directories left empty); what was removed."""
-    removed = obsolete_locks(config)
+def remove_obsolete_locks(
+    config: Config, live: Sequence[LockTarget] | None = None
+) -> list[Path]:
+    """Delete :func:`obsolete_locks` (and env directories left empty); what was removed.
+
+    ``live``: every env × platform of the configuration, when the caller has
+    them already (a full :func:`lock` returns them).
+    """
+    removed = obsolete_locks(config) if live is None else _obsolete(config, live)
     for path in removed:
         path.unlink()
         # Not empty: another lock (or a file of the user's) still lives there.
@@ -119,17 +211,15 @@ class _Job:
 
 
 def _jobs(todo: Sequence[LockTarget]) -> list[_Job]:
-    # PyPI locks are one file per platform: one job per (spec, platform).
-    # A conda-lock.yml holds every platform: one job per spec.
-    grouped: dict[tuple[str, str], tuple[list[EnvSpec], list[str]]] = {}
+    # One job per distinct spec, with every platform it needs: a conda-lock.yml
+    # holds them all, and a PyPI env resolves its lead platform first so the
+    # others can follow its versions (see flowenv.lockers.pypi).
+    grouped: dict[str, tuple[list[EnvSpec], list[str]]] = {}
     for target in todo:
         env = target.env
-        # A conda-lock.yml holds every platform: its job is keyed by all of them.
-        key = (
-            (env.input_hash(target.platform), target.platform)
-            if env.kind == "pypi"
-            else (",".join(f"{p}={env.input_hash(p)}" for p in env.platforms), "")
-        )
+        # Keyed by the input hash of every platform the env locks: envs alike on all
+        # of them share one resolution (per-platform packages can tell them apart).
+        key = ",".join(f"{p}={env.input_hash(p)}" for p in env.platforms)
         envs, platforms = grouped.setdefault(key, ([], []))
         if env not in envs:
             envs.append(env)

@@ -6,8 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from flowenv.config.models import Config, PypiPackage
-from flowenv.errors import UsageError
-from flowenv.locks.layout import lock_status, targets, validate_lock
+from flowenv.diff.compare import platform_differences
+from flowenv.diff.load import read_conda_lock_text, read_pylock_text
+from flowenv.diff.model import EnvLocks, PlatformLock
+from flowenv.errors import FlowenvError, UsageError
+from flowenv.locks.layout import CONDA_LOCK_NAME, LockTarget, lock_status, targets, validate_lock
 from flowenv.spec import EnvSpec, build_environments, strip_credentials
 
 
@@ -55,7 +58,28 @@ def describe_env(config: Config, env: EnvSpec) -> dict[str, Any]:
             }
             for t in env_targets
         },
+        "platform-differences": platform_differences(_locked(env_targets)),
     }
+
+
+def _locked(env_targets: Sequence[LockTarget]) -> EnvLocks:
+    """What the env's lock files on disk hold, per platform (missing files are skipped)."""
+    out: dict[str, PlatformLock] = {}
+    for target in env_targets:
+        try:
+            text = target.path.read_text(encoding="utf-8")
+        except OSError:
+            continue
+        source = str(target.path)
+        try:
+            if target.path.name == CONDA_LOCK_NAME:
+                out.update(read_conda_lock_text(text, source))
+            else:
+                out[target.platform] = read_pylock_text(text, source)
+        except FlowenvError:
+            continue  # a damaged lock is reported by its status, not here
+    live = {t.platform for t in env_targets}
+    return {platform: packages for platform, packages in out.items() if platform in live}
 
 
 def describe_steps(config: Config, steps: Sequence[str] = ()) -> dict[str, Any]:
@@ -125,6 +149,9 @@ def _env_block(label: str, env: dict[str, Any], note: str) -> list[str]:
             lines.append(f"      system {_requirements(content['system-requirements'])}")
     for platform, lock in env["locks"].items():
         lines.append(f"    lock   {platform}: {lock['path']} ({lock['status']})")
+    for name, versions in env["platform-differences"].items():
+        spread = ", ".join(f"{platform} {version}" for platform, version in versions.items())
+        lines.append(f"    differs  {name}: {spread}")
     return lines
 
 

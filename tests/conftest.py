@@ -20,9 +20,10 @@ pytest_plugins: list[str] = [
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """uv caches in a session directory: tests never read or fill the user's cache."""
+    """uv and flowenv cache in session directories: tests never read or fill the user's cache."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("UV_CACHE_DIR", str(tmp_path_factory.mktemp("uv-cache")))
+        patch.setenv("FLOWENV_CACHE_DIR", str(tmp_path_factory.mktemp("flowenv-cache")))
         yield
 
 

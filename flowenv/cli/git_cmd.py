@@ -74,12 +74,16 @@ def run_merge_driver(args: argparse.Namespace) -> int:
 
 
 def run_lock_hook(args: argparse.Namespace) -> int:
-    from flowenv.cli.common import config_from_args
-    from flowenv.lock import lock, remove_obsolete_locks
+    from flowenv.cli.common import config_and_digests
+    from flowenv.lock import lock, remember_fresh, remove_obsolete_locks
 
-    config = config_from_args(args)
-    written = [r for r in lock(config) if r.status == "written"]
-    removed = remove_obsolete_locks(config)
+    config, digests = config_and_digests(args)
+    results = lock(config)
+    live = [r.target for r in results]
+    written = [r for r in results if r.status == "written"]
+    removed = remove_obsolete_locks(config, live)
+    # Fresh on disk now, staged or not: the next hook run has nothing to do.
+    remember_fresh(config, digests, live)
     if written or removed:
         # Like a formatter hook: the files are fixed, the commit is not, so the
         # author sees and stages the new locks.

@@ -128,7 +128,34 @@ def _env_diff(env: str, old: EnvLocks | None, new: EnvLocks | None) -> EnvDiff |
     if not platforms:
         return None
     status = "added" if old is None else "removed" if new is None else "changed"
-    return EnvDiff(env=env, status=status, platforms=tuple(platforms))
+    differences = platform_differences(after)
+    return EnvDiff(
+        env=env,
+        status=status,
+        platforms=tuple(platforms),
+        platform_differences=tuple(
+            (name, tuple(by_platform.items())) for name, by_platform in differences.items()
+        ),
+    )
+
+
+def platform_differences(env: EnvLocks) -> dict[str, dict[str, str]]:
+    """Packages an env locks at different versions per platform: name -> platform -> version.
+
+    flowenv makes every platform follow the lead platform's versions where it
+    can (see :mod:`flowenv.lockers.pypi`); what remains here is where a platform
+    could not, the thing to know before an artifact pickled on one platform is
+    loaded on another. A package locked on one platform only is not listed.
+    """
+    versions: dict[str, dict[str, str]] = {}
+    for platform in sorted(env):
+        for name, locked in env[platform].items():
+            versions.setdefault(name, {})[platform] = locked.version
+    return {
+        name: by_platform
+        for name, by_platform in sorted(versions.items())
+        if len(set(by_platform.values())) > 1
+    }
 
 
 def compare(

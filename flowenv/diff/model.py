@@ -97,12 +97,18 @@ class EnvDiff:
     #: "added", "removed" or "changed".
     status: str
     platforms: tuple[PlatformDiff, ...]
+    #: After the change: packages still locked at different versions on different
+    #: platforms, as (name, ((platform, version), ...)).
+    platform_differences: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
             "env": self.env,
             "status": self.status,
             "platforms": [p.to_dict() for p in self.platforms],
+            "platform-differences": {
+                name: dict(versions) for name, versions in self.platform_differences
+            },
         }
 
 

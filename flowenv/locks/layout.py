@@ -1,26 +1,34 @@
 """Where each environment's lock lives and whether it is fresh, without parsing it fully.
 
 This module is on the ``lock --check`` path: it reads the input hash a lock
-records with a regular expression and imports nothing heavy.
+records from its header (see :mod:`flowenv.locks.freshness`) and imports
+nothing heavy.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
 
+from flowenv.locks.freshness import CONDA_LOCK_NAME, hashes_in, lock_files
 from flowenv.spec import EnvSpec
 
+__all__ = [
+    "CONDA_LOCK_NAME",
+    "PYLOCK_PATTERN",
+    "LockTarget",
+    "is_fresh",
+    "lock_files",
+    "lock_path",
+    "lock_status",
+    "recorded_input_hash",
+    "recorded_input_hashes",
+    "targets",
+]
+
 PYLOCK_PATTERN = "pylock.{platform}.toml"
-CONDA_LOCK_NAME = "conda-lock.yml"
-
-_PYLOCK_HASH = re.compile(r'^input-hash\s*=\s*"([0-9a-f]{64})"', re.MULTILINE)
-# conda-lock.yml keeps flowenv's hashes in metadata.custom_metadata, one key per platform.
-_CONDA_HASH = re.compile(r"^\s+flowenv-input-hash-([a-z0-9-]+):\s*'?([0-9a-f]{64})'?", re.MULTILINE)
-
 
 @attrs.frozen
 class LockTarget:
@@ -68,12 +76,7 @@ def recorded_input_hashes(path: Path) -> dict[str, str]:
 
     if not path.exists() and not path.is_symlink():
         return {}
-    text = read_lock_file(path)
-    if path.name == CONDA_LOCK_NAME:
-        return dict(_CONDA_HASH.findall(text))
-    match = _PYLOCK_HASH.search(text)
-    platform = path.name.removeprefix("pylock.").removesuffix(".toml")
-    return {platform: match.group(1)} if match else {}
+    return hashes_in(path.name, read_lock_file(path).encode("utf-8"))
 
 
 def recorded_input_hash(path: Path, platform: str) -> str | None:
@@ -110,12 +113,3 @@ def lock_status(target: LockTarget) -> str:
     if is_fresh(target):
         return "fresh"
     return "stale" if target.path.exists() else "missing"
-
-
-def lock_files(lock_root: Path) -> list[Path]:
-    """Every file under ``lock_root`` named like a flowenv lock (nothing else is ever touched)."""
-    if not lock_root.is_dir():
-        return []
-    found = [*lock_root.glob(f"*/{PYLOCK_PATTERN.format(platform='*')}")]
-    found += lock_root.glob(f"*/{CONDA_LOCK_NAME}")
-    return sorted(found)

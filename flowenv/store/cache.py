@@ -35,23 +35,13 @@ from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from flowenv._subprocess import redact
+from flowenv.cachedir import default_cache_dir
 from flowenv.errors import StoreError
 from flowenv.store.layout import artifact_key
 
-CACHE_ENV = "FLOWENV_CACHE_DIR"
 _CHUNK = 1 << 20
 #: Lock files are bucketed by a hash prefix so that their number stays bounded.
 _BUCKET = 3
-
-
-def default_cache_dir() -> Path:
-    """``$FLOWENV_CACHE_DIR``, else ``$XDG_CACHE_HOME/flowenv``, else ``~/.cache/flowenv``."""
-    explicit = os.environ.get(CACHE_ENV)
-    if explicit:
-        return Path(explicit).expanduser().resolve()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return (base / "flowenv").resolve()
 
 
 def sha256_of(path: Path) -> str:

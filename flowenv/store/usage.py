@@ -79,7 +79,10 @@ def record_use(
     if python is not None:
         document["python"] = {"artifact": python.artifact_key, "install": python.key}
     elif old is not None:
-        previous = json.loads(old)
+        try:
+            previous = json.loads(old)
+        except ValueError:
+            previous = None  # a record a crash damaged: rewritten below
         if isinstance(previous, dict) and previous.get("env_id") == manifest.env_id:
             return
     text = json.dumps(document, sort_keys=True)
