@@ -34,6 +34,7 @@ from typing import Any
 import attrs
 
 from flowenv._atomic import write_atomic
+from flowenv._bounds import parse_bounded
 from flowenv.config.models import Config
 from flowenv.errors import StoreError, UsageError
 from flowenv.interpreters import PythonBuild
@@ -133,6 +134,8 @@ def hydrate(
         )
     store = _store(config, store_url, store_options)
     cache = cache or ArtifactCache()
+    # Every step below writes into the cache (locks, venvs, artifacts): say it once, up front.
+    cache.check_writable()
 
     if env_id is None:
         assert project_name is not None  # checked above, before opening the store
@@ -329,7 +332,7 @@ def _read_marker(prefix: Path) -> dict[str, Any] | None:
     import json
 
     try:
-        data = json.loads((prefix / MARKER).read_text(encoding="utf-8"))
+        data = parse_bounded(json.loads, (prefix / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -475,7 +478,7 @@ def _install_wheels(
     *,
     system: bool,
 ) -> None:
-    from flowenv.resolvers.uv import install_wheels_offline
+    from flowenv.resolvers.uv import install_wheels_offline, requirements_text
 
     # A find-links directory of hard links to the verified cache files: uv
     # picks, per pinned package, the wheel that fits the interpreter, and the
@@ -498,7 +501,8 @@ def _install_wheels(
         pins = sorted({(wheel.name, wheel.version) for wheel in wheels})
         requirements = scratch / "requirements.txt"
         requirements.write_text(
-            "".join(f"{name}=={version}\n" for name, version in pins), encoding="utf-8"
+            requirements_text(f"{name}=={version}" for name, version in pins),
+            encoding="utf-8",
         )
         install_wheels_offline(
             python,

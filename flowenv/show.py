@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from flowenv.config.load import did_you_mean
 from flowenv.config.models import Config, PypiPackage
 from flowenv.diff.compare import platform_differences
 from flowenv.diff.load import read_conda_lock_text, read_pylock_text
@@ -22,7 +23,7 @@ def _pypi(packages: Sequence[PypiPackage]) -> list[str]:
 def _content(env: EnvSpec, platform: str) -> dict[str, Any]:
     return {
         "pypi": _pypi(env.pypi_on(platform)),
-        "conda": [c.match_spec() for c in env.conda_on(platform)],
+        "conda": [strip_credentials(c.match_spec()) for c in env.conda_on(platform)],
         "system-requirements": dict(env.system_on(platform).items()),
     }
 
@@ -44,8 +45,8 @@ def describe_env(config: Config, env: EnvSpec) -> dict[str, Any]:
         "python": env.python,
         "platforms": list(env.platforms),
         "pypi": _pypi(env.pypi),
-        "conda": [c.match_spec() for c in env.conda],
-        "channels": list(env.channels) if env.kind == "conda" else [],
+        "conda": [strip_credentials(c.match_spec()) for c in env.conda],
+        "channels": [strip_credentials(c) for c in env.channels] if env.kind == "conda" else [],
         "system-requirements": dict(env.system_requirements.items()),
         "indexes": dict(sorted(indexes.items())),
         "targets": {platform: _content(env, platform) for platform, _ in env.targets},
@@ -96,6 +97,11 @@ def describe_steps(config: Config, steps: Sequence[str] = ()) -> dict[str, Any]:
     for name in names:
         if not name.isidentifier():
             raise UsageError(f"'{name}' is not a step name (steps are Python identifiers)")
+        hint = did_you_mean(name, declared) if name not in declared else ""
+        if hint:
+            # An undeclared step runs in base, but one a letter away from a
+            # declared step is a typo: showing base for it would mislead.
+            raise UsageError(f"no step named '{name}' in {config.path.name}{hint}")
         shown.append(
             {
                 "step": name,
