@@ -230,8 +230,10 @@ def _alias_lookup(store: Store, project: str, name: str, platform: str) -> tuple
     if data is None:
         raw_steps = store.read(steps_key(project))
         if raw_steps is not None:
-            steps, default = parse_steps(raw_steps, f"{store.url}/{steps_key(project)}")
-            mapped = steps.get(name, default)
+            steps, _ = parse_steps(raw_steps, f"{store.url}/{steps_key(project)}")
+            # Only steps the configuration declares: without it, an undeclared name
+            # cannot be told from a typo, so it is not taken for a step of base.
+            mapped = steps.get(name, name)
             if mapped is None:
                 raise UsageError(_system_step(name))
             if mapped != name:

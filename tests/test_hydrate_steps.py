@@ -29,6 +29,10 @@ env = "small"
 
 [steps.peek]
 disabled = true
+
+[steps.start]
+
+[steps.train]
 """
 PYTHON = "3.11"
 
