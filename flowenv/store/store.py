@@ -16,16 +16,81 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
+
+import attrs
 
 from flowenv._subprocess import redact
 from flowenv.errors import StoreError
 from flowenv.store.registry import LOCAL, Backend
 
 T = TypeVar("T")
+
+
+@attrs.frozen
+class Entry:
+    """One listed object: its size in bytes and its modification time (seconds since the epoch)."""
+
+    size: int
+    mtime: float
+
+
+def _mtime_of(info: Mapping[str, Any]) -> float:
+    """The modification time of a listed object, whatever the backend calls it."""
+    for field in ("LastModified", "last_modified", "mtime", "updated"):
+        value = info.get(field)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str) and value:
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return 0.0
+
+
+#: Exception type names (anywhere in the cause chain) that mean "no answer", on every backend.
+_UNREACHABLE = (
+    "TimeoutError",  # asyncio, builtins, fsspec's FSTimeoutError
+    "timeout",  # socket.timeout
+    "ReadTimeoutError",
+    "ConnectTimeoutError",
+    "EndpointConnectionError",  # botocore: refused, unresolvable
+    "ConnectionClosedError",
+    "ClientConnectorError",  # aiohttp (gcsfs, adlfs)
+    "ServerDisconnectedError",
+    "ServerTimeoutError",
+    "ConnectionTimeoutError",
+    "SocketTimeoutError",
+    "ServiceRequestError",  # azure-core: could not send
+    "ServiceResponseError",  # azure-core: no (complete) answer
+    "ConnectionRefusedError",
+    "ConnectionResetError",
+)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) says the endpoint did not answer or is gone."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if any(type(current).__name__ == name for name in _UNREACHABLE):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else "no answer"
 
 
 def _secret_strings(options: Mapping[str, Any]) -> list[str]:
@@ -43,7 +108,13 @@ class Store:
     """Keys (``artifacts/sha256/ab/…``) under one root of one filesystem."""
 
     def __init__(
-        self, url: str, backend: Backend, fs: Any, root: str, options: Mapping[str, Any]
+        self,
+        url: str,
+        backend: Backend,
+        fs: Any,
+        root: str,
+        options: Mapping[str, Any],
+        timeout: float = 60.0,
     ) -> None:
         """``fs`` is the fsspec filesystem of a remote backend; None for the local folder."""
         self.url = redact(url)
@@ -51,6 +122,11 @@ class Store:
         self.fs = fs
         self.root = root.rstrip("/")
         self._secrets = sorted(_secret_strings(options), key=len, reverse=True)
+        #: Seconds a request may wait for an answer, all attempts together (for messages).
+        self.timeout = timeout
+        #: Set at the first request that got no answer; every later call fails with it at once.
+        self.unreachable: str | None = None
+        self._lock = threading.Lock()
 
     @property
     def is_local(self) -> bool:
@@ -70,16 +146,26 @@ class Store:
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
+        if self.unreachable is not None:
+            raise StoreError(self.unreachable)  # fail fast: one message, not one per artifact
         try:
             yield
         except StoreError:
             raise
-        except (OSError, ValueError, RuntimeError) as exc:
-            # botocore, azure and google errors all derive from one of these.
-            raise StoreError(
-                self._scrub(f"{self.url}: cannot {action}: {type(exc).__name__}: {exc}")
-            ) from None
         except Exception as exc:
+            # botocore, azure and google errors all derive from Exception subclasses
+            # (OSError, ValueError, RuntimeError...); what they say is scrubbed.
+            if is_unreachable(exc):
+                from flowenv.store.timeouts import TIMEOUT_ENV
+
+                with self._lock:
+                    if self.unreachable is None:
+                        self.unreachable = self._scrub(
+                            f"{self.url}: the store did not answer ({type(exc).__name__}: "
+                            f"{_first_line(exc)}); gave up after {self.timeout:g} s of "
+                            f"waiting (set {TIMEOUT_ENV} to change it)"
+                        )
+                raise StoreError(self.unreachable) from None
             raise StoreError(
                 self._scrub(f"{self.url}: cannot {action}: {type(exc).__name__}: {exc}")
             ) from None
@@ -91,15 +177,19 @@ class Store:
     # -- reading ---------------------------------------------------------------
     def list_sizes(self, prefix: str = "") -> dict[str, int]:
         """Every key under ``prefix`` with its size, from one recursive listing (paginated)."""
+        return {key: entry.size for key, entry in self.list_entries(prefix).items()}
+
+    def list_entries(self, prefix: str = "") -> dict[str, Entry]:
+        """Every key under ``prefix`` with its size and modification time (one listing)."""
         base = self.path(prefix).rstrip("/") if prefix else self.root
         if self.is_local:
-            return self._call(f"list {prefix or 'the store'}", lambda: self._local_sizes(base))
+            return self._call(f"list {prefix or 'the store'}", lambda: self._local_entries(base))
         # A listing cached by the backend from before our own uploads (or
         # another process's) would make us re-upload or miss a manifest.
         self._call("list the store", lambda: self.fs.invalidate_cache())
         found = self._call(f"list {prefix or 'the store'}", lambda: self.fs.find(base, detail=True))
         cut = len(self.root) + 1
-        sizes: dict[str, int] = {}
+        entries: dict[str, Entry] = {}
         for path, info in found.items():
             key = path.rstrip("/")[cut:] if path.startswith(self.root + "/") else None
             if key is None:
@@ -107,11 +197,11 @@ class Store:
                 stripped = self.fs._strip_protocol(path).rstrip("/")
                 key = stripped[cut:] if stripped.startswith(self.root + "/") else stripped
             if info.get("type", "file") == "file":
-                sizes[key] = int(info.get("size") or 0)
-        return sizes
+                entries[key] = Entry(size=int(info.get("size") or 0), mtime=_mtime_of(info))
+        return entries
 
-    def _local_sizes(self, base: str) -> dict[str, int]:
-        sizes: dict[str, int] = {}
+    def _local_entries(self, base: str) -> dict[str, Entry]:
+        entries: dict[str, Entry] = {}
         cut = len(self.root) + 1
         for directory, _, files in os.walk(base):
             for name in files:
@@ -120,11 +210,13 @@ class Store:
                     continue
                 path = os.path.join(directory, name)
                 try:
-                    size = os.stat(path).st_size
+                    info = os.stat(path)
                 except FileNotFoundError:
                     continue  # renamed or removed by another writer since the listing
-                sizes[path[cut:].replace(os.sep, "/")] = size
-        return sizes
+                entries[path[cut:].replace(os.sep, "/")] = Entry(
+                    size=info.st_size, mtime=info.st_mtime
+                )
+        return entries
 
     def read(self, key: str) -> bytes | None:
         """The bytes at ``key``, or None when there is no such object."""
@@ -192,6 +284,36 @@ class Store:
             )
         else:
             self._call(f"write {key}", lambda: self.fs.pipe_file(self.path(key), data))
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        """Remove ``keys`` (batched where the backend can); keys already gone are fine."""
+        wanted = sorted(set(keys))
+        if not wanted:
+            return
+        if self.is_local:
+            self._call("delete", lambda: self._local_delete(wanted))
+            return
+        paths = [self.path(k) for k in wanted]
+        with self._errors(f"delete {len(paths)} objects"):
+            with suppress(FileNotFoundError):  # another gc got there first
+                self.fs.rm(paths)
+            self.fs.invalidate_cache()
+
+    def _local_delete(self, keys: list[str]) -> None:
+        parents: set[Path] = set()
+        for key in keys:
+            path = Path(self.path(key))
+            path.unlink(missing_ok=True)
+            parents.add(path.parent)
+        # Empty directories left behind are removed (up to the root), deepest first.
+        root = Path(self.root)
+        for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
+            while parent != root and root in parent.parents:
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break  # not empty (or already gone): its parents are not empty either
+                parent = parent.parent
 
     def _local_replace(self, key: str, fill: Callable[[str], object]) -> None:
         final = Path(self.path(key))
