@@ -2,7 +2,8 @@
 
 Which env is built, most exact first: ``env_id`` given (``--env-id``) names
 the manifest itself, with no alias lookup; this is how a deployed flow keeps
-the env it was deployed with after newer locks are synced. Else, with a
+the env it was deployed with after newer locks are synced. ``tag``
+(``--tag``) reads the env id from the store's tag of that name. Else, with a
 configuration, the env id of the local lock, so an executor running a given
 commit gets exactly that commit's env. Else the store's alias for the env
 name in the project, i.e. whatever the last sync wrote.
@@ -40,6 +41,7 @@ from flowenv.store.layout import (
     check_segment,
     manifest_key,
     parse_alias,
+    tag_key,
 )
 
 __all__ = ["PROJECT_ENV", "HydratedEnv", "command_env", "hydrate"]
@@ -85,13 +87,17 @@ def hydrate(
     store_options: Mapping[str, Any] | None = None,
     cache: ArtifactCache | None = None,
     env_id: str | None = None,
+    tag: str | None = None,
 ) -> HydratedEnv:
     """Build (or reuse) ``env_name`` for ``platform`` (None or "auto": this machine).
 
-    ``env_id`` pins the exact env (``env_name`` is then only its label); see the module doc.
+    ``env_id`` pins the exact env (``env_name`` is then only its label); ``tag`` takes
+    the env id the store's tag of that name holds; see the module doc.
     """
     if env_id is not None:
         check_env_id(env_id)
+        if tag is not None:
+            raise UsageError("--env-id and --tag name one env each: give only one")
     config = config_or_none
     if config is not None and project is not None and project != config.project.name:
         config = None  # another project's env: only the store knows it
@@ -101,7 +107,7 @@ def hydrate(
         raise UsageError(f"cannot hydrate a {platform} env on this {host_platform()} machine")
     check_segment(env_name, "environment")
     pinned = env_id is not None
-    if env_id is None:
+    if env_id is None and tag is None:
         env_id = _local_env_id(config, env_name, platform)
     # Only the alias needs the project: an env id is shared by every project.
     project_name = (
@@ -116,8 +122,16 @@ def hydrate(
 
     if env_id is None:
         assert project_name is not None  # checked above, before opening the store
-        key = alias_key(project_name, env_name, platform)
+        if tag is not None:
+            key = tag_key(project_name, env_name, platform, tag)
+        else:
+            key = alias_key(project_name, env_name, platform)
         data = store.read(key)
+        if data is None and tag is not None:
+            raise StoreError(
+                f"{store.url}: no tag '{tag}' of env '{env_name}' for {platform} in project "
+                f"'{project_name}' (see `flowenv store ls`)"
+            )
         if data is None:
             raise StoreError(
                 f"{store.url}: no env '{env_name}' for {platform} in project '{project_name}' "

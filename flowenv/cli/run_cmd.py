@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("no command: flowenv run ENV [OPTIONS] -- CMD...")
     if split:
         late = _LateOptions(prog="flowenv run ENV", add_help=False, exit_on_error=False)
-        for option in ("--platform", "--store", "--project", "--env-id", "--prefix"):
+        for option in ("--platform", "--store", "--project", "--env-id", "--tag", "--prefix"):
             late.add_argument(option, default=argparse.SUPPRESS)
         try:
             parsed = late.parse_args(tokens[:split])

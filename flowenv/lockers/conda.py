@@ -158,11 +158,13 @@ def _previous_pylock(previous: CondaLock | None, platform: str) -> str | None:
             continue
         artifact = {"url": package.url, "hashes": {"sha256": package.sha256}}
         kind = "wheels" if package.filename.endswith(".whl") else "sdist"
-        packages.append({
-            "name": package.name,
-            "version": package.version,
-            kind: [artifact] if kind == "wheels" else artifact,
-        })
+        packages.append(
+            {
+                "name": package.name,
+                "version": package.version,
+                kind: [artifact] if kind == "wheels" else artifact,
+            }
+        )
     if not packages:
         return None
     return render({"lock-version": "1.0", "created-by": "flowenv", "packages": packages})
