@@ -16,6 +16,7 @@ a sync repeats its pass (see :mod:`flowenv.store.gc` for the protocol).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -23,12 +24,19 @@ from typing import Any
 
 import attrs
 
+from flowenv._subprocess import redact
 from flowenv.config.models import Config
 from flowenv.errors import FlowenvError, StoreError
 from flowenv.lock import Selection, select_targets
 from flowenv.spec import build_environments
 from flowenv.store import Store, open_store, store_url_for
-from flowenv.store.cache import ArtifactCache, fetch_locked, local_source, read_verified
+from flowenv.store.cache import (
+    ArtifactCache,
+    fetch_locked,
+    local_source,
+    read_verified,
+    sha256_of,
+)
 from flowenv.store.gc import gc_markers, gc_overlapped, wait_until_no_gc
 from flowenv.store.layout import (
     ARTIFACTS,
@@ -45,9 +53,11 @@ from flowenv.store.store import Entry
 __all__ = ["ProgressEvent", "Selection", "SyncSummary", "SyncedEnv", "store_for_config", "sync"]
 
 DEFAULT_JOBS = 16
-#: Local artifacts up to this size are read once, verified and uploaded from memory;
-#: larger ones go through the cache (bounded memory: at most jobs x this).
+#: Local artifacts up to this size are read once, verified and uploaded from memory
+#: (bounded memory: at most jobs x this); larger ones are hashed, then streamed.
 IN_MEMORY_MAX = 16 << 20
+#: Large uploads at once: each holds at most Store.STREAM_BUFFER bytes in memory.
+_LARGE_UPLOADS = threading.BoundedSemaphore(3)
 #: At most this many bytes are read ahead while the store is being listed.
 VERIFY_AHEAD_BUDGET = 256 << 20
 #: Passes a sync makes when garbage collections keep overlapping it (see flowenv.store.gc).
@@ -359,9 +369,39 @@ def _transfer(
         data = read_verified(local, sha256, filename, url)
         store.write(key, data)
         return len(data)
+    if local is not None and local.is_file():
+        return _stream(store, key, local, sha256, filename, url)
     cached = fetch_locked(cache, url, sha256, filename, base)
-    store.upload(cached, key)
+    with _LARGE_UPLOADS:
+        store.upload(cached, key)
     return os.path.getsize(cached)
+
+
+def _stream(store: Store, key: str, local: Path, sha256: str, filename: str, url: str) -> int:
+    """Upload a large local artifact from where it is: hashed, then streamed, never copied.
+
+    The file is read twice (hash, upload) rather than copied into the cache
+    first; a file that changed in between (its size, mtime or inode) could have
+    sent other bytes than those hashed, so its upload is removed and refused.
+    """
+    with _LARGE_UPLOADS:
+        before = _stamp(local)
+        got = sha256_of(local)
+        if got != sha256:
+            raise StoreError(
+                f"sha256 mismatch for {filename} from {redact(url)}: expected {sha256}, "
+                f"got {got}; nothing was uploaded"
+            )
+        store.upload(local, key)
+        if _stamp(local) != before:
+            store.delete_many([key])
+            raise StoreError(f"{redact(url)} changed while it was uploaded; the upload was removed")
+    return before[0]
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    info = path.stat()
+    return info.st_size, info.st_mtime_ns, info.st_ino
 
 
 def _publish_manifest(store: Store, plan: EnvPlan, sizes: Mapping[str, int]) -> None:

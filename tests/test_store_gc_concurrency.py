@@ -36,6 +36,16 @@ def _start(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
     )
 
 
+def _hydrate(
+    store: StoreTarget, prefix: Path, *args: str, cache: str
+) -> subprocess.Popen[str]:
+    """An executor: no configuration, only the store, the project and the env name."""
+    return _start(
+        "hydrate", "base", "--store", store.url, "--project", "proj", "--prefix", str(prefix),
+        *args, env={**os.environ, **store.env, "FLOWENV_CACHE_DIR": cache}, cwd=prefix.parent,
+    )  # fmt: skip
+
+
 def _variants(make_project, store: StoreTarget, tmp_path: Path) -> list[Path]:
     first = make_project(
         f'[base]\npython = "3.11"\npypi.packages = {{ {VARIANTS[0]} }}\n',
@@ -68,18 +78,13 @@ def test_gc_interleaved_with_syncs_and_hydrates(
         # whatever the alias just stopped naming, and a hydrate builds the tagged env.
         a, b = roots[round_ % 3], roots[(round_ + 1) % 3]
         cache = tmp_path / f"cache{round_}"
+        url = store_target.url
         runs = [
-            _start("-C", str(a), "sync", env={**base_env, "FLOWENV_CACHE_DIR": f"{cache}-a"}, cwd=a),
-            _start("store", "gc", "--store", store_target.url, "--grace", "0", "--json",
-                   env=base_env, cwd=tmp_path),  # fmt: skip
-            _start("-C", str(b), "sync", env={**base_env, "FLOWENV_CACHE_DIR": f"{cache}-b"}, cwd=b),
-            _start("store", "gc", "--store", store_target.url, "--grace", "0",
-                   env=base_env, cwd=tmp_path),  # fmt: skip
-            _start(
-                "hydrate", "base", "--store", store_target.url, "--project", "proj",
-                "--tag", "stable", "--prefix", str(tmp_path / f"tagged{round_}"),
-                env={**base_env, "FLOWENV_CACHE_DIR": f"{cache}-h"}, cwd=tmp_path,
-            ),  # fmt: skip
+            _start("-C", str(a), "sync", env={**base_env, "FLOWENV_CACHE_DIR": f"{cache}a"}, cwd=a),
+            _start("store", "gc", "--store", url, "--grace", "0", "--json", env=base_env, cwd=a),
+            _start("-C", str(b), "sync", env={**base_env, "FLOWENV_CACHE_DIR": f"{cache}b"}, cwd=b),
+            _start("store", "gc", "--store", url, "--grace", "0", env=base_env, cwd=a),
+            _hydrate(store_target, tmp_path / f"tagged{round_}", "--tag", "stable", cache=f"{cache}h"),
         ]
         outputs = [p.communicate() for p in runs]
         assert [p.returncode for p in runs] == [0] * len(runs), outputs
@@ -96,15 +101,11 @@ def test_gc_interleaved_with_syncs_and_hydrates(
                 assert data is not None
                 env_id = parse_alias(data, key)
                 assert f"envs/{env_id}/{platform}/manifest.json" in manifests
-        hydrated = _start(
-            "hydrate", "base", "--store", store_target.url, "--project", "proj",
-            "--prefix", str(tmp_path / f"current{round_}"),
-            env={**base_env, "FLOWENV_CACHE_DIR": f"{cache}-c"}, cwd=tmp_path,
-        )  # fmt: skip
-        out, err = hydrated.communicate()
+        hydrated = _hydrate(store_target, tmp_path / f"current{round_}", cache=f"{cache}c")
+        _, err = hydrated.communicate()
         assert hydrated.returncode == 0, err
         # Each round's fresh cache means every artifact came from the store, now.
-        assert (tmp_path / f"cache{round_}-c" / "artifacts").is_dir()
+        assert (tmp_path / f"cache{round_}c" / "artifacts").is_dir()
         shutil.rmtree(tmp_path / f"current{round_}")
         shutil.rmtree(tmp_path / f"tagged{round_}")
 

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -337,6 +338,36 @@ def many_wheels_project(
         f"pypi.packages = {{ {packages} }}\n"
     )
     return project
+
+
+def large_wheels_project(root: Path, count: int, megabytes: int, store: StoreTarget) -> Path:
+    """A project whose lock names ``count`` local wheels of ``megabytes`` random bytes each."""
+    from tests.support.wheels import WheelSpec, build_simple_index, build_wheel
+
+    wheelhouse = root / "big-wheelhouse"
+    for i in range(count):
+        name = f"big{i}"
+        spec = WheelSpec(name=name, version="1.0", files={f"{name}/__init__.py": ""})
+        path = build_wheel(spec, wheelhouse)
+        # A stored (uncompressed) random member makes the wheel as large as asked.
+        with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_STORED) as wheel:
+            wheel.writestr(f"{name}/blob.bin", os.urandom(megabytes * 1_000_000))
+    index = build_simple_index(sorted(wheelhouse.glob("*.whl")), root / "big-index")
+    project = root / "big-project"
+    project.mkdir(parents=True, exist_ok=True)
+    packages = ", ".join(f'big{i} = "1.0"' for i in range(count))
+    (project / "flowenv.toml").write_text(
+        "[project]\n"
+        'name = "big"\n'
+        'platforms = ["linux-64"]\n'
+        f"{store.project_lines()}"
+        f'pypi.index-url = "{index.as_uri()}"\n\n'
+        "[base]\n"
+        'python = "3.11"\n'
+        f"pypi.packages = {{ {packages} }}\n"
+    )
+    return project
+
 
 
 def run_flowenv(
