@@ -84,7 +84,7 @@ def test_gc_interleaved_with_syncs_and_hydrates(
             _start("store", "gc", "--store", url, "--grace", "0", "--json", env=base_env, cwd=a),
             _start("-C", str(b), "sync", env={**base_env, "FLOWENV_CACHE_DIR": f"{cache}b"}, cwd=b),
             _start("store", "gc", "--store", url, "--grace", "0", env=base_env, cwd=a),
-            _hydrate(store_target, tmp_path / f"tagged{round_}", "--tag", "stable", cache=f"{cache}h"),
+            _hydrate(store_target, tmp_path / f"tag{round_}", "--tag", "stable", cache=f"{cache}h"),
         ]
         outputs = [p.communicate() for p in runs]
         assert [p.returncode for p in runs] == [0] * len(runs), outputs
@@ -107,7 +107,7 @@ def test_gc_interleaved_with_syncs_and_hydrates(
         # Each round's fresh cache means every artifact came from the store, now.
         assert (tmp_path / f"cache{round_}c" / "artifacts").is_dir()
         shutil.rmtree(tmp_path / f"current{round_}")
-        shutil.rmtree(tmp_path / f"tagged{round_}")
+        shutil.rmtree(tmp_path / f"tag{round_}")
 
     # The gcs did collect: the race was real, not avoided.
     assert removed > 0
