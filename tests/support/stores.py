@@ -369,7 +369,6 @@ def large_wheels_project(root: Path, count: int, megabytes: int, store: StoreTar
     return project
 
 
-
 def run_flowenv(
     *args: str, env: dict[str, str], cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
