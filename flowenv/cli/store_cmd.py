@@ -12,7 +12,7 @@ from flowenv.cli.common import add_platform_option
 def register(sub: Any) -> None:
     parser = sub.add_parser(
         "store",
-        help="list, tag and garbage-collect the store",
+        help="list, tag, unpin and garbage-collect the store",
         description="Look after the store: what it holds (ls), human names for env ids (tag), "
         "and removing what nothing uses any more (gc).",
     )
@@ -45,6 +45,19 @@ def register(sub: Any) -> None:
     _store_options(tag)
     tag.add_argument("--project", metavar="NAME", help="project (default: the configuration's)")
     tag.set_defaults(run=run_tag)
+
+    unpin = actions.add_parser(
+        "unpin",
+        help="let gc collect an env id a deployed run pinned",
+        description="Remove the pin the Metaflow extension recorded for ENV_ID when a run "
+        "started or a flow was deployed (do it once that deployment is gone).",
+    )
+    unpin.add_argument("env", metavar="ENV", help="environment name")
+    unpin.add_argument("env_id", metavar="ENV_ID", help="the pinned env id")
+    add_platform_option(unpin, "only this platform (repeatable; default: every pinned one)")
+    _store_options(unpin)
+    unpin.add_argument("--project", metavar="NAME", help="project (default: the configuration's)")
+    unpin.set_defaults(run=run_unpin)
 
     gc = actions.add_parser(
         "gc",
@@ -156,6 +169,15 @@ def run_tag(args: argparse.Namespace) -> int:
     )
     for item in done:
         print(f"{item.action} {args.env} · {item.platform}  {item.env_id}  as {args.name}")
+    return 0
+
+
+def run_unpin(args: argparse.Namespace) -> int:
+    from flowenv.store.catalog import unpin
+
+    config, store = _open(args)
+    for platform in unpin(store, _project(args, config), args.env, args.env_id, args.platforms):
+        print(f"unpinned {args.env} · {platform}  {args.env_id}")
     return 0
 
 

@@ -244,5 +244,20 @@ def pin(store: Store, project: str, env: str, platform: str, env_id: str, **deta
     store.write(pin_key(project, env, platform, env_id), render_root(env_id, env=env, **details))
 
 
-def unpin(store: Store, project: str, env: str, platform: str, env_id: str) -> None:
-    store.delete_many([pin_key(project, env, platform, env_id)])
+def unpin(store: Store, project: str, env: str, env_id: str, platforms: Iterable[str]) -> list[str]:
+    """Remove the pins of ``env_id`` (on ``platforms``, default all); the platforms unpinned."""
+    check_env_id(env_id)
+    prefix = alias_key(project, env, "x").rsplit("/", 2)[0]
+    wanted = set(platforms)
+    pinned = {
+        root.platform: key
+        for key in store.list_entries(prefix)
+        if (root := parse_root_key(key)) is not None
+        and root.kind == "pin"
+        and root.name == env_id
+        and (not wanted or root.platform in wanted)
+    }
+    if not pinned:
+        raise UsageError(f"no pin of {env_id} for env '{env}' in project '{project}'")
+    store.delete_many(pinned.values())
+    return sorted(pinned)
