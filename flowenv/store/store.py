@@ -229,7 +229,7 @@ class Store:
             try:
                 if self.is_local:
                     return Path(self.path(key)).read_bytes()
-                data: bytes = self.fs.cat_file(self.path(key))
+                data: bytes = self.fs.cat_file(self.path(key), **self._read_options())
             except FileNotFoundError:
                 return None
             return data
@@ -243,7 +243,7 @@ class Store:
             return {key: self.read(key) for key in wanted}
         paths = {self.path(k): k for k in wanted}
         with self._errors("read aliases"):
-            got = self.fs.cat(list(paths), on_error="return")
+            got = self.fs.cat(list(paths), on_error="return", **self._read_options())
         out: dict[str, bytes | None] = dict.fromkeys(wanted)
         for path, value in got.items():
             key = paths.get(path) or paths.get(self.fs._strip_protocol(path))
@@ -298,6 +298,11 @@ class Store:
                 await self.fs._call_s3("put_object", Bucket=bucket, Key=key, Body=body)
 
         fsspec.asyn.sync(self.fs.loop, put)
+
+    def _read_options(self) -> dict[str, int]:
+        # Reads here are small (manifests, aliases): s3fs would first HEAD each
+        # object to decide whether to fetch it in parallel ranges, doubling requests.
+        return {"max_concurrency": 1} if self.backend.protocol == "s3" else {}
 
     def _stream_options(self) -> dict[str, int]:
         # Past a single PUT's limit: multipart, in small parts, few at once.
