@@ -37,6 +37,7 @@ from tests.support.stores import (  # noqa: E402
     free_port,
     large_wheels_project,
     many_wheels_project,
+    peak_rss_kib,
     s3_target,
     stop,
     wait_listening,
@@ -54,20 +55,11 @@ def tool(name: str) -> str:
 
 def measured(args: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of one run of ``args``."""
-    rss_file = Path(tempfile.mktemp(prefix="rss-"))
     start = time.perf_counter()
-    result = subprocess.run(
-        ["/usr/bin/time", "-q", "-f", "%M", "-o", str(rss_file), *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-    )
+    result, rss = peak_rss_kib(args, env, cwd)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(args[:4])}... failed:\n{result.stderr}")
-    rss = int(rss_file.read_text().split()[-1])
-    rss_file.unlink()
     return elapsed, rss
 
 

@@ -6,24 +6,9 @@ import hashlib
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from flowenv.store import open_store
-from tests.support.stores import large_wheels_project, s3_target
-
-
-def _peak_rss_kib(args: list[str], env: dict[str, str], tmp_path: Path) -> tuple[int, str]:
-    """Run ``args``; its exit status and peak RSS as ``/usr/bin/time`` measures it."""
-    out = tmp_path / "rss"
-    result = subprocess.run(
-        ["/usr/bin/time", "-q", "-f", "%M", "-o", str(out), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return int(out.read_text().split()[-1]), result.stdout
+from tests.support.stores import large_wheels_project, peak_rss_kib, s3_target
 
 
 def test_three_large_artifacts_stream_to_s3(moto_process, tmp_path) -> None:
@@ -33,8 +18,9 @@ def test_three_large_artifacts_stream_to_s3(moto_process, tmp_path) -> None:
     flowenv = [sys.executable, "-m", "flowenv", "-C", str(project)]
     assert subprocess.run([*flowenv, "lock"], env=env, check=False).returncode == 0
 
-    rss, out = _peak_rss_kib([*flowenv, "sync"], env, tmp_path)
-    assert "uploaded 3 artifacts (114.4 MiB)" in out
+    result, rss = peak_rss_kib([*flowenv, "sync"], env)
+    assert result.returncode == 0, result.stderr
+    assert "uploaded 3 artifacts (114.4 MiB)" in result.stdout
     # s3fs read each of these whole (three 40 MB files: well over 150 MiB); streamed, it is
     # the interpreter and the S3 client plus small buffers, whatever the sizes.
     assert rss < 150 * 1024, f"peak RSS {rss / 1024:.0f} MiB"
