@@ -86,7 +86,8 @@ def main() -> None:
         def flowenv_lock() -> object:
             return lock_conda_env(config, env, PLATFORMS, options)
 
-        specs = list(conda_specs(env))
+        # No target tables here: every platform solves the same specs.
+        specs = list(conda_specs(env, PLATFORMS[0]))
 
         async def bare() -> object:
             gateway = rattler.Gateway()

@@ -52,7 +52,11 @@ class _Contents:
 def _target(config: Config, env: str, platform: str) -> LockTarget:
     environments = build_environments(config)
     # select_targets reports unknown envs and platforms with a "did you mean".
-    (target,) = select_targets(config, environments, Selection(envs=(env,), platforms=(platform,)))
+    found = select_targets(config, environments, Selection(envs=(env,), platforms=(platform,)))
+    if not found:
+        platforms = environments.get(env).platforms
+        raise UsageError(f"env '{env}' is locked for {', '.join(platforms)} only, not {platform}")
+    (target,) = found
     return target
 
 

@@ -43,6 +43,7 @@ from flowenv.store.layout import (
     parse_alias,
     tag_key,
 )
+from flowenv.system import IGNORE_ENV
 
 __all__ = ["PROJECT_ENV", "HydratedEnv", "command_env", "hydrate"]
 
@@ -88,11 +89,15 @@ def hydrate(
     cache: ArtifactCache | None = None,
     env_id: str | None = None,
     tag: str | None = None,
+    ignore_system_requirements: bool = False,
 ) -> HydratedEnv:
     """Build (or reuse) ``env_name`` for ``platform`` (None or "auto": this machine).
 
     ``env_id`` pins the exact env (``env_name`` is then only its label); ``tag`` takes
     the env id the store's tag of that name holds; see the module doc.
+    The env's system requirements (cuda, glibc, macos) are checked against
+    this machine unless ``ignore_system_requirements`` (or ``$FLOWENV_IGNORE_SYSTEM_REQUIREMENTS``)
+    says the builder is not the machine the env will run on.
     """
     if env_id is not None:
         check_env_id(env_id)
@@ -106,6 +111,8 @@ def hydrate(
     if platform != host_platform():
         raise UsageError(f"cannot hydrate a {platform} env on this {host_platform()} machine")
     check_segment(env_name, "environment")
+    if config is not None:
+        _check_env_platform(config, env_name, platform)
     pinned = env_id is not None
     if env_id is None and tag is None:
         env_id = _local_env_id(config, env_name, platform)
@@ -148,6 +155,8 @@ def hydrate(
             )
         raise StoreError(f"{where} is missing (run `flowenv sync`)")
     manifest = Manifest.from_json(raw, where, expected_env_id=env_id)
+    if not (ignore_system_requirements or os.environ.get(IGNORE_ENV, "0") not in ("", "0")):
+        _check_system(manifest, f"{env_name} · {platform}")
 
     target = Path(prefix).expanduser().resolve() if prefix else cache.root / "envs" / env_id
     with _exclusive(cache, target):
@@ -192,6 +201,37 @@ def _store(
 
         return store_for_config(config, store_url, store_options)
     return open_store(store_url_for(store_url, None, Path.cwd()), store_options)
+
+
+def _check_env_platform(config: Config, env_name: str, platform: str) -> None:
+    """An env locked for some platforms only (a GPU step) is refused elsewhere, by name."""
+    from flowenv.spec import build_environments
+
+    environments = build_environments(config)
+    if env_name in environments.names():
+        env = environments.get(env_name)
+        if platform not in env.platforms:
+            raise UsageError(
+                f"env '{env_name}' is locked for {', '.join(env.platforms)} only "
+                f"(its platforms in {config.path.name}); it cannot be hydrated on {platform}"
+            )
+
+
+def _check_system(manifest: Manifest, label: str) -> None:
+    """Refuse an env whose system requirements this machine does not meet, saying which."""
+    if not manifest.requires:
+        return
+    from flowenv.system import detect, unmet
+
+    missing = unmet(manifest.requires, detect(name for name, _ in manifest.requires))
+    if missing:
+        raise UsageError(
+            f"{label}: this machine does not meet the env's system requirements:\n"
+            + "".join(f"  {line}\n" for line in missing)
+            + "A builder that is not the machine the env runs on may pass "
+            f"--ignore-system-requirements (or set {IGNORE_ENV}=1); "
+            "CONDA_OVERRIDE_CUDA/_GLIBC/_OSX state what the runtime offers."
+        )
 
 
 def _local_env_id(config: Config | None, env_name: str, platform: str) -> str | None:

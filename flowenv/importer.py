@@ -15,6 +15,11 @@ Translation (Metaflow semantics -> flowenv keys):
 * ``packages`` and its alias ``libraries`` -> ``pypi.packages`` /
   ``conda.packages``; ``channel::name`` keys are kept as they are.
 * ``disabled=True`` -> ``disabled = true``.
+* ``@sys_packages`` / ``@sys_packages_base`` (Netflix's Metaflow extensions:
+  the conda virtual packages ``__cuda`` and ``__glibc`` a solve assumes) ->
+  ``system-requirements = { cuda = ..., glibc = ... }`` of that step or base.
+  That is all of flowenv's per-platform keys Metaflow can express: it has no
+  per-platform packages, per-step platforms or per-package indexes.
 * A missing ``python``: Metaflow then uses the interpreter that starts the
   run. flowenv needs a version in every locked environment, so the
   ``major.minor`` of the interpreter running ``flowenv import`` is written to
@@ -44,7 +49,11 @@ DECORATORS: dict[str, tuple[str, str]] = {
     "conda": ("step", "conda"),
     "pypi_base": ("flow", "pypi"),
     "conda_base": ("flow", "conda"),
+    "sys_packages": ("step", "sys"),
+    "sys_packages_base": ("flow", "sys"),
 }
+#: ``@sys_packages`` virtual package -> flowenv system requirement.
+SYS_PACKAGES = {"__cuda": "cuda", "__glibc": "glibc"}
 #: The keywords Metaflow's four decorators accept.
 KEYWORDS = ("python", "packages", "libraries", "disabled")
 
@@ -56,13 +65,15 @@ class Declared:
     python: str | None = None
     pypi: tuple[tuple[str, str], ...] = ()
     conda: tuple[tuple[str, str], ...] = ()
+    #: System requirements from ``@sys_packages``: ("cuda", "12.1").
+    system: tuple[tuple[str, str], ...] = ()
     #: None when not said here: a step then inherits the flow's, as in Metaflow.
     disabled: bool | None = None
     #: Line of the first decorator seen at this level, for messages.
     line: int = 0
 
     def has_content(self) -> bool:
-        return bool(self.python or self.pypi or self.conda)
+        return bool(self.python or self.pypi or self.conda or self.system)
 
 
 @attrs.frozen(kw_only=True)
@@ -163,7 +174,7 @@ class _Reader:
         if not ours:
             return None
         python: str | None = None
-        packages: dict[str, dict[str, str]] = {"pypi": {}, "conda": {}}
+        packages: dict[str, dict[str, str]] = {"pypi": {}, "conda": {}, "sys": {}}
         disabled: bool | None = None
         for node, name in ours:
             assert name is not None
@@ -190,6 +201,7 @@ class _Reader:
             python=python,
             pypi=tuple(sorted(packages["pypi"].items())),
             conda=tuple(sorted(packages["conda"].items())),
+            system=tuple(sorted((SYS_PACKAGES[k], v) for k, v in packages["sys"].items())),
             disabled=disabled,
             line=ours[0][0].lineno,
         )
@@ -255,6 +267,8 @@ class _Reader:
         if not isinstance(value, dict):
             self.gap(node, where, f"@{name}: {key} must be a dict of name to version")
             return None
+        if manager == "sys":
+            return self.sys_packages(node, name, value, where)
         packages: dict[str, str] = {}
         for package, spec in value.items():
             text = spec if isinstance(spec, str) else None
@@ -275,6 +289,29 @@ class _Reader:
             assert text is not None
             packages[package] = text
         return packages
+
+    def sys_packages(
+        self, node: ast.expr, name: str, value: dict[Any, Any], where: str
+    ) -> dict[str, str]:
+        packages: dict[str, str] = {}
+        for package, spec in value.items():
+            text = str(spec) if isinstance(spec, str | int | float) else None
+            if package not in SYS_PACKAGES:
+                self.gap(
+                    node,
+                    where,
+                    f"@{name}: {package!r} is not a virtual package flowenv knows "
+                    f"({', '.join(SYS_PACKAGES)})",
+                )
+            elif text is None or not _is_version(text):
+                self.gap(node, where, f"@{name}: {package!r}: {spec!r} is not a version")
+            else:
+                packages[package] = text
+        return packages
+
+
+def _is_version(text: str) -> bool:
+    return all(part.isdigit() for part in text.split("."))
 
 
 def _is_python_version(text: str) -> bool:
@@ -359,6 +396,8 @@ def _env_lines(declared: Declared, python_default: str | None) -> Iterator[str]:
         yield f"pypi.packages = {_inline(declared.pypi)}"
     if declared.conda:
         yield f"conda.packages = {_inline(declared.conda)}"
+    if declared.system:
+        yield f"system-requirements = {_inline(declared.system)}"
 
 
 def effective(decls: FlowDecls) -> tuple[list[tuple[str, Declared, bool]], list[str]]:

@@ -56,8 +56,18 @@ def select_targets(
                 f"({', '.join(config.project.platforms)})"
             )
     envs = [e for e in environments.envs if not selection.envs or e.name in selection.envs]
-    platforms = selection.platforms or config.project.platforms
-    return targets(config.lock_root, envs, platforms, live_platforms=config.project.platforms)
+    # Each env follows its own platforms (a GPU step: linux-64 only); a selected
+    # platform an env is not locked for is simply not one of its targets.
+    return [
+        target
+        for env in envs
+        for target in targets(
+            config.lock_root,
+            [env],
+            [p for p in env.platforms if not selection.platforms or p in selection.platforms],
+            live_platforms=env.platforms,
+        )
+    ]
 
 
 def stale_targets(config: Config, selection: Selection = Selection()) -> list[LockTarget]:
@@ -109,7 +119,12 @@ def _jobs(todo: Sequence[LockTarget]) -> list[_Job]:
     grouped: dict[tuple[str, str], tuple[list[EnvSpec], list[str]]] = {}
     for target in todo:
         env = target.env
-        key = (env.input_hash(), target.platform if env.kind == "pypi" else "")
+        # A conda-lock.yml holds every platform: its job is keyed by all of them.
+        key = (
+            (env.input_hash(target.platform), target.platform)
+            if env.kind == "pypi"
+            else (",".join(f"{p}={env.input_hash(p)}" for p in env.platforms), "")
+        )
         envs, platforms = grouped.setdefault(key, ([], []))
         if env not in envs:
             envs.append(env)

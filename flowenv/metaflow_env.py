@@ -46,7 +46,14 @@ SUPPORT_ENV = "FLOWENV_METAFLOW_SUPPORT"
 #: Where remote executors (Kubernetes, Batch) run.
 REMOTE_PLATFORM = "linux-64"
 #: Metaflow's decorators that this environment replaces with flowenv.toml.
-FOREIGN_DECORATORS = ("pypi", "conda", "pypi_base", "conda_base")
+FOREIGN_DECORATORS = (
+    "pypi",
+    "conda",
+    "pypi_base",
+    "conda_base",
+    "sys_packages",
+    "sys_packages_base",
+)
 #: Step decorators that send a step to a remote executor (as Metaflow's conda env lists them).
 REMOTE_DECORATORS = ("batch", "kubernetes", "nvidia", "snowpark", "slurm", "nvct", "skypilot_step")
 #: What Metaflow needs importable in every step besides itself; datastore clients are added.
@@ -154,6 +161,7 @@ class FlowRun:
                     f"steps run on {platform}, which is not in project.platforms "
                     f"({', '.join(self.config.project.platforms)}) in {self.config.path}"
                 )
+            self._check_env_platforms(platform)
             stale += stale_targets(
                 self.config, Selection(envs=tuple(sorted(envs)), platforms=(platform,))
             )
@@ -164,6 +172,23 @@ class FlowRun:
                 for t in stale
             ]
             raise CheckFailed("stale locks (run `flowenv lock`):\n" + "\n".join(lines))
+
+    def _check_env_platforms(self, platform: str) -> None:
+        """A step whose env is locked for other platforms only (a GPU step) cannot run here."""
+        for step in self.steps:
+            env = self.env_of(step.name)
+            where = REMOTE_PLATFORM if step.remote else host_platform()
+            if env is None or where != platform:
+                continue
+            platforms = self.environments.get(env).platforms
+            if platform not in platforms:
+                how = "remotely" if step.remote else "locally"
+                raise UsageError(
+                    f"step {step.name} would run {how} on {platform}, but its env '{env}' is "
+                    f"locked for {', '.join(platforms)} only (platforms in {self.config.path}); "
+                    "send the step where its env is locked (e.g. @kubernetes for linux-64) "
+                    "or add the platform to the env"
+                )
 
     def prepare(self, datastore_type: str, log: Callable[[str], None] = lambda _: None) -> Prepared:
         """Sync what the run needs to the store, hydrate the local envs, build the support layer."""

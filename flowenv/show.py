@@ -5,29 +5,51 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from flowenv.config.models import Config
+from flowenv.config.models import Config, PypiPackage
 from flowenv.errors import UsageError
 from flowenv.locks.layout import lock_status, targets
-from flowenv.spec import EnvSpec, build_environments
+from flowenv.spec import EnvSpec, build_environments, strip_credentials
+
+
+def _pypi(packages: Sequence[PypiPackage]) -> list[str]:
+    """Requirement lines; one pinned to a named index says so: ``torch==2.4.1 (index cpu)``."""
+    return [p.requirement() + (f" (index {p.index})" if p.index else "") for p in packages]
+
+
+def _content(env: EnvSpec, platform: str) -> dict[str, Any]:
+    return {
+        "pypi": _pypi(env.pypi_on(platform)),
+        "conda": [c.match_spec() for c in env.conda_on(platform)],
+        "system-requirements": dict(env.system_on(platform).items()),
+    }
 
 
 def describe_env(config: Config, env: EnvSpec) -> dict[str, Any]:
-    """One environment: its merged spec, the steps using it, and its lock per platform."""
-    platforms = config.project.platforms
-    env_targets = targets(config.lock_root, [env], platforms, live_platforms=platforms)
+    """One environment: its merged spec, the steps using it, and its lock per platform.
+
+    ``pypi``, ``conda`` and ``system-requirements`` hold what every platform
+    gets; ``targets`` holds the full content of each platform whose
+    ``target.<platform>`` tables change it. The input hash is per platform.
+    """
+    env_targets = targets(config.lock_root, [env], env.platforms, live_platforms=env.platforms)
+    indexes = {n: strip_credentials(u) for p in env.platforms for n, u in env.indexes_on(p)}
     return {
         "name": env.name,
         "kind": env.kind,
         "python": env.python,
-        "pypi": [p.requirement() for p in env.pypi],
+        "platforms": list(env.platforms),
+        "pypi": _pypi(env.pypi),
         "conda": [c.match_spec() for c in env.conda],
         "channels": list(env.channels) if env.kind == "conda" else [],
+        "system-requirements": dict(env.system_requirements.items()),
+        "indexes": dict(sorted(indexes.items())),
+        "targets": {platform: _content(env, platform) for platform, _ in env.targets},
         "steps": list(env.steps),
-        "input-hash": env.input_hash(),
         "locks": {
             t.platform: {
                 "path": t.path.relative_to(config.root).as_posix(),
                 "status": lock_status(t),
+                "input-hash": env.input_hash(t.platform),
             }
             for t in env_targets
         },
@@ -91,6 +113,18 @@ def _env_block(label: str, env: dict[str, Any], note: str) -> list[str]:
     lines += [f"    conda  {req}" for req in env["conda"]]
     if env["channels"]:
         lines.append(f"    channels  {', '.join(env['channels'])}")
+    if env["system-requirements"]:
+        lines.append(f"    system {_requirements(env['system-requirements'])}")
+    for platform, content in env["targets"].items():
+        lines.append(f"    on {platform}:")
+        lines += [f"      pypi   {req}" for req in content["pypi"]]
+        lines += [f"      conda  {req}" for req in content["conda"]]
+        if content["system-requirements"]:
+            lines.append(f"      system {_requirements(content['system-requirements'])}")
     for platform, lock in env["locks"].items():
         lines.append(f"    lock   {platform}: {lock['path']} ({lock['status']})")
     return lines
+
+
+def _requirements(requirements: dict[str, str]) -> str:
+    return ", ".join(f"{name} >= {version}" for name, version in requirements.items())

@@ -12,6 +12,10 @@ Rules (mirroring Metaflow's decorators):
   none, because the Python version is a flow-wide choice like ``@conda_base``'s.
 * Any step not listed in the file runs in base, so base is always locked
   unless disabled.
+* ``target.<platform>`` tables apply on that platform only, layered in file
+  order: parent, parent's target, step, step's target (the most specific
+  table wins per package). ``platforms`` and each system requirement are
+  inherited unless the step says its own.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from flowenv.config.models import (
     EnvDecl,
     PypiPackage,
     PypiSettings,
+    SystemRequirements,
 )
 
 BASE = "base"
@@ -58,35 +63,84 @@ class EnvSpec:
     pypi_settings: PypiSettings = attrs.field(factory=PypiSettings)
     #: Steps that run in this environment (not part of the hash: it is not an input).
     steps: tuple[str, ...] = ()
+    #: The platforms this env is locked for (a subset of project.platforms, in its order).
+    platforms: tuple[str, ...] = ()
+    system_requirements: SystemRequirements = attrs.field(factory=SystemRequirements)
+    #: platform -> the env's full content there, for the platforms whose
+    #: ``target.<platform>`` tables change it (only pypi, conda and
+    #: system_requirements are set); every other platform uses the fields above.
+    targets: tuple[tuple[str, EnvDecl], ...] = ()
 
     @property
     def kind(self) -> str:
-        """``"conda"`` when any conda package is declared (conda or mixed env), else ``"pypi"``."""
-        return "conda" if self.conda else "pypi"
+        """``"conda"`` when any conda package is declared (conda or mixed env), else ``"pypi"``.
 
-    def hash_inputs(self) -> dict[str, object]:
-        """Everything that changes the resolution, in a canonical JSON-able form."""
+        One kind for every platform: a conda package on one platform makes the
+        env's lock a conda-lock.yml everywhere.
+        """
+        return "conda" if self.conda or any(t.conda for _, t in self.targets) else "pypi"
+
+    def pypi_on(self, platform: str) -> tuple[PypiPackage, ...]:
+        """The PyPI packages resolved for ``platform`` (target tables applied)."""
+        target = dict(self.targets).get(platform)
+        return self.pypi if target is None else target.pypi
+
+    def conda_on(self, platform: str) -> tuple[CondaPackage, ...]:
+        """The conda packages solved for ``platform`` (target tables applied)."""
+        target = dict(self.targets).get(platform)
+        return self.conda if target is None else target.conda
+
+    def system_on(self, platform: str) -> SystemRequirements:
+        """The system requirements on ``platform`` (target tables applied, all names kept)."""
+        target = dict(self.targets).get(platform)
+        return self.system_requirements if target is None else target.system_requirements
+
+    def pinned_on(self, platform: str) -> dict[str, str]:
+        """package name -> the named index it comes from (and only from) on ``platform``."""
+        return {p.name: p.index for p in self.pypi_on(platform) if p.index}
+
+    def indexes_on(self, platform: str) -> tuple[tuple[str, str], ...]:
+        """(name, URL) of each named index a package on ``platform`` is pinned to."""
+        used = {p.index for p in self.pypi_on(platform) if p.index}
+        return tuple((n, u) for n, u in self.pypi_settings.indexes if n in used)
+
+    def hash_inputs(self, platform: str) -> dict[str, object]:
+        """Everything that changes the resolution for ``platform``, in a canonical JSON-able form.
+
+        Keys for the newer concepts (named indexes, system requirements) appear
+        only when used, so that locks made before them stay fresh.
+        """
+        from flowenv.system import applicable
+
+        pypi = self.pypi_on(platform)
         inputs: dict[str, object] = {
             "version": INPUT_HASH_VERSION,
             "kind": self.kind,
             "python": self.python,
-            "pypi": [p.requirement() for p in self.pypi],
+            "pypi": [p.requirement() for p in pypi],
             "index-url": strip_credentials(self.pypi_settings.index_url or ""),
             "extra-index-urls": [strip_credentials(u) for u in self.pypi_settings.extra_index_urls],
             "find-links": [strip_credentials(u) for u in self.pypi_settings.find_links],
         }
+        pinned = self.pinned_on(platform)
+        if pinned:
+            inputs["pinned-indexes"] = pinned
+            inputs["indexes"] = {n: strip_credentials(u) for n, u in self.indexes_on(platform)}
+        system = applicable(self.system_on(platform), platform)
+        if system:
+            inputs["system-requirements"] = dict(system)
         if self.kind == "conda":
             inputs |= {
-                "conda": [c.match_spec() for c in self.conda],
+                "conda": [c.match_spec() for c in self.conda_on(platform)],
                 "channels": list(self.channels),
                 "channel-priority": self.channel_priority,
                 "virtual-packages": [list(v) for v in self.virtual_packages],
             }
         return inputs
 
-    def input_hash(self) -> str:
+    def input_hash(self, platform: str) -> str:
         """sha256 of :meth:`hash_inputs`; what a lock file records to decide staleness."""
-        canonical = json.dumps(self.hash_inputs(), sort_keys=True, separators=(",", ":"))
+        canonical = json.dumps(self.hash_inputs(platform), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -124,30 +178,59 @@ def _merge_by_key(
 
 
 def _merge(parent: EnvDecl, child: EnvDecl) -> EnvDecl:
+    """``child`` over ``parent``, target tables aside (:func:`_per_platform` layers those)."""
     return EnvDecl(
         python=child.python or parent.python,
         pypi=_merge_by_key(parent.pypi, child.pypi, "name"),  # type: ignore[arg-type]
         conda=_merge_by_key(parent.conda, child.conda, "name"),  # type: ignore[arg-type]
         channels=child.channels if child.channels is not None else parent.channels,
+        platforms=child.platforms if child.platforms is not None else parent.platforms,
+        system_requirements=child.system_requirements.over(parent.system_requirements),
     )
+
+
+def _fold(layers: Iterable[EnvDecl]) -> EnvDecl:
+    merged = EnvDecl()
+    for layer in layers:
+        merged = _merge(merged, layer)
+    return merged
+
+
+def _per_platform(
+    layers: list[EnvDecl], common: EnvDecl, platforms: Iterable[str]
+) -> tuple[tuple[str, EnvDecl], ...]:
+    """Each platform's content where target tables change it.
+
+    Layered in file order, each table followed by its ``target.<platform>``,
+    so a step's plain ``torch`` overrides base's linux-only ``torch`` and a
+    step's own target table overrides both.
+    """
+    out = []
+    for platform in platforms:
+        if not any(layer.target(platform) != EnvDecl() for layer in layers):
+            continue
+        full = _fold(part for layer in layers for part in (layer, layer.target(platform)))
+        content = EnvDecl(
+            pypi=full.pypi, conda=full.conda, system_requirements=full.system_requirements
+        )
+        if (content.pypi, content.conda, content.system_requirements) != (
+            common.pypi,
+            common.conda,
+            common.system_requirements,
+        ):
+            out.append((platform, content))
+    return tuple(out)
 
 
 def build_environments(config: Config) -> Environments:
     """Merge every step over its parent and group steps that share an environment."""
-    decls: dict[str, tuple[str, EnvDecl]] = {}  # env name -> (key path, declaration)
+    layers: dict[str, list[EnvDecl]] = {}  # env name -> its tables, least specific first
     step_envs: dict[str, str | None] = {}
     if not config.base.disabled:
-        decls[BASE] = ("base", config.base)
+        layers[BASE] = [config.base]
     for name, named in config.envs:
-        decls[name] = (
-            f"envs.{name}",
-            EnvDecl(
-                python=named.python or config.base.python,
-                pypi=named.pypi,
-                conda=named.conda,
-                channels=named.channels,
-            ),
-        )
+        # A named env takes only python from base (see the module doc).
+        layers[name] = [attrs.evolve(named, python=named.python or config.base.python)]
     for name, step in config.steps:
         parent_name = step.env or BASE
         if step.disabled or (
@@ -155,23 +238,23 @@ def build_environments(config: Config) -> Environments:
         ):
             step_envs[name] = None
             continue
-        parent = config.named_env(step.env) if step.env else config.base
-        if step.env:
-            parent = decls[step.env][1]
         if step.has_own_content():
-            decls[name] = (f"steps.{name}", _merge(parent, step))
+            parent = layers[step.env] if step.env else [config.base]
+            layers[name] = [*parent, step]
             step_envs[name] = name
         else:
             step_envs[name] = parent_name
-    users: dict[str, list[str]] = {env: [] for env in decls}
+    users: dict[str, list[str]] = {env: [] for env in layers}
     for step_name, env_name in step_envs.items():
         if env_name is not None:
             users[env_name].append(step_name)
     specs: list[EnvSpec] = []
     project = config.project
-    for env_name, (_, decl) in decls.items():
+    for env_name, env_layers in layers.items():
+        decl = _fold(env_layers)
         # The loader already rejected every environment without a Python version.
         assert decl.python, env_name
+        platforms = decl.platforms if decl.platforms is not None else project.platforms
         specs.append(
             EnvSpec(
                 name=env_name,
@@ -183,6 +266,9 @@ def build_environments(config: Config) -> Environments:
                 virtual_packages=project.conda.virtual_packages,
                 pypi_settings=project.pypi,
                 steps=tuple(sorted(users[env_name])),
+                platforms=platforms,
+                system_requirements=decl.system_requirements,
+                targets=_per_platform(env_layers, decl, platforms),
             )
         )
     return Environments(

@@ -97,6 +97,31 @@ EXPECTED: dict[str, list[tuple[int, str, str]]] = {
     "bad_step_name.toml": [
         (4, "steps.train-model", "a step name must be a Python identifier"),
     ],
+    "env_platform_unknown.toml": [
+        (6, "base.platforms[0]", "unknown platform 'linux-46' (did you mean 'linux-64'?)"),
+    ],
+    "bad_system_requirements.toml": [
+        (
+            6,
+            "base.system-requirements.cuda",
+            'expected a version like "12" or "2.28", got \'twelve\'',
+        ),
+        (
+            6,
+            "base.system-requirements.glibc",
+            "expected a glibc version of at least 2.17 (manylinux2014), got '2.5'",
+        ),
+    ],
+    "python_in_target.toml": [(8, "base.target.linux-64.python", "unknown key")],
+    "disabled_base_with_target.toml": [
+        (
+            5,
+            "base.disabled",
+            "a disabled base runs in the system environment; it cannot also declare "
+            "packages or channels (python stays allowed: steps with packages inherit it)",
+        ),
+    ],
+    "bad_package_table.toml": [(6, "base.pypi.packages.torch.source", "unknown key")],
 }
 
 PYPROJECT_HEADER = '[project]\nname = "wrapper"\nversion = "0"\n\n'

@@ -58,3 +58,82 @@ def test_relocking_an_example_is_byte_identical(tmp_path: Path) -> None:
     before = {p: p.read_bytes() for p in (root / "locks").rglob("*.toml")}
     assert main(["-q", "-C", str(root), "lock", "--upgrade"]) == 0
     assert {p: p.read_bytes() for p in (root / "locks").rglob("*.toml")} == before
+
+
+def test_pytorch_example_cpu_on_the_laptop_cuda_on_the_cluster(tmp_path: Path) -> None:
+    """Needs PyPI *and* download.pytorch.org (the CPU and CUDA builds come from its indexes)."""
+    root = _copy("pytorch", tmp_path)
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    assert main(["-q", "-C", str(root), "lock", "--check"]) == 0
+    locks = root / "locks"
+    assert sorted(p.relative_to(locks).as_posix() for p in locks.rglob("*.toml")) == [
+        "base/pylock.linux-64.toml",
+        "base/pylock.osx-arm64.toml",
+        "train/pylock.linux-64.toml",
+    ]
+    laptop = {p.name: p for p in read_pylock(locks / "base/pylock.osx-arm64.toml")}
+    cpu = {p.name: p for p in read_pylock(locks / "base/pylock.linux-64.toml")}
+    gpu = {p.name: p for p in read_pylock(locks / "train/pylock.linux-64.toml")}
+    # The Mac: PyPI's own wheel. Linux CPU steps: the +cpu build and no CUDA wheels.
+    assert laptop["torch"].version == "2.4.1"
+    assert all(w.url.startswith("https://files.pythonhosted.org/") for w in laptop["torch"].wheels)
+    assert cpu["torch"].version == "2.4.1+cpu"
+    assert all(w.url.startswith("https://download.pytorch.org/") for w in cpu["torch"].wheels)
+    assert not [name for name in cpu if name.startswith("nvidia-")]
+    # The cluster: the +cu121 build with its nvidia-* wheels, which (explicit index)
+    # come from PyPI like every package not pinned to PyTorch's index.
+    assert gpu["torch"].version == "2.4.1+cu121"
+    assert all(w.url.startswith("https://download.pytorch.org/") for w in gpu["torch"].wheels)
+    nvidia = [name for name in gpu if name.startswith("nvidia-")]
+    assert nvidia
+    for name in [*nvidia, "numpy"]:
+        assert all(w.url.startswith("https://files.pythonhosted.org/") for w in gpu[name].wheels)
+    for lock in (cpu, gpu):
+        (wheel,) = lock["numpy"].wheels
+        assert _tags(wheel.name) == {("cp311", "manylinux", "x86_64")}
+
+
+def test_pytorch_example_laptop_part_needs_pypi_only(tmp_path: Path) -> None:
+    """The part of the example PyPI alone serves: the Mac lock never touches PyTorch's indexes."""
+    root = _copy("pytorch", tmp_path)
+    assert main(["-q", "-C", str(root), "lock", "base", "-p", "osx-arm64"]) == 0
+    laptop = {p.name: p for p in read_pylock(root / "locks/base/pylock.osx-arm64.toml")}
+    assert laptop["torch"].version == "2.4.1"
+    assert not [name for name in laptop if name.startswith("nvidia-")]
+    for package in laptop.values():
+        assert all(w.url.startswith("https://files.pythonhosted.org/") for w in package.wheels)
+    (wheel,) = laptop["torch"].wheels
+    assert _tags(wheel.name) == {("cp311", "macosx", "arm64")}
+    assert main(["-q", "-C", str(root), "lock", "--check", "base", "-p", "osx-arm64"]) == 0
+
+
+def test_glibc_requirement_admits_real_manylinux_2_34_wheels(tmp_path: Path) -> None:
+    """cryptography 45.0.5 on PyPI ships manylinux_2_34 wheels beside 2_28 and 2_17 ones."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "flowenv.toml").write_text(
+        "[project]\n"
+        'platforms = ["linux-64"]\n\n'
+        "[base]\n"
+        'python = "3.11"\n'
+        'pypi.packages = { cryptography = "45.0.5" }\n\n'
+        "[steps.modern]\n"
+        'system-requirements = { glibc = "2.34" }\n'
+    )
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+
+    def glibcs(env: str) -> set[str]:
+        (package,) = [
+            p
+            for p in read_pylock(root / f"locks/{env}/pylock.linux-64.toml")
+            if p.name == "cryptography"
+        ]
+        return {
+            match.group(1)
+            for wheel in package.wheels
+            for match in [re.search(r"manylinux_(2_\d+)_x86_64", wheel.name)]
+            if match
+        }
+
+    assert glibcs("base") == {"2_17", "2_28"}
+    assert glibcs("modern") == {"2_17", "2_28", "2_34"}

@@ -37,6 +37,12 @@ def add_hydrate_options(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="build the env in DIR (default: in the cache, by env id)",
     )
+    parser.add_argument(
+        "--ignore-system-requirements",
+        action="store_true",
+        help="build even if this machine lacks the env's cuda/glibc/macos requirements "
+        "(a builder without the GPU the env runs on; also $FLOWENV_IGNORE_SYSTEM_REQUIREMENTS=1)",
+    )
 
 
 def register(sub: Any) -> None:
@@ -81,6 +87,7 @@ def hydrate_from_args(args: argparse.Namespace) -> Any:
         project=args.project,
         env_id=args.env_id,
         tag=args.tag,
+        ignore_system_requirements=args.ignore_system_requirements,
     )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flowenv.config import stacks
 from flowenv.config.discover import PYPROJECT_NAME
 from flowenv.config.locate import KeyPath, line_of, locate_keys
 from flowenv.config.models import (
@@ -42,9 +43,9 @@ TOP_KEYS = ("project", "base", "steps", "envs")
 #: The environment of [base]; the same name as ``flowenv.spec.BASE`` (config sits below spec).
 BASE = "base"
 PROJECT_KEYS = ("name", "platforms", "lock-dir", "store", "store-options", "pypi", "conda")
-PROJECT_PYPI_KEYS = ("index-url", "extra-index-urls", "find-links")
+PROJECT_PYPI_KEYS = ("index-url", "extra-index-urls", "find-links", "indexes")
 PROJECT_CONDA_KEYS = ("channels", "channel-priority", "virtual-packages")
-ENV_KEYS = ("python", "pypi", "conda")
+ENV_KEYS = ("python", "pypi", "conda", "platforms", "system-requirements", "target")
 BASE_KEYS = (*ENV_KEYS, "disabled")
 STEP_KEYS = (*ENV_KEYS, "disabled", "env")
 PYPI_KEYS = ("packages", "libraries")
@@ -115,6 +116,9 @@ class _Validator:
         self.diagnostics: list[Diagnostic] = []
         #: Paths already reported, so a later check does not pile a second error on one key.
         self.reported: set[KeyPath] = set()
+        #: Known once [project] is read: what env tables may refer to.
+        self.project_platforms: tuple[str, ...] = KNOWN_PLATFORMS
+        self.index_names: tuple[str, ...] = ()
 
     # -- reporting ---------------------------------------------------------
     def error(self, path: KeyPath, message: str) -> None:
@@ -168,7 +172,10 @@ class _Validator:
             index_url=self.string(pypi_table, "index-url", pypi_path),
             extra_index_urls=self.string_list(pypi_table, "extra-index-urls", pypi_path) or (),
             find_links=self.string_list(pypi_table, "find-links", pypi_path) or (),
+            indexes=stacks.indexes(self, pypi_table, pypi_path),
         )
+        self.project_platforms = platforms
+        self.index_names = tuple(name for name, _ in pypi.indexes)
         conda_path: KeyPath = (*path, "conda")
         conda_table = self.table(table.get("conda", {}), conda_path, PROJECT_CONDA_KEYS)
         priority = self.string(conda_table, "channel-priority", conda_path) or "strict"
@@ -258,6 +265,12 @@ class _Validator:
         if "disabled" in table:
             disabled = bool(self.typed(table["disabled"], (*path, "disabled"), bool, "a boolean"))
         env = self.string(table, "env", path)
+        targets = {
+            platform: self.env_decl(raw_target, (*path, "target", platform), stacks.TARGET_KEYS)
+            for platform, raw_target in stacks.target_platforms(
+                self, table, path, self.project_platforms
+            ).items()
+        }
         return EnvDecl(
             python=python,
             pypi=tuple(sorted(pypi, key=lambda p: p.name)),
@@ -265,6 +278,9 @@ class _Validator:
             channels=self.channels(conda_table, conda_path),
             disabled=disabled,
             env=env,
+            platforms=stacks.platforms(self, table, path, self.project_platforms),
+            system_requirements=stacks.system_requirements(self, table, path),
+            targets=tuple(sorted(targets.items())),
         )
 
     def packages(
@@ -320,9 +336,17 @@ class _Validator:
                 if e.strip()
             )
         )
-        text = self.typed(spec, path, str, "a version string")
-        if text is None:
-            return None
+        index = None
+        if isinstance(spec, dict):
+            parsed = stacks.pypi_package_table(self, spec, path, self.index_names)
+            if parsed is None:
+                return None
+            text, index = parsed
+        else:
+            checked = self.typed(spec, path, str, "a version string or a table")
+            if checked is None:
+                return None
+            text = checked
         specifier = pypi_specifier(text)
         if specifier is None:
             self.error(
@@ -332,7 +356,10 @@ class _Validator:
             )
             return None
         return PypiPackage(
-            name=normalize_pypi_name(match.group(1)), specifier=specifier, extras=extras
+            name=normalize_pypi_name(match.group(1)),
+            specifier=specifier,
+            extras=extras,
+            index=index,
         )
 
     def conda_package(self, key: str, spec: object, path: KeyPath) -> CondaPackage | None:
@@ -418,7 +445,9 @@ def conda_spec(text: str) -> str | None:
 def _validate_steps(
     v: _Validator, base: EnvDecl, steps: dict[str, EnvDecl], envs: dict[str, EnvDecl]
 ) -> None:
-    if base.disabled and (base.pypi or base.conda or base.channels is not None):
+    # Target tables hold packages too; platforms and system requirements, like
+    # python, are inherited by the steps that have packages.
+    if base.disabled and (base.pypi or base.conda or base.channels is not None or base.targets):
         v.error(
             ("base", "disabled"),
             "a disabled base runs in the system environment; it cannot also declare "

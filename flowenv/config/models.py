@@ -23,6 +23,9 @@ class PypiPackage:
     name: str
     specifier: str = ""
     extras: tuple[str, ...] = ()
+    #: The name of a ``[project.pypi.indexes]`` entry this package comes from, and
+    #: only from (uv's explicit index); None = the default and extra indexes.
+    index: str | None = None
 
     def requirement(self) -> str:
         """The PEP 508 line handed to the resolver."""
@@ -51,6 +54,8 @@ class PypiSettings:
     index_url: str | None = None
     extra_index_urls: tuple[str, ...] = ()
     find_links: tuple[str, ...] = ()
+    #: Named indexes (name -> URL) that serve only the packages pinned to them.
+    indexes: tuple[tuple[str, str], ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -76,6 +81,31 @@ class ProjectSettings:
 
 
 @attrs.frozen(kw_only=True)
+class SystemRequirements:
+    """What the machine an env runs on must offer (pixi's ``[system-requirements]``).
+
+    Versions as declared ("12", "2.28", "13.0"); None = not said here.
+    """
+
+    cuda: str | None = None
+    glibc: str | None = None
+    macos: str | None = None
+
+    def items(self) -> tuple[tuple[str, str], ...]:
+        """The requirements that are set, as (name, version) pairs in a stable order."""
+        pairs = (("cuda", self.cuda), ("glibc", self.glibc), ("macos", self.macos))
+        return tuple((name, value) for name, value in pairs if value is not None)
+
+    def over(self, parent: SystemRequirements) -> SystemRequirements:
+        """These requirements merged over ``parent``'s: each one said here wins."""
+        return SystemRequirements(
+            cuda=self.cuda or parent.cuda,
+            glibc=self.glibc or parent.glibc,
+            macos=self.macos or parent.macos,
+        )
+
+
+@attrs.frozen(kw_only=True)
 class EnvDecl:
     """What one ``[base]``, ``[steps.NAME]`` or ``[envs.NAME]`` table declares, unmerged.
 
@@ -88,10 +118,28 @@ class EnvDecl:
     channels: tuple[str, ...] | None = None
     disabled: bool = False
     env: str | None = None
+    #: The subset of project.platforms this env is locked for (None = all of them).
+    platforms: tuple[str, ...] | None = None
+    system_requirements: SystemRequirements = SystemRequirements()
+    #: ``target.<platform>`` tables: packages and requirements for one platform only
+    #: (only ``pypi``, ``conda`` and ``system_requirements`` are set in them).
+    targets: tuple[tuple[str, EnvDecl], ...] = ()
 
     def has_own_content(self) -> bool:
         """Whether this table changes anything over the environment it builds on."""
-        return bool(self.python or self.pypi or self.conda or self.channels is not None)
+        return bool(
+            self.python
+            or self.pypi
+            or self.conda
+            or self.channels is not None
+            or self.platforms is not None
+            or self.system_requirements.items()
+            or self.targets
+        )
+
+    def target(self, platform: str) -> EnvDecl:
+        """The ``target.<platform>`` table (empty when there is none)."""
+        return dict(self.targets).get(platform, EnvDecl())
 
 
 @attrs.frozen(kw_only=True)

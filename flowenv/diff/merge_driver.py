@@ -116,8 +116,8 @@ def relock_text(repo: Path, path: str) -> str:
     env = environments.get(env_name)
     pylock = _PYLOCK.match(filename)
     if filename == CONDA_LOCK_NAME and env.kind == "conda":
-        platforms = config.project.platforms
-    elif pylock and env.kind == "pypi" and pylock["platform"] in config.project.platforms:
+        platforms = env.platforms
+    elif pylock and env.kind == "pypi" and pylock["platform"] in env.platforms:
         platforms = (pylock["platform"],)
     else:
         raise MergeDriverError(

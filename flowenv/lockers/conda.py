@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from flowenv.config.models import Config
+from flowenv.config.models import Config, SystemRequirements
 from flowenv.errors import FlowenvError
 from flowenv.lockers import LockOptions
 from flowenv.locks.condalock import (
@@ -33,6 +33,7 @@ from flowenv.locks.layout import CONDA_LOCK_NAME, lock_path
 from flowenv.locks.pylock import LockedWheel
 from flowenv.resolvers import rattler
 from flowenv.spec import EnvSpec, strip_credentials
+from flowenv.system import applicable, uv_target, virtual_package_overrides
 
 #: Virtual packages assumed per OS when the config does not say otherwise:
 #: what a typical remote executor offers (glibc 2.28 matches the manylinux_2_28
@@ -77,10 +78,11 @@ def python_spec(python: str) -> str:
     return f"python {python}.*" if python.count(".") == 1 else f"python =={python}"
 
 
-def conda_specs(env: EnvSpec) -> tuple[str, ...]:
+def conda_specs(env: EnvSpec, platform: str) -> tuple[str, ...]:
     """The match specs handed to the solver: the declared packages plus the env's Python."""
-    specs = [c.match_spec() for c in env.conda]
-    if not any(c.name == "python" for c in env.conda):
+    conda = env.conda_on(platform)
+    specs = [c.match_spec() for c in conda]
+    if not any(c.name == "python" for c in conda):
         specs.append(python_spec(env.python))
     return tuple(specs)
 
@@ -88,7 +90,7 @@ def conda_specs(env: EnvSpec) -> tuple[str, ...]:
 def lock_channels(env: EnvSpec) -> tuple[str, ...]:
     """Every channel the env resolves from: configured ones, then ``channel::`` ones."""
     channels = list(env.channels)
-    for package in env.conda:
+    for package in {c for p in env.platforms for c in env.conda_on(p)} | set(env.conda):
         if package.channel and package.channel not in channels:
             channels.append(package.channel)
     return tuple(strip_credentials(c) for c in channels)
@@ -190,7 +192,7 @@ def _pip_part(
         )
     provided = {_normalize(name): version for name, version in versions.items() if name != "python"}
     raw = compile_pylock(
-        [p.requirement() for p in env.pypi],
+        [p.requirement() for p in env.pypi_on(platform)],
         python=python,
         platform=platform,
         settings=env.pypi_settings,
@@ -200,12 +202,16 @@ def _pip_part(
         upgrade=options.upgrade,
         upgrade_packages=options.upgrade_packages,
         root=config.root,
+        pinned=env.pinned_on(platform),
+        system=env.system_on(platform),
     )
     entries = []
     for package in parse_pylock(raw):
         if _normalize(package.name) in provided:
             continue
-        artifact = best_wheel(package.wheels, platform, python) or package.sdist
+        artifact = best_wheel(package.wheels, platform, python, env.system_on(platform)) or (
+            package.sdist
+        )
         if artifact is None:
             raise FlowenvError(
                 f"{env.name} · {platform}: uv locked {package.name} without any file"
@@ -223,24 +229,32 @@ def _pip_part(
     return entries
 
 
-def _platform_tags(platform: str) -> list[str]:
+def _platform_tags(platform: str, system: SystemRequirements) -> list[str]:
     """Wheel platform tags installable on ``platform``, best first (as uv targets them)."""
     from packaging.tags import mac_platforms
 
     os_name, _, arch = platform.partition("-")
     machine = {"64": "x86_64", "aarch64": "aarch64", "arm64": "arm64"}[arch]
+    required = dict(applicable(system, platform))
     if os_name == "linux":
-        # glibc 2.28 down to manylinux1, as the manylinux_2_28 uv target allows.
+        # The env's glibc (2.28 by default) down to manylinux1, as the uv target allows.
+        newest = int(uv_target(platform, "x-manylinux_2_28", system).rpartition("_")[2])
         legacy = {"manylinux2014": 17, "manylinux2010": 12, "manylinux1": 5}
-        tags = [f"manylinux_2_{minor}_{machine}" for minor in range(28, 4, -1)]
+        tags = [f"manylinux_2_{minor}_{machine}" for minor in range(newest, 4, -1)]
         tags += [f"{name}_{machine}" for name in legacy]
         return [*tags, f"linux_{machine}"]
     if os_name == "osx":
-        return list(mac_platforms((11, 0), machine))
+        major, _, minor = required.get("macos", "11.0").partition(".")
+        return list(mac_platforms((int(major), int(minor or 0)), machine))
     return ["win_amd64"]
 
 
-def best_wheel(wheels: Sequence[LockedWheel], platform: str, python: str) -> LockedWheel | None:
+def best_wheel(
+    wheels: Sequence[LockedWheel],
+    platform: str,
+    python: str,
+    system: SystemRequirements | None = None,
+) -> LockedWheel | None:
     """The wheel pip would pick for ``platform`` and ``python``; None if none is installable.
 
     conda-lock records one file per pip package, while a pylock lists every
@@ -250,7 +264,7 @@ def best_wheel(wheels: Sequence[LockedWheel], platform: str, python: str) -> Loc
     from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
     version = tuple(int(part) for part in python.split(".")[:2])
-    platforms = _platform_tags(platform)
+    platforms = _platform_tags(platform, system or SystemRequirements())
     order = [
         *cpython_tags(version, platforms=platforms),
         *compatible_tags(version, platforms=platforms),
@@ -291,13 +305,18 @@ def lock_conda_env(
 ) -> Mapping[str, str]:
     path = lock_path(config.lock_root, env, platforms[0])
     previous = _read_previous(path)
-    specs = conda_specs(env)
     requests = [
         rattler.SolveRequest(
-            specs=specs,
+            specs=conda_specs(env, platform),
             channels=env.channels,
             platform=platform,
-            virtual_packages=virtual_packages(platform, env.virtual_packages),
+            virtual_packages=virtual_packages(
+                platform,
+                [
+                    *env.virtual_packages,
+                    *virtual_package_overrides(env.system_on(platform), platform),
+                ],
+            ),
             channel_priority=env.channel_priority,
             preferred_urls=_preferred(previous, platform, options),
             label=f"{env.name} · {platform}",
@@ -310,13 +329,13 @@ def lock_conda_env(
     inputs: dict[str, str] = {}
     for platform, solution in zip(platforms, solutions, strict=True):
         entries = [_conda_entry(p, platform) for p in solution]
-        if env.pypi:
+        if env.pypi_on(platform):
             entries += _pip_part(config, env, platform, solution, previous, options)
         packages += entries
         hashes[platform] = content_hash(entries)
-        inputs[platform] = env.input_hash()
+        inputs[platform] = env.input_hash(platform)
     # The file holds every platform: keep those not re-locked now from the previous lock.
-    kept = [p for p in config.project.platforms if p not in platforms]
+    kept = [p for p in env.platforms if p not in platforms]
     if previous is not None:
         old_inputs = dict(previous.custom_metadata)
         old_hashes = dict(previous.content_hash)
@@ -330,7 +349,7 @@ def lock_conda_env(
             hashes[platform] = old_hashes.get(platform) or content_hash(
                 previous.for_platform(platform)
             )
-    locked = tuple(p for p in config.project.platforms if p in hashes)
+    locked = tuple(p for p in env.platforms if p in hashes)
     lock = CondaLock(
         platforms=locked,
         channels=lock_channels(env),

@@ -26,13 +26,13 @@ def lock_pypi_env(
     out: dict[str, str] = {}
     for platform in platforms:
         path = lock_path(config.lock_root, env, platform)
-        if not env.pypi:
+        if not env.pypi_on(platform):
             # Nothing to resolve (a Python-only env, as PeekabooFlow's base): the
             # answer is known, so no uv process is started.
             out[path.name] = canonical_pylock(EMPTY_PYLOCK, env, platform)
             continue
         raw = compile_pylock(
-            [p.requirement() for p in env.pypi],
+            [p.requirement() for p in env.pypi_on(platform)],
             python=env.python,
             platform=platform,
             settings=env.pypi_settings,
@@ -41,6 +41,8 @@ def lock_pypi_env(
             upgrade=options.upgrade,
             upgrade_packages=options.upgrade_packages,
             root=config.root,
+            pinned=env.pinned_on(platform),
+            system=env.system_on(platform),
         )
         out[path.name] = canonical_pylock(raw, env, platform)
     return out

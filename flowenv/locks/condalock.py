@@ -45,7 +45,10 @@ class LockedCondaPackage:
     @property
     def filename(self) -> str:
         """The archive's file name as its URL ends."""
-        return self.url.rsplit("/", 1)[-1].split("#", 1)[0].split("?", 1)[0]
+        from urllib.parse import unquote
+
+        # A wheel URL spells a local version's "+" as %2B (torch-2.4.1%2Bcpu-...).
+        return unquote(self.url.rsplit("/", 1)[-1].split("#", 1)[0].split("?", 1)[0])
 
 
 @attrs.frozen(kw_only=True)

@@ -29,8 +29,8 @@ class LockTarget:
     env: EnvSpec
     platform: str
     path: Path
-    #: Every platform the project locks for. A conda-lock.yml holding entries
-    #: for any other platform (one dropped from the project) is not fresh.
+    #: Every platform the env is locked for. A conda-lock.yml holding entries
+    #: for any other platform (one dropped from the project or env) is not fresh.
     live_platforms: tuple[str, ...] = ()
 
     @property
@@ -78,7 +78,7 @@ def recorded_input_hash(path: Path, platform: str) -> str | None:
 def is_fresh(target: LockTarget) -> bool:
     """Whether the lock on disk was made from exactly this target's inputs."""
     recorded = recorded_input_hashes(target.path)
-    if recorded.get(target.platform) != target.env.input_hash():
+    if recorded.get(target.platform) != target.env.input_hash(target.platform):
         return False
     return not target.live_platforms or set(recorded) <= set(target.live_platforms)
 

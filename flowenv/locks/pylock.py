@@ -12,6 +12,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import attrs
 
@@ -85,7 +86,7 @@ def canonical_pylock(uv_output: str, env: EnvSpec, platform: str) -> str:
                 "platform": platform,
                 "python": env.python,
                 "resolver": "uv",
-                "input-hash": env.input_hash(),
+                "input-hash": env.input_hash(platform),
             }
         },
     }
@@ -105,7 +106,9 @@ def read_pylock(path: Path) -> tuple[LockedPackage, ...]:
 
 def _wheel(package: str, entry: Mapping[str, Any]) -> LockedWheel:
     url = entry.get("url") or entry.get("path") or ""
-    name = entry.get("name") or url.rsplit("/", 1)[-1]
+    # A URL spells a local version's "+" as %2B (torch-2.4.1%2Bcpu-...whl); the
+    # file name must be the wheel's real one, or no installer can read its version.
+    name = entry.get("name") or unquote(url.rsplit("/", 1)[-1].split("#", 1)[0])
     return LockedWheel(name=name, url=url, sha256=entry.get("hashes", {}).get("sha256", ""))
 
 

@@ -12,13 +12,14 @@ import shutil
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from flowenv._subprocess import describe_failure, run
-from flowenv.config.models import PypiSettings
+from flowenv.config.models import PypiSettings, SystemRequirements
 from flowenv.errors import FlowenvError, ResolutionError, StoreError
 from flowenv.platforms import UV_TARGETS
+from flowenv.system import uv_environment, uv_target
 
 
 @functools.cache
@@ -64,8 +65,13 @@ def compile_args(
     constraints_txt: Path | None = None,
     upgrade: bool = False,
     upgrade_packages: Sequence[str] = (),
+    system: SystemRequirements | None = None,
 ) -> list[str | Path]:
-    """The ``uv pip compile`` command line for one env × platform (the benchmark reuses it)."""
+    """The ``uv pip compile`` command line for one env × platform (the benchmark reuses it).
+
+    ``requirements_in`` is a requirements file, or the pyproject.toml that
+    :func:`pinned_project` writes when packages are pinned to named indexes.
+    """
     args: list[str | Path] = [
         uv_binary(),
         "pip",
@@ -76,7 +82,7 @@ def compile_args(
         "--output-file",
         output,
         "--python-platform",
-        UV_TARGETS[platform],
+        uv_target(platform, UV_TARGETS[platform], system or SystemRequirements()),
         "--python-version",
         python,
         # The target is --python-version; the interpreter only builds sdists for
@@ -102,6 +108,38 @@ def compile_args(
     return args
 
 
+def pinned_project(
+    requirements: Sequence[str], pinned: Mapping[str, str], settings: PypiSettings
+) -> str:
+    """A pyproject.toml whose dependencies are ``requirements``, each pinned package
+    taken from its named index only.
+
+    ``uv pip compile`` reads ``[tool.uv.sources]`` and ``[[tool.uv.index]]``
+    from a pyproject.toml input (a requirements file cannot pin a package to an
+    index). ``explicit = true`` is uv's guard against dependency confusion: an
+    explicit index serves only the packages pinned to it, never their
+    dependencies. Credentials are not written here beyond what the URL holds;
+    uv finds the rest (netrc, ``uv auth``, ``UV_INDEX_<NAME>_USERNAME``/``_PASSWORD``).
+    """
+    import json
+
+    from flowenv.locks.toml_render import render
+
+    urls = dict(settings.indexes)
+    used = sorted(set(pinned.values()))
+    document = {
+        "project": {"name": "flowenv-env", "version": "0", "dependencies": list(requirements)},
+        "tool": {
+            "uv": {
+                "sources": {name: {"index": index} for name, index in sorted(pinned.items())},
+                "index": [{"name": n, "url": urls[n], "explicit": True} for n in used],
+            }
+        },
+    }
+    # render() writes tables of arrays of tables; a round trip through JSON drops tuples.
+    return render(json.loads(json.dumps(document)))
+
+
 def compile_pylock(
     requirements: Sequence[str],
     *,
@@ -114,18 +152,27 @@ def compile_pylock(
     upgrade: bool = False,
     upgrade_packages: Sequence[str] = (),
     root: Path | None = None,
+    pinned: Mapping[str, str] | None = None,
+    system: SystemRequirements | None = None,
 ) -> str:
     """Resolve ``requirements`` for ``platform`` and ``python``; uv's pylock.toml text.
 
     ``previous`` (an earlier lock's text) is handed to uv as the existing
     output file, so versions stay put unless the inputs or ``upgrade`` ask
     otherwise, as ``pip-compile`` does. ``label`` names the env × platform in
-    errors.
+    errors. ``pinned`` (package -> named index) and ``system`` (glibc and macOS
+    targets) are the env's choices for this platform.
     """
     with tempfile.TemporaryDirectory(prefix="flowenv-uv-") as tmp:
         workdir = Path(tmp)
-        requirements_in = workdir / "requirements.in"
-        requirements_in.write_text("".join(f"{r}\n" for r in requirements), encoding="utf-8")
+        if pinned:
+            requirements_in = workdir / "pyproject.toml"
+            requirements_in.write_text(
+                pinned_project(requirements, pinned, settings), encoding="utf-8"
+            )
+        else:
+            requirements_in = workdir / "requirements.in"
+            requirements_in.write_text("".join(f"{r}\n" for r in requirements), encoding="utf-8")
         # uv insists on a PEP 751 file name for its output.
         output = workdir / "pylock.toml"
         if previous is not None:
@@ -143,9 +190,15 @@ def compile_pylock(
             constraints_txt=constraints_txt,
             upgrade=upgrade,
             upgrade_packages=upgrade_packages,
+            system=system,
         )
         # Relative find-links and file: indexes are relative to the project root.
-        result = run(args, cwd=root, env={**os.environ, "UV_NO_PROGRESS": "1"})
+        env = {
+            **os.environ,
+            "UV_NO_PROGRESS": "1",
+            **uv_environment(platform, system or SystemRequirements()),
+        }
+        result = run(args, cwd=root, env=env)
         if result.returncode != 0:
             raise ResolutionError(f"cannot resolve {label}:\n{describe_failure(args, result)}")
         return output.read_text(encoding="utf-8")

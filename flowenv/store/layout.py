@@ -34,6 +34,7 @@ ARTIFACTS = "artifacts/sha256"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.+-]+$")
 _ENV_ID = re.compile(r"^[0-9a-f]{32}$")
+_REQUIREMENT = re.compile(r"(cuda|glibc|macos)=[0-9]+(\.[0-9]+)*")
 MANAGERS = ("pip", "conda")
 KINDS = ("pypi", "conda")
 
@@ -147,20 +148,27 @@ class Artifact:
 
 
 def compute_env_id(
-    kind: str, platform: str, python: str | None, artifacts: Sequence[Artifact]
+    kind: str,
+    platform: str,
+    python: str | None,
+    artifacts: Sequence[Artifact],
+    requires: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """32 hex digits of sha256 over what gets installed; names of projects and envs excluded."""
-    canonical = json.dumps(
-        {
-            "format": MANIFEST_FORMAT,
-            "kind": kind,
-            "platform": platform,
-            "python": python,
-            "artifacts": sorted(a.identity() for a in artifacts),
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+    """32 hex digits of sha256 over what gets installed; names of projects and envs excluded.
+
+    ``requires`` (system requirements) counts only when there are any, so the
+    ids of envs without them are what they were before requirements existed.
+    """
+    identity: dict[str, object] = {
+        "format": MANIFEST_FORMAT,
+        "kind": kind,
+        "platform": platform,
+        "python": python,
+        "artifacts": sorted(a.identity() for a in artifacts),
+    }
+    if requires:
+        identity["requires"] = sorted(requires)
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
@@ -175,10 +183,12 @@ class Manifest:
     #: File name of the lock copy stored beside the manifest.
     lock_name: str
     artifacts: tuple[Artifact, ...]
+    #: System requirements (name, minimum version) hydrate checks: ("cuda", "12").
+    requires: tuple[tuple[str, str], ...] = ()
 
     @property
     def env_id(self) -> str:
-        return compute_env_id(self.kind, self.platform, self.python, self.artifacts)
+        return compute_env_id(self.kind, self.platform, self.python, self.artifacts, self.requires)
 
     def with_sizes(self, sizes: Mapping[str, int]) -> Manifest:
         """The same manifest with each artifact's size (by store key) filled in."""
@@ -188,7 +198,7 @@ class Manifest:
         )
 
     def to_json(self) -> str:
-        document = {
+        document: dict[str, object] = {
             "format": MANIFEST_FORMAT,
             "env_id": self.env_id,
             "kind": self.kind,
@@ -197,6 +207,8 @@ class Manifest:
             "lock": self.lock_name,
             "artifacts": [a.to_dict() for a in sorted(self.artifacts, key=lambda a: a.identity())],
         }
+        if self.requires:
+            document["requires"] = dict(self.requires)
         return json.dumps(document, indent=1, sort_keys=True) + "\n"
 
     @classmethod
@@ -217,6 +229,12 @@ class Manifest:
             entries = data["artifacts"]
             if not isinstance(entries, list):
                 raise ValueError("artifacts must be a list")
+            requires = data.get("requires", {})
+            if not isinstance(requires, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) and _REQUIREMENT.fullmatch(f"{k}={v}")
+                for k, v in requires.items()
+            ):
+                raise ValueError("requires must map cuda/glibc/macos to versions")
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"{where}: not a flowenv manifest: {exc}") from None
         manifest = cls(
@@ -227,6 +245,7 @@ class Manifest:
             artifacts=tuple(
                 Artifact._from_dict(e, f"{where}: artifacts[{i}]") for i, e in enumerate(entries)
             ),
+            requires=tuple(sorted(requires.items())),
         )
         # The id is recomputed, never trusted: a manifest edited in the store
         # no longer matches the key it is stored under and is refused.

@@ -107,12 +107,16 @@ def _env_plan(
     artifacts: list[Artifact],
     sources: list[tuple[str, str]],
 ) -> EnvPlan:
+    from flowenv.system import applicable
+
     manifest = Manifest(
         kind=kind,
         platform=target.platform,
         python=python,
         lock_name=target.path.name,
         artifacts=tuple(artifacts),
+        # The lock is fresh (checked above), so the spec's requirements are the lock's.
+        requires=applicable(target.env.system_on(target.platform), target.platform),
     )
     return EnvPlan(
         env=target.env.name,
