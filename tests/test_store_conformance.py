@@ -399,3 +399,78 @@ def test_tag_and_hydrate_errors(make_project, store_target, flowenv_cache, capsy
         f"flowenv: error: {url}: no tag 'nope' of env 'base' for linux-64 in project 'proj' "
         "(see `flowenv store ls`)\n"
     )
+
+
+def _gc_during_first_pass(monkeypatch, store_target: StoreTarget) -> list[bool]:
+    """Run a gc (no grace) inside the next sync, after it read the store and before it writes."""
+    import flowenv.sync
+    from flowenv.store.gc import gc
+
+    real_pass = flowenv.sync._pass
+    calls: list[bool] = []
+
+    def pass_after_a_gc(*args, **kwargs):
+        if not calls:
+            gc(open_store(store_target.url, store_target.options), grace_seconds=0)
+        calls.append(kwargs["full_check"])
+        return real_pass(*args, **kwargs)
+
+    monkeypatch.setattr(flowenv.sync, "_pass", pass_after_a_gc)
+    return calls
+
+
+def test_sync_repeats_a_pass_a_gc_overlapped(
+    make_project, store_target, flowenv_cache, monkeypatch
+) -> None:
+    """The race gc must survive, made to happen: a sync finds an old env and its artifact
+    present (so it uploads nothing), then a gc deletes both before the sync points its alias
+    at them. The sync sees the gc's marker and repeats its pass, uploading them again."""
+    root = locked_project(
+        make_project, store_target, '[base]\npython = "3.11"\npypi.packages = { alpha = "1.0" }\n'
+    )
+    first = {e.platform: e.env_id for e in sync(load_config(discover_config(start=root))).envs}
+    toml = root / "flowenv.toml"
+    one, two = toml.read_text(), toml.read_text().replace('alpha = "1.0"', 'alpha = "2.0"')
+    toml.write_text(two)
+    assert main(["-C", str(root), "lock"]) == 0
+    sync(load_config(discover_config(start=root)))  # the alias moves away from the first env
+    toml.write_text(one)
+    assert main(["-C", str(root), "lock"]) == 0
+
+    calls = _gc_during_first_pass(monkeypatch, store_target)
+    summary = sync(load_config(discover_config(start=root)))
+    assert calls == [False, True]
+    assert {e.platform: e.env_id for e in summary.envs} == first
+    assert (summary.uploaded, summary.manifests_written) == (1, 2)  # alpha 1.0, both manifests
+    manifests = store_invariants(store_target)
+    assert {f"envs/{i}/{p}/manifest.json" for p, i in first.items()} <= set(manifests)
+
+
+def test_without_the_protocol_the_race_breaks_the_store(
+    make_project, store_target, flowenv_cache, monkeypatch
+) -> None:
+    """The same race with the gc check switched off leaves an alias naming a deleted env:
+    proof that the test above exercises the protocol, not luck."""
+    import flowenv.sync
+
+    root = locked_project(
+        make_project, store_target, '[base]\npython = "3.11"\npypi.packages = { alpha = "1.0" }\n'
+    )
+    sync(load_config(discover_config(start=root)))
+    toml = root / "flowenv.toml"
+    one = toml.read_text()
+    toml.write_text(one.replace('alpha = "1.0"', 'alpha = "2.0"'))
+    assert main(["-C", str(root), "lock"]) == 0
+    sync(load_config(discover_config(start=root)))
+    toml.write_text(one)
+    assert main(["-C", str(root), "lock"]) == 0
+
+    monkeypatch.setattr(flowenv.sync, "gc_overlapped", lambda before, after: False)
+    _gc_during_first_pass(monkeypatch, store_target)
+    summary = sync(load_config(discover_config(start=root)))
+    store = open_store(store_target.url, store_target.options)
+    linux = next(e for e in summary.envs if e.platform == "linux-64")
+    alias = store.read(alias_key("proj", "base", "linux-64"))
+    assert alias is not None
+    assert parse_alias(alias, "current") == linux.env_id
+    assert store.read(f"envs/{linux.env_id}/linux-64/manifest.json") is None
