@@ -94,3 +94,20 @@ def test_malformed_timeout_is_a_usage_error(make_project, flowenv_cache) -> None
         "flowenv: error: FLOWENV_STORE_TIMEOUT='soon': expected a number of seconds "
         "between 0 and 86400\n"
     )
+
+
+def test_frozen_gcs_endpoint_fails_hydrate_once(frozen_endpoint, flowenv_cache, tmp_path) -> None:
+    """gcsfs retries six times with back-off whatever it is told; its traceback log stays quiet."""
+    options = {"endpoint_url": frozen_endpoint, "token": "anon", "project": "test"}
+    env = {
+        **os.environ,
+        "FLOWENV_STORE_TIMEOUT": "1",
+        "FSSPEC_GS": json.dumps(options),
+        "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+    }
+    result = run_flowenv(
+        "hydrate", "base", "--store", "gs://bucket/x", "--project", "proj", env=env, cwd=tmp_path
+    )
+    assert result.returncode == 4
+    assert result.stderr.startswith("flowenv: error: gs://bucket/x: the store did not answer (")
+    assert result.stderr.count("\n") == 1, result.stderr

@@ -27,6 +27,9 @@ TIMEOUT_ENV = "FLOWENV_STORE_TIMEOUT"
 DEFAULT_TIMEOUT = 60.0
 #: Tries of one request that gets no answer (the first one included).
 ATTEMPTS = 3
+#: gcsfs's own, fixed retry loop: attempts and the seconds it sleeps between them.
+GCSFS_ATTEMPTS = 6
+GCSFS_BACKOFF = 36.0  # 1+2+4+8+16 s, plus up to 1 s of jitter each
 
 
 def store_timeout() -> float:
@@ -65,11 +68,13 @@ def default_options(protocol: str, budget: float) -> dict[str, Any]:
     if protocol in ("gs", "gcs"):
         import aiohttp
 
-        # Per socket operation, not per request: a long download that keeps
-        # receiving bytes is never cut off. gcsfs retries 6 times itself.
+        # gcsfs tries 6 times whatever it is told, sleeping 1+2+4+8+16 s (plus jitter) between:
+        # what is left of the budget is shared by the attempts. Per socket
+        # operation, not per request: a download that keeps receiving is never cut off.
+        per_attempt = max(1.0, (budget - GCSFS_BACKOFF) / GCSFS_ATTEMPTS)
         return {
             "requests_timeout": aiohttp.ClientTimeout(
-                total=None, sock_connect=connect, sock_read=read / 2
+                total=None, sock_connect=min(connect, per_attempt), sock_read=per_attempt
             )
         }
     if protocol in ("az", "abfs", "abfss"):
@@ -78,9 +83,14 @@ def default_options(protocol: str, budget: float) -> dict[str, Any]:
 
 
 def tune(fs: Any, protocol: str) -> None:
-    """Settings that are attributes, not options: s3fs's retry loop (botocore's does the work)."""
+    """Settings that are not options: s3fs's retry loop (botocore's does the work), and
+    gcsfs's log, which prints a traceback when its retries run out (flowenv says it once)."""
     if protocol == "s3":
         fs.retries = 1
+    if protocol in ("gs", "gcs"):
+        import logging
+
+        logging.getLogger("gcsfs").addHandler(logging.NullHandler())
 
 
 def merge_defaults(defaults: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
