@@ -31,32 +31,28 @@ def register(sub: Any) -> None:
     ls.add_argument("--json", action="store_true", help="print the listing as JSON")
     ls.set_defaults(run=run_ls)
 
-    tag = actions.add_parser(
+    tag = _env_action(
+        actions,
         "tag",
         help="name an env id (e.g. stable); hydrate/run --tag NAME build it",
         description="Record the env id ENV's alias points at now (or --env-id) under NAME, per "
         "platform. Tags are kept by gc. hydrate and run accept --tag NAME.",
+        second=("name", "NAME", "tag name (letters, digits, '.', '_', '+', '-')"),
+        platforms="every synced one",
     )
-    tag.add_argument("env", metavar="ENV", help="environment name")
-    tag.add_argument("name", metavar="NAME", help="tag name (letters, digits, '.', '_', '+', '-')")
-    add_platform_option(tag, "only this platform (repeatable; default: every synced one)")
     tag.add_argument("--env-id", metavar="ID", help="tag this env id instead of the current one")
     tag.add_argument("--delete", action="store_true", help="remove the tag")
-    _store_options(tag)
-    tag.add_argument("--project", metavar="NAME", help="project (default: the configuration's)")
     tag.set_defaults(run=run_tag)
 
-    unpin = actions.add_parser(
+    unpin = _env_action(
+        actions,
         "unpin",
         help="let gc collect an env id a deployed run pinned",
         description="Remove the pin the Metaflow extension recorded for ENV_ID when a run "
         "started or a flow was deployed (do it once that deployment is gone).",
+        second=("env_id", "ENV_ID", "the pinned env id"),
+        platforms="every pinned one",
     )
-    unpin.add_argument("env", metavar="ENV", help="environment name")
-    unpin.add_argument("env_id", metavar="ENV_ID", help="the pinned env id")
-    add_platform_option(unpin, "only this platform (repeatable; default: every pinned one)")
-    _store_options(unpin)
-    unpin.add_argument("--project", metavar="NAME", help="project (default: the configuration's)")
     unpin.set_defaults(run=run_unpin)
 
     gc = actions.add_parser(
@@ -84,6 +80,26 @@ def register(sub: Any) -> None:
     )
     gc.add_argument("--json", action="store_true", help="print the report as JSON")
     gc.set_defaults(run=run_gc)
+
+
+def _env_action(
+    actions: Any,
+    name: str,
+    *,
+    help: str,
+    description: str,
+    second: tuple[str, str, str],
+    platforms: str,
+) -> argparse.ArgumentParser:
+    """An action on one env of one project: ENV, a second argument, -p, --store, --project."""
+    parser: argparse.ArgumentParser = actions.add_parser(name, help=help, description=description)
+    parser.add_argument("env", metavar="ENV", help="environment name")
+    dest, metavar, text = second
+    parser.add_argument(dest, metavar=metavar, help=text)
+    add_platform_option(parser, f"only this platform (repeatable; default: {platforms})")
+    _store_options(parser)
+    parser.add_argument("--project", metavar="NAME", help="project (default: the configuration's)")
+    return parser
 
 
 def _store_options(parser: argparse.ArgumentParser) -> None:
