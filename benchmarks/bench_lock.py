@@ -1,16 +1,28 @@
-"""Benchmark flowenv's two speed targets in one run and print them side by side.
+"""Benchmark flowenv's locking against uv run directly, every pair measured in the same run.
 
-(a) ``flowenv lock --check`` on a generated 30-step × 2-platform project,
-    locked once against a local wheel index (median wall time; hyperfine when
-    it is on PATH, else a subprocess loop). Target: <= 100 ms.
-(b) A cold ``flowenv lock`` of the PyPI-only examples against public PyPI vs
-    the same ``uv pip compile`` commands (one per lock file, exactly the
-    command line flowenv builds) run one after another. Every run of either
-    side starts from an empty, fresh ``UV_CACHE_DIR``. Target: ratio <= 0.7.
+Scenarios (medians; the ratio is flowenv / the reference):
 
-    python benchmarks/bench_lock.py [--runs N] [--check-runs N] [--offline]
+check-30, check-1000
+    ``flowenv lock --check`` on a fresh generated project of 30 and of 1000
+    steps × 2 platforms (hyperfine when on PATH, else a subprocess loop).
+    Reference: ``python -c pass`` (the interpreter floor). Targets: <= 40 ms
+    and <= 100 ms, and the cost per step (the slope) a small constant.
+warm-offline
+    ``flowenv lock`` of the 30-step project from no locks, uv's cache warm,
+    ``UV_OFFLINE=1``. Reference: the same ``uv pip compile`` commands
+    (exactly the command lines flowenv builds) run one by one. Target <= 1.1.
+relock-one
+    Change one step of a 100-step project and ``flowenv lock``. Reference:
+    that env's own ``uv pip compile`` calls, one by one. Target <= 1.5.
+cold-examples (needs https://pypi.org; skipped with ``--offline``)
+    ``flowenv lock`` of the PyPI-only examples from an empty uv cache.
+    References: the same uv commands one by one, and one
+    ``uv pip compile --universal`` per env. Target <= 1.0 against the faster.
 
-``--offline`` skips (b), which needs https://pypi.org.
+    python benchmarks/bench_lock.py [--runs N] [--check-runs N] [--offline] [--update-readme]
+
+``--update-readme`` rewrites the table in README.rst's development section.
+The machine may be shared: the numbers are what this run saw.
 """
 
 from __future__ import annotations
@@ -18,44 +30,49 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from flowenv.config.load import load_config  # noqa: E402
-from flowenv.locks.layout import targets  # noqa: E402
 from flowenv.resolvers.uv import compile_args  # noqa: E402
-from flowenv.spec import build_environments  # noqa: E402
+from flowenv.spec import EnvSpec, build_environments  # noqa: E402
 from tests.support.wheels import WheelSpec, build_simple_index, build_wheel  # noqa: E402
 
-FLOWENV = [sys.executable, "-m", "flowenv"]
-STEPS = 30
 PACKAGES = 10
+README = REPO / "README.rst"
+TABLE_START = ".. benchmark-table-start"
+TABLE_END = ".. benchmark-table-end"
 
 
 def _flowenv_command() -> list[str]:
     # The console script is what users run; fall back to -m when it is not installed.
     script = Path(sys.executable).parent / "flowenv"
-    return [str(script)] if script.is_file() else FLOWENV
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "flowenv"]
 
 
-def generate_project(root: Path) -> Path:
-    """A 30-step × 2-platform project over a local index of 10 packages × 3 versions."""
+def build_index(root: Path) -> Path:
+    """A local index of 10 packages × 3 versions, where 2.0 of each depends on the next."""
     wheels = root / "wheels"
     for i in range(PACKAGES):
         for version in ("1.0", "1.1", "2.0"):
             requires = (f"pkg{(i + 1) % PACKAGES:02d}>=1.0",) if version == "2.0" else ()
             build_wheel(WheelSpec(name=f"pkg{i:02d}", version=version, requires=requires), wheels)
-    index = build_simple_index(sorted(wheels.glob("*.whl")), root / "index")
-    project = root / "project"
+    return build_simple_index(sorted(wheels.glob("*.whl")), root / "index")
+
+
+def generate_project(root: Path, index: Path, steps: int) -> Path:
+    """A ``steps``-step × 2-platform project over :func:`build_index` (<= 50 distinct specs)."""
+    project = root / f"project-{steps}"
     project.mkdir()
     specs = ("1.0", "1.1", ">=1.0", "<2", "~=1.0")
     lines = [
@@ -68,186 +85,321 @@ def generate_project(root: Path) -> Path:
         'python = "3.11"',
         'pypi.packages = { pkg00 = ">=1.0" }',
     ]
-    for step in range(STEPS):
+    for step in range(steps):
         package = f"pkg{step % PACKAGES:02d}"
         other = f"pkg{(step + 3) % PACKAGES:02d}"
         spec = specs[step % len(specs)]
+        other_spec = specs[(step // PACKAGES) % len(specs)]
         lines += [
             "",
-            f"[steps.step{step:02d}]",
-            f'pypi.packages = {{ {package} = "{spec}", {other} = "{specs[step // PACKAGES]}" }}',
+            f"[steps.step{step:03d}]",
+            f'pypi.packages = {{ {package} = "{spec}", {other} = "{other_spec}" }}',
         ]
     (project / "flowenv.toml").write_text("\n".join(lines) + "\n")
     return project
 
 
-def _run(args: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
-    result = subprocess.run(
-        list(args), capture_output=True, text=True, env=env, cwd=cwd, check=False
-    )
+def base_env() -> dict[str, str]:
+    """This environment, minus what would measure something users never run."""
+    # Users' interpreters keep bytecode caches; a developer shell that disables
+    # them would measure compiling flowenv, not running it.
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def _run(args: Sequence[str], env: dict[str, str] | None = None) -> None:
+    result = subprocess.run(list(args), capture_output=True, text=True, env=env, check=False)
     if result.returncode != 0:
         raise SystemExit(f"command failed ({result.returncode}): {' '.join(args)}\n{result.stderr}")
 
 
-def median_check_ms(project: Path, runs: int) -> tuple[float, str]:
-    command = [*_flowenv_command(), "-q", "-C", str(project), "lock", "--check"]
-    _run(command)  # fresh, or the measurement is of the failure path
+def _median_seconds(action: Callable[[], float], runs: int) -> float:
+    return statistics.median(action() for _ in range(runs))
+
+
+def _timed(commands: Sequence[Sequence[str]], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    for command in commands:
+        _run(command, env)
+    return time.perf_counter() - start
+
+
+def hyperfine_medians(
+    commands: Sequence[str], runs: int, env: dict[str, str]
+) -> list[tuple[float, float]]:
+    """(median wall seconds, mean CPU seconds) of each command, interleaved in one hyperfine run.
+
+    CPU time (user + system, children included) barely moves when other work
+    shares the machine, wall time does: both are reported.
+    """
     hyperfine = shutil.which("hyperfine")
-    if hyperfine:
-        with tempfile.TemporaryDirectory() as tmp:
-            export = Path(tmp) / "result.json"
-            _run(
-                [
-                    hyperfine,
-                    "-N",
-                    "--warmup",
-                    "5",
-                    "--runs",
-                    str(runs),
-                    "--export-json",
-                    str(export),
-                    " ".join(command),
-                ]
+    if not hyperfine:
+        raise SystemExit("hyperfine is not on PATH (apt-get install hyperfine)")
+    with tempfile.TemporaryDirectory() as tmp:
+        export = Path(tmp) / "result.json"
+        _run(
+            [
+                hyperfine,
+                "-N",
+                "--warmup",
+                "3",
+                "--runs",
+                str(runs),
+                "--export-json",
+                str(export),
+                *commands,
+            ],
+            env,
+        )
+        results = json.loads(export.read_text())["results"]
+        return [(r["median"], r["user"] + r["system"]) for r in results]
+
+
+def uv_commands(
+    env: EnvSpec, platforms: Sequence[str], workdir: Path, universal: bool = False
+) -> list[list[str]]:
+    """The ``uv pip compile`` commands flowenv runs for ``env`` (or one ``--universal`` call)."""
+    folder = workdir / env.name
+    folder.mkdir(parents=True, exist_ok=True)
+    requirements = folder / "requirements.in"
+    requirements.write_text("".join(f"{p.requirement()}\n" for p in env.pypi))
+    commands = []
+    for platform in platforms[:1] if universal else platforms:
+        output = folder / platform / "pylock.toml"
+        output.parent.mkdir(exist_ok=True)
+        args = [
+            str(a)
+            for a in compile_args(
+                requirements,
+                output,
+                python=env.python,
+                platform=platform,
+                settings=env.pypi_settings,
             )
-            result = json.loads(export.read_text())["results"][0]
-            return result["median"] * 1000, "hyperfine"
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        _run(command)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1000, "subprocess loop"
+        ]
+        if universal:
+            at = args.index("--python-platform")
+            args[at : at + 2] = ["--universal"]
+        commands.append(args)
+    return commands
+
+
+def project_uv_commands(project: Path, workdir: Path, universal: bool = False) -> list[list[str]]:
+    config = load_config(project / "flowenv.toml")
+    out = []
+    for env in build_environments(config).envs:
+        if env.pypi:
+            out += uv_commands(env, config.project.platforms, workdir / project.name, universal)
+    return out
+
+
+# -- scenarios ------------------------------------------------------------------
+
+
+#: scenario, flowenv wall s, its CPU s (0: not measured), reference, wall s, CPU s, target
+Row = tuple[str, float, float, str, float, float, float]
+
+
+def check_rows(tmp: Path, index: Path, runs: int, env: dict[str, str]) -> list[Row]:
+    projects = {steps: generate_project(tmp, index, steps) for steps in (30, 1000)}
+    for project in projects.values():
+        _run([*_flowenv_command(), "-q", "-C", str(project), "lock"], env)
+    # A lock's stat proves nothing in the seconds after it was written (see
+    # flowenv.locks.freshness): the first check after that records them.
+    time.sleep(3.1)
+    for project in projects.values():
+        _run([*_flowenv_command(), "-q", "-C", str(project), "lock", "--check"], env)
+        # Measure the path users get: the full lock left a record the fast path trusts.
+        config = str(project / "flowenv.toml")
+        probe = (
+            "from pathlib import Path; from flowenv.locks.freshness import known_fresh as k; "
+            f"assert k(Path({config!r}))"
+        )
+        _run([sys.executable, "-c", probe], env)
+    commands = [f"{sys.executable} -c pass"] + [
+        " ".join([*_flowenv_command(), "-q", "-C", str(p), "lock", "--check"])
+        for p in projects.values()
+    ]
+    floor, at30, at1000 = hyperfine_medians(commands, runs, env)
+    slope_us = (at1000[1] - at30[1]) / 970 * 1e6
+    print(f"lock --check CPU per step: {slope_us:.1f} µs (30 → 1000 steps)")
+    return [
+        ("lock --check, 30 steps × 2 platforms", *at30, "python -c pass", *floor, 0.040),
+        ("lock --check, 1000 steps × 2 platforms", *at1000, "python -c pass", *floor, 0.100),
+    ]
+
+
+def warm_offline_row(tmp: Path, index: Path, runs: int, env: dict[str, str]) -> Row:
+    project = tmp / "project-30"
+    offline = {**env, "UV_OFFLINE": "1"}
+    uv = project_uv_commands(project, tmp / "uv-warm")
+    _timed(uv, env)  # warms uv's cache (online: a file:// index needs no network anyway)
+
+    def flowenv() -> float:
+        shutil.rmtree(project / "locks", ignore_errors=True)
+        return _timed([[*_flowenv_command(), "-q", "-C", str(project), "lock"]], offline)
+
+    ours = _median_seconds(flowenv, runs)
+    theirs = _median_seconds(lambda: _timed(uv, offline), runs)
+    scenario = "warm offline lock, 30 steps (31 envs × 2)"
+    return (scenario, ours, 0.0, "same uv calls one by one", theirs, 0.0, 1.1)
+
+
+def relock_row(tmp: Path, index: Path, runs: int, env: dict[str, str]) -> Row:
+    project = generate_project(tmp, index, 100)
+    toml = project / "flowenv.toml"
+    original = toml.read_text()
+    before, after = 'pkg07 = ">=1.0", pkg00 = "1.0" }', 'pkg07 = ">=1.0,<3", pkg00 = "1.0" }'
+    changed = original.replace(before, after, 1)
+    assert changed != original
+    lock = [*_flowenv_command(), "-q", "-C", str(project), "lock"]
+    _run(lock, env)
+
+    def flowenv() -> float:
+        toml.write_text(changed)
+        seconds = _timed([lock], env)
+        toml.write_text(original)
+        _run(lock, env)  # back to the first state, untimed
+        return seconds
+
+    ours = _median_seconds(flowenv, runs)
+    toml.write_text(changed)
+    config = load_config(toml)
+    step = build_environments(config).get("step007")
+    uv = uv_commands(step, config.project.platforms, tmp / "uv-relock")
+    toml.write_text(original)
+    theirs = _median_seconds(lambda: _timed(uv, env), runs)
+    scenario = "re-lock after changing 1 of 100 steps"
+    return (scenario, ours, 0.0, "that env's uv calls", theirs, 0.0, 1.5)
+
+
+def _pypi_org_only(env: EnvSpec) -> bool:
+    settings = env.pypi_settings
+    return (
+        env.kind == "pypi"
+        and settings.index_url in (None, "https://pypi.org/simple")
+        and not (settings.extra_index_urls or settings.find_links or settings.indexes)
+    )
 
 
 def pypi_only_examples() -> list[Path]:
-    """Examples whose every environment is PyPI-only (no conda channel needed)."""
+    """Examples served by pypi.org alone (no conda channel, no other index)."""
     found = []
     for config_path in sorted((REPO / "examples").glob("*/flowenv.toml")):
         environments = build_environments(load_config(config_path))
-        if all(env.kind == "pypi" for env in environments.envs):
+        if all(_pypi_org_only(env) for env in environments.envs):
             found.append(config_path.parent)
     return found
 
 
-def _copy_examples(examples: Sequence[Path], into: Path) -> list[Path]:
-    copies = []
-    for example in examples:
-        target = into / example.name
-        target.mkdir(parents=True)
-        shutil.copy2(example / "flowenv.toml", target / "flowenv.toml")
-        copies.append(target)
-    return copies
+def cold_rows(runs: int) -> list[Row]:
+    examples = pypi_only_examples()
+
+    def fresh(action: Callable[[Path, dict[str, str]], float]) -> float:
+        with tempfile.TemporaryDirectory(prefix="flowenv-bench-") as tmp:
+            env = {**base_env(), "UV_CACHE_DIR": str(Path(tmp) / "uv-cache"), "UV_NO_PROGRESS": "1"}
+            return action(Path(tmp), env)
+
+    def flowenv(tmp: Path, env: dict[str, str]) -> float:
+        copies = []
+        for example in examples:
+            (tmp / example.name).mkdir()
+            shutil.copy2(example / "flowenv.toml", tmp / example.name / "flowenv.toml")
+            copies.append([*_flowenv_command(), "-q", "-C", str(tmp / example.name), "lock"])
+        return _timed(copies, env)
+
+    def uv(universal: bool) -> Callable[[Path, dict[str, str]], float]:
+        def action(tmp: Path, env: dict[str, str]) -> float:
+            commands = [c for e in examples for c in project_uv_commands(e, tmp, universal)]
+            return _timed(commands, env)
+
+        return action
+
+    ours = _median_seconds(lambda: fresh(flowenv), runs)
+    one_by_one = _median_seconds(lambda: fresh(uv(False)), runs)
+    universal = _median_seconds(lambda: fresh(uv(True)), runs)
+    names = ", ".join(e.name for e in examples)
+    return [
+        (f"cold lock ({names})", ours, 0.0, "same uv calls one by one", one_by_one, 0.0, 1.0),
+        (f"cold lock ({names})", ours, 0.0, "uv --universal per env", universal, 0.0, 1.0),
+    ]
 
 
-def cold_flowenv_lock(examples: Sequence[Path]) -> float:
-    with tempfile.TemporaryDirectory(prefix="flowenv-bench-") as tmp:
-        env = {**os.environ, "UV_CACHE_DIR": str(Path(tmp) / "uv-cache")}
-        copies = _copy_examples(examples, Path(tmp))
-        start = time.perf_counter()
-        for copy in copies:
-            _run([*_flowenv_command(), "-q", "-C", str(copy), "lock"], env=env)
-        return time.perf_counter() - start
+# -- report ---------------------------------------------------------------------
 
 
-def cold_sequential_uv(examples: Sequence[Path]) -> float:
-    """One ``uv pip compile`` per lock file, one after another, as a hand-written script would."""
-    with tempfile.TemporaryDirectory(prefix="flowenv-bench-") as tmp:
-        work = Path(tmp)
-        env = {**os.environ, "UV_CACHE_DIR": str(work / "uv-cache"), "UV_NO_PROGRESS": "1"}
-        commands = []
-        for n, example in enumerate(examples):
-            config = load_config(example / "flowenv.toml")
-            for target in targets(
-                config.lock_root, build_environments(config).envs, config.project.platforms
-            ):
-                folder = work / f"{n}-{target.env.name}-{target.platform}"
-                folder.mkdir()
-                requirements = folder / "requirements.in"
-                requirements.write_text("".join(f"{p.requirement()}\n" for p in target.env.pypi))
-                commands.append(
-                    [
-                        str(a)
-                        for a in compile_args(
-                            requirements,
-                            folder / "pylock.toml",
-                            python=target.env.python,
-                            platform=target.platform,
-                            settings=target.env.pypi_settings,
-                        )
-                    ]
-                )
-        start = time.perf_counter()
-        for command in commands:
-            _run(command, env=env)
-        return time.perf_counter() - start
+def _seconds(value: float, cpu: float = 0.0) -> str:
+    text = f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+    return f"{text} (cpu {cpu * 1000:.0f} ms)" if cpu else text
+
+
+def table(rows: Sequence[Row]) -> str:
+    """An RST table: scenario, flowenv, reference, ratio (lock --check: absolute target)."""
+    body = []
+    for scenario, ours, our_cpu, reference, theirs, their_cpu, target in rows:
+        absolute = "--check" in scenario
+        ratio = ours / theirs
+        goal = f"<= {target * 1000:.0f} ms" if absolute else f"<= {target:.1f}×"
+        met = (ours <= target) if absolute else (ratio <= target)
+        body.append(
+            (
+                scenario,
+                _seconds(ours, our_cpu),
+                f"{reference}: {_seconds(theirs, their_cpu)}",
+                f"{ratio:.2f}×",
+                f"{goal} ({'met' if met else 'missed'})",
+            )
+        )
+    header = ("scenario", "flowenv (median)", "reference, same run (median)", "ratio", "target")
+    widths = [max(len(r[i]) for r in (header, *body)) for i in range(len(header))]
+    rule = "  ".join("=" * w for w in widths)
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    lines = [rule, line(header), rule, *(line(r) for r in body), rule]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    lines += ["", f"Measured with load average {load:.1f} on {os.cpu_count()} CPUs."]
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(text: str) -> None:
+    readme = README.read_text(encoding="utf-8")
+    pattern = re.compile(
+        rf"({re.escape(TABLE_START)}\n).*?(\n{re.escape(TABLE_END)})", re.DOTALL
+    )
+    if not pattern.search(readme):
+        raise SystemExit(f"README.rst has no {TABLE_START} / {TABLE_END} markers")
+    README.write_text(pattern.sub(lambda m: f"{m[1]}\n{text}{m[2]}", readme), encoding="utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--runs", type=int, default=3, help="cold-lock runs of each side (default 3)"
-    )
-    parser.add_argument("--check-runs", type=int, default=30, help="lock --check runs (default 30)")
-    parser.add_argument("--offline", action="store_true", help="skip (b), which needs public PyPI")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each lock scenario")
+    parser.add_argument("--check-runs", type=int, default=30, help="lock --check runs")
+    parser.add_argument("--offline", action="store_true", help="skip the cold lock (needs PyPI)")
+    parser.add_argument("--update-readme", action="store_true", help="rewrite README's table")
     args = parser.parse_args(argv)
 
-    rows: list[tuple[str, str, str]] = []
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="flowenv-bench-") as tmp:
-        project = generate_project(Path(tmp))
-        env = {**os.environ, "UV_CACHE_DIR": str(Path(tmp) / "uv-cache")}
-        start = time.perf_counter()
-        _run([*_flowenv_command(), "-q", "-C", str(project), "lock"], env=env)
-        first_lock = time.perf_counter() - start
-        locks = len(list((project / "locks").rglob("pylock.*.toml")))
-        check_ms, tool = median_check_ms(project, args.check_runs)
-        rows.append(
-            (
-                f"first lock, {STEPS} steps × 2 platforms ({locks} files, local index)",
-                f"{first_lock:.2f} s",
-                "",
-            )
-        )
-        rows.append(
-            (
-                f"lock --check, median of {args.check_runs} ({tool})",
-                f"{check_ms:.1f} ms",
-                "target <= 100 ms: " + ("met" if check_ms <= 100 else "MISSED"),
-            )
-        )
-
+        root = Path(tmp)
+        env = {
+            **base_env(),
+            "UV_CACHE_DIR": str(root / "uv-cache"),
+            "FLOWENV_CACHE_DIR": str(root / "flowenv-cache"),
+        }
+        index = build_index(root)
+        rows += check_rows(root, index, args.check_runs, env)
+        rows.append(warm_offline_row(root, index, args.runs, env))
+        rows.append(relock_row(root, index, args.runs, env))
     if not args.offline:
-        examples = pypi_only_examples()
-        names = ", ".join(e.name for e in examples)
-        ours = [cold_flowenv_lock(examples) for _ in range(args.runs)]
-        theirs = [cold_sequential_uv(examples) for _ in range(args.runs)]
-        ratio = statistics.median(ours) / statistics.median(theirs)
-        rows.append(
-            (
-                f"cold flowenv lock ({names}), median of {args.runs}",
-                f"{statistics.median(ours):.2f} s",
-                "",
-            )
-        )
-        rows.append(
-            (
-                f"same uv pip compile commands one by one, median of {args.runs}",
-                f"{statistics.median(theirs):.2f} s",
-                "",
-            )
-        )
-        rows.append(
-            (
-                "ratio flowenv / sequential uv",
-                f"{ratio:.2f}",
-                "target <= 0.7: " + ("met" if ratio <= 0.7 else "MISSED"),
-            )
-        )
-
-    width = max(len(r[0]) for r in rows)
-    for label, value, verdict in rows:
-        print(f"{label:<{width}}  {value:>10}  {verdict}".rstrip())
+        rows += cold_rows(args.runs)
+    text = table(rows)
+    print(text, end="")
+    if args.update_readme:
+        update_readme(text)
     return 0
 
 

@@ -16,6 +16,8 @@ committed and checked in CI like the lock it comes from.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import attrs
 
 from flowenv.config.models import Config
@@ -23,7 +25,7 @@ from flowenv.errors import UsageError
 from flowenv.lock import Selection, select_targets
 from flowenv.locks.condalock import LockedCondaPackage, read_conda_lock
 from flowenv.locks.layout import LockTarget
-from flowenv.locks.pylock import read_pylock
+from flowenv.locks.pylock import LockedPackage, packages_for, read_pylock_document
 from flowenv.spec import build_environments
 
 FORMATS = ("requirements", "explicit", "environment-yml")
@@ -37,6 +39,33 @@ class _Pinned:
     name: str
     version: str
     sha256: tuple[str, ...]
+    #: A direct reference (VCS checkout, archive URL, local directory) instead of an index pin.
+    direct: str | None = None
+
+    @property
+    def requirement(self) -> str:
+        if self.direct is None:
+            return f"{self.name}=={self.version}"
+        # pip reads a local directory as a path line, anything else as a direct reference.
+        return f"{self.name} @ {self.direct}" if "://" in self.direct else self.direct
+
+
+def _pinned(package: LockedPackage) -> _Pinned:
+    if package.vcs or package.directory:
+        # A checkout or a directory: no file to hash; a directory stays a path.
+        return _Pinned(
+            name=package.name,
+            version=package.version,
+            sha256=(),
+            direct=package.vcs or package.directory,
+        )
+    files = package.files
+    return _Pinned(
+        name=package.name,
+        version=package.version,
+        sha256=tuple(sorted({f.sha256 for f in files if f.sha256})),
+        direct=package.archive.url if package.archive else None,
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -60,21 +89,18 @@ def _target(config: Config, env: str, platform: str) -> LockTarget:
     return target
 
 
-def _contents(config: Config, env: str, platform: str) -> _Contents:
+def _contents(
+    config: Config, env: str, platform: str, categories: Sequence[str] = ("main",)
+) -> _Contents:
     target = _target(config, env, platform)
     relative = target.path.relative_to(config.root).as_posix()
-    if not target.path.is_file():
+    if not target.path.exists():
         raise UsageError(f"no lock for {target.label} ({relative}); run `flowenv lock` first")
     if target.env.kind == "pypi":
+        document = read_pylock_document(target.path)
+        python = document.python or target.env.python
         pip = tuple(
-            _Pinned(
-                name=p.name,
-                version=p.version,
-                sha256=tuple(
-                    sorted({f.sha256 for f in (*p.wheels, *filter(None, [p.sdist])) if f.sha256})
-                ),
-            )
-            for p in read_pylock(target.path)
+            _pinned(p) for p in packages_for(document, platform, python, str(target.path))
         )
         return _Contents(
             target=target,
@@ -85,15 +111,27 @@ def _contents(config: Config, env: str, platform: str) -> _Contents:
             pip=pip,
         )
     lock = read_conda_lock(target.path)
-    packages = lock.for_platform(platform)
+    known = lock.categories()
+    unknown = [c for c in categories if c not in known]
+    if unknown:
+        raise UsageError(
+            f"{relative} has no category {', '.join(unknown)} "
+            f"(it has: {', '.join(known) or 'none'})"
+        )
+    packages = [p for p in lock.for_platform(platform, categories) if not p.is_virtual]
     return _Contents(
         target=target,
         relative=relative,
         python=target.env.python,
         channels=lock.channels or target.env.channels,
-        conda=tuple(p for p in packages if p.manager == "conda"),
+        conda=dependency_order(p for p in packages if p.manager == "conda"),
         pip=tuple(
-            _Pinned(name=p.name, version=p.version, sha256=(p.sha256,) if p.sha256 else ())
+            _Pinned(
+                name=p.name,
+                version=p.version,
+                sha256=(p.sha256,) if p.sha256 else (),
+                direct=p.url if p.direct else None,
+            )
             for p in packages
             if p.manager == "pip"
         ),
@@ -114,14 +152,23 @@ def _requirements(contents: _Contents) -> list[str]:
             "# The conda packages of this environment are not listed: "
             "export them with --format explicit."
         )
+    direct = [p for p in contents.pip if p.direct and not p.sha256]
+    if direct:
+        lines.append(
+            f"# {len(direct)} direct reference(s) below have no file hash (a VCS checkout or a "
+            "directory): pip --require-hashes refuses them."
+        )
     for package in sorted(contents.pip, key=lambda p: p.name):
+        if package.direct and not package.sha256:
+            lines.append(package.requirement)
+            continue
         if not package.sha256:
             raise UsageError(
                 f"cannot export {package.name} {package.version} of {contents.target.label}: "
                 "its lock entry has no sha256, which pip --require-hashes needs"
             )
         hashes = [f"    --hash=sha256:{digest}" for digest in package.sha256]
-        lines.append(f"{package.name}=={package.version} \\")
+        lines.append(f"{package.requirement} \\")
         lines += [f"{line} \\" for line in hashes[:-1]] + hashes[-1:]
     return lines
 
@@ -143,10 +190,14 @@ def _explicit(contents: _Contents) -> list[str]:
             "export them with --format requirements."
         )
     lines.append("@EXPLICIT")
-    # Lock order, not sorted: the conda-lock writer already orders packages deterministically.
+    # Dependency order (dependencies first), as conda-lock renders it.
     for package in contents.conda:
-        digest = package.md5 if package.md5 else f"sha256:{package.sha256}"
-        lines.append(f"{package.url}#{digest}")
+        if package.md5:
+            lines.append(f"{package.url}#{package.md5}")
+        elif package.sha256:
+            lines.append(f"{package.url}#sha256:{package.sha256}")
+        else:
+            lines.append(package.url)
     return lines
 
 
@@ -172,15 +223,47 @@ def _environment_yml(contents: _Contents) -> list[str]:
         if not any(p.name == "pip" for p in contents.conda):
             lines.append("  - pip")
         lines.append("  - pip:")
-        lines += [
-            f"      - {p.name}=={p.version}" for p in sorted(contents.pip, key=lambda p: p.name)
-        ]
+        lines += [f"      - {p.requirement}" for p in sorted(contents.pip, key=lambda p: p.name)]
     return lines
 
 
-def export(config: Config, env: str, platform: str, fmt: str) -> str:
-    """The text of ``env``'s lock for ``platform`` in format ``fmt`` (one of :data:`FORMATS`)."""
-    contents = _contents(config, env, platform)
+def dependency_order(packages: Iterable[LockedCondaPackage]) -> tuple[LockedCondaPackage, ...]:
+    """``packages`` with every package after its dependencies, as conda installs them.
+
+    A depth-first walk in name order, so the result is deterministic; a cycle
+    (conda-forge's python depends on pip, which depends on python) is broken
+    where the walk meets it again.
+    """
+    by_name = {p.name: p for p in packages}
+    done: set[str] = set()
+    out: list[LockedCondaPackage] = []
+    for start in sorted(by_name):
+        if start in done:
+            continue
+        # An explicit stack, not recursion: a hostile lock may chain thousands.
+        done.add(start)
+        stack = [(start, iter(sorted(dict(by_name[start].dependencies))))]
+        while stack:
+            name, pending = stack[-1]
+            child = next((d for d in pending if d in by_name and d not in done), None)
+            if child is None:
+                stack.pop()
+                out.append(by_name[name])
+                continue
+            done.add(child)
+            stack.append((child, iter(sorted(dict(by_name[child].dependencies)))))
+    return tuple(out)
+
+
+def export(
+    config: Config, env: str, platform: str, fmt: str, categories: Sequence[str] = ("main",)
+) -> str:
+    """The text of ``env``'s lock for ``platform`` in format ``fmt`` (one of :data:`FORMATS`).
+
+    A conda-lock file's packages of ``categories`` only (conda-lock's own
+    default is the main category).
+    """
+    contents = _contents(config, env, platform, categories)
     render = {
         "requirements": _requirements,
         "explicit": _explicit,

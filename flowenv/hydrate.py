@@ -28,6 +28,7 @@ from typing import Any
 import attrs
 
 from flowenv._atomic import write_atomic
+from flowenv._bounds import parse_bounded
 from flowenv.config.models import Config
 from flowenv.errors import StoreError, UsageError
 from flowenv.platforms import host_platform
@@ -126,6 +127,8 @@ def hydrate(
         )
     store = _store(config, store_url, store_options)
     cache = cache or ArtifactCache()
+    # Every step below writes into the cache (locks, venvs, artifacts): say it once, up front.
+    cache.check_writable()
 
     if env_id is None:
         assert project_name is not None  # checked above, before opening the store
@@ -249,7 +252,7 @@ def _local_env_id(config: Config | None, env_name: str, platform: str) -> str | 
     from flowenv.locks.layout import LockTarget
 
     target = LockTarget(env, platform, lock_path(config.lock_root, env, platform))
-    if not target.path.is_file():
+    if not target.path.exists():
         return None
     return plan_target(target).env_id
 
@@ -290,7 +293,7 @@ def _read_marker(prefix: Path) -> dict[str, Any] | None:
     import json
 
     try:
-        data = json.loads((prefix / MARKER).read_text(encoding="utf-8"))
+        data = parse_bounded(json.loads, (prefix / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -427,7 +430,7 @@ def _install_wheels(
     *,
     system: bool,
 ) -> None:
-    from flowenv.resolvers.uv import install_wheels_offline
+    from flowenv.resolvers.uv import install_wheels_offline, requirements_text
 
     # A find-links directory of hard links to the verified cache files: uv
     # picks, per pinned package, the wheel that fits the interpreter, and the
@@ -446,7 +449,8 @@ def _install_wheels(
             pins.add((wheel.name, wheel.version))
         requirements = scratch / "requirements.txt"
         requirements.write_text(
-            "".join(f"{name}=={version}\n" for name, version in sorted(pins)), encoding="utf-8"
+            requirements_text(f"{name}=={version}" for name, version in sorted(pins)),
+            encoding="utf-8",
         )
         install_wheels_offline(
             python,

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
 
 from flowenv.config.models import Config
-from flowenv.errors import FlowenvError, UsageError
+from flowenv.errors import FlowenvError, UsageError, WriteError
 from flowenv.lockers import LockOptions, locker_for
 from flowenv.locks.layout import LockTarget, is_fresh, targets
 from flowenv.spec import Environments, EnvSpec, build_environments
@@ -70,10 +70,113 @@ def select_targets(
     ]
 
 
+def select_all(config: Config, selection: Selection = Selection()) -> list[LockTarget]:
+    """Every target ``selection`` names, fresh or not."""
+    return select_targets(config, build_environments(config), selection)
+
+
 def stale_targets(config: Config, selection: Selection = Selection()) -> list[LockTarget]:
     """Targets whose lock is missing or was made from other inputs. Resolves nothing."""
     environments = build_environments(config)
     return [t for t in select_targets(config, environments, selection) if not is_fresh(t)]
+
+
+def input_files(config: Config) -> list[Path]:
+    """Every file whose content enters an input hash: what the freshness record digests.
+
+    A reader of another input file (requirements.txt, a local package...) must
+    add it here, or ``lock --check``'s fast path would miss an edit to it.
+    """
+    return [config.path]
+
+
+@attrs.frozen(kw_only=True)
+class CheckReport:
+    """What ``lock --check`` found: stale or missing locks, and (full selection) obsolete ones."""
+
+    stale: tuple[LockTarget, ...]
+    obsolete: tuple[Path, ...]
+
+    @property
+    def fresh(self) -> bool:
+        return not self.stale and not self.obsolete
+
+
+def check(
+    config: Config,
+    selection: Selection = Selection(),
+    digests: Mapping[str, str] | None = None,
+) -> CheckReport:
+    """Find stale and obsolete locks, resolving nothing; remember a wholly fresh project.
+
+    ``digests`` are the :func:`~flowenv.locks.freshness.digest_inputs` of the
+    configuration file taken before it was loaded; with them, a full check
+    that finds every lock fresh writes the record ``lock --check``'s fast path
+    trusts (and any other outcome drops it).
+    """
+    from flowenv.locks.layout import CONDA_LOCK_NAME, validate_lock
+
+    environments = build_environments(config)
+    selected = select_targets(config, environments, selection)
+    stale = tuple(t for t in selected if not is_fresh(t))
+    # A fresh pylock is read whole (tomllib is already loaded): a damaged or
+    # hostile lock is an error here, not in the executor that installs it. A
+    # conda-lock.yml is not: YAML would cost this start-up path more than the
+    # check itself; every command that uses one reads it whole.
+    fresh = {t.path for t in selected} - {t.path for t in stale}
+    for path in sorted(p for p in fresh if p.name != CONDA_LOCK_NAME):
+        validate_lock(path)
+    whole = selection == Selection()
+    obsolete = tuple(_obsolete(config, selected)) if whole else ()
+    report = CheckReport(stale=stale, obsolete=obsolete)
+    if whole:
+        remember_fresh(config, digests if report.fresh else None, selected, validated=True)
+    return report
+
+
+def remember_fresh(
+    config: Config,
+    digests: Mapping[str, str] | None,
+    live: Sequence[LockTarget],
+    *,
+    validated: bool = False,
+) -> None:
+    """Record that every lock of ``live`` (all of them) is fresh; ``digests`` None: forget.
+
+    Called after a full check found nothing (``validated``: it also read every
+    fresh pylock whole), or a full lock wrote every lock and removed the
+    obsolete ones. See :func:`flowenv.locks.freshness.write_record`.
+    """
+    from flowenv.locks import freshness
+
+    others = freshness.digest_inputs(p for p in input_files(config) if p != config.path)
+    if digests is None or others is None:
+        freshness.forget_record(config.path)
+        return
+    expected: dict[str, dict[str, str]] = {}
+    for target in live:
+        name = f"{target.path.parent.name}/{target.path.name}"
+        expected.setdefault(name, {})[target.platform] = target.env.input_hash(target.platform)
+    freshness.write_record(
+        config.path, {**digests, **others}, config.lock_root, expected, validated=validated
+    )
+
+
+def _obsolete(config: Config, live_targets: Sequence[LockTarget]) -> list[Path]:
+    from flowenv.locks.layout import lock_files, recorded_input_hashes
+
+    # Strings, not Paths: hashing a Path costs more than the comparison here.
+    live = {str(t.path) for t in live_targets}
+    # Only files that carry flowenv's input hash, under the lock dir for real: a
+    # file that merely has a lock's name (another tool's pylock, a hand-written
+    # one) or lives behind a symlink out of the lock dir is not ours to judge.
+    return [
+        path
+        for path in lock_files(config.lock_root)
+        if str(path) not in live
+        and _inside_lock_root(config, path)
+        and recorded_input_hashes(path)
+    ]
 
 
 def obsolete_locks(config: Config) -> list[Path]:
@@ -83,22 +186,56 @@ def obsolete_locks(config: Config) -> list[Path]:
     platform → one conda-lock.yml), leaves its old file behind; a reviewer
     must not mistake it for a live lock, nor ``lock --check`` for fresh.
     """
-    from flowenv.locks.layout import lock_files
-
     environments = build_environments(config)
-    live = {t.path for t in select_targets(config, environments, Selection())}
-    return [path for path in lock_files(config.lock_root) if path not in live]
+    return _obsolete(config, select_targets(config, environments, Selection()))
 
 
-def remove_obsolete_locks(config: Config) -> list[Path]:
-    """Delete :func:`obsolete_locks` (and env directories left empty); what was removed."""
-    removed = obsolete_locks(config)
+def _inside_lock_root(config: Config, path: Path) -> bool:
+    """Whether ``path`` really lives under the lock dir (an env directory may be a symlink)."""
+    root = config.lock_root.resolve()
+    return root in path.parent.resolve().parents or path.parent.resolve() == root
+
+
+def remove_obsolete_locks(
+    config: Config, live: Sequence[LockTarget] | None = None
+) -> list[Path]:
+    """Delete :func:`obsolete_locks` (and env directories left empty); what was removed.
+
+    ``live``: every env × platform of the configuration, when the caller has
+    them already (a full :func:`lock` returns them). The lock dir is confined
+    to the project (the loader refuses one that leaves it), and only files
+    flowenv wrote are candidates, so nothing another project or person wrote
+    is ever deleted.
+    """
+    removed = obsolete_locks(config) if live is None else _obsolete(config, live)
     for path in removed:
-        path.unlink()
+        try:
+            path.unlink()
+        except OSError as exc:
+            raise WriteError(
+                f"cannot remove the obsolete lock {path}: {exc.strerror}"
+            ) from None
         # Not empty: another lock (or a file of the user's) still lives there.
         with contextlib.suppress(OSError):
             path.parent.rmdir()
     return removed
+
+
+def remove_leftover_temp_files(config: Config) -> list[Path]:
+    """Delete the temporary lock files a killed ``flowenv lock`` left; what was removed."""
+    from flowenv._atomic import leftover_temp_files
+    from flowenv.locks.layout import is_lock_name
+
+    removed = []
+    root = config.lock_root
+    directories = [d for d in root.iterdir() if d.is_dir()] if root.is_dir() else []
+    for directory in directories:
+        for tmp, name in leftover_temp_files(directory).items():
+            if is_lock_name(name):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                    removed.append(tmp)
+    return sorted(removed)
 
 
 @attrs.frozen
@@ -114,17 +251,15 @@ class _Job:
 
 
 def _jobs(todo: Sequence[LockTarget]) -> list[_Job]:
-    # PyPI locks are one file per platform: one job per (spec, platform).
-    # A conda-lock.yml holds every platform: one job per spec.
-    grouped: dict[tuple[str, str], tuple[list[EnvSpec], list[str]]] = {}
+    # One job per distinct spec, with every platform it needs: a conda-lock.yml
+    # holds them all, and a PyPI env resolves its lead platform first so the
+    # others can follow its versions (see flowenv.lockers.pypi).
+    grouped: dict[str, tuple[list[EnvSpec], list[str]]] = {}
     for target in todo:
         env = target.env
-        # A conda-lock.yml holds every platform: its job is keyed by all of them.
-        key = (
-            (env.input_hash(target.platform), target.platform)
-            if env.kind == "pypi"
-            else (",".join(f"{p}={env.input_hash(p)}" for p in env.platforms), "")
-        )
+        # Keyed by the input hash of every platform the env locks: envs alike on all
+        # of them share one resolution (per-platform packages can tell them apart).
+        key = ",".join(f"{p}={env.input_hash(p)}" for p in env.platforms)
         envs, platforms = grouped.setdefault(key, ([], []))
         if env not in envs:
             envs.append(env)
@@ -158,6 +293,14 @@ def lock(
     options = options or LockOptions()
     environments = build_environments(config)
     selected = select_targets(config, environments, selection)
+    _check_upgrade_packages(selected, options.upgrade_packages)
+    for target in selected:
+        if not _inside_lock_root(config, target.path):
+            # Checked before resolving: neither the old lock there is read nor a new one written.
+            raise WriteError(
+                f"refusing {target.path}: {target.path.parent} is a symbolic link out of the "
+                f"lock dir {config.lock_root}; no lock file was changed"
+            )
     forced = options.upgrade or bool(options.upgrade_packages)
     todo = [t for t in selected if forced or not is_fresh(t)]
     results = [LockResult(target=t, status="fresh") for t in selected if t not in todo]
@@ -183,11 +326,36 @@ def lock(
     if errors:
         raise _combined(errors)
     written = _write_changed(texts)
+    remove_leftover_temp_files(config)
     for target in todo:
         results.append(
             LockResult(target=target, status="written" if target.path in written else "unchanged")
         )
     return sorted(results, key=lambda r: (r.target.env.name, r.target.platform))
+
+
+def _check_upgrade_packages(selected: Sequence[LockTarget], names: Sequence[str]) -> None:
+    """Refuse ``--upgrade-package NAME`` for a package no selected env declares or has locked.
+
+    A typo would otherwise "succeed" and upgrade nothing.
+    """
+    if not names:
+        return
+    from flowenv.config.load import did_you_mean, normalize_pypi_name
+    from flowenv.locks.layout import locked_names
+
+    known: set[str] = set()
+    for target in selected:
+        env, platform = target.env, target.platform
+        known |= {p.name for p in env.pypi_on(platform)} | {c.name for c in env.conda_on(platform)}
+        known |= locked_names(target.path)
+    known = {normalize_pypi_name(n) for n in known}
+    for name in names:
+        if normalize_pypi_name(name) not in known:
+            raise UsageError(
+                f"--upgrade-package {name}: no selected environment declares or locks a "
+                f"package of that name{did_you_mean(normalize_pypi_name(name), known)}"
+            )
 
 
 def _combined(errors: list[tuple[str, FlowenvError]]) -> FlowenvError:
@@ -202,15 +370,21 @@ def _combined(errors: list[tuple[str, FlowenvError]]) -> FlowenvError:
 
 
 def _write_changed(texts: dict[Path, str]) -> set[Path]:
-    from flowenv._atomic import write_atomic
+    """Write the locks whose text changed, all of them or (when one cannot be written) none."""
+    from flowenv._atomic import write_all_atomic
 
-    written = set()
+    changed = {}
     for path, text in sorted(texts.items()):
         try:
-            if path.read_text(encoding="utf-8") == text:
+            if path.read_bytes() == text.encode("utf-8"):
                 continue
         except OSError:
             pass
-        write_atomic(path, text)
-        written.add(path)
-    return written
+        changed[path] = text
+    try:
+        write_all_atomic(changed)
+    except OSError as exc:
+        raise WriteError(
+            f"cannot write {exc.filename}: {exc.strerror}; no lock file was changed"
+        ) from None
+    return set(changed)

@@ -192,8 +192,8 @@ class FlowRun:
 
     def prepare(self, datastore_type: str, log: Callable[[str], None] = lambda _: None) -> Prepared:
         """Sync what the run needs to the store, hydrate the local envs, build the support layer."""
+        from flowenv.cachedir import default_cache_dir
         from flowenv.hydrate import hydrate
-        from flowenv.store.cache import default_cache_dir
         from flowenv.sync import sync
 
         self.check_fresh()

@@ -49,3 +49,34 @@ ENVIRONMENT_MARKERS: dict[str, str] = {
     "osx-arm64": "sys_platform == 'darwin' and platform_machine == 'arm64'",
     "win-64": "sys_platform == 'win32' and platform_machine == 'AMD64'",
 }
+
+
+_MARKER_FACTS: dict[str, tuple[str, str, str, str]] = {
+    # platform -> (sys_platform, platform_system, platform_machine, os_name)
+    "linux-64": ("linux", "Linux", "x86_64", "posix"),
+    "linux-aarch64": ("linux", "Linux", "aarch64", "posix"),
+    "osx-64": ("darwin", "Darwin", "x86_64", "posix"),
+    "osx-arm64": ("darwin", "Darwin", "arm64", "posix"),
+    "win-64": ("win32", "Windows", "AMD64", "nt"),
+}
+
+
+def marker_environment(platform: str, python: str) -> dict[str, str]:
+    """The PEP 508 marker variables of CPython ``python`` on ``platform`` (to evaluate markers)."""
+    sys_platform, system, machine, os_name = _MARKER_FACTS[platform]
+    parts = python.split(".")
+    short = ".".join(parts[:2])
+    full = python if len(parts) > 2 else f"{short}.0"
+    return {
+        "sys_platform": sys_platform,
+        "platform_system": system,
+        "platform_machine": machine,
+        "os_name": os_name,
+        "python_version": short,
+        "python_full_version": full,
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "implementation_version": full,
+        "platform_release": "",
+        "platform_version": "",
+    }

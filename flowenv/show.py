@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from flowenv.config.load import did_you_mean
 from flowenv.config.models import Config, PypiPackage
-from flowenv.errors import UsageError
-from flowenv.locks.layout import lock_status, targets
+from flowenv.diff.compare import platform_differences
+from flowenv.diff.load import read_conda_lock_text, read_pylock_text
+from flowenv.diff.model import EnvLocks, PlatformLock
+from flowenv.errors import FlowenvError, UsageError
+from flowenv.locks.layout import CONDA_LOCK_NAME, LockTarget, lock_status, targets, validate_lock
 from flowenv.spec import EnvSpec, build_environments, strip_credentials
 
 
@@ -19,7 +23,7 @@ def _pypi(packages: Sequence[PypiPackage]) -> list[str]:
 def _content(env: EnvSpec, platform: str) -> dict[str, Any]:
     return {
         "pypi": _pypi(env.pypi_on(platform)),
-        "conda": [c.match_spec() for c in env.conda_on(platform)],
+        "conda": [strip_credentials(c.match_spec()) for c in env.conda_on(platform)],
         "system-requirements": dict(env.system_on(platform).items()),
     }
 
@@ -32,6 +36,8 @@ def describe_env(config: Config, env: EnvSpec) -> dict[str, Any]:
     ``target.<platform>`` tables change it. The input hash is per platform.
     """
     env_targets = targets(config.lock_root, [env], env.platforms, live_platforms=env.platforms)
+    for path in sorted({t.path for t in env_targets if lock_status(t) == "fresh"}):
+        validate_lock(path)
     indexes = {n: strip_credentials(u) for p in env.platforms for n, u in env.indexes_on(p)}
     return {
         "name": env.name,
@@ -39,8 +45,8 @@ def describe_env(config: Config, env: EnvSpec) -> dict[str, Any]:
         "python": env.python,
         "platforms": list(env.platforms),
         "pypi": _pypi(env.pypi),
-        "conda": [c.match_spec() for c in env.conda],
-        "channels": list(env.channels) if env.kind == "conda" else [],
+        "conda": [strip_credentials(c.match_spec()) for c in env.conda],
+        "channels": [strip_credentials(c) for c in env.channels] if env.kind == "conda" else [],
         "system-requirements": dict(env.system_requirements.items()),
         "indexes": dict(sorted(indexes.items())),
         "targets": {platform: _content(env, platform) for platform, _ in env.targets},
@@ -53,7 +59,28 @@ def describe_env(config: Config, env: EnvSpec) -> dict[str, Any]:
             }
             for t in env_targets
         },
+        "platform-differences": platform_differences(_locked(env_targets)),
     }
+
+
+def _locked(env_targets: Sequence[LockTarget]) -> EnvLocks:
+    """What the env's lock files on disk hold, per platform (missing files are skipped)."""
+    out: dict[str, PlatformLock] = {}
+    for target in env_targets:
+        try:
+            text = target.path.read_text(encoding="utf-8")
+        except OSError:
+            continue
+        source = str(target.path)
+        try:
+            if target.path.name == CONDA_LOCK_NAME:
+                out.update(read_conda_lock_text(text, source))
+            else:
+                out[target.platform] = read_pylock_text(text, source)
+        except FlowenvError:
+            continue  # a damaged lock is reported by its status, not here
+    live = {t.platform for t in env_targets}
+    return {platform: packages for platform, packages in out.items() if platform in live}
 
 
 def describe_steps(config: Config, steps: Sequence[str] = ()) -> dict[str, Any]:
@@ -70,6 +97,11 @@ def describe_steps(config: Config, steps: Sequence[str] = ()) -> dict[str, Any]:
     for name in names:
         if not name.isidentifier():
             raise UsageError(f"'{name}' is not a step name (steps are Python identifiers)")
+        hint = did_you_mean(name, declared) if name not in declared else ""
+        if hint:
+            # An undeclared step runs in base, but one a letter away from a
+            # declared step is a typo: showing base for it would mislead.
+            raise UsageError(f"no step named '{name}' in {config.path.name}{hint}")
         shown.append(
             {
                 "step": name,
@@ -123,6 +155,9 @@ def _env_block(label: str, env: dict[str, Any], note: str) -> list[str]:
             lines.append(f"      system {_requirements(content['system-requirements'])}")
     for platform, lock in env["locks"].items():
         lines.append(f"    lock   {platform}: {lock['path']} ({lock['status']})")
+    for name, versions in env["platform-differences"].items():
+        spread = ", ".join(f"{platform} {version}" for platform, version in versions.items())
+        lines.append(f"    differs  {name}: {spread}")
     return lines
 
 

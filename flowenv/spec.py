@@ -42,7 +42,13 @@ INPUT_HASH_VERSION = "1"
 
 
 def strip_credentials(url: str) -> str:
-    """``https://user:token@host/simple`` -> ``https://host/simple``; other strings unchanged."""
+    """``https://user:token@host/simple`` -> ``https://host/simple``; other strings unchanged.
+
+    Also for a conda ``channel-url::name`` match spec: the URL part is stripped.
+    """
+    channel, sep, name = url.rpartition("::")
+    if sep and "://" in channel:
+        return f"{strip_credentials(channel)}::{name}"
     parts = urlsplit(url)
     if not parts.netloc or "@" not in parts.netloc:
         return url
@@ -60,6 +66,8 @@ class EnvSpec:
     channels: tuple[str, ...] = ()
     channel_priority: str = "strict"
     virtual_packages: tuple[tuple[str, str], ...] = ()
+    #: ``[project.conda] pypi-map``: how conda names map to PyPI names (mixed envs).
+    pypi_map: tuple[tuple[str, str], ...] = ()
     pypi_settings: PypiSettings = attrs.field(factory=PypiSettings)
     #: Steps that run in this environment (not part of the hash: it is not an input).
     steps: tuple[str, ...] = ()
@@ -131,11 +139,16 @@ class EnvSpec:
             inputs["system-requirements"] = dict(system)
         if self.kind == "conda":
             inputs |= {
-                "conda": [c.match_spec() for c in self.conda_on(platform)],
-                "channels": list(self.channels),
+                # Credentials are a secret and a rotating one: never part of a
+                # lock's identity (a new token must not make every lock stale).
+                "conda": [strip_credentials(c.match_spec()) for c in self.conda_on(platform)],
+                "channels": [strip_credentials(c) for c in self.channels],
                 "channel-priority": self.channel_priority,
                 "virtual-packages": [list(v) for v in self.virtual_packages],
             }
+            if self.pypi and self.pypi_map:
+                # Which conda packages stand in for PyPI ones shapes the PyPI half.
+                inputs["pypi-map"] = [list(m) for m in self.pypi_map]
         return inputs
 
     def input_hash(self, platform: str) -> str:
@@ -264,6 +277,7 @@ def build_environments(config: Config) -> Environments:
                 channels=decl.channels if decl.channels is not None else project.conda.channels,
                 channel_priority=project.conda.channel_priority,
                 virtual_packages=project.conda.virtual_packages,
+                pypi_map=project.conda.pypi_map,
                 pypi_settings=project.pypi,
                 steps=tuple(sorted(users[env_name])),
                 platforms=platforms,

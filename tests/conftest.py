@@ -11,14 +11,20 @@ import pytest
 from tests.support.wheels import DEFAULT_WHEELS, WheelSpec, build_simple_index, build_wheel
 
 # Fixture modules of the larger subsystems (conda channel, object-store servers, ...).
-pytest_plugins: list[str] = ["tests.support.conda_channel", "tests.support.stores"]
+pytest_plugins: list[str] = [
+    "tests.support.cli_runner",
+    "tests.support.conda_channel",
+    "tests.support.real_data",
+    "tests.support.stores",
+]
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """uv caches in a session directory: tests never read or fill the user's cache."""
+    """uv and flowenv cache in session directories: tests never read or fill the user's cache."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("UV_CACHE_DIR", str(tmp_path_factory.mktemp("uv-cache")))
+        patch.setenv("FLOWENV_CACHE_DIR", str(tmp_path_factory.mktemp("flowenv-cache")))
         yield
 
 

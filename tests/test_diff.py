@@ -169,6 +169,7 @@ def test_json_is_complete_and_stable(project, capsys) -> None:
                     {"platform": p, "status": "added", "changes": gpu}
                     for p in ("linux-64", "osx-arm64")
                 ],
+                "platform-differences": {},
             },
             {
                 "env": "train",
@@ -177,6 +178,7 @@ def test_json_is_complete_and_stable(project, capsys) -> None:
                     {"platform": p, "status": "changed", "changes": train}
                     for p in ("linux-64", "osx-arm64")
                 ],
+                "platform-differences": {},
             },
         ],
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -58,6 +59,23 @@ def test_relocking_an_example_is_byte_identical(tmp_path: Path) -> None:
     before = {p: p.read_bytes() for p in (root / "locks").rglob("*.toml")}
     assert main(["-q", "-C", str(root), "lock", "--upgrade"]) == 0
     assert {p: p.read_bytes() for p in (root / "locks").rglob("*.toml")} == before
+
+
+def test_every_platform_of_a_real_stack_agrees_on_versions(tmp_path: Path, capsys) -> None:
+    # scikit-learn's unpinned dependencies (scipy, joblib, threadpoolctl) are
+    # resolved per platform against PyPI; both platforms must pin the same versions.
+    root = _copy("metaflow-loop", tmp_path)
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    linux = {p.name: p for p in read_pylock(root / "locks/train/pylock.linux-64.toml")}
+    mac = {p.name: p for p in read_pylock(root / "locks/train/pylock.osx-arm64.toml")}
+    assert {"scipy", "joblib", "threadpoolctl"} <= set(linux)
+    assert {n: p.version for n, p in linux.items()} == {n: p.version for n, p in mac.items()}
+    assert _tags(linux["scipy"].wheels[0].name) == {("cp311", "manylinux", "x86_64")}
+    assert {_tags(w.name).pop()[1] for w in mac["scipy"].wheels} == {"macosx"}
+    capsys.readouterr()
+    assert main(["-C", str(root), "show", "--json"]) == 0
+    described = json.loads(capsys.readouterr().out)
+    assert all(env["platform-differences"] == {} for env in described["envs"])
 
 
 def test_pytorch_example_cpu_on_the_laptop_cuda_on_the_cluster(tmp_path: Path) -> None:

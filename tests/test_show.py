@@ -126,6 +126,7 @@ def test_show_json(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
                         "input-hash": envs.get("base").input_hash("osx-arm64"),
                     },
                 },
+                "platform-differences": {},
             },
             {
                 "name": "train",
@@ -151,6 +152,7 @@ def test_show_json(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
                         "input-hash": envs.get("train").input_hash("osx-arm64"),
                     },
                 },
+                "platform-differences": {},
             },
         ],
     }
@@ -184,3 +186,14 @@ def test_show_lists_base_when_no_declared_step_uses_it(
         "env base (pypi, python 3.11) [steps not listed in the file]\n"
         "    lock   linux-64: locks/base/pylock.linux-64.toml (missing)\n"
     )
+
+
+def test_show_survives_a_damaged_lock(make_project, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_project('[base]\npython = "3.11"\npypi.packages = { alpha = "1.0" }\n')
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    (root / "locks/base/pylock.osx-arm64.toml").write_text("not [toml\n")
+    capsys.readouterr()
+    assert main(["-C", str(root), "show"]) == 0
+    out = capsys.readouterr().out
+    assert "osx-arm64: locks/base/pylock.osx-arm64.toml (stale)" in out
+    assert "differs" not in out

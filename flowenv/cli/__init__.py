@@ -8,71 +8,41 @@ This is also the one place that maps errors to exit codes.
 
 from __future__ import annotations
 
-import argparse
 import gc
-import importlib
 import os
 import sys
-from collections.abc import Sequence
-from pathlib import Path
-from typing import NoReturn
 
-from flowenv import __version__
-from flowenv.errors import EXIT_USAGE, FlowenvError
+from flowenv.cli.fastpath import fast_lock_check
 
-#: Command name -> module, in the order ``--help`` lists them.
-COMMANDS: dict[str, str] = {
-    "lock": "flowenv.cli.lock_cmd",
-    "show": "flowenv.cli.show_cmd",
-    "sync": "flowenv.cli.sync_cmd",
-    "hydrate": "flowenv.cli.hydrate_cmd",
-    "run": "flowenv.cli.run_cmd",
-    "store": "flowenv.cli.store_cmd",
-    "import": "flowenv.cli.import_cmd",
-    "diff": "flowenv.cli.diff_cmd",
-    "export": "flowenv.cli.export_cmd",
-    "git": "flowenv.cli.git_cmd",
-}
+# Not `from typing import TYPE_CHECKING`: importing typing is a few ms of every
+# `lock --check`, and type checkers honour any constant of this name.
+TYPE_CHECKING = False
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"flowenv: error: {message}\n")
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="flowenv",
-        description="Reproducible per-step, per-platform environments for ML workflows.",
-    )
-    parser.add_argument("--version", action="version", version=f"flowenv {__version__}")
-    parser.add_argument(
-        "-C",
-        dest="directory",
-        type=Path,
-        metavar="DIR",
-        help="run as if started in DIR (config discovery starts there)",
-    )
-    parser.add_argument(
-        "-c",
-        "--config",
-        type=Path,
-        metavar="FILE",
-        help="use this flowenv.toml or pyproject.toml; no discovery, no fallback",
-    )
-    parser.add_argument("-q", "--quiet", action="store_true", help="print only errors and results")
-    sub = parser.add_subparsers(
-        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
-    )
-    for module in COMMANDS.values():
-        importlib.import_module(module).register(sub)
-    return parser
+    """The whole command line's parser (see :mod:`flowenv.cli.parser`)."""
+    from flowenv.cli import parser
+
+    return parser.build_parser()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; ``argv`` None means this process is the ``flowenv`` program."""
-    args = build_parser().parse_args(argv)
+    quick = fast_lock_check(sys.argv[1:] if argv is None else argv)
+    if quick is not None:
+        return quick
+    from flowenv.cli.parser import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        # Bare `flowenv`: the overview a newcomer needs, not an error.
+        parser.print_help()
+        return 0
     try:
         return _run(args)
     finally:
@@ -86,13 +56,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from flowenv.errors import FlowenvError
+
     try:
         return int(args.run(args))
     except FlowenvError as exc:
+        from flowenv._subprocess import redact
+
+        # The last line of defence: whatever a message quotes, no URL keeps its password.
+        message = redact(exc.message)
         print(
-            f"flowenv: error: {exc.message}"
-            if "\n" not in exc.message
-            else f"flowenv: error:\n{exc.message}",
+            f"flowenv: error: {message}" if "\n" not in message else f"flowenv: error:\n{message}",
             file=sys.stderr,
         )
         return exc.exit_code

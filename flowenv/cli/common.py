@@ -14,6 +14,19 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(discover_config(start=args.directory, explicit=args.config))
 
 
+def config_and_digests(args: argparse.Namespace) -> tuple[Config, dict[str, str] | None]:
+    """:func:`config_from_args` and the digests a freshness record needs of it.
+
+    The configuration file is digested before it is loaded, so a record can
+    never pair a verdict on these bytes with the digest of newer ones.
+    """
+    from flowenv.locks.freshness import digest_inputs
+
+    path = discover_config(start=args.directory, explicit=args.config)
+    digests = digest_inputs([path])
+    return load_config(path), digests
+
+
 def add_platform_option(parser: argparse.ArgumentParser, help_text: str) -> None:
     """``-p/--platform P``, repeatable, collected in ``args.platforms``."""
     parser.add_argument(

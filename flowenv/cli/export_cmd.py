@@ -30,6 +30,12 @@ def register(sub: Any) -> None:
         help="requirements (pip-tools style, with --hash), explicit (conda), environment-yml",
     )
     parser.add_argument(
+        "--category",
+        action="append",
+        metavar="NAME",
+        help="a conda-lock category to include (repeatable; default: main, as conda-lock renders)",
+    )
+    parser.add_argument(
         "-o", "--output", type=Path, metavar="FILE", help="write here, not to stdout"
     )
     parser.set_defaults(run=run)
@@ -48,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
                 f"--platform is required: the project locks {', '.join(config.project.platforms)}"
             )
         platform = config.project.platforms[0]
-    text = export(config, args.env, platform, args.format)
+    text = export(config, args.env, platform, args.format, tuple(args.category or ("main",)))
     target = export_target(config, args.env, platform)
     if not is_fresh(target) and not args.quiet:
         print(

@@ -47,9 +47,16 @@ def run_textconv(args: argparse.Namespace) -> int:
     from flowenv.diff.textconv import textconv
 
     try:
-        text = args.file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = args.file.read_bytes()
+    except OSError as exc:
         raise UsageError(f"cannot read {args.file}: {exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        # Not a lock flowenv can read: git diff shows the bytes, as without the driver.
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        return 0
     sys.stdout.write(textconv(text, str(args.file)))
     return 0
 
@@ -67,12 +74,16 @@ def run_merge_driver(args: argparse.Namespace) -> int:
 
 
 def run_lock_hook(args: argparse.Namespace) -> int:
-    from flowenv.cli.common import config_from_args
-    from flowenv.lock import lock, remove_obsolete_locks
+    from flowenv.cli.common import config_and_digests
+    from flowenv.lock import lock, remember_fresh, remove_obsolete_locks
 
-    config = config_from_args(args)
-    written = [r for r in lock(config) if r.status == "written"]
-    removed = remove_obsolete_locks(config)
+    config, digests = config_and_digests(args)
+    results = lock(config)
+    live = [r.target for r in results]
+    written = [r for r in results if r.status == "written"]
+    removed = remove_obsolete_locks(config, live)
+    # Fresh on disk now, staged or not: the next hook run has nothing to do.
+    remember_fresh(config, digests, live)
     if written or removed:
         # Like a formatter hook: the files are fixed, the commit is not, so the
         # author sees and stages the new locks.

@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from flowenv.cli.common import add_selection, config_from_args
+from flowenv.cli.common import add_selection, config_and_digests
+from flowenv.cli.fastpath import FRESH_MESSAGE
 from flowenv.errors import CheckFailed
 
 
@@ -49,34 +50,35 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowenv.lock import Selection, obsolete_locks, stale_targets
+    from flowenv.lock import Selection, check
     from flowenv.locks.layout import lock_status
 
-    config = config_from_args(args)
+    config, digests = config_and_digests(args)
     selection = Selection(envs=tuple(args.envs), platforms=tuple(args.platforms))
     if args.check:
-        stale = stale_targets(config, selection)
+        report = check(config, selection, digests)
         lines = [
             f"  {t.label}: {lock_status(t)} ({t.path.relative_to(config.root).as_posix()})"
-            for t in stale
+            for t in report.stale
         ]
-        if selection == Selection():
-            lines += [
-                f"  {path.relative_to(config.root).as_posix()}: obsolete (nothing in "
-                f"{config.path.name} uses it)"
-                for path in obsolete_locks(config)
-            ]
+        lines += [
+            f"  {path.relative_to(config.root).as_posix()}: obsolete (nothing in "
+            f"{config.path.name} uses it)"
+            for path in report.obsolete
+        ]
         if lines:
             raise CheckFailed("stale locks (run `flowenv lock`):\n" + "\n".join(lines))
         if not args.quiet:
-            print("all locks are fresh")
+            print(FRESH_MESSAGE)
         return 0
-    return _lock(args, config, selection)
+    return _lock(args, config, selection, digests)
 
 
-def _lock(args: argparse.Namespace, config: Any, selection: Any) -> int:
+def _lock(
+    args: argparse.Namespace, config: Any, selection: Any, digests: dict[str, str] | None
+) -> int:
     from flowenv.cli import is_interactive
-    from flowenv.lock import Selection, lock, remove_obsolete_locks
+    from flowenv.lock import Selection, lock, remember_fresh, remove_obsolete_locks
     from flowenv.lockers import LockOptions
 
     options = LockOptions(upgrade=args.upgrade, upgrade_packages=tuple(args.upgrade_package))
@@ -95,7 +97,11 @@ def _lock(args: argparse.Namespace, config: Any, selection: Any) -> int:
     else:
         results = lock(config, selection, options, jobs=args.jobs)
     # Only a full lock knows every live lock; a partial one leaves others' files alone.
-    removed = remove_obsolete_locks(config) if selection == Selection() else []
+    removed: list[Any] = []
+    if selection == Selection():
+        live = [result.target for result in results]
+        removed = remove_obsolete_locks(config, live)
+        remember_fresh(config, digests, live)
     if not args.quiet:
         for result in results:
             relative = result.target.path.relative_to(config.root)

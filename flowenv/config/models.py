@@ -65,6 +65,8 @@ class CondaSettings:
     channels: tuple[str, ...] = DEFAULT_CHANNELS
     channel_priority: str = "strict"
     virtual_packages: tuple[tuple[str, str], ...] = ()
+    #: conda name -> PyPI name over the built-in table; "" = "not a PyPI distribution".
+    pypi_map: tuple[tuple[str, str], ...] = ()
 
 
 @attrs.frozen(kw_only=True)

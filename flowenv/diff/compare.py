@@ -65,11 +65,37 @@ def _package_change(name: str, old: Locked | None, new: Locked | None) -> Change
         order = compare_versions(old.version, new.version)
         kind = {-1: "upgraded", 1: "downgraded"}.get(order, "changed")
         return Change(kind=kind, name=name, old=old, new=new)
+    if old.manager == "pip" and _same_files(old, new):
+        return None
     if old.source != new.source:
         return Change(kind="source", name=name, old=old, new=new)
-    if old.hashes != new.hashes:
+    if _hash_changed(old, new):
         return Change(kind="hash", name=name, old=old, new=new)
     return None
+
+
+def _same_files(old: Locked, new: Locked) -> bool:
+    """Whether a PyPI package is the very same files, whichever way the lock reaches them.
+
+    A file of the same name and digest on both sides is the same artifact:
+    reached through an index URL on one side and the files host on the other,
+    or with other wheels added or dropped beside it, nothing installed
+    changes. A different index named on both sides still counts as a change.
+    """
+    before, after = dict(old.files), dict(new.files)
+    common = before.keys() & after.keys()
+    if not common or any(before[f] != after[f] for f in common):
+        return False
+    return old.source == new.source or old.source_is_index != new.source_is_index
+
+
+def _hash_changed(old: Locked, new: Locked) -> bool:
+    """A file present on both sides changed its digest; or, with no file in common, the digests."""
+    before, after = dict(old.files), dict(new.files)
+    common = before.keys() & after.keys()
+    if common:
+        return any(before[f] != after[f] for f in common)
+    return old.hashes != new.hashes
 
 
 def _platform_diff(
@@ -102,7 +128,34 @@ def _env_diff(env: str, old: EnvLocks | None, new: EnvLocks | None) -> EnvDiff |
     if not platforms:
         return None
     status = "added" if old is None else "removed" if new is None else "changed"
-    return EnvDiff(env=env, status=status, platforms=tuple(platforms))
+    differences = platform_differences(after)
+    return EnvDiff(
+        env=env,
+        status=status,
+        platforms=tuple(platforms),
+        platform_differences=tuple(
+            (name, tuple(by_platform.items())) for name, by_platform in differences.items()
+        ),
+    )
+
+
+def platform_differences(env: EnvLocks) -> dict[str, dict[str, str]]:
+    """Packages an env locks at different versions per platform: name -> platform -> version.
+
+    flowenv makes every platform follow the lead platform's versions where it
+    can (see :mod:`flowenv.lockers.pypi`); what remains here is where a platform
+    could not, the thing to know before an artifact pickled on one platform is
+    loaded on another. A package locked on one platform only is not listed.
+    """
+    versions: dict[str, dict[str, str]] = {}
+    for platform in sorted(env):
+        for name, locked in env[platform].items():
+            versions.setdefault(name, {})[platform] = locked.version
+    return {
+        name: by_platform
+        for name, by_platform in sorted(versions.items())
+        if len(set(by_platform.values())) > 1
+    }
 
 
 def compare(

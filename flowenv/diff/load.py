@@ -24,7 +24,6 @@ from __future__ import annotations
 import posixpath
 import re
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -35,9 +34,9 @@ from flowenv import git
 from flowenv.config.discover import PYPROJECT_NAME
 from flowenv.config.models import DEFAULT_LOCK_DIR
 from flowenv.diff.model import Locked, LockSet, PlatformLock
-from flowenv.errors import FlowenvError
+from flowenv.errors import LockFileError
 from flowenv.locks.condalock import parse_conda_lock
-from flowenv.locks.pylock import LockedWheel, parse_pylock
+from flowenv.locks.pylock import LockedPackage, PyLock, parse_pylock_document
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -68,14 +67,23 @@ class WorkTree:
         self.repo = repo
 
     def read(self, path: str) -> str | None:
-        try:
-            return (self.repo / path).read_text(encoding="utf-8")
-        except OSError:
+        from flowenv.locks.reading import read_lock_file
+
+        file = self.repo / path
+        if not file.exists():
             return None
+        # A lock that exists but cannot be read is an error, never "removed".
+        return read_lock_file(file)
 
     def files_under(self, directory: str) -> list[str]:
         root = self.repo / directory
-        return sorted(p.relative_to(self.repo).as_posix() for p in root.rglob("*") if p.is_file())
+        # A directory where a lock file belongs is listed too: reading it is then
+        # an error, as with any lock that exists but cannot be read.
+        return sorted(
+            p.relative_to(self.repo).as_posix()
+            for p in root.rglob("*")
+            if p.is_file() or p.name.endswith((".toml", ".yml"))
+        )
 
 
 class Revision:
@@ -97,15 +105,22 @@ def lock_dir_of(config_text: str | None, config_name: str) -> str:
     """``project.lock-dir`` of a configuration text, or the default when unset or unreadable."""
     if config_text is None:
         return DEFAULT_LOCK_DIR
+    from flowenv._bounds import TooDeep
+    from flowenv.config.load import read_toml
+    from flowenv.config.validators import lock_dir_problem
+
     try:
-        data: Any = tomllib.loads(config_text)
-    except tomllib.TOMLDecodeError:
+        data: Any = read_toml(config_text)[1]
+    except (tomllib.TOMLDecodeError, TooDeep):
         return DEFAULT_LOCK_DIR
     if config_name == PYPROJECT_NAME:
         data = data.get("tool", {}).get("flowenv", {})
     project = data.get("project", {}) if isinstance(data, dict) else {}
     value = project.get("lock-dir") if isinstance(project, dict) else None
-    return value if isinstance(value, str) and value else DEFAULT_LOCK_DIR
+    # A lock-dir that leaves the project is refused by every command: so here.
+    if isinstance(value, str) and value and not lock_dir_problem(value):
+        return value
+    return DEFAULT_LOCK_DIR
 
 
 def load_lock_set(tree: Tree, config_path: str) -> LockSet:
@@ -133,34 +148,35 @@ def _url_source(url: str) -> str:
     return url.rsplit("/", 1)[0] if "/" in url else url
 
 
-def _pylock_source(raw: Mapping[str, Any], files: tuple[LockedWheel, ...]) -> str:
-    if isinstance(raw.get("index"), str):
-        return str(raw["index"])
-    vcs = raw.get("vcs")
-    if isinstance(vcs, Mapping):
-        return f"{vcs.get('url') or vcs.get('path', '')}@{vcs.get('commit-id', '')}"
-    for key in ("archive", "directory"):
-        location = raw.get(key)
-        if isinstance(location, Mapping):
-            return str(location.get("url") or location.get("path") or "")
+def _pylock_source(package: LockedPackage) -> str:
+    if package.index:
+        return package.index
+    if package.vcs:
+        return package.vcs
+    if package.archive:
+        return _url_source(package.archive.url)
+    if package.directory:
+        return package.directory
+    files = package.files
     return _url_source(files[0].url) if files else ""
 
 
 def read_pylock_text(text: str, source: str) -> dict[str, Locked]:
     """The packages of one PEP 751 file, by normalised name."""
-    try:
-        raw_packages = tomllib.loads(text).get("packages", [])
-        packages = parse_pylock(text)
-    except (tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError) as exc:
-        raise FlowenvError(f"{source}: not a PEP 751 lock file: {exc}") from None
+    return _pylock_packages(parse_pylock_document(text, source))
+
+
+def _pylock_packages(lock: PyLock) -> dict[str, Locked]:
     out: dict[str, Locked] = {}
-    for raw, package in zip(raw_packages, packages, strict=True):
-        files = (*package.wheels, *((package.sdist,) if package.sdist else ()))
+    for package in lock.packages:
+        files = {(f.name, f"sha256:{f.sha256}") for f in package.files if f.sha256}
         out[canonicalize_name(package.name)] = Locked(
             version=package.version,
-            source=_pylock_source(raw, files),
-            hashes=tuple(sorted({f"sha256:{f.sha256}" for f in files if f.sha256})),
+            source=_pylock_source(package),
+            hashes=tuple(sorted({digest for _, digest in files})),
             manager="pip",
+            files=tuple(sorted(files)),
+            source_is_index=package.index is not None,
         )
     return out
 
@@ -173,7 +189,9 @@ def read_conda_lock_text(text: str, source: str) -> dict[str, dict[str, Locked]]
     """
     lock = parse_conda_lock(text, source)
     out: dict[str, dict[str, Locked]] = {platform: {} for platform in lock.platforms}
-    ordered = sorted(lock.packages, key=lambda p: (p.manager != "conda", p.name))
+    # conda-lock repeats a package once per category: one entry each.
+    unique = {(p.platform, p.manager, p.name): p for p in reversed(lock.packages)}
+    ordered = sorted(unique.values(), key=lambda p: (p.manager != "conda", p.name))
     for package in ordered:
         packages = out.setdefault(package.platform, {})
         if package.manager == "conda":
@@ -190,6 +208,7 @@ def read_conda_lock_text(text: str, source: str) -> dict[str, dict[str, Locked]]
             source=where,
             hashes=tuple(digests),
             manager="conda" if package.manager == "conda" else "pip",
+            files=tuple((package.filename, d) for d in digests[:1]),
         )
     return out
 
@@ -201,11 +220,12 @@ def read_lock_text(text: str, source: str) -> dict[str | None, dict[str, Locked]
     None for a foreign PEP 751 file); a conda-lock holds several.
     """
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
+        lock = parse_pylock_document(text, source)
+    except LockFileError as toml_error:
         # conda-lock YAML ("version: 1") is never valid TOML.
+        if "not valid TOML" not in str(toml_error):
+            raise
         platforms: dict[str | None, dict[str, Locked]] = {}
         platforms.update(read_conda_lock_text(text, source))
         return platforms
-    platform = data.get("tool", {}).get("flowenv", {}).get("platform")
-    return {platform if isinstance(platform, str) else None: read_pylock_text(text, source)}
+    return {lock.platform: _pylock_packages(lock)}

@@ -39,6 +39,11 @@ class Locked:
     hashes: tuple[str, ...]
     #: "pip" (PyPI packages, also inside a conda-lock) or "conda": decides version ordering.
     manager: str
+    #: (file name, "algorithm:hexdigest") of each file: tells the same file's hash
+    #: changing from a file added or dropped, and the same file from another host.
+    files: tuple[tuple[str, str], ...] = ()
+    #: Whether ``source`` is an index the lock names (else a file's host or location).
+    source_is_index: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -92,12 +97,18 @@ class EnvDiff:
     #: "added", "removed" or "changed".
     status: str
     platforms: tuple[PlatformDiff, ...]
+    #: After the change: packages still locked at different versions on different
+    #: platforms, as (name, ((platform, version), ...)).
+    platform_differences: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
             "env": self.env,
             "status": self.status,
             "platforms": [p.to_dict() for p in self.platforms],
+            "platform-differences": {
+                name: dict(versions) for name, versions in self.platform_differences
+            },
         }
 
 

@@ -142,17 +142,28 @@ def render_text(diff: LockDiff, *, color: bool = False) -> str:
     name_width = max((len(c.name) for c in rows), default=0)
     old_width = max((len(_columns(c)[0]) for c in rows), default=0)
     lines = []
-    for env, names, group in blocks:
+    for index, (env, names, group) in enumerate(blocks):
         lines.append(paint("header", f"{env.env} · {', '.join(names)}") + _group_note(group, env))
-        if not _lists_changes(group):
-            continue
-        for change in group.changes:
-            old, sep, new = _columns(change)
-            # Without an "old" column (only additions) the new versions follow the names.
-            values = f"{old:<{old_width}} {sep} {new}" if old_width else new
-            row = f"{_MARKERS[change.kind]} {change.name:<{name_width}}  {values}"
-            lines.append("  " + paint(change.kind, row.rstrip()))
+        if _lists_changes(group):
+            for change in group.changes:
+                old, sep, new = _columns(change)
+                # Without an "old" column (only additions) the new versions follow the names.
+                values = f"{old:<{old_width}} {sep} {new}" if old_width else new
+                row = f"{_MARKERS[change.kind]} {change.name:<{name_width}}  {values}"
+                lines.append("  " + paint(change.kind, row.rstrip()))
+        last_of_env = index + 1 == len(blocks) or blocks[index + 1][0] is not env
+        if last_of_env and env.platform_differences:
+            lines.append("  " + differences_note(env))
     return "\n".join(lines) + "\n"
+
+
+def differences_note(env: EnvDiff) -> str:
+    """One line naming the packages still locked at different versions per platform."""
+    items = [
+        f"{name} ({', '.join(f'{p} {v}' for p, v in versions)})"
+        for name, versions in env.platform_differences
+    ]
+    return f"versions differ across platforms: {'; '.join(items)}"
 
 
 # -- markdown -----------------------------------------------------------------
@@ -217,6 +228,8 @@ def render_markdown(diff: LockDiff) -> str:
             lines.append("")
             if _lists_changes(group):
                 lines += [*_md_table(group.changes), ""]
+        if env.platform_differences:
+            lines += [f"⚠ {_md(differences_note(env))}", ""]
         lines += ["</details>", ""]
     return "\n".join(lines)
 

@@ -10,10 +10,19 @@ same-version hash change.
 from __future__ import annotations
 
 from flowenv.diff.load import read_lock_text
+from flowenv.errors import LockFileError
 
 
 def textconv(text: str, source: str) -> str:
-    platforms = read_lock_text(text, source)
+    """``text`` as ``name version`` lines; the text itself if it is no lock flowenv can read.
+
+    A foreign or future-format file must never make ``git diff`` fail for the
+    whole repository: git then shows its raw lines, as it would without the driver.
+    """
+    try:
+        platforms = read_lock_text(text, source)
+    except LockFileError:
+        return text
     multi = len(platforms) > 1 or any(
         p.manager == "conda" for packages in platforms.values() for p in packages.values()
     )

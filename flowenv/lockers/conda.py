@@ -6,14 +6,14 @@ packages for that Python and platform. A package conda already provides is
 not taken from PyPI: its PyPI name is constrained to conda's version (so PyPI
 packages that need it agree with conda) and left out of the pip part.
 
-Conda names are mapped to PyPI names by PEP 503 normalisation
-(``scikit-learn`` is ``scikit-learn`` on both sides). Packages whose names
-differ between the two (conda's ``pytorch`` is PyPI's ``torch``) are not
-mapped: declare the PyPI name in ``conda.packages`` if both sides need it.
+Which conda packages are PyPI distributions, and under which name, is
+decided from their records in :mod:`flowenv.lockers.conda_pypi` (conda's
+``pytorch`` is PyPI's ``torch``; conda-forge's ``tzdata`` is not PyPI's).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -21,6 +21,7 @@ from pathlib import Path
 from flowenv.config.models import Config, SystemRequirements
 from flowenv.errors import FlowenvError
 from flowenv.lockers import LockOptions
+from flowenv.lockers.conda_pypi import CondaRecord, provided_distributions
 from flowenv.locks.condalock import (
     INPUT_HASH_KEY,
     CondaLock,
@@ -183,28 +184,47 @@ def _pip_part(
     from flowenv.locks.pylock import parse_pylock
     from flowenv.resolvers.uv import compile_pylock
 
-    versions = {p.name: p.version for p in solution}
-    python = versions.get("python")
+    python = next((p.version for p in solution if p.name == "python"), None)
     if python is None:
         raise FlowenvError(
             f"cannot resolve {env.name} · {platform}: the conda solution has no python package, "
             "so its PyPI packages cannot be resolved"
         )
-    provided = {_normalize(name): version for name, version in versions.items() if name != "python"}
-    raw = compile_pylock(
+    provided = provided_distributions(
+        (
+            CondaRecord(name=p.name, version=p.version, depends=p.depends, noarch=p.noarch)
+            for p in solution
+        ),
+        env.pypi_map,
+    )
+    resolve = functools.partial(
+        compile_pylock,
         [p.requirement() for p in env.pypi_on(platform)],
         python=python,
         platform=platform,
         settings=env.pypi_settings,
         label=f"{env.name} · {platform} (PyPI packages, with Python {python} from conda)",
-        constraints=_constraints(provided),
-        previous=None if options.upgrade else _previous_pylock(previous, platform),
-        upgrade=options.upgrade,
-        upgrade_packages=options.upgrade_packages,
         root=config.root,
         pinned=env.pinned_on(platform),
         system=env.system_on(platform),
     )
+    # First with conda's versions as constraints: PyPI packages must agree with
+    # them (uv fails clearly when one needs another numpy than conda's).
+    raw = resolve(
+        constraints=_constraints(provided),
+        previous=None if options.upgrade else _previous_pylock(previous, platform),
+        upgrade=options.upgrade,
+        upgrade_packages=options.upgrade_packages,
+    )
+    used = sorted(
+        {_normalize(p.name) for p in parse_pylock(raw, "uv output")} & provided.keys()
+    )
+    if used:
+        # Then without them: conda installs them, so whatever only they need on
+        # PyPI (torch's nvidia-* wheels for conda's pytorch) is not locked
+        # either. The first result, as the previous lock, keeps every other
+        # version where it was.
+        raw = resolve(previous=raw, excludes=used)
     entries = []
     for package in parse_pylock(raw):
         if _normalize(package.name) in provided:
@@ -283,16 +303,9 @@ def best_wheel(
 
 
 def _constraints(provided: Mapping[str, str]) -> list[str]:
-    from packaging.version import InvalidVersion, Version
-
-    out = []
-    for name, version in sorted(provided.items()):
-        try:
-            out.append(f"{name}=={Version(version)}")
-        except InvalidVersion:
-            # Not a PEP 440 version (some native conda packages): no PyPI twin to pin.
-            continue
-    return out
+    # Names and versions were checked (PEP 508 / PEP 440) by provided_distributions:
+    # nothing else reaches uv's constraints file.
+    return [f"{name}=={version}" for name, version in sorted(provided.items())]
 
 
 def _as_url(location: str, root: Path) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from flowenv.errors import FlowenvError
+from flowenv.locks.reading import Node, load_yaml, read_lock_file
 
 INPUT_HASH_KEY = "flowenv-input-hash-{platform}"
 
@@ -36,11 +36,15 @@ class LockedCondaPackage:
     manager: str  # "conda" | "pip"
     platform: str
     url: str
+    #: "" when the lock records none (conda-lock writes ``sha256: null`` for some entries).
     sha256: str
     md5: str | None = None
     dependencies: tuple[tuple[str, str], ...] = ()
     category: str = "main"
     optional: bool = False
+    #: A pip package installed from a direct URL or VCS reference (``source:`` in
+    #: conda-lock), not from an index: exported as ``name @ url``.
+    direct: bool = False
 
     @property
     def filename(self) -> str:
@@ -49,6 +53,11 @@ class LockedCondaPackage:
 
         # A wheel URL spells a local version's "+" as %2B (torch-2.4.1%2Bcpu-...).
         return unquote(self.url.rsplit("/", 1)[-1].split("#", 1)[0].split("?", 1)[0])
+
+    @property
+    def is_virtual(self) -> bool:
+        """A virtual package (``__osx``, ``__glibc``): a fact of the machine, nothing to fetch."""
+        return self.manager == "conda" and self.name.startswith("__")
 
 
 @attrs.frozen(kw_only=True)
@@ -63,56 +72,113 @@ class CondaLock:
     #: Input files, relative to the lock file's directory.
     sources: tuple[str, ...] = ()
 
-    def for_platform(self, platform: str) -> tuple[LockedCondaPackage, ...]:
-        return tuple(p for p in self.packages if p.platform == platform)
+    def for_platform(
+        self, platform: str, categories: Iterable[str] | None = None
+    ) -> tuple[LockedCondaPackage, ...]:
+        """The packages of ``platform``; only those of ``categories`` when given.
+
+        conda-lock v1 repeats a package once per category it belongs to: each
+        (manager, name) is kept once, in its first entry.
+        """
+        wanted = None if categories is None else frozenset(categories)
+        seen: set[tuple[str, str]] = set()
+        out = []
+        for package in self.packages:
+            if package.platform != platform:
+                continue
+            if wanted is not None and package.category not in wanted:
+                continue
+            key = (package.manager, package.name)
+            if key not in seen:
+                seen.add(key)
+                out.append(package)
+        return tuple(out)
+
+    def categories(self) -> tuple[str, ...]:
+        """Every category the lock's packages belong to, main first."""
+        found = {p.category for p in self.packages}
+        return tuple(sorted(found, key=lambda c: (c != "main", c)))
 
     def input_hash(self, platform: str) -> str | None:
         return dict(self.custom_metadata).get(INPUT_HASH_KEY.format(platform=platform))
 
 
-def _package(entry: Mapping[str, Any]) -> LockedCondaPackage:
-    hashes = entry.get("hash") or {}
-    deps = entry.get("dependencies") or {}
+_VCS_PREFIXES = ("git+", "hg+", "svn+", "bzr+")
+
+
+def _package(node: Node) -> LockedCondaPackage:
+    manager = node.text("manager", "conda")
+    if manager not in ("conda", "pip"):
+        raise node.error(f"unknown manager '{manager}' (conda or pip)", "manager")
+    name = node.conda_name() if manager == "conda" else node.pypi_name()
+    url = node.url("url")
+    if url is None:
+        raise node.error("missing", "url")
+    source = node.table("source")
+    source_url = source.url("url") if source else None
+    vcs = url.startswith(_VCS_PREFIXES)
+    hashes = node.table("hash")
+    sha256 = md5 = None
+    if hashes is not None:
+        md5 = hashes.digest("md5", 32)
+        # conda-lock records a VCS checkout's commit id as its "sha256": a
+        # commit is not a file hash, so the entry has none.
+        sha256 = None if vcs else hashes.digest("sha256", 64)
+    categories = node.strings("categories")
+    dependencies = node.table("dependencies")
     return LockedCondaPackage(
-        name=str(entry["name"]),
-        version=str(entry["version"]),
-        manager=str(entry.get("manager", "conda")),
-        platform=str(entry["platform"]),
-        url=str(entry.get("url", "")),
-        sha256=str(hashes.get("sha256", "")),
-        md5=hashes.get("md5"),
-        dependencies=tuple(sorted((str(k), str(v)) for k, v in deps.items())),
-        category=str(entry.get("category", "main")),
-        optional=bool(entry.get("optional", False)),
+        name=name,
+        version=node.version(),
+        manager=manager,
+        platform=node.text("platform"),
+        url=source_url or url,
+        sha256=sha256 or "",
+        md5=md5,
+        dependencies=tuple(
+            sorted((key, value.text_value()) for key, value in dependencies.items())
+        )
+        if dependencies
+        else (),
+        category=node.text("category", categories[0] if categories else "main"),
+        optional=node.flag("optional", False),
+        direct=manager == "pip" and (vcs or source_url is not None),
     )
 
 
 def parse_conda_lock(text: str, source: str = "conda-lock.yml") -> CondaLock:
-    """Parse conda-lock v1 YAML text; a :class:`FlowenvError` naming ``source`` if malformed."""
-    import yaml  # type: ignore[import-untyped,unused-ignore]
-
-    try:
-        data = yaml.safe_load(text)
-        metadata = data["metadata"]
-        if data.get("version") != 1:
-            raise ValueError(f"unsupported conda-lock version {data.get('version')!r}")
-        channels = tuple(
-            c["url"] if isinstance(c, Mapping) else str(c) for c in metadata.get("channels", [])
-        )
-        return CondaLock(
-            platforms=tuple(metadata.get("platforms", [])),
-            channels=channels,
-            content_hash=tuple(sorted((metadata.get("content_hash") or {}).items())),
-            custom_metadata=tuple(sorted((metadata.get("custom_metadata") or {}).items())),
-            packages=tuple(_package(p) for p in data.get("package", [])),
-            sources=tuple(str(s) for s in metadata.get("sources") or ()),
-        )
-    except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
-        raise FlowenvError(f"{source}: not a conda-lock v1 file: {exc}") from None
+    """conda-lock v1 YAML text as a model; a :class:`LockFileError` naming file and key if not."""
+    root = Node(load_yaml(text, source), source)
+    version = root.mapping().get("version")
+    if version != 1:
+        raise root.error(f"unsupported conda-lock version {version!r} (flowenv reads 1)", "version")
+    metadata = root.get("metadata")
+    metadata.mapping()
+    channels = []
+    for channel in metadata.array("channels"):
+        if isinstance(channel.value, Mapping):
+            channels.append(channel.text("url"))
+        elif isinstance(channel.value, str):
+            channels.append(channel.value)
+        else:
+            raise channel.error("expected a channel URL or a table with a url")
+    content = metadata.table("content_hash")
+    custom = metadata.table("custom_metadata")
+    return CondaLock(
+        platforms=metadata.strings("platforms"),
+        channels=tuple(channels),
+        content_hash=tuple(sorted((k, v.text_value()) for k, v in content.items()))
+        if content
+        else (),
+        custom_metadata=tuple(sorted((k, v.text_value()) for k, v in custom.items()))
+        if custom
+        else (),
+        packages=tuple(_package(p) for p in root.array("package")),
+        sources=metadata.strings("sources"),
+    )
 
 
 def read_conda_lock(path: Path) -> CondaLock:
-    return parse_conda_lock(path.read_text(encoding="utf-8"), str(path))
+    return parse_conda_lock(read_lock_file(path), str(path))
 
 
 HEADER = (

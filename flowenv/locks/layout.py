@@ -1,7 +1,8 @@
 """Where each environment's lock lives and whether it is fresh, without parsing it fully.
 
 This module is on the ``lock --check`` path: it reads the input hash a lock
-records with a regular expression and imports nothing heavy.
+records from its header (see :mod:`flowenv.locks.freshness`) and imports
+nothing heavy.
 """
 
 from __future__ import annotations
@@ -12,14 +13,27 @@ from pathlib import Path
 
 import attrs
 
+from flowenv.locks.freshness import CONDA_LOCK_NAME, hashes_in, is_lock_name, lock_files
 from flowenv.spec import EnvSpec
 
-PYLOCK_PATTERN = "pylock.{platform}.toml"
-CONDA_LOCK_NAME = "conda-lock.yml"
+__all__ = [
+    "CONDA_LOCK_NAME",
+    "PYLOCK_PATTERN",
+    "LockTarget",
+    "is_fresh",
+    "is_lock_name",
+    "lock_files",
+    "lock_path",
+    "lock_status",
+    "locked_names",
+    "recorded_input_hash",
+    "recorded_input_hashes",
+    "targets",
+]
 
-_PYLOCK_HASH = re.compile(r'^input-hash\s*=\s*"([0-9a-f]{64})"', re.MULTILINE)
-# conda-lock.yml keeps flowenv's hashes in metadata.custom_metadata, one key per platform.
-_CONDA_HASH = re.compile(r"^\s+flowenv-input-hash-([a-z0-9-]+):\s*'?([0-9a-f]{64})'?", re.MULTILINE)
+PYLOCK_PATTERN = "pylock.{platform}.toml"
+# `name = "x"` of a [[packages]] entry (pylock) or `- name: x` of a package (conda-lock).
+_LOCKED_NAME = re.compile(r"^\s*-?\s*name\s*[=:]\s*[\"']?([A-Za-z0-9_.-]+)", re.MULTILINE)
 
 
 @attrs.frozen
@@ -58,20 +72,21 @@ def targets(
 
 
 def recorded_input_hashes(path: Path) -> dict[str, str]:
-    """platform -> input hash, as the lock at ``path`` records them ({} if absent or unreadable)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
+    """platform -> input hash, as the lock at ``path`` records them ({} if there is no lock).
+
+    A lock that exists but cannot be read (no permission, not UTF-8) is a
+    :class:`~flowenv.errors.LockFileError`, not "stale": re-locking over a
+    file nobody can read would hide the real problem.
+    """
+    from flowenv.locks.reading import read_lock_file
+
+    if not path.exists() and not path.is_symlink():
         return {}
-    if path.name == CONDA_LOCK_NAME:
-        return dict(_CONDA_HASH.findall(text))
-    match = _PYLOCK_HASH.search(text)
-    platform = path.name.removeprefix("pylock.").removesuffix(".toml")
-    return {platform: match.group(1)} if match else {}
+    return hashes_in(path.name, read_lock_file(path).encode("utf-8"))
 
 
 def recorded_input_hash(path: Path, platform: str) -> str | None:
-    """The input hash ``path`` records for ``platform``, or None if absent or unreadable."""
+    """The input hash ``path`` records for ``platform``, or None if there is none."""
     return recorded_input_hashes(path).get(platform)
 
 
@@ -83,6 +98,22 @@ def is_fresh(target: LockTarget) -> bool:
     return not target.live_platforms or set(recorded) <= set(target.live_platforms)
 
 
+def validate_lock(path: Path) -> None:
+    """Read the lock at ``path`` whole (shape, names, bounds); a :class:`LockFileError` if not.
+
+    The input-hash check above reads one line; a command that reports a lock
+    as fresh reads the whole file first, so that a damaged or hostile lock is
+    an error there, not in the executor that installs it.
+    """
+    from flowenv.locks.condalock import read_conda_lock
+    from flowenv.locks.pylock import read_pylock_document
+
+    if path.name == CONDA_LOCK_NAME:
+        read_conda_lock(path)
+    else:
+        read_pylock_document(path)
+
+
 def lock_status(target: LockTarget) -> str:
     """``"fresh"``, ``"stale"`` (made from other inputs) or ``"missing"``."""
     if is_fresh(target):
@@ -90,10 +121,10 @@ def lock_status(target: LockTarget) -> str:
     return "stale" if target.path.exists() else "missing"
 
 
-def lock_files(lock_root: Path) -> list[Path]:
-    """Every file under ``lock_root`` named like a flowenv lock (nothing else is ever touched)."""
-    if not lock_root.is_dir():
-        return []
-    found = [*lock_root.glob(f"*/{PYLOCK_PATTERN.format(platform='*')}")]
-    found += lock_root.glob(f"*/{CONDA_LOCK_NAME}")
-    return sorted(found)
+def locked_names(path: Path) -> set[str]:
+    """Every package name the lock at ``path`` mentions (a loose scan; {} if unreadable)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return set()
+    return set(_LOCKED_NAME.findall(text))

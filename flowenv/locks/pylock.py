@@ -17,6 +17,7 @@ from urllib.parse import unquote
 import attrs
 
 from flowenv._atomic import write_atomic
+from flowenv.locks.reading import Node, load_toml, read_lock_file
 from flowenv.locks.toml_render import render
 from flowenv.platforms import ENVIRONMENT_MARKERS
 from flowenv.spec import EnvSpec, strip_credentials
@@ -33,7 +34,7 @@ EMPTY_PYLOCK = 'lock-version = "1.0"\n'
 
 @attrs.frozen(kw_only=True)
 class LockedWheel:
-    """One wheel of a locked package: where it came from and its sha256."""
+    """One file of a locked package (a wheel, sdist or archive): where it is and its sha256."""
 
     name: str
     url: str
@@ -42,12 +43,52 @@ class LockedWheel:
 
 @attrs.frozen(kw_only=True)
 class LockedPackage:
-    """A package pinned in a pylock file (the facts sync, hydrate and diff need)."""
+    """A package pinned in a pylock file (the facts sync, hydrate, export and diff need)."""
 
     name: str
     version: str
     wheels: tuple[LockedWheel, ...] = ()
     sdist: LockedWheel | None = None
+    #: PEP 508 marker: the package is only for environments where it holds.
+    marker: str | None = None
+    index: str | None = None
+    #: A direct archive (``archive``), a VCS checkout (``url@commit``) or a local directory.
+    archive: LockedWheel | None = None
+    vcs: str | None = None
+    directory: str | None = None
+
+    @property
+    def files(self) -> tuple[LockedWheel, ...]:
+        """Every file the lock names for the package, wheels first."""
+        return (*self.wheels, *filter(None, (self.sdist, self.archive)))
+
+    def applies_to(self, environment: Mapping[str, str]) -> bool:
+        """Whether the package's marker holds in ``environment`` (no marker: always)."""
+        if self.marker is None:
+            return True
+        from packaging.markers import Marker
+
+        return Marker(self.marker).evaluate(dict(environment))
+
+
+@attrs.frozen(kw_only=True)
+class PyLock:
+    """A parsed PEP 751 file."""
+
+    packages: tuple[LockedPackage, ...]
+    #: Markers of the environments the lock is for (empty: any).
+    environments: tuple[str, ...] = ()
+    #: ``[tool.flowenv]`` facts of a flowenv lock (None in a foreign file).
+    platform: str | None = None
+    python: str | None = None
+
+    def fits(self, environment: Mapping[str, str]) -> bool:
+        """Whether ``environment`` is one the lock is for (PEP 751 ``environments``)."""
+        from packaging.markers import Marker
+
+        return not self.environments or any(
+            Marker(m).evaluate(dict(environment)) for m in self.environments
+        )
 
 
 def _scrub(value: Any) -> Any:
@@ -101,28 +142,95 @@ def write_pylock(path: Path, text: str) -> None:
 
 def read_pylock(path: Path) -> tuple[LockedPackage, ...]:
     """The packages of a pylock file (flowenv's or any PEP 751 file)."""
-    return parse_pylock(path.read_text(encoding="utf-8"))
+    return read_pylock_document(path).packages
 
 
-def _wheel(package: str, entry: Mapping[str, Any]) -> LockedWheel:
-    url = entry.get("url") or entry.get("path") or ""
+def read_pylock_document(path: Path) -> PyLock:
+    return parse_pylock_document(read_lock_file(path), str(path))
+
+
+def _file(node: Node, fallback_name: str = "") -> LockedWheel:
+    url = node.url("url") or node.url("path") or ""
     # A URL spells a local version's "+" as %2B (torch-2.4.1%2Bcpu-...whl); the
     # file name must be the wheel's real one, or no installer can read its version.
-    name = entry.get("name") or unquote(url.rsplit("/", 1)[-1].split("#", 1)[0])
-    return LockedWheel(name=name, url=url, sha256=entry.get("hashes", {}).get("sha256", ""))
+    name = node.text("name", "") or unquote(url.rsplit("/", 1)[-1].split("#", 1)[0])
+    name = name or fallback_name
+    hashes = node.table("hashes")
+    sha256 = (hashes.digest("sha256", 64) if hashes else None) or ""
+    return LockedWheel(name=name, url=url, sha256=sha256)
 
 
-def parse_pylock(text: str) -> tuple[LockedPackage, ...]:
-    data = tomllib.loads(text)
-    out = []
-    for pkg in data.get("packages", []):
-        sdist = pkg.get("sdist")
-        out.append(
-            LockedPackage(
-                name=pkg["name"],
-                version=pkg.get("version", ""),
-                wheels=tuple(_wheel(pkg["name"], w) for w in pkg.get("wheels", [])),
-                sdist=_wheel(pkg["name"], sdist) if sdist else None,
-            )
+def _package(node: Node) -> LockedPackage:
+    name = node.pypi_name()
+    sdist = node.table("sdist")
+    archive = node.table("archive")
+    vcs = node.table("vcs")
+    directory = node.table("directory")
+    marker = node.optional_str("marker")
+    if marker is not None:
+        from packaging.markers import InvalidMarker, Marker
+
+        try:
+            Marker(marker)
+        except InvalidMarker as exc:
+            raise node.error(f"not a PEP 508 marker: {exc}", "marker") from None
+    return LockedPackage(
+        name=name,
+        version=node.version("version", ""),
+        wheels=tuple(_file(w) for w in node.array("wheels")),
+        sdist=_file(sdist) if sdist else None,
+        marker=marker,
+        index=node.url("index"),
+        archive=_file(archive, name) if archive else None,
+        vcs=(
+            f"{vcs.url('url') or vcs.url('path') or ''}@{vcs.text('commit-id', '')}"
+            if vcs
+            else None
+        ),
+        directory=directory.text("path") if directory else None,
+    )
+
+
+def parse_pylock_document(text: str, source: str = "pylock.toml") -> PyLock:
+    """A PEP 751 document, its shape checked; a :class:`LockFileError` naming file and key."""
+    root = Node(load_toml(text, source), source)
+    tool = root.table("tool")
+    flowenv = tool.table("flowenv") if tool else None
+    environments = root.strings("environments")
+    for i, marker in enumerate(environments):
+        from packaging.markers import InvalidMarker, Marker
+
+        try:
+            Marker(marker)
+        except InvalidMarker as exc:
+            raise root.error(f"not a PEP 508 marker: {exc}", f"environments[{i}]") from None
+    return PyLock(
+        packages=tuple(_package(p) for p in root.array("packages")),
+        environments=environments,
+        platform=flowenv.optional_str("platform") if flowenv else None,
+        python=flowenv.optional_str("python") if flowenv else None,
+    )
+
+
+def parse_pylock(text: str, source: str = "pylock.toml") -> tuple[LockedPackage, ...]:
+    return parse_pylock_document(text, source).packages
+
+
+def packages_for(
+    lock: PyLock, platform: str, python: str, source: str
+) -> tuple[LockedPackage, ...]:
+    """The packages of ``lock`` that install on ``platform`` with ``python`` (PEP 751 markers).
+
+    A lock whose ``environments`` exclude the target is refused; a package
+    whose ``marker`` is false there is left out.
+    """
+    from flowenv.errors import LockFileError
+    from flowenv.platforms import marker_environment
+
+    environment = marker_environment(platform, python)
+    if not lock.fits(environment):
+        raise LockFileError(
+            f"{source}: environments: the lock is not for {platform} with Python {python} "
+            f"({' or '.join(lock.environments)})"
         )
-    return tuple(out)
+    return tuple(p for p in lock.packages if p.applies_to(environment))

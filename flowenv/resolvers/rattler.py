@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from flowenv._subprocess import redact
 from flowenv.errors import FlowenvError, ResolutionError, UsageError
 
 PRIORITIES = ("strict", "flexible", "disabled")
@@ -35,6 +36,8 @@ class SolvedPackage:
     md5: str
     sha256: str
     depends: tuple[str, ...] = ()
+    #: ``"python"``, ``"generic"`` or None (a package built for one platform).
+    noarch: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -63,6 +66,14 @@ class InstallPackage:
     md5: str
     sha256: str
     depends: tuple[str, ...] = ()
+
+
+def _noarch(value: Any) -> str | None:
+    if value is None:
+        return None
+    if value.python:
+        return "python"
+    return "generic" if value.generic else None
 
 
 def _hex(value: bytes | None) -> str:
@@ -126,7 +137,7 @@ def _virtual(request: SolveRequest) -> list[Any]:
 
 def _describe(request: SolveRequest) -> str:
     virtual = ", ".join(f"{n}={v}" for n, v, _ in request.virtual_packages) or "none"
-    return (
+    return redact(
         f"  specs: {', '.join(request.specs)}\n"
         f"  channels: {', '.join(request.channels) or 'none'}\n"
         f"  virtual packages: {virtual}"
@@ -134,7 +145,8 @@ def _describe(request: SolveRequest) -> str:
 
 
 def _indent(text: str) -> str:
-    return "\n".join(f"    {line}" if line else "" for line in text.strip().splitlines())
+    # rattler's own messages quote channel URLs, credentials included.
+    return redact("\n".join(f"    {line}" if line else "" for line in text.strip().splitlines()))
 
 
 async def _solve_one(gateway: Any, request: SolveRequest) -> tuple[SolvedPackage, ...]:
@@ -189,6 +201,7 @@ async def _solve_one(gateway: Any, request: SolveRequest) -> tuple[SolvedPackage
                     md5=_hex(r.md5),
                     sha256=_hex(r.sha256),
                     depends=tuple(r.depends),
+                    noarch=_noarch(r.noarch),
                 )
                 for r in records
             ),

@@ -12,7 +12,7 @@ import shutil
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from flowenv._subprocess import describe_failure, run
@@ -55,6 +55,20 @@ def index_args(settings: PypiSettings) -> list[str]:
     return args
 
 
+def requirements_text(lines: Iterable[str]) -> str:
+    """The text of a requirements file uv reads: one requirement per line.
+
+    The loader and the store readers already refuse names, extras and versions
+    with a line break; this is the last check before uv sees the file, so a
+    line break from any path can never become an option line (``-r /etc/x``).
+    """
+    lines = list(lines)
+    for line in lines:
+        if any(ch in line for ch in "\r\n\x00\x0b\x0c"):
+            raise FlowenvError(f"refusing a requirement with a line break: {line!r}")
+    return "".join(f"{line}\n" for line in lines)
+
+
 def compile_args(
     requirements_in: Path,
     output: Path,
@@ -66,6 +80,7 @@ def compile_args(
     upgrade: bool = False,
     upgrade_packages: Sequence[str] = (),
     system: SystemRequirements | None = None,
+    excludes_txt: Path | None = None,
 ) -> list[str | Path]:
     """The ``uv pip compile`` command line for one env × platform (the benchmark reuses it).
 
@@ -101,6 +116,8 @@ def compile_args(
     ]
     if constraints_txt is not None:
         args += ["--constraint", constraints_txt]
+    if excludes_txt is not None:
+        args += ["--excludes", excludes_txt]
     if upgrade:
         args.append("--upgrade")
     for package in upgrade_packages:
@@ -154,6 +171,7 @@ def compile_pylock(
     root: Path | None = None,
     pinned: Mapping[str, str] | None = None,
     system: SystemRequirements | None = None,
+    excludes: Sequence[str] = (),
 ) -> str:
     """Resolve ``requirements`` for ``platform`` and ``python``; uv's pylock.toml text.
 
@@ -161,7 +179,9 @@ def compile_pylock(
     output file, so versions stay put unless the inputs or ``upgrade`` ask
     otherwise, as ``pip-compile`` does. ``label`` names the env × platform in
     errors. ``pinned`` (package -> named index) and ``system`` (glibc and macOS
-    targets) are the env's choices for this platform.
+    targets) are the env's choices for this platform. ``excludes`` are left out
+    of the resolution with everything only they need (uv ``--excludes``:
+    packages something else already installs).
     """
     with tempfile.TemporaryDirectory(prefix="flowenv-uv-") as tmp:
         workdir = Path(tmp)
@@ -172,7 +192,7 @@ def compile_pylock(
             )
         else:
             requirements_in = workdir / "requirements.in"
-            requirements_in.write_text("".join(f"{r}\n" for r in requirements), encoding="utf-8")
+            requirements_in.write_text(requirements_text(requirements), encoding="utf-8")
         # uv insists on a PEP 751 file name for its output.
         output = workdir / "pylock.toml"
         if previous is not None:
@@ -180,7 +200,11 @@ def compile_pylock(
         constraints_txt = None
         if constraints:
             constraints_txt = workdir / "constraints.txt"
-            constraints_txt.write_text("".join(f"{c}\n" for c in constraints), encoding="utf-8")
+            constraints_txt.write_text(requirements_text(constraints), encoding="utf-8")
+        excludes_txt = None
+        if excludes:
+            excludes_txt = workdir / "excludes.txt"
+            excludes_txt.write_text(requirements_text(excludes), encoding="utf-8")
         args = compile_args(
             requirements_in,
             output,
@@ -191,6 +215,7 @@ def compile_pylock(
             upgrade=upgrade,
             upgrade_packages=upgrade_packages,
             system=system,
+            excludes_txt=excludes_txt,
         )
         # Relative find-links and file: indexes are relative to the project root.
         env = {

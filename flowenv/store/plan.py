@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -11,10 +11,8 @@ from flowenv.errors import CheckFailed, UsageError
 from flowenv.locks.layout import LockTarget, is_fresh
 from flowenv.store.layout import Artifact, Manifest, check_filename, check_sha256
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+if TYPE_CHECKING:
+    from flowenv.locks.pylock import LockedPackage
 
 
 @attrs.frozen(kw_only=True)
@@ -40,7 +38,7 @@ class EnvPlan:
 def plan_target(target: LockTarget) -> EnvPlan:
     """The plan for a fresh lock; a missing or stale lock is refused (run ``flowenv lock``)."""
     relative = f"{target.path.parent.name}/{target.path.name}"
-    if not target.path.is_file():
+    if not target.path.exists():
         raise CheckFailed(f"{target.label}: no lock ({relative}); run `flowenv lock` first")
     if not is_fresh(target):
         raise CheckFailed(f"{target.label}: lock is stale ({relative}); run `flowenv lock` first")
@@ -50,33 +48,47 @@ def plan_target(target: LockTarget) -> EnvPlan:
 
 
 def _plan_pypi(target: LockTarget) -> EnvPlan:
-    from flowenv.locks.pylock import parse_pylock
+    from flowenv.locks.pylock import packages_for, read_pylock_document
 
-    text = target.path.read_text(encoding="utf-8")
     where = str(target.path)
-    python = (
-        tomllib.loads(text).get("tool", {}).get("flowenv", {}).get("python") or target.env.python
-    )
+    lock = read_pylock_document(target.path)
+    python = lock.python or target.env.python
     artifacts: list[Artifact] = []
     sources: list[tuple[str, str]] = []
-    for i, package in enumerate(parse_pylock(text)):
-        if not package.wheels:
-            raise UsageError(
-                f"{where}: packages[{i}] ({package.name} {package.version}) has no wheel; "
-                "hydrate installs wheels only, offline"
-            )
-        for j, wheel in enumerate(package.wheels):
-            at = f"{where}: packages[{i}].wheels[{j}]"
+    applicable = set(packages_for(lock, target.platform, python, where))
+    for i, package in enumerate(lock.packages):
+        if package not in applicable:
+            continue  # its marker is false on this platform: never installed there
+        at = f"{where}: packages[{i}]"
+        wheels = package.wheels
+        if package.archive and package.archive.name.endswith(".whl"):
+            wheels = (*wheels, package.archive)
+        if not wheels:
+            label = " ".join(filter(None, (package.name, package.version)))
+            raise UsageError(f"{at} ({label}) {_not_deployable(package)}")
+        for j, wheel in enumerate(wheels):
             artifact = Artifact(
-                sha256=check_sha256(wheel.sha256, at),
-                filename=check_filename(wheel.name, at),
+                sha256=check_sha256(wheel.sha256, f"{at}.wheels[{j}]"),
+                filename=check_filename(wheel.name, f"{at}.wheels[{j}]"),
                 manager="pip",
                 name=package.name,
                 version=package.version,
             )
             artifacts.append(artifact)
             sources.append((artifact.key, wheel.url))
-    return _env_plan(target, "pypi", str(python), artifacts, sources)
+    return _env_plan(target, "pypi", python, artifacts, sources)
+
+
+def _not_deployable(package: LockedPackage) -> str:
+    """Why a package without a wheel cannot reach a remote executor."""
+    if package.vcs:
+        return f"is a VCS checkout ({package.vcs}): it cannot be deployed to a remote executor"
+    if package.directory:
+        return (
+            f"is a local directory ({package.directory}): it cannot be deployed "
+            "to a remote executor"
+        )
+    return "has no wheel; hydrate installs wheels only, offline"
 
 
 def _plan_conda(target: LockTarget) -> EnvPlan:
@@ -86,8 +98,23 @@ def _plan_conda(target: LockTarget) -> EnvPlan:
     where = str(target.path)
     artifacts: list[Artifact] = []
     sources: list[tuple[str, str]] = []
-    for i, package in enumerate(lock.for_platform(target.platform)):
+    # The main category, each package once, no virtual package; keyed by the
+    # entry's position in the file, so that an error names the right one.
+    wanted = {id(p) for p in lock.for_platform(target.platform, ("main",)) if not p.is_virtual}
+    for i, package in enumerate(lock.packages):
+        if id(package) not in wanted:
+            continue
         at = f"{where}: package[{i}] ({package.name})"
+        if not package.sha256:
+            reason = (
+                f"a direct reference ({package.url}) without a file hash"
+                if package.direct
+                else "locked without a sha256"
+            )
+            raise UsageError(
+                f"{at} is {reason}: hydrate checks every artifact's sha256, so it cannot be "
+                "deployed to a remote executor"
+            )
         artifact = Artifact(
             sha256=check_sha256(package.sha256, at),
             filename=check_filename(package.filename, at),

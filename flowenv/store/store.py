@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -25,6 +24,7 @@ from typing import Any, TypeVar
 
 import attrs
 
+from flowenv._atomic import make_temp
 from flowenv._subprocess import redact
 from flowenv.errors import StoreError
 from flowenv.store.registry import LOCAL, Backend
@@ -364,9 +364,8 @@ class Store:
 
     def _local_replace(self, key: str, fill: Callable[[str], object]) -> None:
         final = Path(self.path(key))
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-        os.close(fd)
+        # A shared store is read by other users: the umask decides, not mkstemp's 0600.
+        tmp = str(make_temp(final))
         try:
             fill(tmp)
             with open(tmp, "rb+") as handle:

@@ -45,10 +45,14 @@ class CondaSpec:
     files: Mapping[str, str] = attrs.field(factory=dict)
     #: Symbolic links: path in the package -> link target.
     symlinks: Mapping[str, str] = attrs.field(factory=dict)
+    #: A real record's build string (else one is made up from subdir and build number).
+    build_string: str | None = None
+    constrains: tuple[str, ...] = ()
+    license: str = "MIT"
 
     @property
     def build(self) -> str:
-        return f"h{self.subdir.replace('-', '')}_{self.build_number}"
+        return self.build_string or f"h{self.subdir.replace('-', '')}_{self.build_number}"
 
     @property
     def filename(self) -> str:
@@ -84,7 +88,7 @@ def build_conda_package(spec: CondaSpec, channel: Path) -> Path:
         "build": spec.build,
         "build_number": spec.build_number,
         "depends": list(spec.depends),
-        "license": "MIT",
+        "license": spec.license,
         "subdir": spec.subdir,
         "timestamp": _TIMESTAMP_MS,
     }
@@ -94,6 +98,8 @@ def build_conda_package(spec: CondaSpec, channel: Path) -> Path:
                   "arch": {"64": "x86_64", "arm64": "arm64", "aarch64": "aarch64"}[arch]}
     if spec.noarch:
         index["noarch"] = spec.noarch
+    if spec.constrains:
+        index["constrains"] = list(spec.constrains)
     files = {path: text.encode() for path, text in sorted(spec.files.items())}
     paths = {
         "paths": [
