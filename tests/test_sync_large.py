@@ -6,17 +6,26 @@ import hashlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from flowenv.store import open_store
-from tests.support.stores import large_wheels_project, peak_rss_kib, s3_target
+from tests.support.stores import StoreTarget, large_wheels_project, peak_rss_kib, s3_target
 
 
-def test_three_large_artifacts_stream_to_s3(moto_process, tmp_path) -> None:
-    store = s3_target(moto_process)
-    project = large_wheels_project(tmp_path, 3, 40, store)
+def _locked(
+    endpoint: str, tmp_path: Path, *, count: int, megabytes: int
+) -> tuple[StoreTarget, list[str], dict[str, str]]:
+    """A locked project of ``count`` large wheels on a fresh bucket: the store, argv, env."""
+    store = s3_target(endpoint)
+    project = large_wheels_project(tmp_path, count, megabytes, store)
     env = {**os.environ, **store.env, "FLOWENV_CACHE_DIR": str(tmp_path / "cache")}
     flowenv = [sys.executable, "-m", "flowenv", "-C", str(project)]
     assert subprocess.run([*flowenv, "lock"], env=env, check=False).returncode == 0
+    return store, flowenv, env
+
+
+def test_three_large_artifacts_stream_to_s3(moto_process, tmp_path) -> None:
+    store, flowenv, env = _locked(moto_process, tmp_path, count=3, megabytes=40)
 
     result, rss = peak_rss_kib([*flowenv, "sync"], env)
     assert result.returncode == 0, result.stderr
@@ -36,11 +45,7 @@ def test_three_large_artifacts_stream_to_s3(moto_process, tmp_path) -> None:
 
 
 def test_large_artifact_that_does_not_match_its_lock_is_refused(moto_process, tmp_path) -> None:
-    store = s3_target(moto_process)
-    project = large_wheels_project(tmp_path, 1, 20, store)
-    env = {**os.environ, **store.env, "FLOWENV_CACHE_DIR": str(tmp_path / "cache")}
-    flowenv = [sys.executable, "-m", "flowenv", "-C", str(project)]
-    assert subprocess.run([*flowenv, "lock"], env=env, check=False).returncode == 0
+    store, flowenv, env = _locked(moto_process, tmp_path, count=1, megabytes=20)
     wheel = next((tmp_path / "big-wheelhouse").glob("*.whl"))
     with wheel.open("r+b") as handle:
         handle.seek(10_000_000)
