@@ -146,8 +146,9 @@ class EnvSpec:
                 "channel-priority": self.channel_priority,
                 "virtual-packages": [list(v) for v in self.virtual_packages],
             }
-            if self.pypi and self.pypi_map:
-                # Which conda packages stand in for PyPI ones shapes the PyPI half.
+            if pypi and self.pypi_map:
+                # Which conda packages stand in for PyPI ones shapes the PyPI half
+                # (of this platform: its PyPI packages may come from a target table).
                 inputs["pypi-map"] = [list(m) for m in self.pypi_map]
         return inputs
 

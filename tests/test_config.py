@@ -161,6 +161,20 @@ EXPECTED: dict[str, list[tuple[int, str, str]]] = {
         ),
     ],
     "bad_package_table.toml": [(6, "base.pypi.packages.torch.source", "unknown key")],
+    "channels_in_target.toml": [
+        (
+            9,
+            "base.target.osx-arm64.conda.channels",
+            "channels apply to the whole env, not one platform: set them in its conda table, "
+            'or take a package from a channel with "channel::name"',
+        ),
+    ],
+    "index_url_with_newline.toml": [
+        (5, "project.pypi.index-url", "a URL cannot contain whitespace (spell a space %20)"),
+    ],
+    "named_index_with_space.toml": [
+        (5, "project.pypi.indexes.cpu", "a URL cannot contain whitespace (spell a space %20)"),
+    ],
 }
 
 PYPROJECT_HEADER = '[project]\nname = "wrapper"\nversion = "0"\n\n'

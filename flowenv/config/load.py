@@ -188,6 +188,7 @@ class _Validator:
             find_links=self.string_list(pypi_table, "find-links", pypi_path) or (),
             indexes=stacks.indexes(self, pypi_table, pypi_path),
         )
+        self.locations(pypi, pypi_path)
         self.project_platforms = platforms
         self.index_names = tuple(name for name, _ in pypi.indexes)
         conda_path: KeyPath = (*path, "conda")
@@ -268,6 +269,31 @@ class _Validator:
                 self.error((*path, "channels", i), "expected a channel name or URL, got ''")
         return channels
 
+    def locations(self, pypi: PypiSettings, path: KeyPath) -> None:
+        """Index URLs and find-links are one token each: they reach uv's command line
+        and the pip options of exported requirements files, where a newline would
+        smuggle in another option."""
+        located: list[tuple[KeyPath, str]] = []
+        if pypi.index_url is not None:
+            located.append(((*path, "index-url"), pypi.index_url))
+        for key, values in (
+            ("extra-index-urls", pypi.extra_index_urls),
+            ("find-links", pypi.find_links),
+        ):
+            located += [((*path, key, i), value) for i, value in enumerate(values)]
+        located += [((*path, "indexes", name), url) for name, url in pypi.indexes]
+        for at, location in located:
+            if at in self.reported:
+                continue
+            # The value is not echoed: it may hold a credential (user:token@host).
+            if not location:
+                self.error(at, "expected a URL or path, got ''")
+            elif "://" in location and any(c.isspace() for c in location):
+                self.error(at, "a URL cannot contain whitespace (spell a space %20)")
+            elif any(not c.isprintable() for c in location):
+                # A local path may have a space, never a newline or a control character.
+                self.error(at, "cannot contain a newline or a control character")
+
     def pypi_map(self, table: Mapping[str, Any], path: KeyPath) -> tuple[tuple[str, str], ...]:
         """``pypi-map``: conda name -> PyPI name, or false ("" here) for "not a PyPI package"."""
         raw = self.typed(table.get("pypi-map", {}), (*path, "pypi-map"), dict, "a table") or {}
@@ -325,6 +351,14 @@ class _Validator:
                 self, table, path, self.project_platforms
             ).items()
         }
+        for platform, target in targets.items():
+            if target.channels is not None:
+                # One conda-lock.yml holds every platform of an env, with one channel list.
+                self.error(
+                    (*path, "target", platform, "conda", "channels"),
+                    "channels apply to the whole env, not one platform: set them in its "
+                    'conda table, or take a package from a channel with "channel::name"',
+                )
         return EnvDecl(
             python=python,
             pypi=tuple(sorted(pypi, key=lambda p: p.name)),
@@ -544,6 +578,7 @@ def _validate_steps(
     for name in envs:
         if name in steps and steps[name].has_own_content():
             v.error(("envs", name), f"'{name}' names both a step with packages and an [envs] entry")
+    stacks.check_platform_subsets(v, base, steps, envs)
     _validate_python_present(v, base, steps, envs)
 
 
