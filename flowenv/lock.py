@@ -155,11 +155,17 @@ def remember_fresh(
         return
     expected: dict[str, dict[str, str]] = {}
     for target in live:
-        name = f"{target.path.parent.name}/{target.path.name}"
-        expected.setdefault(name, {})[target.platform] = target.env.input_hash(target.platform)
+        expected.setdefault(_lock_name(target), {})[target.platform] = target.env.input_hash(
+            target.platform
+        )
     freshness.write_record(
         config.path, {**digests, **others}, config.lock_root, expected, validated=validated
     )
+
+
+def _lock_name(target: LockTarget) -> str:
+    """``"<env>/<lock file name>"``: how the freshness record names a target's lock."""
+    return f"{target.path.parent.name}/{target.path.name}"
 
 
 def _obsolete(config: Config, live_targets: Sequence[LockTarget]) -> list[Path]:
@@ -254,8 +260,19 @@ def lock(
     environments = build_environments(config)
     selected = select_targets(config, environments, selection)
     forced = options.upgrade or bool(options.upgrade_packages)
-    todo = [t for t in selected if forced or not is_fresh(t)]
-    results = [LockResult(target=t, status="fresh") for t in selected if t not in todo]
+    if forced:
+        stale = [True] * len(selected)
+    else:
+        # Only the hashes in each header decide here: a lock the freshness
+        # record vouches for (unchanged since its header was read) is not read
+        # again. Commands that use a lock's body read it whole.
+        from flowenv.locks.freshness import known_headers
+
+        known = known_headers(config.path, config.lock_root)
+        stale = [not is_fresh(t, known.get(_lock_name(t))) for t in selected]
+    todo = [t for t, s in zip(selected, stale, strict=True) if s]
+    fresh = [t for t, s in zip(selected, stale, strict=True) if not s]
+    results = [LockResult(target=t, status="fresh") for t in fresh]
     work = _jobs(todo)
     if on_plan:
         on_plan(len(work))

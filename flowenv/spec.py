@@ -20,13 +20,13 @@ Rules (mirroring Metaflow's decorators):
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
+from flowenv._sha256 import sha256_hex
 from flowenv.config.models import (
     CondaPackage,
     Config,
@@ -72,6 +72,11 @@ class EnvSpec:
     #: ``target.<platform>`` tables change it (only pypi, conda and
     #: system_requirements are set); every other platform uses the fields above.
     targets: tuple[tuple[str, EnvDecl], ...] = ()
+    #: platform -> :meth:`input_hash`, filled as they are asked for: a lock run
+    #: asks for each several times (freshness, grouping, the lock, the record).
+    _input_hashes: dict[str, str] = attrs.field(
+        factory=dict, init=False, repr=False, eq=False, hash=False
+    )
 
     @property
     def kind(self) -> str:
@@ -145,8 +150,12 @@ class EnvSpec:
 
     def input_hash(self, platform: str) -> str:
         """sha256 of :meth:`hash_inputs`; what a lock file records to decide staleness."""
-        canonical = json.dumps(self.hash_inputs(platform), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        found = self._input_hashes.get(platform)
+        if found is None:
+            inputs = self.hash_inputs(platform)
+            canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
+            found = self._input_hashes[platform] = sha256_hex(canonical.encode())
+        return found
 
 
 @attrs.frozen(kw_only=True)

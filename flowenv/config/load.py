@@ -7,7 +7,6 @@ what was expected, with a "did you mean" for near-miss keys and names.
 
 from __future__ import annotations
 
-import difflib
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -76,6 +75,8 @@ def normalize_pypi_name(name: str) -> str:
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``choices``, or ""."""
+    import difflib  # only when there is an error to report
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -112,9 +113,11 @@ def render_key_path(path: KeyPath) -> str:
 
 
 class _Validator:
-    def __init__(self, file: str, lines: dict[KeyPath, int], prefix: KeyPath) -> None:
+    def __init__(self, file: str, text: str, prefix: KeyPath) -> None:
         self.file = file
-        self.lines = lines
+        self.text = text
+        #: Where each key is written; scanned at the first error (a valid file needs none).
+        self._lines: dict[KeyPath, int] | None = None
         self.prefix = prefix
         self.diagnostics: list[Diagnostic] = []
         #: Paths already reported, so a later check does not pile a second error on one key.
@@ -127,8 +130,10 @@ class _Validator:
     def error(self, path: KeyPath, message: str) -> None:
         full = (*self.prefix, *path)
         self.reported.add(path)
+        if self._lines is None:
+            self._lines = locate_keys(self.text)
         self.diagnostics.append(
-            Diagnostic(self.file, line_of(self.lines, full), render_key_path(full), message)
+            Diagnostic(self.file, line_of(self._lines, full), render_key_path(full), message)
         )
 
     # -- shapes --------------------------------------------------------------
@@ -560,7 +565,7 @@ def parse_config(text: str, path: Path) -> Config:
             # Reached only with -c: discovery skips a pyproject.toml without the table.
             raise ConfigError([Diagnostic(display, None, "", "no [tool.flowenv] table")])
         data = tool["flowenv"]
-    v = _Validator(display, locate_keys(text), prefix)
+    v = _Validator(display, text, prefix)
     root = path.parent
     top = v.table(data, (), TOP_KEYS)
     project = v.project(top.get("project", {}), root)

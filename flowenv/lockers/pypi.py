@@ -25,8 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import canonicalize_name
-
+from flowenv.config.load import normalize_pypi_name
 from flowenv.config.models import Config
 from flowenv.errors import ResolutionError
 from flowenv.lockers import LockOptions
@@ -57,7 +56,7 @@ def _packages(text: str | None) -> dict[str, dict[str, Any]]:
     except tomllib.TOMLDecodeError:
         return {}  # an unreadable previous lock only loses its preferences
     return {
-        canonicalize_name(p["name"]): p
+        normalize_pypi_name(p["name"]): p
         for p in packages
         if isinstance(p, dict) and isinstance(p.get("name"), str)
     }
@@ -75,7 +74,7 @@ def preferences(
     """
     if lead is None:
         return own, options
-    moving = {canonicalize_name(p) for p in options.upgrade_packages}
+    moving = {normalize_pypi_name(p) for p in options.upgrade_packages}
     kept = {} if options.upgrade else _packages(own)
     merged = {n: p for n, p in kept.items() if n not in moving} | _packages(lead)
     if not merged:
