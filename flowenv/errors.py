@@ -7,9 +7,19 @@ and keeps its traceback.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import attrs
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _ESCAPES.get(char, f"\\u{ord(char):04x}")
+
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -48,11 +58,14 @@ class Diagnostic:
 
     def render(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return (
+        text = (
             f"{where}: {self.key_path}: {self.message}"
             if self.key_path
             else f"{where}: {self.message}"
         )
+        # One diagnostic is one line: a key or value quoted from a hostile file
+        # must not break it, nor send escape sequences to the terminal.
+        return _CONTROL.sub(_escape, text)
 
 
 class ConfigError(FlowenvError):
@@ -63,6 +76,12 @@ class ConfigError(FlowenvError):
     def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
         self.diagnostics = tuple(diagnostics)
         super().__init__("\n".join(d.render() for d in self.diagnostics))
+
+
+class WriteError(FlowenvError):
+    """A local file flowenv must write (a lock, an export) cannot be written."""
+
+    exit_code = EXIT_USAGE
 
 
 class LockFileError(FlowenvError):

@@ -16,7 +16,9 @@ committed and checked in CI like the lock it comes from.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import attrs
 
@@ -26,7 +28,7 @@ from flowenv.lock import Selection, select_targets
 from flowenv.locks.condalock import LockedCondaPackage, read_conda_lock
 from flowenv.locks.layout import LockTarget
 from flowenv.locks.pylock import LockedPackage, packages_for, read_pylock_document
-from flowenv.spec import build_environments
+from flowenv.spec import EnvSpec, build_environments, strip_credentials
 
 FORMATS = ("requirements", "explicit", "environment-yml")
 _CONDA_SUFFIXES = (".conda", ".tar.bz2")
@@ -76,6 +78,34 @@ class _Contents:
     channels: tuple[str, ...]
     conda: tuple[LockedCondaPackage, ...]
     pip: tuple[_Pinned, ...]
+    #: pip options naming where the pip packages come from (``--index-url`` …).
+    index_options: tuple[str, ...] = ()
+
+
+def _index_options(env: EnvSpec, platform: str, root: Path) -> tuple[str, ...]:
+    """pip's options for the indexes the lock was resolved from, credentials stripped.
+
+    Without them pip looks on PyPI only, where a private package or a
+    ``torch==2.4.1+cpu`` from a named index does not exist. A named index
+    becomes an extra index: a requirements file cannot pin a package to one,
+    but every line is hash-pinned, so no other file can stand in for it.
+    """
+
+    def where(location: str) -> str:
+        # uv ran in the project root: a relative path there is absolute here.
+        # Quoted: pip splits a requirements file's option line like a shell.
+        if "://" in location:
+            return shlex.quote(strip_credentials(location))
+        return shlex.quote(str((root / location).resolve()))
+
+    settings = env.pypi_settings
+    options = []
+    if settings.index_url:
+        options.append(f"--index-url {where(settings.index_url)}")
+    extras = [*settings.extra_index_urls, *(url for _, url in env.indexes_on(platform))]
+    options += [f"--extra-index-url {where(url)}" for url in extras]
+    options += [f"--find-links {where(location)}" for location in settings.find_links]
+    return tuple(options)
 
 
 def _target(config: Config, env: str, platform: str) -> LockTarget:
@@ -109,6 +139,7 @@ def _contents(
             channels=config.project.conda.channels,
             conda=(),
             pip=pip,
+            index_options=_index_options(target.env, platform, config.root),
         )
     lock = read_conda_lock(target.path)
     known = lock.categories()
@@ -118,7 +149,10 @@ def _contents(
             f"{relative} has no category {', '.join(unknown)} "
             f"(it has: {', '.join(known) or 'none'})"
         )
-    packages = [p for p in lock.for_platform(platform, categories) if not p.is_virtual]
+    # main always, as conda-lock renders (its --dev-dependencies/--extras only add):
+    # the other categories' packages depend on main's (python), never stand alone.
+    selected = ("main", *categories)
+    packages = [p for p in lock.for_platform(platform, selected) if not p.is_virtual]
     return _Contents(
         target=target,
         relative=relative,
@@ -135,6 +169,7 @@ def _contents(
             for p in packages
             if p.manager == "pip"
         ),
+        index_options=_index_options(target.env, platform, config.root),
     )
 
 
@@ -158,6 +193,8 @@ def _requirements(contents: _Contents) -> list[str]:
             f"# {len(direct)} direct reference(s) below have no file hash (a VCS checkout or a "
             "directory): pip --require-hashes refuses them."
         )
+    if contents.pip:
+        lines += contents.index_options
     for package in sorted(contents.pip, key=lambda p: p.name):
         if package.direct and not package.sha256:
             lines.append(package.requirement)
@@ -223,6 +260,7 @@ def _environment_yml(contents: _Contents) -> list[str]:
         if not any(p.name == "pip" for p in contents.conda):
             lines.append("  - pip")
         lines.append("  - pip:")
+        lines += [f"      - {option}" for option in contents.index_options]
         lines += [f"      - {p.requirement}" for p in sorted(contents.pip, key=lambda p: p.name)]
     return lines
 
@@ -260,8 +298,8 @@ def export(
 ) -> str:
     """The text of ``env``'s lock for ``platform`` in format ``fmt`` (one of :data:`FORMATS`).
 
-    A conda-lock file's packages of ``categories`` only (conda-lock's own
-    default is the main category).
+    A conda-lock file's main packages and those of ``categories``, as
+    ``conda-lock render`` gives them (main always; other categories add).
     """
     contents = _contents(config, env, platform, categories)
     render = {

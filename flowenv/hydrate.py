@@ -27,8 +27,9 @@ from typing import Any
 import attrs
 
 from flowenv._atomic import write_atomic
+from flowenv._bounds import parse_bounded
 from flowenv.config.models import Config
-from flowenv.errors import StoreError, UsageError
+from flowenv.errors import FlowenvError, StoreError, UsageError
 from flowenv.platforms import host_platform
 from flowenv.store import Store, open_store, store_url_for
 from flowenv.store.cache import ArtifactCache
@@ -41,7 +42,7 @@ from flowenv.store.layout import (
     manifest_key,
     parse_alias,
 )
-from flowenv.system import IGNORE_ENV
+from flowenv.system import IGNORE_ENV, ignoring_system_requirements
 
 __all__ = ["PROJECT_ENV", "HydratedEnv", "command_env", "hydrate"]
 
@@ -120,16 +121,15 @@ def hydrate(
         )
     store = _store(config, store_url, store_options)
     cache = cache or ArtifactCache()
+    # Every step below writes into the cache (locks, venvs, artifacts): say it once, up front.
+    cache.check_writable()
 
     if env_id is None:
         assert project_name is not None  # checked above, before opening the store
         key = alias_key(project_name, env_name, platform)
         data = store.read(key)
         if data is None:
-            raise StoreError(
-                f"{store.url}: no env '{env_name}' for {platform} in project '{project_name}' "
-                "(run `flowenv sync` first)"
-            )
+            raise _no_alias(store, project_name, env_name, platform)
         env_id = parse_alias(data, key)
     where = f"{store.url}/{manifest_key(env_id, platform)}"
     raw = store.read(manifest_key(env_id, platform))
@@ -141,7 +141,7 @@ def hydrate(
             )
         raise StoreError(f"{where} is missing (run `flowenv sync`)")
     manifest = Manifest.from_json(raw, where, expected_env_id=env_id)
-    if not (ignore_system_requirements or os.environ.get(IGNORE_ENV, "0") not in ("", "0")):
+    if not (ignore_system_requirements or ignoring_system_requirements()):
         _check_system(manifest, f"{env_name} · {platform}")
 
     target = Path(prefix).expanduser().resolve() if prefix else cache.root / "envs" / env_id
@@ -201,6 +201,28 @@ def _check_env_platform(config: Config, env_name: str, platform: str) -> None:
                 f"env '{env_name}' is locked for {', '.join(env.platforms)} only "
                 f"(its platforms in {config.path.name}); it cannot be hydrated on {platform}"
             )
+
+
+def _no_alias(store: Store, project: str, env_name: str, platform: str) -> FlowenvError:
+    """The error for an env the store has no alias of on ``platform``.
+
+    An env locked for other platforms only (a GPU env) is synced for those:
+    saying so beats "run `flowenv sync`", which would not help.
+    """
+    from flowenv.platforms import KNOWN_PLATFORMS
+
+    others = {alias_key(project, env_name, p): p for p in KNOWN_PLATFORMS if p != platform}
+    found = store.read_many(others)
+    elsewhere = [p for key, p in others.items() if found.get(key) is not None]
+    if elsewhere:
+        return UsageError(
+            f"{store.url}: env '{env_name}' of project '{project}' is synced for "
+            f"{', '.join(elsewhere)} only (its platforms); it cannot be hydrated on {platform}"
+        )
+    return StoreError(
+        f"{store.url}: no env '{env_name}' for {platform} in project '{project}' "
+        "(run `flowenv sync` first)"
+    )
 
 
 def _check_system(manifest: Manifest, label: str) -> None:
@@ -276,7 +298,7 @@ def _read_marker(prefix: Path) -> dict[str, Any] | None:
     import json
 
     try:
-        data = json.loads((prefix / MARKER).read_text(encoding="utf-8"))
+        data = parse_bounded(json.loads, (prefix / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -413,7 +435,7 @@ def _install_wheels(
     *,
     system: bool,
 ) -> None:
-    from flowenv.resolvers.uv import install_wheels_offline
+    from flowenv.resolvers.uv import install_wheels_offline, requirements_text
 
     # A find-links directory of hard links to the verified cache files: uv
     # picks, per pinned package, the wheel that fits the interpreter, and the
@@ -432,7 +454,8 @@ def _install_wheels(
             pins.add((wheel.name, wheel.version))
         requirements = scratch / "requirements.txt"
         requirements.write_text(
-            "".join(f"{name}=={version}\n" for name, version in sorted(pins)), encoding="utf-8"
+            requirements_text(f"{name}=={version}" for name, version in sorted(pins)),
+            encoding="utf-8",
         )
         install_wheels_offline(
             python,

@@ -39,6 +39,7 @@ import attrs
 import tomli_w
 
 from flowenv._atomic import write_atomic
+from flowenv._bounds import TooLarge, read_source
 from flowenv.config.load import conda_spec, parse_config, pypi_specifier
 from flowenv.errors import ConfigError, Diagnostic, UsageError
 from flowenv.platforms import KNOWN_PLATFORMS, default_platforms
@@ -226,7 +227,7 @@ class _Reader:
                 self.gap(keyword.value, where, f"@{name}: unknown keyword '{keyword.arg}'")
                 continue
             try:
-                value = ast.literal_eval(keyword.value)
+                value = self.literal(keyword.value, name, keyword.arg, where)
             except ValueError:
                 self.gap(
                     keyword.value,
@@ -246,6 +247,31 @@ class _Reader:
                 )
             else:
                 out[keyword.arg] = checked
+        return out
+
+    def literal(self, node: ast.expr, name: str, key: str, where: str) -> Any:
+        """The literal value of ``node``; in a dict, only computed entries are dropped (as gaps).
+
+        ``packages={"a": "1.0", "b": VERSION}`` keeps ``a`` and reports ``b``:
+        one computed version must not cost the step every other package.
+        """
+        if not isinstance(node, ast.Dict):
+            return ast.literal_eval(node)
+        out = {}
+        for key_node, value_node in zip(node.keys, node.values, strict=True):
+            try:
+                if key_node is None:
+                    raise ValueError("**mapping")
+                entry_key = ast.literal_eval(key_node)
+                out[entry_key] = ast.literal_eval(value_node)
+            except ValueError:
+                shown = ast.unparse(key_node) if key_node is not None else "**"
+                self.gap(
+                    value_node,
+                    where,
+                    f"@{name}: {key}[{shown}]={ast.unparse(value_node)} is computed, "
+                    "not a literal; only this entry is left out",
+                )
         return out
 
     def check(self, node: ast.expr, name: str, key: str, value: object, where: str) -> Any:
@@ -328,6 +354,20 @@ def read_flow(source: str, path: Path, flow: str | None = None) -> FlowDecls:
         raise ConfigError(
             [Diagnostic(display, exc.lineno, "", f"invalid Python: {exc.msg}")]
         ) from None
+    except RecursionError:
+        # CPython's parser recurses per level of nesting (``x.a.a.a…``, deep literals).
+        raise ConfigError(
+            [Diagnostic(display, None, "", "invalid Python: nested too deeply to read")]
+        ) from None
+    try:
+        return _declared(tree, display, flow)
+    except RecursionError:
+        raise ConfigError(
+            [Diagnostic(display, None, "", "a decorator argument is nested too deeply to read")]
+        ) from None
+
+
+def _declared(tree: ast.Module, display: str, flow: str | None) -> FlowDecls:
     names = _Names(tree)
     classes = _flow_classes(tree, names)
     if flow is not None:
@@ -476,9 +516,15 @@ def import_flow(
     exists, unless ``force``.
     """
     try:
-        source = flow_path.read_text(encoding="utf-8")
+        source = read_source(flow_path).decode("utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read {flow_path}: {exc.strerror}") from None
+    except TooLarge as exc:
+        raise UsageError(f"cannot read {flow_path}: too large: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"cannot read {flow_path}: not UTF-8 text (byte {exc.start + 1} is not valid)"
+        ) from None
     for platform in platforms or ():
         if platform not in KNOWN_PLATFORMS:
             raise UsageError(

@@ -15,7 +15,7 @@ from pathlib import Path
 import attrs
 
 from flowenv.config.models import Config
-from flowenv.errors import FlowenvError, UsageError
+from flowenv.errors import FlowenvError, UsageError, WriteError
 from flowenv.lockers import LockOptions, locker_for
 from flowenv.locks.layout import LockTarget, is_fresh, targets
 from flowenv.spec import Environments, EnvSpec, build_environments
@@ -169,11 +169,20 @@ def _lock_name(target: LockTarget) -> str:
 
 
 def _obsolete(config: Config, live_targets: Sequence[LockTarget]) -> list[Path]:
-    from flowenv.locks.layout import lock_files
+    from flowenv.locks.layout import lock_files, recorded_input_hashes
 
     # Strings, not Paths: hashing a Path costs more than the comparison here.
     live = {str(t.path) for t in live_targets}
-    return [path for path in lock_files(config.lock_root) if str(path) not in live]
+    # Only files that carry flowenv's input hash, under the lock dir for real: a
+    # file that merely has a lock's name (another tool's pylock, a hand-written
+    # one) or lives behind a symlink out of the lock dir is not ours to judge.
+    return [
+        path
+        for path in lock_files(config.lock_root)
+        if str(path) not in live
+        and _inside_lock_root(config, path)
+        and recorded_input_hashes(path)
+    ]
 
 
 def obsolete_locks(config: Config) -> list[Path]:
@@ -187,21 +196,58 @@ def obsolete_locks(config: Config) -> list[Path]:
     return _obsolete(config, select_targets(config, environments, Selection()))
 
 
+def _inside_lock_root(config: Config, path: Path) -> bool:
+    """Whether ``path`` really lives under the lock dir (an env directory may be a symlink)."""
+    return _inside(os.path.realpath(config.lock_root), os.path.realpath(path.parent))
+
+
+def _inside(real_root: str, real_directory: str) -> bool:
+    """Whether ``real_directory`` is ``real_root`` or below it (both resolved, no symlinks)."""
+    return real_directory == real_root or real_directory.startswith(
+        real_root.rstrip(os.sep) + os.sep
+    )
+
+
 def remove_obsolete_locks(
     config: Config, live: Sequence[LockTarget] | None = None
 ) -> list[Path]:
     """Delete :func:`obsolete_locks` (and env directories left empty); what was removed.
 
     ``live``: every env × platform of the configuration, when the caller has
-    them already (a full :func:`lock` returns them).
+    them already (a full :func:`lock` returns them). The lock dir is confined
+    to the project (the loader refuses one that leaves it), and only files
+    flowenv wrote are candidates, so nothing another project or person wrote
+    is ever deleted.
     """
     removed = obsolete_locks(config) if live is None else _obsolete(config, live)
     for path in removed:
-        path.unlink()
+        try:
+            path.unlink()
+        except OSError as exc:
+            raise WriteError(
+                f"cannot remove the obsolete lock {path}: {exc.strerror}"
+            ) from None
         # Not empty: another lock (or a file of the user's) still lives there.
         with contextlib.suppress(OSError):
             path.parent.rmdir()
     return removed
+
+
+def remove_leftover_temp_files(config: Config) -> list[Path]:
+    """Delete the temporary lock files a killed ``flowenv lock`` left; what was removed."""
+    from flowenv._atomic import leftover_temp_files
+    from flowenv.locks.layout import is_lock_name
+
+    removed = []
+    root = config.lock_root
+    directories = [d for d in root.iterdir() if d.is_dir()] if root.is_dir() else []
+    for directory in directories:
+        for tmp, name in leftover_temp_files(directory).items():
+            if is_lock_name(name):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                    removed.append(tmp)
+    return sorted(removed)
 
 
 @attrs.frozen
@@ -259,6 +305,21 @@ def lock(
     options = options or LockOptions()
     environments = build_environments(config)
     selected = select_targets(config, environments, selection)
+    _check_upgrade_packages(selected, options.upgrade_packages)
+    # Strings and one realpath per env directory: a Path.resolve() per target
+    # was a large part of a one-step re-lock of a hundred steps.
+    real_root = os.path.realpath(config.lock_root)
+    real_dirs: dict[Path, str] = {}
+    for target in selected:
+        parent = target.path.parent
+        if parent not in real_dirs:
+            real_dirs[parent] = os.path.realpath(parent)
+        if not _inside(real_root, real_dirs[parent]):
+            # Checked before resolving: neither the old lock there is read nor a new one written.
+            raise WriteError(
+                f"refusing {target.path}: {target.path.parent} is a symbolic link out of the "
+                f"lock dir {config.lock_root}; no lock file was changed"
+            )
     forced = options.upgrade or bool(options.upgrade_packages)
     if forced:
         stale = [True] * len(selected)
@@ -295,11 +356,36 @@ def lock(
     if errors:
         raise _combined(errors)
     written = _write_changed(texts)
+    remove_leftover_temp_files(config)
     for target in todo:
         results.append(
             LockResult(target=target, status="written" if target.path in written else "unchanged")
         )
     return sorted(results, key=lambda r: (r.target.env.name, r.target.platform))
+
+
+def _check_upgrade_packages(selected: Sequence[LockTarget], names: Sequence[str]) -> None:
+    """Refuse ``--upgrade-package NAME`` for a package no selected env declares or has locked.
+
+    A typo would otherwise "succeed" and upgrade nothing.
+    """
+    if not names:
+        return
+    from flowenv.config.load import did_you_mean, normalize_pypi_name
+    from flowenv.locks.layout import locked_names
+
+    known: set[str] = set()
+    for target in selected:
+        env, platform = target.env, target.platform
+        known |= {p.name for p in env.pypi_on(platform)} | {c.name for c in env.conda_on(platform)}
+        known |= locked_names(target.path)
+    known = {normalize_pypi_name(n) for n in known}
+    for name in names:
+        if normalize_pypi_name(name) not in known:
+            raise UsageError(
+                f"--upgrade-package {name}: no selected environment declares or locks a "
+                f"package of that name{did_you_mean(normalize_pypi_name(name), known)}"
+            )
 
 
 def _combined(errors: list[tuple[str, FlowenvError]]) -> FlowenvError:
@@ -314,15 +400,21 @@ def _combined(errors: list[tuple[str, FlowenvError]]) -> FlowenvError:
 
 
 def _write_changed(texts: dict[Path, str]) -> set[Path]:
-    from flowenv._atomic import write_atomic
+    """Write the locks whose text changed, all of them or (when one cannot be written) none."""
+    from flowenv._atomic import write_all_atomic
 
-    written = set()
+    changed = {}
     for path, text in sorted(texts.items()):
         try:
-            if path.read_text(encoding="utf-8") == text:
+            if path.read_bytes() == text.encode("utf-8"):
                 continue
         except OSError:
             pass
-        write_atomic(path, text)
-        written.add(path)
-    return written
+        changed[path] = text
+    try:
+        write_all_atomic(changed)
+    except OSError as exc:
+        raise WriteError(
+            f"cannot write {exc.filename}: {exc.strerror}; no lock file was changed"
+        ) from None
+    return set(changed)

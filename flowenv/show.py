@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
+from flowenv.config.load import did_you_mean
 from flowenv.config.models import Config, PypiPackage
 from flowenv.diff.compare import platform_differences
 from flowenv.diff.load import read_conda_lock_text, read_pylock_text
@@ -13,16 +15,25 @@ from flowenv.errors import FlowenvError, UsageError
 from flowenv.locks.layout import CONDA_LOCK_NAME, LockTarget, lock_status, targets, validate_lock
 from flowenv.spec import EnvSpec, build_environments, strip_credentials
 
+#: The (normalised) name at the start of a requirement line.
+_NAME = re.compile(r"[a-z0-9._-]+")
+
 
 def _pypi(packages: Sequence[PypiPackage]) -> list[str]:
-    """Requirement lines; one pinned to a named index says so: ``torch==2.4.1 (index cpu)``."""
-    return [p.requirement() + (f" (index {p.index})" if p.index else "") for p in packages]
+    """PEP 508 requirement lines (what a tool can hand to pip or packaging as they are)."""
+    return [p.requirement() for p in packages]
+
+
+def _pinned(packages: Sequence[PypiPackage]) -> dict[str, str]:
+    """package name -> the named index it comes from, for the packages pinned to one."""
+    return {p.name: p.index for p in packages if p.index}
 
 
 def _content(env: EnvSpec, platform: str) -> dict[str, Any]:
     return {
         "pypi": _pypi(env.pypi_on(platform)),
-        "conda": [c.match_spec() for c in env.conda_on(platform)],
+        "pinned-indexes": _pinned(env.pypi_on(platform)),
+        "conda": [strip_credentials(c.match_spec()) for c in env.conda_on(platform)],
         "system-requirements": dict(env.system_on(platform).items()),
     }
 
@@ -44,8 +55,9 @@ def describe_env(config: Config, env: EnvSpec) -> dict[str, Any]:
         "python": env.python,
         "platforms": list(env.platforms),
         "pypi": _pypi(env.pypi),
-        "conda": [c.match_spec() for c in env.conda],
-        "channels": list(env.channels) if env.kind == "conda" else [],
+        "pinned-indexes": _pinned(env.pypi),
+        "conda": [strip_credentials(c.match_spec()) for c in env.conda],
+        "channels": [strip_credentials(c) for c in env.channels] if env.kind == "conda" else [],
         "system-requirements": dict(env.system_requirements.items()),
         "indexes": dict(sorted(indexes.items())),
         "targets": {platform: _content(env, platform) for platform, _ in env.targets},
@@ -96,6 +108,11 @@ def describe_steps(config: Config, steps: Sequence[str] = ()) -> dict[str, Any]:
     for name in names:
         if not name.isidentifier():
             raise UsageError(f"'{name}' is not a step name (steps are Python identifiers)")
+        hint = did_you_mean(name, declared) if name not in declared else ""
+        if hint:
+            # An undeclared step runs in base, but one a letter away from a
+            # declared step is a typo: showing base for it would mislead.
+            raise UsageError(f"no step named '{name}' in {config.path.name}{hint}")
         shown.append(
             {
                 "step": name,
@@ -135,7 +152,7 @@ def render_text(described: dict[str, Any]) -> str:
 def _env_block(label: str, env: dict[str, Any], note: str) -> list[str]:
     head = f"env {env['name']} ({env['kind']}, python {env['python']}){note}"
     lines = [f"{label} {head}" if label else head]
-    lines += [f"    pypi   {req}" for req in env["pypi"]]
+    lines += [f"    pypi   {req}" for req in _annotated(env)]
     lines += [f"    conda  {req}" for req in env["conda"]]
     if env["channels"]:
         lines.append(f"    channels  {', '.join(env['channels'])}")
@@ -143,7 +160,7 @@ def _env_block(label: str, env: dict[str, Any], note: str) -> list[str]:
         lines.append(f"    system {_requirements(env['system-requirements'])}")
     for platform, content in env["targets"].items():
         lines.append(f"    on {platform}:")
-        lines += [f"      pypi   {req}" for req in content["pypi"]]
+        lines += [f"      pypi   {req}" for req in _annotated(content)]
         lines += [f"      conda  {req}" for req in content["conda"]]
         if content["system-requirements"]:
             lines.append(f"      system {_requirements(content['system-requirements'])}")
@@ -153,6 +170,17 @@ def _env_block(label: str, env: dict[str, Any], note: str) -> list[str]:
         spread = ", ".join(f"{platform} {version}" for platform, version in versions.items())
         lines.append(f"    differs  {name}: {spread}")
     return lines
+
+
+def _annotated(content: dict[str, Any]) -> list[str]:
+    """Requirement lines; one pinned to a named index says so: ``torch==2.4.1 (index cpu)``."""
+    pinned = content["pinned-indexes"]
+    out = []
+    for req in content["pypi"]:
+        name = _NAME.match(req)
+        index = pinned.get(name.group(0)) if name else None
+        out.append(f"{req} (index {index})" if index else req)
+    return out
 
 
 def _requirements(requirements: dict[str, str]) -> str:

@@ -42,7 +42,13 @@ INPUT_HASH_VERSION = "1"
 
 
 def strip_credentials(url: str) -> str:
-    """``https://user:token@host/simple`` -> ``https://host/simple``; other strings unchanged."""
+    """``https://user:token@host/simple`` -> ``https://host/simple``; other strings unchanged.
+
+    Also for a conda ``channel-url::name`` match spec: the URL part is stripped.
+    """
+    channel, sep, name = url.rpartition("::")
+    if sep and "://" in channel:
+        return f"{strip_credentials(channel)}::{name}"
     parts = urlsplit(url)
     if not parts.netloc or "@" not in parts.netloc:
         return url
@@ -138,13 +144,16 @@ class EnvSpec:
             inputs["system-requirements"] = dict(system)
         if self.kind == "conda":
             inputs |= {
-                "conda": [c.match_spec() for c in self.conda_on(platform)],
-                "channels": list(self.channels),
+                # Credentials are a secret and a rotating one: never part of a
+                # lock's identity (a new token must not make every lock stale).
+                "conda": [strip_credentials(c.match_spec()) for c in self.conda_on(platform)],
+                "channels": [strip_credentials(c) for c in self.channels],
                 "channel-priority": self.channel_priority,
                 "virtual-packages": [list(v) for v in self.virtual_packages],
             }
-            if self.pypi and self.pypi_map:
-                # Which conda packages stand in for PyPI ones shapes the PyPI half.
+            if pypi and self.pypi_map:
+                # Which conda packages stand in for PyPI ones shapes the PyPI half
+                # (of this platform: its PyPI packages may come from a target table).
                 inputs["pypi-map"] = [list(m) for m in self.pypi_map]
         return inputs
 

@@ -36,6 +36,16 @@ UV_MANYLINUX_MINORS: tuple[int, ...] = (17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 
 IGNORE_ENV = "FLOWENV_IGNORE_SYSTEM_REQUIREMENTS"
 
 
+def ignoring_system_requirements(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``$FLOWENV_IGNORE_SYSTEM_REQUIREMENTS`` says to skip the machine check.
+
+    "false", "no" and "off" mean what they say: a check that guards against a
+    CUDA env on a machine without the driver must not be skipped by a "false".
+    """
+    value = (os.environ if environ is None else environ).get(IGNORE_ENV, "")
+    return value.strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def applicable(requirements: SystemRequirements, platform: str) -> tuple[tuple[str, str], ...]:
     """The (name, version) requirements that mean something on ``platform``."""
     os_name = platform.partition("-")[0]

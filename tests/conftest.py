@@ -12,6 +12,7 @@ from tests.support.wheels import DEFAULT_WHEELS, WheelSpec, build_simple_index, 
 
 # Fixture modules of the larger subsystems (conda channel, object-store servers, ...).
 pytest_plugins: list[str] = [
+    "tests.support.cli_runner",
     "tests.support.conda_channel",
     "tests.support.real_data",
     "tests.support.stores",

@@ -97,6 +97,45 @@ EXPECTED: dict[str, list[tuple[int, str, str]]] = {
     "bad_step_name.toml": [
         (4, "steps.train-model", "a step name must be a Python identifier"),
     ],
+    "lock_dir_outside_project.toml": [
+        (
+            3,
+            "project.lock-dir",
+            "'../shared' leaves the project directory; lock files must live inside it",
+        ),
+    ],
+    "windows_reserved_env_name.toml": [
+        (4, "envs.CON", "'CON' is reserved on Windows and cannot name a directory there"),
+    ],
+    "dot_dot_env_name.toml": [
+        (
+            4,
+            'envs."a..b"',
+            "an environment name may only use letters, digits, '_', '-' and '.', must start "
+            "with a letter, digit or '_', must not end with '.' and must not contain '..' "
+            "(it names a directory under the lock dir and a key in the store)",
+        ),
+    ],
+    "extra_with_newline.toml": [
+        (
+            3,
+            'base.pypi.packages."alpha[x\\n-r /etc/passwd\\ny]"',
+            "invalid extra 'x\\n-r /etc/passwd\\ny' "
+            "(an extra is a name: letters, digits, '.', '_', '-')",
+        ),
+    ],
+    "project_name_with_space.toml": [
+        (
+            2,
+            "project.name",
+            "a project name may only use letters, digits, '_', '-' and '.', must start "
+            "with a letter, digit or '_', must not end with '.' and must not contain '..' "
+            "(it names the project in the store)",
+        ),
+    ],
+    "step_name_too_long.toml": [
+        (4, "steps." + "s" * 65, "a step name is 65 characters long; at most 64 are allowed"),
+    ],
     "env_platform_unknown.toml": [
         (6, "base.platforms[0]", "unknown platform 'linux-46' (did you mean 'linux-64'?)"),
     ],
@@ -122,6 +161,20 @@ EXPECTED: dict[str, list[tuple[int, str, str]]] = {
         ),
     ],
     "bad_package_table.toml": [(6, "base.pypi.packages.torch.source", "unknown key")],
+    "channels_in_target.toml": [
+        (
+            9,
+            "base.target.osx-arm64.conda.channels",
+            "channels apply to the whole env, not one platform: set them in its conda table, "
+            'or take a package from a channel with "channel::name"',
+        ),
+    ],
+    "index_url_with_newline.toml": [
+        (5, "project.pypi.index-url", "a URL cannot contain whitespace (spell a space %20)"),
+    ],
+    "named_index_with_space.toml": [
+        (5, "project.pypi.indexes.cpu", "a URL cannot contain whitespace (spell a space %20)"),
+    ],
 }
 
 PYPROJECT_HEADER = '[project]\nname = "wrapper"\nversion = "0"\n\n'

@@ -146,7 +146,9 @@ def test_cpu_and_cuda_torch_from_their_own_indexes(
     assert main(["-C", str(root), "show", "train", "--json"]) == 0
     (train,) = json.loads(capsys.readouterr().out)["envs"]
     assert train["platforms"] == ["linux-64"]
-    assert train["pypi"] == ["torch==2.4.1 (index pytorch-cu121)"]
+    # Plain PEP 508 lines a tool can parse; the pin beside them.
+    assert train["pypi"] == ["torch==2.4.1"]
+    assert train["pinned-indexes"] == {"torch": "pytorch-cu121"}
     assert train["system-requirements"] == {"cuda": "12"}
     assert train["indexes"] == {"pytorch-cu121": indexes["cu121"]}
     assert list(train["locks"]) == ["linux-64"]

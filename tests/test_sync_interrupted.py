@@ -51,6 +51,6 @@ def test_kill_9_mid_sync_then_rerun_completes(moto_process, tmp_path) -> None:
     assert rerun.returncode == 0, rerun.stderr
     last = rerun.stdout.splitlines()[-1]
     assert last.startswith(f"uploaded {120 - len(present)} artifacts (")
-    assert f"), {len(present)} already there, 1 manifests written to {store.url}" in last
+    assert f"), {len(present)} already there, 1 manifest written to {store.url}" in last
     assert len(store_invariants(store)) == 1
     assert len([k for k in opened.list_sizes() if k.endswith(".whl")]) == 120

@@ -37,7 +37,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return quick
     from flowenv.cli.parser import build_parser
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        # Bare `flowenv`: the overview a newcomer needs, not an error.
+        parser.print_help()
+        return 0
     try:
         return _run(args)
     finally:
@@ -56,10 +61,12 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.run(args))
     except FlowenvError as exc:
+        from flowenv._subprocess import redact
+
+        # The last line of defence: whatever a message quotes, no URL keeps its password.
+        message = redact(exc.message)
         print(
-            f"flowenv: error: {exc.message}"
-            if "\n" not in exc.message
-            else f"flowenv: error:\n{exc.message}",
+            f"flowenv: error: {message}" if "\n" not in message else f"flowenv: error:\n{message}",
             file=sys.stderr,
         )
         return exc.exit_code

@@ -33,7 +33,7 @@ def register(sub: Any) -> None:
         "--category",
         action="append",
         metavar="NAME",
-        help="a conda-lock category to include (repeatable; default: main, as conda-lock renders)",
+        help="a conda-lock category to include beside main (repeatable), as conda-lock renders",
     )
     parser.add_argument(
         "-o", "--output", type=Path, metavar="FILE", help="write here, not to stdout"

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from flowenv import __version__
 
@@ -28,27 +29,60 @@ COMMANDS: dict[str, str] = {
 }
 
 
+EXIT_CODES_HELP = """\
+exit codes:
+  0  ok
+  1  a check found something (stale lock, non-empty diff with --exit-code)
+  2  usage, configuration or input error
+  3  resolution failed (unsatisfiable, package missing)
+  4  store or transfer failure"""
+
+_INVALID_CHOICE = re.compile(r"invalid choice: '(?P<word>[^']*)' \(choose from (?P<choices>.*)\)")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, except that the exit-code table keeps its lines."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text == EXIT_CODES_HELP:
+            return text
+        return super()._fill_text(text, width, indent)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # Imported here: flowenv.errors brings attrs, which the fast path never needs.
         from flowenv.errors import EXIT_USAGE
 
         self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"flowenv: error: {message}\n")
+        self.exit(EXIT_USAGE, f"flowenv: error: {_with_hint(message)}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="flowenv",
-        description="Reproducible per-step, per-platform environments for ML workflows.",
-    )
-    parser.add_argument("--version", action="version", version=f"flowenv {__version__}")
+def _with_hint(message: str) -> str:
+    """argparse's "invalid choice" message with a "did you mean" for the closest choice."""
+    match = _INVALID_CHOICE.search(message)
+    if not match:
+        return message
+    from flowenv.config.load import did_you_mean
+
+    choices = [c.strip().strip("'") for c in match["choices"].split(",")]
+    return message + did_you_mean(match["word"], choices)
+
+
+def _add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:
+    """-C, -c, -q: on the main parser and again on every command, so they go anywhere.
+
+    On commands their default is SUPPRESS: an option given before the command
+    is not overwritten by the command's parser when it is not repeated after it.
+    """
+    default: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
     parser.add_argument(
         "-C",
         dest="directory",
         type=Path,
         metavar="DIR",
         help="run as if started in DIR (config discovery starts there)",
+        **default,
     )
     parser.add_argument(
         "-c",
@@ -56,11 +90,39 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="FILE",
         help="use this flowenv.toml or pyproject.toml; no discovery, no fallback",
+        **default,
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="print only errors and results")
-    sub = parser.add_subparsers(
-        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="print only errors and results", **default
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="flowenv",
+        description="Reproducible per-step, per-platform environments for ML workflows.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"flowenv {__version__}")
+    _add_global_options(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in COMMANDS.values():
         importlib.import_module(module).register(sub)
+    for command in sub.choices.values():
+        for each in (command, *_subcommands(command)):
+            _add_global_options(each, top=False)
+            if each.epilog is None:
+                each.epilog = EXIT_CODES_HELP
+                each.formatter_class = _HelpFormatter
     return parser
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers of a command's own subcommands (``flowenv git textconv``)."""
+    return [
+        choice
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for choice in action.choices.values()
+    ]

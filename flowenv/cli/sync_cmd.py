@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         summary = sync(config, **kwargs)
     if args.dry_run:
         print(
-            f"would upload {summary.uploaded} artifacts to {summary.store}, "
+            f"would upload {_count(summary.uploaded, 'artifact')} to {summary.store}, "
             f"{summary.present} already there"
         )
         for env in summary.envs:
@@ -68,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
         for env in summary.envs:
             print(f"{env.status:>8}  {env.env} · {env.platform}  {env.env_id}")
     print(
-        f"uploaded {summary.uploaded} artifacts ({human_bytes(summary.uploaded_bytes)}), "
-        f"{summary.present} already there, {summary.manifests_written} manifests written "
+        f"uploaded {_count(summary.uploaded, 'artifact')} "
+        f"({human_bytes(summary.uploaded_bytes)}), {summary.present} already there, "
+        f"{_count(summary.manifests_written, 'manifest')} written "
         f"to {summary.store}"
     )
     return 0
@@ -106,3 +107,8 @@ class _Bar:
             return
         self._bytes += event.bytes
         self._progress.update(self._task, advance=1, size=human_bytes(self._bytes))
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 artifact``, ``2 artifacts``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

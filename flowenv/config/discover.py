@@ -17,6 +17,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
 
+#: flowenv._bounds.MAX_SOURCE_BYTES, not imported: discovery is on the fast path.
+_MAX_READ = 4 << 20
+
 CONFIG_NAME = "flowenv.toml"
 PYPROJECT_NAME = "pyproject.toml"
 _TOOL_TABLE = re.compile(r"^\s*\[\s*tool\s*\.\s*flowenv\s*[\].]", re.MULTILINE)
@@ -26,9 +29,12 @@ def _pyproject_has_flowenv(path: str) -> bool:
     # A regex, not a TOML parse: discovery runs on every command, including
     # `lock --check`, and most pyproject.toml files it meets are not ours.
     try:
-        with open(path, encoding="utf-8") as handle:
-            return bool(_TOOL_TABLE.search(handle.read()))
-    except (OSError, UnicodeDecodeError):
+        # Undecodable bytes cannot hide the header; load_config reports them if it is
+        # ours. Past the size flowenv reads at all, load_config refuses it anyway.
+        with open(path, "rb") as handle:
+            head = handle.read(_MAX_READ + 1)
+        return bool(_TOOL_TABLE.search(head.decode("utf-8", errors="replace")))
+    except OSError:
         return False
 
 

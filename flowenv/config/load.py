@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flowenv._bounds import TooDeep, TooLarge, parse_bounded, read_source
 from flowenv.config import stacks
 from flowenv.config.discover import PYPROJECT_NAME
-from flowenv.config.locate import KeyPath, line_of, locate_keys
+from flowenv.config.locate import KeyLines, KeyPath, line_of, locate_keys
 from flowenv.config.models import (
     DEFAULT_CHANNELS,
     DEFAULT_LOCK_DIR,
@@ -27,6 +28,14 @@ from flowenv.config.models import (
     ProjectSettings,
     PypiPackage,
     PypiSettings,
+)
+from flowenv.config.validators import (
+    CONDA_NAME,
+    PEP508_NAME,
+    extra_problem,
+    lock_dir_escape,
+    lock_dir_problem,
+    portable_name_problem,
 )
 from flowenv.errors import ConfigError, Diagnostic
 from flowenv.platforms import KNOWN_PLATFORMS, default_platforms
@@ -51,21 +60,24 @@ PYPI_KEYS = ("packages", "libraries")
 CONDA_KEYS = ("packages", "libraries", "channels")
 CHANNEL_PRIORITIES = ("strict", "flexible", "disabled")
 
-_PYTHON_VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
-_PYPI_NAME = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])(\[([^\]]*)\])?$")
-_CONDA_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-_CONDA_BARE_VERSION = re.compile(r"^[0-9][0-9A-Za-z_.+!]*$")
+# "\Z", never "$": "$" also matches before a trailing newline, and a newline
+# in a name would reach uv's requirement files as a line of its own.
+_PYTHON_VERSION = re.compile(r"^\d+\.\d+(\.\d+)?\Z")
+_PYPI_NAME = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])(\[([^\]]*)\])?\Z")
+_CONDA_BARE_VERSION = re.compile(r"^[0-9][0-9A-Za-z_.+!]*\Z")
 _CONDA_SPEC = re.compile(
-    r"^[<>=!~]{0,2}[0-9A-Za-z_.*+!]+([,|]\s*[<>=!~]{0,2}[0-9A-Za-z_.*+!]+)*(\s+[0-9A-Za-z_.*+]+)?$"
+    r"^[<>=!~]{0,2}[0-9A-Za-z_.*+!]+([,|]\s*[<>=!~]{0,2}[0-9A-Za-z_.*+!]+)*(\s+[0-9A-Za-z_.*+]+)?\Z"
 )
 #: A virtual package's version, optionally with a build string: "2.28", "1=x86_64_v3".
-_CONDA_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
-_DISTRIBUTION_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
-_VIRTUAL_VALUE = re.compile(r"^[0-9][0-9A-Za-z_.]*(=[0-9A-Za-z_.]+)?$")
+_VIRTUAL_VALUE = re.compile(r"^[0-9][0-9A-Za-z_.]*(=[0-9A-Za-z_.]+)?\Z")
+_VIRTUAL_NAME = re.compile(r"^__[a-z0-9][a-z0-9_-]*\Z")
+#: A channel named in "channel::name": a name or a URL, never whitespace or a quote.
+_CHANNEL_REF = re.compile(r"^[A-Za-z0-9_.:/@%+~=-]+\Z")
+# One rule per kind of name, shared with the store readers (flowenv.config.validators).
+_CONDA_NAME = CONDA_NAME
+_DISTRIBUTION_NAME = PEP508_NAME
 _NAME_SEPARATORS = re.compile(r"[-_.]+")
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-# Env names become directory names under the lock dir: no separators, no dot-dot.
-_ENV_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
 def normalize_pypi_name(name: str) -> str:
@@ -113,11 +125,9 @@ def render_key_path(path: KeyPath) -> str:
 
 
 class _Validator:
-    def __init__(self, file: str, text: str, prefix: KeyPath) -> None:
+    def __init__(self, file: str, lines: KeyLines, prefix: KeyPath) -> None:
         self.file = file
-        self.text = text
-        #: Where each key is written; scanned at the first error (a valid file needs none).
-        self._lines: dict[KeyPath, int] | None = None
+        self.lines = lines
         self.prefix = prefix
         self.diagnostics: list[Diagnostic] = []
         #: Paths already reported, so a later check does not pile a second error on one key.
@@ -130,10 +140,8 @@ class _Validator:
     def error(self, path: KeyPath, message: str) -> None:
         full = (*self.prefix, *path)
         self.reported.add(path)
-        if self._lines is None:
-            self._lines = locate_keys(self.text)
         self.diagnostics.append(
-            Diagnostic(self.file, line_of(self._lines, full), render_key_path(full), message)
+            Diagnostic(self.file, line_of(self.lines, full), render_key_path(full), message)
         )
 
     # -- shapes --------------------------------------------------------------
@@ -182,6 +190,7 @@ class _Validator:
             find_links=self.string_list(pypi_table, "find-links", pypi_path) or (),
             indexes=stacks.indexes(self, pypi_table, pypi_path),
         )
+        self.locations(pypi, pypi_path)
         self.project_platforms = platforms
         self.index_names = tuple(name for name, _ in pypi.indexes)
         conda_path: KeyPath = (*path, "conda")
@@ -195,7 +204,7 @@ class _Validator:
             )
         virtual = self.string_table(conda_table, "virtual-packages", conda_path)
         for name, value in virtual.items():
-            if not name.startswith("__") or not _VIRTUAL_VALUE.match(value):
+            if not _VIRTUAL_NAME.match(name) or not _VIRTUAL_VALUE.match(value):
                 self.error(
                     (*conda_path, "virtual-packages", name),
                     f'expected a virtual package like __glibc = "2.28" '
@@ -212,14 +221,33 @@ class _Validator:
             self.error((*path, "store-options"), f"expected a table, got {_type_name(options)}")
             options = {}
         return ProjectSettings(
-            name=self.string(table, "name", path) or root.name,
+            name=self.project_name(table, path) or root.name,
             platforms=platforms,
-            lock_dir=self.string(table, "lock-dir", path) or DEFAULT_LOCK_DIR,
+            lock_dir=self.lock_dir(table, path, root),
             store=self.string(table, "store", path) or DEFAULT_STORE,
             store_options=tuple(sorted(options.items())),
             pypi=pypi,
             conda=conda,
         )
+
+    def project_name(self, table: Mapping[str, Any], path: KeyPath) -> str | None:
+        # It names the project's directory in the store: the env-name rule applies.
+        name = self.string(table, "name", path)
+        if name is None:
+            return None
+        problem = portable_name_problem(name, "a project", "it names the project in the store")
+        if problem:
+            self.error((*path, "name"), problem)
+        return name
+
+    def lock_dir(self, table: Mapping[str, Any], path: KeyPath, root: Path) -> str:
+        lock_dir = self.string(table, "lock-dir", path)
+        if lock_dir is None:
+            return DEFAULT_LOCK_DIR
+        problem = lock_dir_problem(lock_dir) or lock_dir_escape(root, lock_dir)
+        if problem:
+            self.error((*path, "lock-dir"), problem)
+        return lock_dir
 
     def platforms(self, table: Mapping[str, Any], path: KeyPath) -> tuple[str, ...]:
         names = self.string_list(table, "platforms", path)
@@ -242,6 +270,31 @@ class _Validator:
             if not channel.strip():
                 self.error((*path, "channels", i), "expected a channel name or URL, got ''")
         return channels
+
+    def locations(self, pypi: PypiSettings, path: KeyPath) -> None:
+        """Index URLs and find-links are one token each: they reach uv's command line
+        and the pip options of exported requirements files, where a newline would
+        smuggle in another option."""
+        located: list[tuple[KeyPath, str]] = []
+        if pypi.index_url is not None:
+            located.append(((*path, "index-url"), pypi.index_url))
+        for key, values in (
+            ("extra-index-urls", pypi.extra_index_urls),
+            ("find-links", pypi.find_links),
+        ):
+            located += [((*path, key, i), value) for i, value in enumerate(values)]
+        located += [((*path, "indexes", name), url) for name, url in pypi.indexes]
+        for at, location in located:
+            if at in self.reported:
+                continue
+            # The value is not echoed: it may hold a credential (user:token@host).
+            if not location:
+                self.error(at, "expected a URL or path, got ''")
+            elif "://" in location and any(c.isspace() for c in location):
+                self.error(at, "a URL cannot contain whitespace (spell a space %20)")
+            elif any(not c.isprintable() for c in location):
+                # A local path may have a space, never a newline or a control character.
+                self.error(at, "cannot contain a newline or a control character")
 
     def pypi_map(self, table: Mapping[str, Any], path: KeyPath) -> tuple[tuple[str, str], ...]:
         """``pypi-map``: conda name -> PyPI name, or false ("" here) for "not a PyPI package"."""
@@ -300,6 +353,14 @@ class _Validator:
                 self, table, path, self.project_platforms
             ).items()
         }
+        for platform, target in targets.items():
+            if target.channels is not None:
+                # One conda-lock.yml holds every platform of an env, with one channel list.
+                self.error(
+                    (*path, "target", platform, "conda", "channels"),
+                    "channels apply to the whole env, not one platform: set them in its "
+                    'conda table, or take a package from a channel with "channel::name"',
+                )
         return EnvDecl(
             python=python,
             pypi=tuple(sorted(pypi, key=lambda p: p.name)),
@@ -358,13 +419,12 @@ class _Validator:
         if not match:
             self.error(path, f"invalid package name '{key}'")
             return None
-        extras = tuple(
-            sorted(
-                normalize_pypi_name(e.strip())
-                for e in (match.group(3) or "").split(",")
-                if e.strip()
-            )
-        )
+        raw_extras = [e.strip() for e in (match.group(3) or "").split(",") if e.strip()]
+        problems = [p for p in map(extra_problem, raw_extras) if p]
+        if problems:
+            self.error(path, problems[0])
+            return None
+        extras = tuple(sorted(normalize_pypi_name(e) for e in raw_extras))
         index = None
         if isinstance(spec, dict):
             parsed = stacks.pypi_package_table(self, spec, path, self.index_names)
@@ -393,7 +453,11 @@ class _Validator:
 
     def conda_package(self, key: str, spec: object, path: KeyPath) -> CondaPackage | None:
         channel, sep, name = key.rpartition("::")
-        if (sep and not channel) or not _CONDA_NAME.match(name):
+        if (
+            (sep and not channel)
+            or not CONDA_NAME.fullmatch(name)
+            or (channel and not _CHANNEL_REF.match(channel))
+        ):
             self.error(path, f"invalid conda package '{key}' (expected 'name' or 'channel::name')")
             return None
         text = self.typed(spec, path, str, "a version string")
@@ -485,17 +549,16 @@ def _validate_steps(
     for name in envs:
         if name == BASE:
             v.error(("envs", name), "'base' is reserved for the [base] table; choose another name")
-        elif not _ENV_NAME.match(name):
-            v.error(
-                ("envs", name),
-                "an environment name may only use letters, digits, '_', '-' and '.' "
-                "(it names a directory under the lock dir)",
-            )
+        elif problem := portable_name_problem(name, "an environment"):
+            v.error(("envs", name), problem)
     for name, step in steps.items():
         path: KeyPath = ("steps", name)
         if not name.isidentifier():
             # Steps are the flow's methods, so their names are Python identifiers.
             v.error(path, "a step name must be a Python identifier")
+        elif problem := portable_name_problem(name, "a step"):
+            # A step with packages of its own names its environment (a directory).
+            v.error(path, problem)
         elif name == BASE and step.has_own_content():
             v.error(
                 path,
@@ -517,6 +580,7 @@ def _validate_steps(
     for name in envs:
         if name in steps and steps[name].has_own_content():
             v.error(("envs", name), f"'{name}' names both a step with packages and an [envs] entry")
+    stacks.check_platform_subsets(v, base, steps, envs)
     _validate_python_present(v, base, steps, envs)
 
 
@@ -547,11 +611,28 @@ def _validate_python_present(
             v.error(("steps", name), f"no python version ({hint})")
 
 
+def read_toml(text: str) -> tuple[KeyLines, dict[str, Any]]:
+    """The line of every key and the parsed document; :class:`TooDeep` past the nesting bound.
+
+    The linear line scan runs first: it refuses deep nesting (and long dotted
+    keys, on which tomllib is quadratic) before tomllib meets them.
+    """
+    lines = locate_keys(text)
+    return lines, parse_bounded(tomllib.loads, text)
+
+
+def _keys(table: object) -> tuple[str, ...]:
+    """Every key of ``table`` when it is one (``steps = 3`` is reported by the shape check)."""
+    return tuple(table) if isinstance(table, dict) else ()
+
+
 def parse_config(text: str, path: Path) -> Config:
     """Validate ``text`` (the contents of ``path``) into a :class:`Config`."""
     display = str(path)
     try:
-        data = tomllib.loads(text)
+        lines, data = read_toml(text)
+    except TooDeep as exc:
+        raise ConfigError([Diagnostic(display, exc.line, "", f"invalid TOML: {exc}")]) from None
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"at line (\d+)", str(exc))
         line = int(match.group(1)) if match else None
@@ -565,13 +646,13 @@ def parse_config(text: str, path: Path) -> Config:
             # Reached only with -c: discovery skips a pyproject.toml without the table.
             raise ConfigError([Diagnostic(display, None, "", "no [tool.flowenv] table")])
         data = tool["flowenv"]
-    v = _Validator(display, text, prefix)
+    v = _Validator(display, lines, prefix)
     root = path.parent
     top = v.table(data, (), TOP_KEYS)
     project = v.project(top.get("project", {}), root)
     base = v.env_decl(top.get("base", {}), ("base",), BASE_KEYS)
-    steps_raw = v.table(top.get("steps", {}), ("steps",), tuple(top.get("steps", {}) or ()))
-    envs_raw = v.table(top.get("envs", {}), ("envs",), tuple(top.get("envs", {}) or ()))
+    steps_raw = v.table(top.get("steps", {}), ("steps",), _keys(top.get("steps")))
+    envs_raw = v.table(top.get("envs", {}), ("envs",), _keys(top.get("envs")))
     steps = {name: v.env_decl(raw, ("steps", name), STEP_KEYS) for name, raw in steps_raw.items()}
     envs = {name: v.env_decl(raw, ("envs", name), ENV_KEYS) for name, raw in envs_raw.items()}
     _validate_steps(v, base, steps, envs)
@@ -592,9 +673,22 @@ def parse_config(text: str, path: Path) -> Config:
 def load_config(path: Path) -> Config:
     """Read and validate the configuration file at ``path``."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_source(path)
     except OSError as exc:
         raise ConfigError(
             [Diagnostic(str(path), None, "", f"cannot read: {exc.strerror}")]
         ) from None
-    return parse_config(text, path)
+    except TooLarge as exc:
+        raise ConfigError([Diagnostic(str(path), None, "", f"too large: {exc}")]) from None
+    return parse_config(decode_utf8(data, str(path)), path)
+
+
+def decode_utf8(data: bytes, display: str) -> str:
+    """``data`` as UTF-8 text (TOML requires it), or a ConfigError naming the line that is not."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            [Diagnostic(display, line, "", f"not UTF-8 text (byte {exc.start + 1} is not valid)")]
+        ) from None

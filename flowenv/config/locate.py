@@ -3,12 +3,22 @@
 ``tomllib`` gives values but no positions. Error messages must name the line,
 so this module scans the (already known to be valid) TOML text once and records
 the line of every key, table header and array element it meets. It is a
-lenient reader of valid TOML, not a validating parser.
+lenient reader, not a validating parser: it runs *before* tomllib, always
+makes progress on invalid text (tomllib then reports it), and refuses a
+document nested deeper than :data:`flowenv._bounds.MAX_DEPTH` with
+:class:`~flowenv._bounds.TooDeep`.
+
+Lines are kept in a tree of :class:`KeyLines` nodes, one per key, rather than
+in a dict keyed by whole paths: recording ``[a.b.c…]`` then costs one step
+per part instead of one tuple per prefix, so the scan stays linear in the file
+size however long a dotted header is (a dict of prefixes is quadratic in it).
 """
 
 from __future__ import annotations
 
 import re
+
+from flowenv._bounds import MAX_DEPTH, TooDeep
 
 KeyPath = tuple[str | int, ...]
 
@@ -16,21 +26,55 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _WS = " \t"
 
 
+class KeyLines:
+    """One key of the document: the line it first appears on and the keys below it."""
+
+    __slots__ = ("children", "depth", "line", "tables")
+
+    def __init__(self, depth: int = 0) -> None:
+        self.depth = depth
+        self.line: int | None = None
+        self.children: dict[str | int, KeyLines] = {}
+        #: How many ``[[array.of.tables]]`` headers named this key so far.
+        self.tables = 0
+
+    def child(self, part: str | int, line: int) -> KeyLines:
+        node = self.children.get(part)
+        if node is None:
+            if self.depth >= MAX_DEPTH:
+                # Refused here, before tomllib sees it: tomllib recurses per
+                # level and is quadratic in the length of a dotted key.
+                raise TooDeep(line)
+            node = self.children[part] = KeyLines(self.depth + 1)
+        if node.line is None:
+            node.line = line
+        return node
+
+    def line_of(self, path: KeyPath) -> int | None:
+        """The line of ``path``, or of its nearest located ancestor."""
+        node, found = self, None
+        for part in path:
+            next_node = node.children.get(part)
+            if next_node is None:
+                break
+            node = next_node
+            found = node.line if node.line is not None else found
+        return found
+
+
 class _Scanner:
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
         self.line = 1
-        self.lines: dict[KeyPath, int] = {}
-        self.array_of_tables: dict[KeyPath, int] = {}
+        self.root = KeyLines()
 
     # -- low level ---------------------------------------------------------
     def peek(self, n: int = 1) -> str:
         return self.text[self.pos : self.pos + n]
 
     def advance(self, n: int = 1) -> None:
-        chunk = self.text[self.pos : self.pos + n]
-        self.line += chunk.count("\n")
+        self.line += self.text.count("\n", self.pos, self.pos + n)
         self.pos += n
 
     def skip_ws(self, newlines: bool = False) -> None:
@@ -39,14 +83,13 @@ class _Scanner:
             if ch in _WS or (newlines and ch in "\r\n"):
                 self.advance()
             elif ch == "#":
-                while self.pos < len(self.text) and self.text[self.pos] != "\n":
-                    self.pos += 1
+                self.skip_line()
             else:
                 return
 
     def skip_line(self) -> None:
-        while self.pos < len(self.text) and self.text[self.pos] != "\n":
-            self.pos += 1
+        end = self.text.find("\n", self.pos)
+        self.pos = len(self.text) if end < 0 else end
 
     # -- tokens ------------------------------------------------------------
     def read_string(self) -> str:
@@ -87,25 +130,25 @@ class _Scanner:
             self.advance()
 
     # -- structure ---------------------------------------------------------
-    def record(self, path: KeyPath, line: int) -> None:
-        self.lines.setdefault(path, line)
-
-    def read_value(self, path: KeyPath) -> None:
+    def read_value(self, node: KeyLines) -> None:
         self.skip_ws()
         ch = self.peek()
         if ch in ('"', "'"):
             self.read_string()
         elif ch == "{":
             self.advance()
-            self.read_inline_table(path)
+            self.read_inline_table(node)
         elif ch == "[":
             self.advance()
-            self.read_array(path)
+            self.read_array(node)
         else:
+            start = self.pos
             while self.pos < len(self.text) and self.text[self.pos] not in ",]}\n#":
                 self.pos += 1
+            if self.pos == start and self.pos < len(self.text):
+                self.advance()  # invalid TOML (tomllib reports it): always make progress
 
-    def read_inline_table(self, path: KeyPath) -> None:
+    def read_inline_table(self, node: KeyLines) -> None:
         while self.pos < len(self.text):
             self.skip_ws(newlines=True)
             if self.peek() == "}":
@@ -119,13 +162,13 @@ class _Scanner:
             if not key:
                 self.advance()
                 continue
-            self.record_key(path, key, line)
+            target = self.record_key(node, key, line)
             self.skip_ws()
             if self.peek() == "=":
                 self.advance()
-            self.read_value((*path, *key))
+            self.read_value(target)
 
-    def read_array(self, path: KeyPath) -> None:
+    def read_array(self, node: KeyLines) -> None:
         index = 0
         while self.pos < len(self.text):
             self.skip_ws(newlines=True)
@@ -137,15 +180,17 @@ class _Scanner:
                 self.advance()
                 index += 1
                 continue
-            self.record((*path, index), self.line)
-            self.read_value((*path, index))
+            self.read_value(node.child(index, self.line))
 
-    def record_key(self, table: KeyPath, key: list[str], line: int) -> None:
-        for depth in range(1, len(key) + 1):
-            self.record((*table, *key[:depth]), line)
+    @staticmethod
+    def record_key(table: KeyLines, key: list[str], line: int) -> KeyLines:
+        node = table
+        for part in key:
+            node = node.child(part, line)
+        return node
 
-    def scan(self) -> dict[KeyPath, int]:
-        table: KeyPath = ()
+    def scan(self) -> KeyLines:
+        table = self.root
         while self.pos < len(self.text):
             self.skip_ws(newlines=True)
             if self.pos >= len(self.text):
@@ -153,41 +198,32 @@ class _Scanner:
             line = self.line
             if self.peek(2) == "[[":
                 self.advance(2)
-                header = tuple(self.read_key())
-                index = self.array_of_tables.get(header, -1) + 1
-                self.array_of_tables[header] = index
-                table = (*header, index)
-                self.record_key((), list(header), line)
-                self.record(table, line)
+                header = self.record_key(self.root, self.read_key(), line)
+                table = header.child(header.tables, line)
+                header.tables += 1
                 self.skip_line()
             elif self.peek() == "[":
                 self.advance()
-                key = self.read_key()
-                table = tuple(key)
-                self.record_key((), key, line)
+                table = self.record_key(self.root, self.read_key(), line)
                 self.skip_line()
             else:
                 key = self.read_key()
                 if not key:
                     self.skip_line()
                     continue
-                self.record_key(table, key, line)
+                target = self.record_key(table, key, line)
                 self.skip_ws()
                 if self.peek() == "=":
                     self.advance()
-                self.read_value((*table, *key))
-        return self.lines
+                self.read_value(target)
+        return self.root
 
 
-def locate_keys(text: str) -> dict[KeyPath, int]:
-    """Every key path in ``text`` mapped to the 1-based line it first appears on."""
+def locate_keys(text: str) -> KeyLines:
+    """Every key path in ``text`` with the 1-based line it first appears on."""
     return _Scanner(text).scan()
 
 
-def line_of(lines: dict[KeyPath, int], path: KeyPath) -> int | None:
+def line_of(lines: KeyLines, path: KeyPath) -> int | None:
     """The line of ``path``, or of its nearest located ancestor."""
-    for depth in range(len(path), 0, -1):
-        found = lines.get(path[:depth])
-        if found is not None:
-            return found
-    return None
+    return lines.line_of(path)

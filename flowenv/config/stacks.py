@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from flowenv.config.locate import KeyPath
-from flowenv.config.models import SystemRequirements
+from flowenv.config.models import EnvDecl, SystemRequirements
 from flowenv.platforms import KNOWN_PLATFORMS
 
 if TYPE_CHECKING:
@@ -43,7 +43,8 @@ def indexes(v: _Validator, table: Mapping[str, Any], path: KeyPath) -> tuple[tup
         if not _INDEX_NAME.match(name):
             v.error(at, "an index name may only use letters, digits, '-', '_' and '.'")
         elif "://" not in url:
-            v.error(at, f"expected an index URL like \"https://host/simple\", got '{url}'")
+            # Not echoed: a URL without its scheme may still hold user:token@.
+            v.error(at, 'expected an index URL like "https://host/simple" (no scheme given)')
     return tuple(sorted(raw.items()))
 
 
@@ -159,3 +160,44 @@ def target_platforms(
         else:
             out[name] = value
     return out
+
+
+def check_platform_subsets(
+    v: _Validator, base: EnvDecl, steps: Mapping[str, EnvDecl], envs: Mapping[str, EnvDecl]
+) -> None:
+    """A step's ``platforms`` narrow its parent's; a ``target`` table names one of its own.
+
+    A parent locked for linux-64 only (a GPU env) says its packages are meant
+    for there; a step cannot quietly lock them for the Mac. A target table for
+    a platform its env is not locked for would be silently ignored.
+    """
+    project = v.project_platforms
+    own: dict[KeyPath, tuple[str, ...]] = {("base",): base.platforms or project}
+    for name, env in envs.items():
+        # A named env takes only python from base, so its platforms default to the project's.
+        own[("envs", name)] = env.platforms or project
+    for name, step in steps.items():
+        if step.env is not None and step.env not in envs:
+            continue  # an unknown env is reported already
+        parent: KeyPath = ("envs", step.env) if step.env else ("base",)
+        allowed = own[parent]
+        outside = [p for p in step.platforms or () if p not in allowed]
+        if outside:
+            where = "base" if step.env is None else f"env '{step.env}'"
+            v.error(
+                ("steps", name, "platforms"),
+                f"{', '.join(repr(p) for p in outside)} not among the platforms of {where} "
+                f"({', '.join(allowed)}); a step narrows its parent's platforms "
+                "(add it there first)",
+            )
+        own[("steps", name)] = step.platforms or allowed
+    tables = [(("base",), base), *((("envs", n), e) for n, e in envs.items())]
+    tables += [(("steps", n), s) for n, s in steps.items()]
+    for path, decl in tables:
+        for platform, _ in decl.targets:
+            if path in own and platform not in own[path]:
+                v.error(
+                    (*path, "target", platform),
+                    f"'{platform}' is not among this env's platforms "
+                    f"({', '.join(own[path])}); the table would never apply",
+                )

@@ -105,15 +105,22 @@ def lock_dir_of(config_text: str | None, config_name: str) -> str:
     """``project.lock-dir`` of a configuration text, or the default when unset or unreadable."""
     if config_text is None:
         return DEFAULT_LOCK_DIR
+    from flowenv._bounds import TooDeep
+    from flowenv.config.load import read_toml
+    from flowenv.config.validators import lock_dir_problem
+
     try:
-        data: Any = tomllib.loads(config_text)
-    except tomllib.TOMLDecodeError:
+        data: Any = read_toml(config_text)[1]
+    except (tomllib.TOMLDecodeError, TooDeep):
         return DEFAULT_LOCK_DIR
     if config_name == PYPROJECT_NAME:
         data = data.get("tool", {}).get("flowenv", {})
     project = data.get("project", {}) if isinstance(data, dict) else {}
     value = project.get("lock-dir") if isinstance(project, dict) else None
-    return value if isinstance(value, str) and value else DEFAULT_LOCK_DIR
+    # A lock-dir that leaves the project is refused by every command: so here.
+    if isinstance(value, str) and value and not lock_dir_problem(value):
+        return value
+    return DEFAULT_LOCK_DIR
 
 
 def load_lock_set(tree: Tree, config_path: str) -> LockSet:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from flowenv.config.models import Config, SystemRequirements
-from flowenv.errors import FlowenvError
+from flowenv.errors import FlowenvError, ResolutionError
 from flowenv.lockers import LockOptions
 from flowenv.lockers.conda_pypi import CondaRecord, provided_distributions
 from flowenv.locks.condalock import (
@@ -91,7 +91,10 @@ def conda_specs(env: EnvSpec, platform: str) -> tuple[str, ...]:
 def lock_channels(env: EnvSpec) -> tuple[str, ...]:
     """Every channel the env resolves from: configured ones, then ``channel::`` ones."""
     channels = list(env.channels)
-    for package in {c for p in env.platforms for c in env.conda_on(p)} | set(env.conda):
+    # In declaration order (packages by name, then each platform's), never a
+    # set's: channel order is priority, and the lock must be byte-identical.
+    packages = [*env.conda, *(c for p in env.platforms for c in env.conda_on(p))]
+    for package in packages:
         if package.channel and package.channel not in channels:
             channels.append(package.channel)
     return tuple(strip_credentials(c) for c in channels)
@@ -208,12 +211,15 @@ def _pip_part(
     )
     # First with conda's versions as constraints: PyPI packages must agree with
     # them (uv fails clearly when one needs another numpy than conda's).
-    raw = resolve(
-        constraints=_constraints(provided),
-        previous=None if options.upgrade else _previous_pylock(previous, platform),
-        upgrade=options.upgrade,
-        upgrade_packages=options.upgrade_packages,
-    )
+    try:
+        raw = resolve(
+            constraints=_constraints(provided),
+            previous=None if options.upgrade else _previous_pylock(previous, platform),
+            upgrade=options.upgrade,
+            upgrade_packages=options.upgrade_packages,
+        )
+    except ResolutionError as exc:
+        raise ResolutionError(exc.message + _conda_pins_note(exc.message, provided)) from None
     used = sorted(
         {_normalize(p.name) for p in parse_pylock(raw, "uv output")} & provided.keys()
     )
@@ -298,6 +304,27 @@ def best_wheel(
         if score is not None and (best is None or (score, wheel.name) < best[:2]):
             best = (score, wheel.name, wheel)
     return best[2] if best else None
+
+
+def _conda_pins_note(message: str, provided: Mapping[str, str]) -> str:
+    """Why uv says "you require numpy==1.26.4" when nobody wrote it: conda installs it.
+
+    Names the conda-provided pins uv's explanation mentions ("" when it mentions none).
+    """
+    import re
+
+    mentioned = [
+        f"{name}=={version}"
+        for name, version in sorted(provided.items())
+        if re.search(rf"(?<![\w.-]){re.escape(name)}==", message)
+    ]
+    if not mentioned:
+        return ""
+    return (
+        f"\n{', '.join(mentioned)}: what the conda solution installs (that conda package "
+        "is this PyPI distribution, so the PyPI packages must agree with it); change the "
+        "conda spec or the PyPI requirement that conflicts with it"
+    )
 
 
 def _constraints(provided: Mapping[str, str]) -> list[str]:

@@ -158,7 +158,8 @@ def parse_conda_lock(text: str, source: str = "conda-lock.yml") -> CondaLock:
         if isinstance(channel.value, Mapping):
             channels.append(channel.text("url"))
         elif isinstance(channel.value, str):
-            channels.append(channel.value)
+            # Checked like every text: a channel is written into exported files.
+            channels.append(channel.text_value())
         else:
             raise channel.error("expected a channel URL or a table with a url")
     content = metadata.table("content_hash")

@@ -7,12 +7,13 @@ nothing heavy.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import attrs
 
-from flowenv.locks.freshness import CONDA_LOCK_NAME, hashes_in, lock_files
+from flowenv.locks.freshness import CONDA_LOCK_NAME, hashes_in, is_lock_name, lock_files
 from flowenv.spec import EnvSpec
 
 __all__ = [
@@ -20,15 +21,20 @@ __all__ = [
     "PYLOCK_PATTERN",
     "LockTarget",
     "is_fresh",
+    "is_lock_name",
     "lock_files",
     "lock_path",
     "lock_status",
+    "locked_names",
     "recorded_input_hash",
     "recorded_input_hashes",
     "targets",
 ]
 
 PYLOCK_PATTERN = "pylock.{platform}.toml"
+# `name = "x"` of a [[packages]] entry (pylock) or `- name: x` of a package (conda-lock).
+_LOCKED_NAME = re.compile(r"^\s*-?\s*name\s*[=:]\s*[\"']?([A-Za-z0-9_.-]+)", re.MULTILINE)
+
 
 @attrs.frozen
 class LockTarget:
@@ -119,3 +125,12 @@ def lock_status(target: LockTarget) -> str:
     if is_fresh(target):
         return "fresh"
     return "stale" if target.path.exists() else "missing"
+
+
+def locked_names(path: Path) -> set[str]:
+    """Every package name the lock at ``path`` mentions (a loose scan; {} if unreadable)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return set()
+    return set(_LOCKED_NAME.findall(text))

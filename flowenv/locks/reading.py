@@ -232,7 +232,7 @@ class Node:
         for node in self.array(key):
             if not isinstance(node.value, str):
                 raise node.error(f"expected a string, found {_kind(node.value)}")
-            out.append(node.value)
+            out.append(node.text_value())
         return tuple(out)
 
     def pypi_name(self, key: str = "name") -> str:

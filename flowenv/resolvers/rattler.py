@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from flowenv._subprocess import redact
 from flowenv.errors import FlowenvError, ResolutionError, UsageError
 
 PRIORITIES = ("strict", "flexible", "disabled")
@@ -136,7 +137,7 @@ def _virtual(request: SolveRequest) -> list[Any]:
 
 def _describe(request: SolveRequest) -> str:
     virtual = ", ".join(f"{n}={v}" for n, v, _ in request.virtual_packages) or "none"
-    return (
+    return redact(
         f"  specs: {', '.join(request.specs)}\n"
         f"  channels: {', '.join(request.channels) or 'none'}\n"
         f"  virtual packages: {virtual}"
@@ -144,7 +145,8 @@ def _describe(request: SolveRequest) -> str:
 
 
 def _indent(text: str) -> str:
-    return "\n".join(f"    {line}" if line else "" for line in text.strip().splitlines())
+    # rattler's own messages quote channel URLs, credentials included.
+    return redact("\n".join(f"    {line}" if line else "" for line in text.strip().splitlines()))
 
 
 async def _solve_one(gateway: Any, request: SolveRequest) -> tuple[SolvedPackage, ...]:

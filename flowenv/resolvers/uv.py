@@ -12,7 +12,7 @@ import shutil
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from flowenv._subprocess import describe_failure, run
@@ -53,6 +53,20 @@ def index_args(settings: PypiSettings) -> list[str]:
     for location in settings.find_links:
         args += ["--find-links", location]
     return args
+
+
+def requirements_text(lines: Iterable[str]) -> str:
+    """The text of a requirements file uv reads: one requirement per line.
+
+    The loader and the store readers already refuse names, extras and versions
+    with a line break; this is the last check before uv sees the file, so a
+    line break from any path can never become an option line (``-r /etc/x``).
+    """
+    lines = list(lines)
+    for line in lines:
+        if any(ch in line for ch in "\r\n\x00\x0b\x0c"):
+            raise FlowenvError(f"refusing a requirement with a line break: {line!r}")
+    return "".join(f"{line}\n" for line in lines)
 
 
 def compile_args(
@@ -178,7 +192,7 @@ def compile_pylock(
             )
         else:
             requirements_in = workdir / "requirements.in"
-            requirements_in.write_text("".join(f"{r}\n" for r in requirements), encoding="utf-8")
+            requirements_in.write_text(requirements_text(requirements), encoding="utf-8")
         # uv insists on a PEP 751 file name for its output.
         output = workdir / "pylock.toml"
         if previous is not None:
@@ -186,11 +200,11 @@ def compile_pylock(
         constraints_txt = None
         if constraints:
             constraints_txt = workdir / "constraints.txt"
-            constraints_txt.write_text("".join(f"{c}\n" for c in constraints), encoding="utf-8")
+            constraints_txt.write_text(requirements_text(constraints), encoding="utf-8")
         excludes_txt = None
         if excludes:
             excludes_txt = workdir / "excludes.txt"
-            excludes_txt.write_text("".join(f"{e}\n" for e in excludes), encoding="utf-8")
+            excludes_txt.write_text(requirements_text(excludes), encoding="utf-8")
         args = compile_args(
             requirements_in,
             output,

@@ -33,10 +33,22 @@ def store_url_for(explicit: str | None, configured: str | None, base: Path) -> s
 
         raise UsageError(f"no store: pass --store URL or set {STORE_ENV}")
     if scheme_of(url) == "file":
-        path = Path(unquote(urlsplit(url).path)) if url.startswith("file://") else Path(url)
+        path = _file_url_path(url) if url.lower().startswith("file://") else Path(url)
         # A relative store in flowenv.toml is relative to the project, on the CLI to the cwd.
         return str((base / path).resolve() if not path.is_absolute() else path)
     return url
+
+
+def _file_url_path(url: str) -> Path:
+    """The path of a ``file://`` URL; ``file://../x`` (no host, relative) stays relative.
+
+    A URL parser reads ``file://../../x`` as host ".." and path "/../x", i.e.
+    "/x": a relative path written as a URL would silently become an absolute one.
+    """
+    rest = url[len("file://") :]
+    if rest.lower().startswith("localhost/"):
+        rest = rest[len("localhost") :]
+    return Path(unquote(urlsplit("file://" + rest).path if rest.startswith("/") else rest))
 
 
 def open_store(url: str, options: Mapping[str, Any] | None = None) -> Store:

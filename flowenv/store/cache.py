@@ -18,13 +18,14 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from flowenv._subprocess import redact
-from flowenv.cachedir import default_cache_dir
+from flowenv.cachedir import CACHE_ENV, default_cache_dir
 from flowenv.errors import StoreError
 from flowenv.store.layout import artifact_key
 
@@ -80,8 +81,26 @@ class ArtifactCache:
     def scratch(self, name: str) -> Path:
         """A fresh private directory inside the cache (hydrate's wheel links, uv's cache...)."""
         base = self.root / "tmp"
-        base.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
+        with self._writable():
+            base.mkdir(parents=True, exist_ok=True)
+            return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
+
+    def check_writable(self) -> None:
+        """A StoreError now, rather than a failure half-way, if the cache cannot be written."""
+        with self._writable():
+            self.root.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=self.root).close()
+
+    @contextmanager
+    def _writable(self) -> Iterator[None]:
+        """Turn "cannot create a file in the cache" into one StoreError saying what to do."""
+        try:
+            yield
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write to the artifact cache {self.root}: {exc.strerror or exc}; "
+                f"set {CACHE_ENV} to a writable directory"
+            ) from None
 
     def _marker(self, path: Path) -> Path:
         # Artifact names never start with "." (layout.check_filename), so no clash.
@@ -91,8 +110,12 @@ class ArtifactCache:
         """Record that ``path`` was verified as it is now (advisory: a torn one never matches)."""
         marker = self._marker(path)
         tmp = marker.with_name(f"{marker.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(_stamp(path), encoding="ascii")
-        os.replace(tmp, marker)
+        try:
+            tmp.write_text(_stamp(path), encoding="ascii")
+            os.replace(tmp, marker)
+        except OSError:
+            # Advisory only: a cache that cannot take the marker re-hashes next time.
+            tmp.unlink(missing_ok=True)
 
     def get(self, sha256: str, filename: str) -> Path | None:
         """The cached file if present and still matching its hash; a corrupt one is deleted.
@@ -102,8 +125,8 @@ class ArtifactCache:
         path = self.path(sha256, filename)
         try:
             stamp = _stamp(path)
-        except FileNotFoundError:
-            return None
+        except OSError:
+            return None  # absent, or a cache we cannot read: fetched again (add reports why)
         marker = self._marker(path)
         try:
             if marker.read_text(encoding="ascii") == stamp:
@@ -137,8 +160,11 @@ class ArtifactCache:
         hash is checked on what ``tmp`` holds, and a mismatch removes only the link.
         """
         final = self.path(sha256, filename)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=final.parent)
+        with self._writable():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(
+                prefix=f".{filename}.", suffix=".part", dir=final.parent
+            )
         os.close(fd)
         tmp = Path(tmp_name)
         try:
@@ -172,6 +198,11 @@ class ArtifactCache:
 
         try:
             return self.add_path(sha256, filename, source, produce)
+        except (IsADirectoryError, PermissionError) as exc:
+            # A store entry that is a directory, or that we may not read.
+            raise StoreError(
+                f"cannot read {redact(source)} from the store: {exc.strerror}"
+            ) from None
         except FileNotFoundError:
             raise StoreError(f"{redact(source)} is missing from the store") from None
 

@@ -24,6 +24,8 @@ from typing import Any
 
 import attrs
 
+from flowenv._bounds import parse_bounded
+from flowenv.config.validators import CONDA_NAME, PEP508_NAME, is_version_text
 from flowenv.errors import StoreError, UsageError
 
 MANIFEST_FORMAT = 1
@@ -76,6 +78,29 @@ def check_env_id(env_id: str) -> str:
             "(as `flowenv sync` prints it)"
         )
     return env_id
+
+
+def _text(data: Mapping[str, Any], key: str) -> str:
+    """``data[key]`` when it is a string; a ValueError naming the key otherwise."""
+    value = data[key]
+    if not isinstance(value, str):
+        raise ValueError(f"{key} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _checked_name(name: str, manager: str) -> str:
+    # These names reach uv's requirement files and rattler's specs: a name is a
+    # name (PEP 508 / conda), never a line break, an option or a second requirement.
+    rule = PEP508_NAME if manager == "pip" else CONDA_NAME
+    if not rule.fullmatch(name):
+        raise ValueError(f"invalid package name {name!r}")
+    return name
+
+
+def _checked_version(version: str) -> str:
+    if not is_version_text(version):
+        raise ValueError(f"invalid version {version!r}")
+    return version
 
 
 def artifact_key(sha256: str, filename: str) -> str:
@@ -136,14 +161,14 @@ class Artifact:
             if not isinstance(size, int) or size < 0:
                 raise ValueError(f"size must be a non-negative integer, got {size!r}")
             return cls(
-                sha256=check_sha256(str(data["sha256"]), where),
-                filename=check_filename(str(data["filename"]), where),
+                sha256=check_sha256(_text(data, "sha256"), where),
+                filename=check_filename(_text(data, "filename"), where),
                 manager=manager,
-                name=str(data["name"]),
-                version=str(data["version"]),
+                name=_checked_name(_text(data, "name"), manager),
+                version=_checked_version(_text(data, "version")),
                 size=size,
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StoreError(f"{where}: invalid artifact entry: {exc}") from None
 
 
@@ -217,31 +242,40 @@ class Manifest:
     ) -> Manifest:
         """Parse and validate a manifest read from ``where``; a StoreError for anything off."""
         try:
-            data = json.loads(text)
+            data = parse_bounded(json.loads, text)
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
             if data.get("format") != MANIFEST_FORMAT:
                 raise ValueError(f"unsupported manifest format {data.get('format')!r}")
-            kind = str(data["kind"])
+            kind = _text(data, "kind")
             if kind not in KINDS:
                 raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+            platform = _text(data, "platform")
+            if not _SEGMENT.fullmatch(platform) or ".." in platform:
+                raise ValueError(f"invalid platform {platform!r}")
             python = data.get("python")
+            if python is not None and not (isinstance(python, str) and is_version_text(python)):
+                raise ValueError(f"invalid python version {python!r}")
             entries = data["artifacts"]
             if not isinstance(entries, list):
                 raise ValueError("artifacts must be a list")
+            if not isinstance(data.get("lock", ""), str):
+                raise ValueError("lock must be a file name")
             requires = data.get("requires", {})
             if not isinstance(requires, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) and _REQUIREMENT.fullmatch(f"{k}={v}")
                 for k, v in requires.items()
             ):
                 raise ValueError("requires must map cuda/glibc/macos to versions")
-        except (KeyError, TypeError, ValueError) as exc:
+        except KeyError as exc:
+            raise StoreError(f"{where}: not a flowenv manifest: no {exc} key") from None
+        except (TypeError, ValueError) as exc:
             raise StoreError(f"{where}: not a flowenv manifest: {exc}") from None
         manifest = cls(
             kind=kind,
-            platform=check_segment(str(data["platform"]), "platform"),
-            python=None if python is None else str(python),
-            lock_name=check_filename(str(data.get("lock", "")), where),
+            platform=platform,
+            python=python,
+            lock_name=check_filename(data.get("lock", ""), where),
             artifacts=tuple(
                 Artifact._from_dict(e, f"{where}: artifacts[{i}]") for i, e in enumerate(entries)
             ),
@@ -262,7 +296,7 @@ class Manifest:
 def parse_alias(data: bytes, where: str) -> str:
     """The env id an alias file points at."""
     try:
-        env_id = json.loads(data)["env_id"]
+        env_id = parse_bounded(json.loads, data)["env_id"]
     except (ValueError, KeyError, TypeError):
         raise StoreError(f"{where}: not a flowenv alias file") from None
     if not isinstance(env_id, str) or not _ENV_ID.fullmatch(env_id):

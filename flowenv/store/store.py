@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flowenv._atomic import make_temp
 from flowenv._subprocess import redact
 from flowenv.errors import StoreError
 from flowenv.store.registry import LOCAL, Backend
@@ -195,9 +195,8 @@ class Store:
 
     def _local_replace(self, key: str, fill: Callable[[str], object]) -> None:
         final = Path(self.path(key))
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-        os.close(fd)
+        # A shared store is read by other users: the umask decides, not mkstemp's 0600.
+        tmp = str(make_temp(final))
         try:
             fill(tmp)
             with open(tmp, "rb+") as handle:
