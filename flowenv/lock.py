@@ -169,19 +169,21 @@ def _lock_name(target: LockTarget) -> str:
 
 
 def _obsolete(config: Config, live_targets: Sequence[LockTarget]) -> list[Path]:
-    from flowenv.locks.layout import lock_files, recorded_input_hashes
+    from flowenv.locks.freshness import lock_names
+    from flowenv.locks.layout import recorded_input_hashes
 
-    # Strings, not Paths: hashing a Path costs more than the comparison here.
-    live = {str(t.path) for t in live_targets}
+    # Names ("<env>/<file>"), not Paths: a Path per lock costs more than the comparison.
+    live = {_lock_name(t) for t in live_targets}
+    candidates = [
+        config.lock_root / name for name in lock_names(config.lock_root) if name not in live
+    ]
     # Only files that carry flowenv's input hash, under the lock dir for real: a
     # file that merely has a lock's name (another tool's pylock, a hand-written
     # one) or lives behind a symlink out of the lock dir is not ours to judge.
     return [
         path
-        for path in lock_files(config.lock_root)
-        if str(path) not in live
-        and _inside_lock_root(config, path)
-        and recorded_input_hashes(path)
+        for path in candidates
+        if _inside_lock_root(config, path) and recorded_input_hashes(path)
     ]
 
 

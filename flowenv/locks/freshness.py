@@ -100,6 +100,11 @@ def _lock_names(lock_root: str) -> list[str]:
     return sorted(found)
 
 
+def lock_names(lock_root: str | Path) -> list[str]:
+    """``"<env>/<lock name>"`` of every lock under ``lock_root``, sorted, as :func:`lock_files`."""
+    return _lock_names(os.fspath(lock_root))
+
+
 def lock_files(lock_root: Path) -> list[Path]:
     """Every ``<lock_root>/<env>/<lock name>``, sorted; hidden directories are skipped."""
     return [lock_root / name for name in _lock_names(os.fspath(lock_root))]
