@@ -8,6 +8,7 @@ hash) are resolved once and the result is written for each of them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -341,20 +342,19 @@ def lock(
         on_plan(len(work))
     texts: dict[Path, str] = {}
     errors: list[tuple[str, FlowenvError]] = []
-    # Imported here: `lock --check` imports this module and never needs them.
-    from concurrent.futures import ThreadPoolExecutor, as_completed
+    # Imported here: `lock --check` imports this module and never needs it.
+    from flowenv._threads import as_finished
 
     workers = max(1, min(jobs or os.cpu_count() or 1, len(work) or 1))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(_run_job, config, job, options): job for job in work}
-        for future in as_completed(futures):
-            job = futures[future]
-            try:
-                texts |= future.result()
-            except FlowenvError as exc:
-                errors.append((job.label, exc))
-            if on_resolved:
-                on_resolved(job.label)
+    calls = [functools.partial(_run_job, config, job, options) for job in work]
+    for outcome in as_finished(calls, workers):
+        job = work[outcome.index]
+        try:
+            texts |= outcome.get()
+        except FlowenvError as exc:
+            errors.append((job.label, exc))
+        if on_resolved:
+            on_resolved(job.label)
     if errors:
         raise _combined(errors)
     written = _write_changed(texts)
