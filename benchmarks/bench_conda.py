@@ -91,22 +91,24 @@ def main() -> None:
 
         async def bare() -> object:
             gateway = rattler.Gateway()
-            return await asyncio.gather(*(
-                rattler.solve(
-                    sources=[channel.as_uri()],
-                    specs=specs,
-                    gateway=gateway,
-                    platforms=[platform, "noarch"],
-                    virtual_packages=[
-                        rattler.GenericVirtualPackage(
-                            rattler.PackageName(n), rattler.Version(v), rattler.BuildString(b)
-                        )
-                        for n, v, b in virtual_packages(platform, ())
-                    ],
-                    channel_relations="disabled",
+            return await asyncio.gather(
+                *(
+                    rattler.solve(
+                        sources=[channel.as_uri()],
+                        specs=specs,
+                        gateway=gateway,
+                        platforms=[platform, "noarch"],
+                        virtual_packages=[
+                            rattler.GenericVirtualPackage(
+                                rattler.PackageName(n), rattler.Version(v), rattler.BuildString(b)
+                            )
+                            for n, v, b in virtual_packages(platform, ())
+                        ],
+                        channel_relations="disabled",
+                    )
+                    for platform in PLATFORMS
                 )
-                for platform in PLATFORMS
-            ))
+            )
 
         def rattler_solve() -> object:
             return asyncio.run(bare())

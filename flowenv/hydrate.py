@@ -5,22 +5,29 @@ the manifest itself, with no alias lookup; this is how a deployed flow keeps
 the env it was deployed with after newer locks are synced. Else, with a
 configuration, the env id of the local lock, so an executor running a given
 commit gets exactly that commit's env. Else the store's alias for the env
-name in the project, i.e. whatever the last sync wrote.
+name in the project, i.e. whatever the last sync wrote. A step name stands
+for the env the step runs in: the configuration says which, or without one
+the step map sync wrote to the store.
 
 Every artifact is downloaded into the cache and its sha256 checked *before*
 anything is installed; a mismatch deletes the file and installs nothing.
 The prefix gets a marker written last; a second hydrate of the same env id
 finds it and returns at once. Nothing is written outside the prefix and the
 cache (uv and rattler are pointed at caches inside flowenv's).
+
+A PyPI env's venv is made from a matching interpreter on this machine, else
+from the CPython build sync stored (:mod:`flowenv.interpreters`). Hydrates
+sharing a cache coordinate through its locks (:mod:`flowenv.store.cache`):
+one builds a prefix while the others wait and then reuse it.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +37,7 @@ from flowenv._atomic import write_atomic
 from flowenv._bounds import parse_bounded
 from flowenv.config.models import Config
 from flowenv.errors import FlowenvError, StoreError, UsageError
+from flowenv.interpreters import PythonBuild
 from flowenv.platforms import host_platform
 from flowenv.store import Store, open_store, store_url_for
 from flowenv.store.cache import ArtifactCache
@@ -37,17 +45,20 @@ from flowenv.store.layout import (
     Artifact,
     Manifest,
     alias_key,
+    artifact_key,
     check_env_id,
     check_segment,
     manifest_key,
     parse_alias,
+    parse_steps,
+    steps_key,
 )
+from flowenv.store.usage import IN_USE, MARKER, prefix_token, record_use
 from flowenv.system import IGNORE_ENV, ignoring_system_requirements
 
 __all__ = ["PROJECT_ENV", "HydratedEnv", "command_env", "hydrate"]
 
 PROJECT_ENV = "FLOWENV_PROJECT"
-MARKER = ".flowenv-env.json"
 DEFAULT_JOBS = 16
 
 
@@ -106,9 +117,11 @@ def hydrate(
     if platform != host_platform():
         raise UsageError(f"cannot hydrate a {platform} env on this {host_platform()} machine")
     check_segment(env_name, "environment")
+    pinned = env_id is not None
+    if config is not None and not pinned:
+        env_name = _env_of(config, env_name)
     if config is not None:
         _check_env_platform(config, env_name, platform)
-    pinned = env_id is not None
     if env_id is None:
         env_id = _local_env_id(config, env_name, platform)
     # Only the alias needs the project: an env id is shared by every project.
@@ -126,11 +139,7 @@ def hydrate(
 
     if env_id is None:
         assert project_name is not None  # checked above, before opening the store
-        key = alias_key(project_name, env_name, platform)
-        data = store.read(key)
-        if data is None:
-            raise _no_alias(store, project_name, env_name, platform)
-        env_id = parse_alias(data, key)
+        env_name, env_id = _alias_lookup(store, project_name, env_name, platform)
     where = f"{store.url}/{manifest_key(env_id, platform)}"
     raw = store.read(manifest_key(env_id, platform))
     if raw is None:
@@ -145,23 +154,26 @@ def hydrate(
         _check_system(manifest, f"{env_name} · {platform}")
 
     target = Path(prefix).expanduser().resolve() if prefix else cache.root / "envs" / env_id
-    with _exclusive(cache, target):
+    # Shared: many hydrates at once; `flowenv cache prune` waits for them (exclusive).
+    with cache.locked(IN_USE, shared=True), _exclusive(cache, target):
         done = _read_marker(target)
         if done is not None and done.get("env_id") == env_id:
+            record_use(cache, target, manifest)
             return _result(env_name, manifest, env_id, target, reused=True)
         label = f"{env_name} · {platform}"
         if manifest.kind == "pypi" and not target.exists():
-            files = _fetch_while_creating_venv(store, cache, manifest, target, label)
+            files, python = _fetch_while_creating_venv(store, cache, manifest, target, label)
         else:
             # An env already at the prefix survives a failed fetch: clear it only after.
             files = _fetch_all(store, cache, manifest)
             _clear(target, cache)
             _building(cache, target).touch()
-            _prepare(manifest, target, cache, label)
+            python = _prepare(store, manifest, target, cache, label)
         _install(manifest, files, target, cache, label)
         marker = {"env": env_name, "env_id": env_id, "platform": platform, "kind": manifest.kind}
         write_atomic(target / MARKER, _json(marker))
         _building(cache, target).unlink(missing_ok=True)
+        record_use(cache, target, manifest, python)
     return _result(env_name, manifest, env_id, target, reused=False)
 
 
@@ -187,6 +199,49 @@ def _store(
 
         return store_for_config(config, store_url, store_options)
     return open_store(store_url_for(store_url, None, Path.cwd()), store_options)
+
+
+def _env_of(config: Config, name: str) -> str:
+    """``name`` itself when it is an env of the project, else the env the step ``name`` runs in."""
+    from flowenv.spec import build_environments
+
+    environments = build_environments(config)
+    if name in environments.names():
+        return name
+    env = environments.env_of_step(name)
+    if env is None:
+        raise UsageError(_system_step(name))
+    return env
+
+
+def _system_step(step: str) -> str:
+    return f"step '{step}' runs in the system environment (disabled): there is nothing to hydrate"
+
+
+def _alias_lookup(store: Store, project: str, name: str, platform: str) -> tuple[str, str]:
+    """(env name, env id) of the env ``name`` or, failing that, of the step ``name``.
+
+    Without a configuration only the store knows which env a step runs in:
+    sync records it in the project's step map.
+    """
+    key = alias_key(project, name, platform)
+    data = store.read(key)
+    env = name
+    if data is None:
+        raw_steps = store.read(steps_key(project))
+        if raw_steps is not None:
+            steps, _ = parse_steps(raw_steps, f"{store.url}/{steps_key(project)}")
+            # Only steps the configuration declares: without it, an undeclared name
+            # cannot be told from a typo, so it is not taken for a step of base.
+            mapped = steps.get(name, name)
+            if mapped is None:
+                raise UsageError(_system_step(name))
+            if mapped != name:
+                env, key = mapped, alias_key(project, mapped, platform)
+                data = store.read(key)
+    if data is None:
+        raise _no_alias(store, project, env, platform)
+    return env, parse_alias(data, key)
 
 
 def _check_env_platform(config: Config, env_name: str, platform: str) -> None:
@@ -304,30 +359,16 @@ def _read_marker(prefix: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _prefix_token(target: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(str(target).encode()).hexdigest()[:24]
-
-
 def _building(cache: ArtifactCache, target: Path) -> Path:
     """Kept in the cache, not the prefix: it must survive the prefix being half-made."""
-    path = cache.root / "building" / _prefix_token(target)
+    path = cache.root / "building" / prefix_token(target)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
 
-@contextmanager
-def _exclusive(cache: ArtifactCache, target: Path) -> Iterator[None]:
+def _exclusive(cache: ArtifactCache, target: Path) -> AbstractContextManager[None]:
     """One hydrate at a time per prefix (others wait, then find the marker)."""
-    lock_file = cache.root / "locks" / f"{_prefix_token(target)}.lock"
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with lock_file.open("a") as handle:
-        if os.name == "posix":
-            import fcntl
-
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        yield
+    return cache.locked(f"prefix-{prefix_token(target)[:3]}")
 
 
 def _clear(target: Path, cache: ArtifactCache) -> None:
@@ -350,35 +391,36 @@ def _fetch_all(store: Store, cache: ArtifactCache, manifest: Manifest) -> dict[s
     """
 
     def one(artifact: Artifact) -> Path:
-        cached = cache.get(artifact.sha256, artifact.filename)
-        if cached is not None:
-            return cached
-        source = f"{store.url}/{artifact.key}"
-        local = store.local_path(artifact.key)
-        if local is not None:
-            return cache.link_in(artifact.sha256, artifact.filename, source, local)
-        return cache.add_path(
-            artifact.sha256,
-            artifact.filename,
-            source,
-            lambda tmp: store.download(artifact.key, tmp),
-        )
+        return _fetch_one(store, cache, artifact.sha256, artifact.filename)
 
     unique = {a.key: a for a in manifest.artifacts}
     with ThreadPoolExecutor(max_workers=max(1, min(DEFAULT_JOBS, len(unique)))) as pool:
         return dict(zip(unique, pool.map(one, unique.values()), strict=True))
 
 
+def _fetch_one(store: Store, cache: ArtifactCache, sha256: str, filename: str) -> Path:
+    """One artifact, verified, in the cache (a hard link to a local store's file if it can)."""
+    cached = cache.get(sha256, filename)
+    if cached is not None:
+        return cached
+    key = artifact_key(sha256, filename)
+    source = f"{store.url}/{key}"
+    local = store.local_path(key)
+    if local is not None:
+        return cache.link_in(sha256, filename, source, local)
+    return cache.add_path(sha256, filename, source, lambda tmp: store.download(key, tmp))
+
+
 def _fetch_while_creating_venv(
     store: Store, cache: ArtifactCache, manifest: Manifest, target: Path, label: str
-) -> dict[str, Path]:
+) -> tuple[dict[str, Path], PythonBuild | None]:
     """:func:`_fetch_all`, with the (artifact-independent) venv created meanwhile by uv.
 
     A failed fetch removes the venv again, so a refused artifact leaves no prefix.
     """
     _building(cache, target).touch()
     with ThreadPoolExecutor(max_workers=1) as side:
-        creating = side.submit(_prepare, manifest, target, cache, label)
+        creating = side.submit(_prepare, store, manifest, target, cache, label)
         try:
             files = _fetch_all(store, cache, manifest)
         except BaseException:
@@ -386,17 +428,39 @@ def _fetch_while_creating_venv(
             _clear(target, cache)
             _building(cache, target).unlink(missing_ok=True)
             raise
-        creating.result()
-    return files
+        return files, creating.result()
 
 
-def _prepare(manifest: Manifest, target: Path, cache: ArtifactCache, label: str) -> None:
-    """What can be built before the artifacts are verified: a PyPI env's empty venv."""
-    if manifest.kind == "pypi":
-        from flowenv.resolvers.uv import create_venv
+def _prepare(
+    store: Store, manifest: Manifest, target: Path, cache: ArtifactCache, label: str
+) -> PythonBuild | None:
+    """What can be built before the artifacts are verified: a PyPI env's empty venv.
 
-        assert manifest.python, "a pypi manifest always records its Python"
-        create_venv(target, manifest.python, cache_dir=cache.root / "uv", label=label)
+    Its interpreter, in order: one an earlier hydrate installed from the store
+    into the cache; one on this machine that matches; the store's build,
+    installed now. Returns the store's build when the venv uses one.
+    """
+    if manifest.kind != "pypi":
+        return None
+    from flowenv.interpreters import install_build, installed_build, stored_build
+    from flowenv.resolvers.uv import InterpreterNotFound, create_venv
+
+    assert manifest.python, "a pypi manifest always records its Python"
+    uv_cache = cache.root / "uv"
+    build = installed_build(cache, manifest.python, manifest.platform)
+    if build is None:
+        try:
+            create_venv(target, manifest.python, cache_dir=uv_cache, label=label)
+            return None
+        except InterpreterNotFound:
+            build = stored_build(store, manifest.python, manifest.platform)
+            if build is None:
+                raise
+        archive = _fetch_one(store, cache, build.sha256, build.filename)
+        install_build(cache, build, archive, label)
+    python = build.executable(cache.root / "python")
+    create_venv(target, str(python), cache_dir=uv_cache, label=label)
+    return build
 
 
 def _install(
@@ -441,26 +505,30 @@ def _install_wheels(
     # picks, per pinned package, the wheel that fits the interpreter, and the
     # env records plain "name==version" installs, not paths into the cache.
     # uv does not hash them again: the cache already verified each one.
+    # The shared directory keeps uv's cache warm (see flowenv.store.cache).
     scratch = cache.scratch("wheels")
     try:
-        pins: set[tuple[str, str]] = set()
-        for wheel in wheels:
-            link = scratch / wheel.filename
-            if not link.exists():
-                try:
-                    os.link(files[wheel.key], link)
-                except OSError:
-                    shutil.copyfile(files[wheel.key], link)
-            pins.add((wheel.name, wheel.version))
+        sources = [files[w.key] for w in wheels]
+        find_links = cache.link_wheels(sources)
+        if find_links is None:
+            find_links = scratch
+            for source in sources:
+                link = scratch / source.name
+                if not link.exists():
+                    try:
+                        os.link(source, link)
+                    except OSError:
+                        shutil.copyfile(source, link)
+        pins = sorted({(wheel.name, wheel.version) for wheel in wheels})
         requirements = scratch / "requirements.txt"
         requirements.write_text(
-            requirements_text(f"{name}=={version}" for name, version in sorted(pins)),
+            requirements_text(f"{name}=={version}" for name, version in pins),
             encoding="utf-8",
         )
         install_wheels_offline(
             python,
             requirements,
-            scratch,
+            find_links,
             cache_dir=cache.root / "uv",
             label=label,
             system=system,

@@ -80,3 +80,13 @@ def marker_environment(platform: str, python: str) -> dict[str, str]:
         "platform_release": "",
         "platform_version": "",
     }
+
+
+#: conda subdir name -> (os, arch, libc) of uv's CPython builds (python-build-standalone).
+UV_PYTHON_PLATFORMS: dict[str, tuple[str, str, str]] = {
+    "linux-64": ("linux", "x86_64", "gnu"),
+    "linux-aarch64": ("linux", "aarch64", "gnu"),
+    "osx-64": ("macos", "x86_64", "none"),
+    "osx-arm64": ("macos", "aarch64", "none"),
+    "win-64": ("windows", "x86_64", "none"),
+}

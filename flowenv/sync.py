@@ -22,10 +22,18 @@ import attrs
 from flowenv.config.models import Config
 from flowenv.errors import FlowenvError, StoreError
 from flowenv.lock import Selection, select_targets
-from flowenv.spec import build_environments
+from flowenv.spec import BASE, Environments, build_environments
 from flowenv.store import Store, open_store, store_url_for
 from flowenv.store.cache import ArtifactCache, fetch_locked, local_source, read_verified
-from flowenv.store.layout import alias_key, env_dir, manifest_key, parse_alias, render_alias
+from flowenv.store.layout import (
+    alias_key,
+    env_dir,
+    manifest_key,
+    parse_alias,
+    render_alias,
+    render_steps,
+    steps_key,
+)
 from flowenv.store.plan import EnvPlan, plan_target
 
 __all__ = ["ProgressEvent", "Selection", "SyncSummary", "SyncedEnv", "store_for_config", "sync"]
@@ -68,6 +76,10 @@ class SyncSummary:
     aliases_written: int
     envs: tuple[SyncedEnv, ...]
     dry_run: bool = False
+    #: CPython builds stored (see flowenv.interpreters).
+    interpreters_written: int = 0
+    #: What the user should know although nothing failed (a platform without a CPython build).
+    notes: tuple[str, ...] = ()
 
 
 def store_for_config(
@@ -89,8 +101,12 @@ def sync(
     *,
     store_options: Mapping[str, Any] | None = None,
     cache: ArtifactCache | None = None,
+    python: bool = True,
 ) -> SyncSummary:
-    """Upload what the store lacks for the selected env x platform locks; see the module doc."""
+    """Upload what the store lacks for the selected env x platform locks; see the module doc.
+
+    ``python``: also store each PyPI env's CPython build (:mod:`flowenv.interpreters`).
+    """
     environments = build_environments(config)
     targets = select_targets(config, environments, selection or Selection())
     plans = [plan_target(t) for t in targets]
@@ -111,7 +127,7 @@ def sync(
         store, listing = opening.result()
     missing = sorted(k for k in sources if k not in listing)
     aliases = {alias_key(project, p.env, p.platform): p for p in plans}
-    current = store.read_many(aliases)
+    current = store.read_many([*aliases, steps_key(project)])
     if on_progress:
         on_progress(ProgressEvent(kind="plan", total_files=len(missing)))
 
@@ -180,6 +196,17 @@ def sync(
         envs.append(
             SyncedEnv(env=plan.env, platform=plan.platform, env_id=plan.env_id, status=status)
         )
+    # Which env each step runs in, so that an executor without the configuration
+    # can hydrate by step name; rewritten only when it changed, and only by a complete sync.
+    steps = render_steps(dict(environments.step_envs), _undeclared_env(environments))
+    if not errors and current.get(steps_key(project)) != steps:
+        store.write(steps_key(project), steps)
+    interpreters_written, notes = 0, tuple[str, ...]()
+    if python:
+        from flowenv.interpreters import store_interpreters
+
+        wanted = [(p.manifest.python, p.platform) for p in plans if p.manifest.python]
+        interpreters_written, notes = store_interpreters(store, cache, wanted, present)
     if errors:
         raise StoreError(
             "sync incomplete; re-run to finish:\n" + "\n".join(f"  {e}" for e in errors)
@@ -192,6 +219,8 @@ def sync(
         manifests_written=manifests_written,
         aliases_written=aliases_written,
         envs=tuple(envs),
+        interpreters_written=interpreters_written,
+        notes=notes,
     )
 
 
@@ -255,6 +284,11 @@ def _publish_manifest(store: Store, plan: EnvPlan, sizes: Mapping[str, int]) -> 
         f"{env_dir(plan.env_id, plan.platform)}/{manifest.lock_name}", plan.lock_path.read_bytes()
     )
     store.write(manifest_key(plan.env_id, plan.platform), manifest.to_json().encode())
+
+
+def _undeclared_env(environments: Environments) -> str | None:
+    """The env of a step the configuration does not name: base, unless base is disabled."""
+    return BASE if BASE in environments.names() else None
 
 
 def _alias_target(data: bytes, key: str) -> str | None:

@@ -28,6 +28,19 @@ def _private_uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_python_downloads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """uv's CPython download list is empty: no sync in a test fetches a real CPython build.
+
+    Tests of interpreters in the store point it at their own list (tests/support/pythons.py).
+    """
+    empty = tmp_path_factory.mktemp("python-downloads") / "empty.json"
+    empty.write_text("{}")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("UV_PYTHON_DOWNLOADS_JSON_URL", str(empty))
+        yield
+
+
 @pytest.fixture
 def make_index(tmp_path: Path) -> Callable[[Iterable[WheelSpec]], Path]:
     """Build (or rebuild, adding versions) a per-test PEP 503 index; returns its ``simple`` dir.

@@ -177,7 +177,11 @@ def test_mixed_env_takes_python_from_conda_and_leaves_conda_packages_out_of_pip(
     assert pip["linux-64", "skplot"].sha256 == _sha256(skplot)
     parsed = conda_lock_parse(path)
     assert sorted(n for p, m, n, *_ in parsed if (p, m) == ("linux-64", "pip")) == [
-        "alpha", "beta", "delta", "gamma", "skplot",
+        "alpha",
+        "beta",
+        "delta",
+        "gamma",
+        "skplot",
     ]
     explicit = conda_lock_render_explicit(path, "linux-64", tmp_path / "render")
     assert explicit[-1] == f"# pip skplot @ {skplot.as_uri()}#sha256={_sha256(skplot)}"
@@ -295,7 +299,10 @@ def test_virtual_packages_default_and_override(conda_project, capsys) -> None:
     assert _lock(root) == 3
     assert "__cuda >=11.8, for which no candidates were found" in capsys.readouterr().err
     with_cuda = conda_project(
-        "", base=body, name="cuda", linux_only=True,
+        "",
+        base=body,
+        name="cuda",
+        linux_only=True,
         extra='conda.virtual-packages = { __cuda = "12.2" }\n',
     )
     assert _lock(with_cuda) == 0
@@ -410,7 +417,9 @@ def test_lock_check_imports_neither_rattler_nor_yaml(conda_project) -> None:
     assert _lock(root) == 0
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "flowenv", "-C", str(root), "lock", "--check"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     imported = {
@@ -428,7 +437,7 @@ def test_bad_virtual_package_is_a_config_error(conda_project, capsys) -> None:
     err = capsys.readouterr().err
     assert (
         "project.conda.virtual-packages.glibc: expected a virtual package like "
-        "__glibc = \"2.28\" (or \"version=build\"), got glibc = '2.17'"
+        '__glibc = "2.28" (or "version=build"), got glibc = \'2.17\''
     ) in err
     assert "Traceback" not in err
 

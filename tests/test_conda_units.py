@@ -33,7 +33,10 @@ def test_default_virtual_packages_per_platform() -> None:
 
 def test_virtual_package_overrides_apply_only_where_they_exist() -> None:
     overrides = (
-        ("__cuda", "12.2"), ("__glibc", "2.17"), ("__osx", "13.0"), ("__archspec", "1=zen4"),
+        ("__cuda", "12.2"),
+        ("__glibc", "2.17"),
+        ("__osx", "13.0"),
+        ("__archspec", "1=zen4"),
     )
     assert virtual_packages("linux-64", overrides) == (
         ("__archspec", "1", "zen4"),
@@ -122,7 +125,9 @@ def test_writer_is_read_back_by_flowenv_conda_lock_and_the_layout_regex(tmp_path
     path.write_text(text)
     assert recorded_input_hash(path, "linux-64") == "1" * 64
     assert [(m, n) for _, m, n, *_ in conda_lock_parse(path)] == [
-        ("conda", "python"), ("conda", "tzdata"), ("pip", "attrs"),
+        ("conda", "python"),
+        ("conda", "tzdata"),
+        ("pip", "attrs"),
     ]
 
 

@@ -155,3 +155,38 @@ def test_glibc_requirement_admits_real_manylinux_2_34_wheels(tmp_path: Path) -> 
 
     assert glibcs("base") == {"2_17", "2_28"}
     assert glibcs("modern") == {"2_17", "2_28", "2_34"}
+
+
+def test_fractal_hydrates_where_python_3_9_13_is_not_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example pins the seeds' 3.9.13: sync stores uv's real CPython build, hydrate uses it.
+
+    Needs GitHub (uv's python-build-standalone downloads) as well as PyPI.
+    """
+    import json
+    import os
+
+    from tests.support.pythons import path_without
+    from tests.support.stores import run_flowenv
+
+    monkeypatch.delenv("UV_PYTHON_DOWNLOADS_JSON_URL")  # uv's own list, real builds
+    monkeypatch.setenv("FLOWENV_CACHE_DIR", str(tmp_path / "sync-cache"))
+    root = _copy("fractal", tmp_path)
+    store = tmp_path / "store"
+    assert main(["-q", "-C", str(root), "lock", "-p", "linux-64"]) == 0
+    assert main(["-q", "-C", str(root), "sync", "-p", "linux-64", "--store", str(store)]) == 0
+    record = json.loads((store / "interpreters/linux-64/cpython-3.9.13.json").read_text())
+    assert record["key"] == "cpython-3.9.13-linux-x86_64-gnu"
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UV_")} | {
+        "FLOWENV_CACHE_DIR": str(tmp_path / "node-cache"),
+        "FLOWENV_STORE": str(store),
+        "FLOWENV_PROJECT": "fractal",
+        "PATH": path_without("3.9.13", os.environ["PATH"]),
+        "XDG_DATA_HOME": str(tmp_path / "executor-data"),
+    }
+    probe = "import sys, matplotlib, pyfracgen; print(*sys.version_info[:3])"
+    ran = run_flowenv("run", "plot", "--", "python", "-c", probe, env=env, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == "3 9 13\n"

@@ -10,6 +10,7 @@ Every lock is read back by conda-lock's own parser and ``render``; a
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from flowenv.config.load import load_config
 from flowenv.export import export
 from flowenv.locks.condalock import read_conda_lock
 from tests.support.conda_channel import conda_lock_parse, conda_lock_render_explicit
+from tests.support.real_data import LINUX_LOCK
 from tests.support.wheels import WheelSpec
 from tests.test_real_lock_files import assert_dependency_order
 
@@ -135,7 +137,10 @@ def test_mixed_env_locks_on_real_conda_forge_records(
 ) -> None:
     index = make_index(PYPI_WHEELS)
     root = _project(
-        tmp_path, real_channel, MIXED, '"linux-64", "osx-arm64"',
+        tmp_path,
+        real_channel,
+        MIXED,
+        '"linux-64", "osx-arm64"',
         f'pypi.index-url = "{index.as_uri()}"',
     )
     assert main(["-q", "-C", str(root), "lock"]) == 0
@@ -148,7 +153,10 @@ def test_mixed_env_locks_on_real_conda_forge_records(
 @pytest.mark.network
 def test_mixed_env_locks_on_real_records_and_real_pypi(tmp_path: Path, real_channel: Path) -> None:
     root = _project(
-        tmp_path, real_channel, MIXED, '"linux-64", "osx-arm64"',
+        tmp_path,
+        real_channel,
+        MIXED,
+        '"linux-64", "osx-arm64"',
         'pypi.index-url = "https://pypi.org/simple"',
     )
     assert main(["-q", "-C", str(root), "lock"]) == 0
@@ -189,3 +197,52 @@ def test_conda_numpy_and_pypi_pandas_on_osx_arm64(
     conda, pip = _split(root / "locks/base/conda-lock.yml", "osx-arm64")
     assert (conda["numpy"], conda["scipy"], conda["python_abi"]) == ("1.26.4", "1.11.4", "3.11")
     assert sorted(pip) == expected_pip
+
+
+CONDA_ONLY = """\
+[base]
+python = "3.11"
+conda.packages = { python = "3.11.*" }
+"""
+
+
+def test_real_follower_takes_the_noarch_version_its_lead_keeps(
+    tmp_path: Path, real_channel: Path, capsys
+) -> None:
+    """conda-lock's real linux-64 lock (tzdata 2022g) is the previous lock; osx-arm64 follows it.
+
+    Alone, osx-arm64 takes the newest noarch tzdata (2024a). linux-64 leads and
+    keeps its locked 2022g, and osx-arm64 takes that same noarch file; what
+    osx-arm64 has no build of at linux's version (python 3.11.0, openssl
+    3.0.8) stays its own, and ``show`` lists it.
+    """
+    import yaml
+
+    root = _project(tmp_path, real_channel, CONDA_ONLY, '"linux-64", "osx-arm64"', "")
+    real = yaml.safe_load(LINUX_LOCK.read_text())
+    real["metadata"]["platforms"] = ["linux-64"]
+    real["package"] = [p for p in real["package"] if p["platform"] == "linux-64"]
+    for package in real["package"]:
+        # The rebuilt channel serves every record as .tar.bz2, at its own address.
+        url = package["url"].replace(
+            "https://conda.anaconda.org/conda-forge", real_channel.as_uri()
+        )
+        package["url"] = url.removesuffix(".conda") + (".tar.bz2" if url.endswith(".conda") else "")
+    (root / "locks/base").mkdir(parents=True)
+    (root / "locks/base/conda-lock.yml").write_text(yaml.safe_dump(real))
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    linux, _ = _split(root / "locks/base/conda-lock.yml", "linux-64")
+    osx, _ = _split(root / "locks/base/conda-lock.yml", "osx-arm64")
+    assert (linux["tzdata"], osx["tzdata"]) == ("2022g", "2022g")
+    assert (linux["python"], osx["python"]) == ("3.11.0", "3.11.9")
+    capsys.readouterr()
+    assert main(["-C", str(root), "show", "--json"]) == 0
+    differences = json.loads(capsys.readouterr().out)["envs"][0]["platform-differences"]
+    assert differences["python"] == {"linux-64": "3.11.0", "osx-arm64": "3.11.9"}
+    assert differences["openssl"] == {"linux-64": "3.0.8", "osx-arm64": "3.3.0"}
+    assert "tzdata" not in differences
+    # Without a lead to follow (osx-arm64 alone, its own pins dropped) it takes 2024a.
+    (tmp_path / "alone").mkdir()
+    root_alone = _project(tmp_path / "alone", real_channel, CONDA_ONLY, '"osx-arm64"', "")
+    assert main(["-q", "-C", str(root_alone), "lock"]) == 0
+    assert _split(root_alone / "locks/base/conda-lock.yml", "osx-arm64")[0]["tzdata"] == "2024a"

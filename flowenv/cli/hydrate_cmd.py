@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 
 def add_hydrate_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("env", metavar="ENV", help="environment (or step) name")
-    parser.add_argument("--platform", default="auto", metavar="P", help="platform (default: auto)")
+    parser.add_argument(
+        "env",
+        metavar="ENV",
+        help="environment name, or a step name (hydrates the environment the step runs in)",
+    )
+    parser.add_argument(
+        "-p", "--platform", default="auto", metavar="P", help="platform (default: auto)"
+    )
     parser.add_argument(
         "--store", metavar="URL", help="store URL (default: $FLOWENV_STORE, else project.store)"
     )
@@ -72,7 +79,7 @@ def optional_config(args: argparse.Namespace) -> Any:
 def hydrate_from_args(args: argparse.Namespace) -> Any:
     from flowenv.hydrate import hydrate
 
-    return hydrate(
+    env = hydrate(
         optional_config(args),
         args.env,
         platform=args.platform,
@@ -82,6 +89,10 @@ def hydrate_from_args(args: argparse.Namespace) -> Any:
         env_id=args.env_id,
         ignore_system_requirements=args.ignore_system_requirements,
     )
+    if env.env != args.env and args.env_id is None and not args.quiet:
+        # A step name (or a typo of an env name, which runs in base like any undeclared step).
+        print(f"flowenv: step '{args.env}' runs in env '{env.env}'", file=sys.stderr)
+    return env
 
 
 def run(args: argparse.Namespace) -> int:

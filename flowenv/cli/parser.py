@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "sync": "flowenv.cli.sync_cmd",
     "hydrate": "flowenv.cli.hydrate_cmd",
     "run": "flowenv.cli.run_cmd",
+    "cache": "flowenv.cli.cache_cmd",
     "import": "flowenv.cli.import_cmd",
     "diff": "flowenv.cli.diff_cmd",
     "export": "flowenv.cli.export_cmd",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Any, NoReturn
 
 from flowenv.cli.hydrate_cmd import add_hydrate_options, hydrate_from_args
@@ -25,6 +24,9 @@ def register(sub: Any) -> None:
     parser.set_defaults(run=run)
 
 
+USAGE = "flowenv run ENV [OPTIONS] -- CMD..."
+
+
 class _LateOptions(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         from flowenv.errors import UsageError
@@ -32,29 +34,43 @@ class _LateOptions(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def split_command(args: argparse.Namespace) -> tuple[argparse.Namespace, list[str]]:
+    """``args`` with the options given after ENV applied, and the command to run.
+
+    argparse drops a ``--`` that directly follows ENV (``run ENV -- CMD``) but
+    keeps it after options (``run ENV --store URL -- CMD``): a remainder that
+    starts with an option holds options up to ``--``; any other remainder is
+    the command itself (``run ENV CMD`` works too).
+    """
+    from flowenv.errors import UsageError
+
+    tokens = list(args.cmd)
+    if not tokens or not tokens[0].startswith("-"):
+        return args, tokens
+    if "--" not in tokens:
+        raise UsageError(f"no command: {USAGE}")
+    split = tokens.index("--")
+    # The same options as before ENV (hydrate's), parsed from what follows it; only
+    # those given there are applied, so options given before ENV stay.
+    late = _LateOptions(prog="flowenv run ENV", add_help=False, exit_on_error=False)
+    add_hydrate_options(late)
+    try:
+        parsed = late.parse_args(["ENV", *tokens[:split]])
+    except argparse.ArgumentError as exc:
+        raise UsageError(str(exc)) from None
+    for name, value in vars(parsed).items():
+        if name != "env" and value != late.get_default(name):
+            setattr(args, name, value)
+    return args, tokens[split + 1 :]
+
+
 def run(args: argparse.Namespace) -> int:
     from flowenv.errors import UsageError
     from flowenv.hydrate import command_env
 
-    # argparse hands everything after ENV to the remainder, options included:
-    # parse those up to "--" here, so `run ENV --store URL -- CMD` works too.
-    tokens = list(args.cmd)
-    split = tokens.index("--") if "--" in tokens else None
-    if split is None:
-        raise UsageError("no command: flowenv run ENV [OPTIONS] -- CMD...")
-    if split:
-        late = _LateOptions(prog="flowenv run ENV", add_help=False, exit_on_error=False)
-        for option in ("--platform", "--store", "--project", "--env-id", "--prefix"):
-            late.add_argument(option, default=argparse.SUPPRESS)
-        try:
-            parsed = late.parse_args(tokens[:split])
-        except argparse.ArgumentError as exc:
-            raise UsageError(str(exc)) from None
-        for name, value in vars(parsed).items():
-            setattr(args, name, Path(value) if name == "prefix" else value)
-    cmd = tokens[split + 1 :]
+    args, cmd = split_command(args)
     if not cmd:
-        raise UsageError("no command: flowenv run ENV [OPTIONS] -- CMD...")
+        raise UsageError(f"no command: {USAGE}")
     env = hydrate_from_args(args)
     environ = command_env(env)
     if cmd[0] == "python":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from flowenv.cli.common import add_selection, config_from_args
@@ -21,6 +22,12 @@ def register(sub: Any) -> None:
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="say what would be uploaded; change nothing"
+    )
+    parser.add_argument(
+        "--no-python",
+        dest="python",
+        action="store_false",
+        help="do not store the CPython build of PyPI envs (executors then need a local Python)",
     )
     parser.add_argument(
         "-j", "--jobs", type=int, default=None, metavar="N", help="transfers at once (default: 16)"
@@ -50,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         "store_url": args.store,
         "jobs": args.jobs,
         "dry_run": args.dry_run,
+        "python": args.python,
     }
     if is_interactive() and not args.quiet and not args.dry_run:
         with _Bar() as bar:
@@ -67,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         for env in summary.envs:
             print(f"{env.status:>8}  {env.env} · {env.platform}  {env.env_id}")
+    for note in summary.notes:
+        print(f"flowenv: note: {note}", file=sys.stderr)
+    if summary.interpreters_written and not args.quiet:
+        print(f"stored {summary.interpreters_written} CPython build(s) for executors without one")
     print(
         f"uploaded {_count(summary.uploaded, 'artifact')} "
         f"({human_bytes(summary.uploaded_bytes)}), {summary.present} already there, "

@@ -93,7 +93,6 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-
 def _type_name(value: object) -> str:
     return {
         str: "a string",

@@ -28,6 +28,11 @@ class LockOptions:
     upgrade_packages: tuple[str, ...] = ()
 
 
+def disagree(mine: Mapping[str, str], lead: Mapping[str, str]) -> bool:
+    """Whether a platform's name -> version pins differ from the lead's on a shared package."""
+    return any(lead[name] != version for name, version in mine.items() if name in lead)
+
+
 class Locker(Protocol):
     def __call__(
         self,

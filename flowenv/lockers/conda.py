@@ -20,7 +20,7 @@ from pathlib import Path
 
 from flowenv.config.models import Config, SystemRequirements
 from flowenv.errors import FlowenvError, ResolutionError
-from flowenv.lockers import LockOptions
+from flowenv.lockers import LockOptions, disagree
 from flowenv.lockers.conda_pypi import CondaRecord, provided_distributions
 from flowenv.locks.condalock import (
     INPUT_HASH_KEY,
@@ -152,23 +152,23 @@ def _preferred(previous: CondaLock | None, platform: str, options: LockOptions) 
     )
 
 
-def _previous_pylock(previous: CondaLock | None, platform: str) -> str | None:
-    """The previous lock's pip part as a pylock, which uv reads for its preferred versions."""
+def _as_pylock(entries: Iterable[LockedCondaPackage]) -> str | None:
+    """The pip part of a lock's platform as a pylock, which uv reads for its preferred versions."""
     from flowenv.locks.toml_render import render
 
-    if previous is None:
-        return None
     packages = []
-    for package in previous.for_platform(platform):
+    for package in entries:
         if package.manager != "pip":
             continue
         artifact = {"url": package.url, "hashes": {"sha256": package.sha256}}
         kind = "wheels" if package.filename.endswith(".whl") else "sdist"
-        packages.append({
-            "name": package.name,
-            "version": package.version,
-            kind: [artifact] if kind == "wheels" else artifact,
-        })
+        packages.append(
+            {
+                "name": package.name,
+                "version": package.version,
+                kind: [artifact] if kind == "wheels" else artifact,
+            }
+        )
     if not packages:
         return None
     return render({"lock-version": "1.0", "created-by": "flowenv", "packages": packages})
@@ -179,9 +179,16 @@ def _pip_part(
     env: EnvSpec,
     platform: str,
     solution: Sequence[rattler.SolvedPackage],
-    previous: CondaLock | None,
+    own: str | None,
+    lead: str | None,
     options: LockOptions,
 ) -> list[LockedCondaPackage]:
+    """The pip entries of one platform; ``own`` and ``lead`` are pylocks of preferred pins.
+
+    The lead's pins win over the platform's own, exactly as for a PyPI-only env
+    (:func:`flowenv.lockers.pypi.preferences`).
+    """
+    from flowenv.lockers.pypi import preferences
     from flowenv.locks.pylock import parse_pylock
     from flowenv.resolvers.uv import compile_pylock
 
@@ -211,18 +218,17 @@ def _pip_part(
     )
     # First with conda's versions as constraints: PyPI packages must agree with
     # them (uv fails clearly when one needs another numpy than conda's).
+    prefer, how = preferences(own, lead, options)
     try:
         raw = resolve(
             constraints=_constraints(provided),
-            previous=None if options.upgrade else _previous_pylock(previous, platform),
-            upgrade=options.upgrade,
-            upgrade_packages=options.upgrade_packages,
+            previous=None if how.upgrade else prefer,
+            upgrade=how.upgrade,
+            upgrade_packages=how.upgrade_packages,
         )
     except ResolutionError as exc:
         raise ResolutionError(exc.message + _conda_pins_note(exc.message, provided)) from None
-    used = sorted(
-        {_normalize(p.name) for p in parse_pylock(raw, "uv output")} & provided.keys()
-    )
+    used = sorted({_normalize(p.name) for p in parse_pylock(raw, "uv output")} & provided.keys())
     if used:
         # Then without them: conda installs them, so whatever only they need on
         # PyPI (torch's nvidia-* wheels for conda's pytorch) is not locked
@@ -338,37 +344,104 @@ def _as_url(location: str, root: Path) -> str:
     return location if "://" in location else (root / location).resolve().as_uri()
 
 
+def _request(
+    env: EnvSpec, platform: str, preferred: tuple[str, ...], followed: tuple[str, ...] = ()
+) -> rattler.SolveRequest:
+    return rattler.SolveRequest(
+        specs=conda_specs(env, platform),
+        channels=env.channels,
+        platform=platform,
+        virtual_packages=virtual_packages(
+            platform,
+            [*env.virtual_packages, *virtual_package_overrides(env.system_on(platform), platform)],
+        ),
+        channel_priority=env.channel_priority,
+        preferred_urls=preferred,
+        followed_urls=followed,
+        label=f"{env.name} · {platform}",
+    )
+
+
+def _fresh_lead(
+    previous: CondaLock | None, env: EnvSpec, platform: str
+) -> tuple[LockedCondaPackage, ...]:
+    """The previous lock's entries for the lead platform, if they were made from today's inputs."""
+    if previous is None or platform not in previous.platforms:
+        return ()
+    recorded = dict(previous.custom_metadata).get(INPUT_HASH_KEY.format(platform=platform))
+    return previous.for_platform(platform) if recorded == env.input_hash(platform) else ()
+
+
+def _solve_following(
+    env: EnvSpec,
+    order: Sequence[str],
+    lead_platform: str,
+    lead: Sequence[LockedCondaPackage],
+    previous: CondaLock | None,
+    options: LockOptions,
+) -> dict[str, tuple[rattler.SolvedPackage, ...]]:
+    """Conda solutions per platform, each follower taking the lead's versions where it can.
+
+    Every platform is solved at once on its own previous pins; a follower whose
+    solution has a package the lead also has at another version is solved again
+    preferring the lead's records (its own previous ones fill in the rest).
+    ``lead`` is the lead's lock entries when the lead is not solved in this run.
+    """
+    own = {p: _preferred(previous, p, options) for p in order}
+    solutions = dict(
+        zip(order, rattler.solve([_request(env, p, own[p]) for p in order]), strict=True)
+    )
+    if lead_platform in solutions:
+        lead_urls = tuple(p.url for p in solutions[lead_platform])
+        versions = {p.name: p.version for p in solutions[lead_platform]}
+    else:
+        lead_urls = tuple(p.url for p in lead if p.manager == "conda")
+        versions = {p.name: p.version for p in lead if p.manager == "conda"}
+    again = [
+        p
+        for p in order
+        if p != lead_platform and disagree({s.name: s.version for s in solutions[p]}, versions)
+    ]
+    if again:
+        requests = [_request(env, p, own[p], lead_urls) for p in again]
+        solutions |= dict(zip(again, rattler.solve(requests), strict=True))
+    return solutions
+
+
 def lock_conda_env(
     config: Config, env: EnvSpec, platforms: Sequence[str], options: LockOptions
 ) -> Mapping[str, str]:
+    """Lock ``env`` for ``platforms`` into one conda-lock file; the other platforms follow the lead.
+
+    The lead is the env's first platform (flowenv's platform order); for the
+    PyPI part, the first that has PyPI packages, as for a PyPI env. When a
+    lead is not locked in this run, its entries in the lock on disk lead if
+    they were made from today's inputs.
+    """
     path = lock_path(config.lock_root, env, platforms[0])
     previous = _read_previous(path)
-    requests = [
-        rattler.SolveRequest(
-            specs=conda_specs(env, platform),
-            channels=env.channels,
-            platform=platform,
-            virtual_packages=virtual_packages(
-                platform,
-                [
-                    *env.virtual_packages,
-                    *virtual_package_overrides(env.system_on(platform), platform),
-                ],
-            ),
-            channel_priority=env.channel_priority,
-            preferred_urls=_preferred(previous, platform, options),
-            label=f"{env.name} · {platform}",
-        )
-        for platform in platforms
-    ]
-    solutions = rattler.solve(requests)
+    every = env.platforms or tuple(platforms)
+    order = sorted(platforms, key=lambda p: every.index(p) if p in every else len(every))
+    lead_platform = every[0]
+    lead = () if lead_platform in order else _fresh_lead(previous, env, lead_platform)
+    solutions = _solve_following(env, order, lead_platform, lead, previous, options)
+    pip_lead = next((p for p in every if env.pypi_on(p)), None)
+    lead_pip = None
+    if pip_lead is not None and pip_lead not in order:
+        lead_pip = _as_pylock(_fresh_lead(previous, env, pip_lead))
     packages: list[LockedCondaPackage] = []
     hashes: dict[str, str] = {}
     inputs: dict[str, str] = {}
-    for platform, solution in zip(platforms, solutions, strict=True):
-        entries = [_conda_entry(p, platform) for p in solution]
+    for platform in order:
+        entries = [_conda_entry(p, platform) for p in solutions[platform]]
         if env.pypi_on(platform):
-            entries += _pip_part(config, env, platform, solution, previous, options)
+            own = None if previous is None else _as_pylock(previous.for_platform(platform))
+            following = None if platform == pip_lead else lead_pip
+            entries += _pip_part(
+                config, env, platform, solutions[platform], own, following, options
+            )
+        if platform == pip_lead:
+            lead_pip = _as_pylock(entries)
         packages += entries
         hashes[platform] = content_hash(entries)
         inputs[platform] = env.input_hash(platform)

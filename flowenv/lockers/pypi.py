@@ -29,7 +29,7 @@ from typing import Any
 from flowenv.config.load import normalize_pypi_name
 from flowenv.config.models import Config
 from flowenv.errors import ResolutionError
-from flowenv.lockers import LockOptions
+from flowenv.lockers import LockOptions, disagree
 from flowenv.locks.layout import lock_path, recorded_input_hash
 from flowenv.locks.pylock import EMPTY_PYLOCK, canonical_pylock
 from flowenv.locks.toml_render import render
@@ -179,8 +179,7 @@ def _disagree(outcome: str | ResolutionError, lead: str | None) -> bool:
     if not isinstance(outcome, str) or lead is None:
         return False
     mine, theirs = _packages(outcome), _packages(lead)
-    return any(
-        theirs[name].get("version") != package.get("version")
-        for name, package in mine.items()
-        if name in theirs
+    return disagree(
+        {n: str(p.get("version")) for n, p in mine.items()},
+        {n: str(p.get("version")) for n, p in theirs.items()},
     )

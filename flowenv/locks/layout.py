@@ -68,9 +68,7 @@ def targets(
     """Every env × platform pair, in a stable order."""
     wanted = tuple(platforms)
     live = tuple(live_platforms)
-    return [
-        LockTarget(env, p, lock_path(lock_root, env, p), live) for env in envs for p in wanted
-    ]
+    return [LockTarget(env, p, lock_path(lock_root, env, p), live) for env in envs for p in wanted]
 
 
 def recorded_input_hashes(path: Path) -> dict[str, str]:

@@ -11,6 +11,7 @@ more reason it stays behind this one door.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,10 @@ class SolveRequest:
     channel_priority: str = "strict"
     #: URLs of a previous solution: preferred when they still satisfy the specs.
     preferred_urls: tuple[str, ...] = ()
+    #: URLs of another platform's solution (the env's lead): each package's
+    #: version there is preferred over :attr:`preferred_urls` where this
+    #: platform has that version in the same channel; a preference, never a pin.
+    followed_urls: tuple[str, ...] = ()
     #: Names the env and platform in error messages.
     label: str = ""
 
@@ -135,6 +140,63 @@ def _virtual(request: SolveRequest) -> list[Any]:
     return out
 
 
+def _parts(url: str) -> tuple[str, str, str, str]:
+    """A conda package URL -> (channel URL, name, version, build)."""
+    base, _, filename = url.rpartition("/")
+    stem = filename.removesuffix(".conda").removesuffix(".tar.bz2")
+    name, version, build = [*stem.rsplit("-", 2), "", ""][:3]
+    return base.rpartition("/")[0], name, version, build
+
+
+def _variant(build: str) -> str:
+    # conda-forge build strings carry a hash of the build's variant config that
+    # differs per platform ("py311h9f3472d_0" on linux-64, "py311h4a8d9c5_0" on
+    # osx-arm64); without it, the same Python variant reads the same.
+    return re.sub(r"h[0-9a-f]{7,}", "", build)
+
+
+def _favored(records: Sequence[Any], request: SolveRequest) -> list[Any]:
+    """The one record per package name the solver should try first (rattler's "locked").
+
+    A package of the followed solution is preferred at its version, in its
+    channel: this platform's previous record if it is that version, else the
+    build whose build string matches best (same string, same variant, then
+    rattler's own order: build number, timestamp). Only records of this
+    platform's own query are candidates, so another platform's files are never
+    offered, and a version this platform lacks is simply not preferred.
+    Packages the followed solution lacks keep their previous record.
+    """
+    own = set(request.preferred_urls)
+    followed = {
+        name: (channel, version, build)
+        for channel, name, version, build in map(_parts, request.followed_urls)
+    }
+    best: dict[str, tuple[tuple[Any, ...], Any]] = {}
+    for record in records:
+        name, url = record.name.normalized, record.url
+        if name in followed:
+            channel, version, build = followed[name]
+            if str(record.version) != version or _parts(url)[0] != channel:
+                continue
+            stamp = record.timestamp.timestamp() if record.timestamp else 0.0
+            this = str(record.build)
+            rank: tuple[Any, ...] = (
+                url in own,
+                this == build,
+                _variant(this) == _variant(build),
+                record.build_number,
+                stamp,
+                url,
+            )
+        elif url in own:
+            rank = (True, url)
+        else:
+            continue
+        if name not in best or rank > best[name][0]:
+            best[name] = (rank, record)
+    return [best[name][1] for name in sorted(best)]
+
+
 def _describe(request: SolveRequest) -> str:
     virtual = ", ".join(f"{n}={v}" for n, v, _ in request.virtual_packages) or "none"
     return redact(
@@ -163,11 +225,10 @@ async def _solve_one(gateway: Any, request: SolveRequest) -> tuple[SolvedPackage
     platforms: list[Any] = [request.platform, "noarch"]
     try:
         preferred: list[Any] = []
-        if request.preferred_urls:
-            wanted = set(request.preferred_urls)
+        if request.preferred_urls or request.followed_urls:
             names = sorted({s.name.normalized for s in specs if s.name is not None})
             found = await gateway.query(channels, platforms, names, recursive=True)
-            preferred = [r for records in found for r in records if r.url in wanted]
+            preferred = _favored([r for records in found for r in records], request)
         records = await rattler.solve(
             sources=channels,
             specs=specs,

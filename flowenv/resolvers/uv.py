@@ -258,8 +258,15 @@ def _interpreter(python: str) -> str:
     return str(candidate) if candidate.is_file() else python
 
 
+class InterpreterNotFound(FlowenvError):
+    """No interpreter on this machine matches the requested Python version."""
+
+
 def create_venv(prefix: Path, python: str, *, cache_dir: Path, label: str) -> None:
-    """A venv at ``prefix`` with an installed Python matching ``python``; never downloads one."""
+    """A venv at ``prefix`` with an installed Python matching ``python``; never downloads one.
+
+    ``python`` is a version ("3.11", "3.9.13") or an interpreter's path.
+    """
     args: list[str | Path] = [
         uv_binary(),
         "venv",
@@ -277,9 +284,10 @@ def create_venv(prefix: Path, python: str, *, cache_dir: Path, label: str) -> No
     if result.returncode != 0:
         detail = describe_failure(args, result)
         if "No interpreter found" in detail or "not found" in detail.lower():
-            raise FlowenvError(
-                f"{label}: no Python {python} interpreter on this machine (hydrate never downloads "
-                f"one); install Python {python} here:\n{detail}"
+            raise InterpreterNotFound(
+                f"{label}: no Python {python} interpreter on this machine and none in the store "
+                f"(hydrate never downloads one); install Python {python} here, or run "
+                f"`flowenv sync` where a CPython {python} build can be fetched:\n{detail}"
             )
         raise StoreError(f"{label}: cannot create a venv with Python {python}:\n{detail}")
 
@@ -325,3 +333,84 @@ def install_wheels_offline(
     if result.returncode != 0:
         detail = describe_failure(args, result)
         raise StoreError(f"{label}: installing the locked wheels failed:\n{detail}")
+
+
+# -- CPython builds (python-build-standalone, as uv manages them) ---------------------
+def _python_args(*args: str | Path) -> list[str | Path]:
+    return [uv_binary(), "python", *args, "--no-config", "--color", "never"]
+
+
+def python_downloads(python: str) -> list[dict[str, object]]:
+    """uv's download list for ``python`` ("3.9", "3.9.13") on every platform.
+
+    The user's uv settings apply (``UV_PYTHON_INSTALL_MIRROR``,
+    ``UV_PYTHON_DOWNLOADS_JSON_URL``): they say where CPython builds come from.
+    """
+    import json
+
+    args = _python_args("list", python, "--all-platforms", "--only-downloads")
+    args += ["--output-format", "json"]
+    result = run(args)
+    if result.returncode != 0:
+        raise StoreError(f"cannot list CPython {python} builds:\n{describe_failure(args, result)}")
+    try:
+        entries = json.loads(result.stdout)
+        if not isinstance(entries, list):
+            raise ValueError("not a list")
+    except ValueError as exc:
+        raise StoreError(f"uv python list printed no download list: {exc}") from None
+    return [e for e in entries if isinstance(e, dict)]
+
+
+def download_python(key: str, archives: Path, scratch: Path, *, label: str) -> Path:
+    """Download the CPython build ``key`` (any platform); the archive, sha256-checked by uv.
+
+    uv keeps the archive it verified in ``UV_PYTHON_CACHE_DIR`` (``archives``,
+    empty before): that file is what goes to the store. The build is also
+    unpacked into ``scratch``, which the caller throws away.
+    """
+    args = _python_args("install", key, "--install-dir", scratch, "--no-bin", "--no-registry")
+    env = {**os.environ, "UV_PYTHON_CACHE_DIR": str(archives), "UV_NO_PROGRESS": "1"}
+    result = run(args, env=env)
+    found = [p for p in archives.iterdir() if p.is_file()] if archives.is_dir() else []
+    if result.returncode != 0 or len(found) != 1:
+        raise StoreError(f"{label}: cannot fetch CPython {key}:\n{describe_failure(args, result)}")
+    return found[0]
+
+
+def install_python(
+    key: str,
+    entry: dict[str, object],
+    archive: Path,
+    install_dir: Path,
+    *,
+    cache_dir: Path,
+    label: str,
+) -> None:
+    """Install the verified CPython archive ``archive`` as uv's build ``key``, offline.
+
+    uv is handed a one-entry download list naming the local file (and its
+    sha256, which uv checks again), so nothing is fetched from anywhere.
+    """
+    import json
+
+    listing = archive.with_name(f".{archive.name}.{os.getpid()}.downloads.json")
+    listing.write_text(json.dumps({key: {**entry, "url": archive.as_uri()}}), encoding="utf-8")
+    args = _python_args(
+        "install",
+        key,
+        "--install-dir",
+        install_dir,
+        "--no-bin",
+        "--no-registry",
+        "--python-downloads-json-url",
+        listing,
+    )
+    env = _offline_env(cache_dir) | {"UV_PYTHON_DOWNLOADS": "manual"}
+    try:
+        result = run(args, env=env)
+    finally:
+        listing.unlink(missing_ok=True)
+    if result.returncode != 0:
+        detail = describe_failure(args, result)
+        raise StoreError(f"{label}: cannot install CPython {key} from the store:\n{detail}")

@@ -9,6 +9,16 @@ the size, mtime and inode it had when its hash was checked. A later lookup
 whose ``stat`` still matches trusts the file without reading it again, so a
 warm hydrate or sync hashes nothing; any change to the file (truncation, a
 rewrite, a replacement) changes the stat and brings the full check back.
+
+Many processes may share one cache (a node's executors, a fan-out). They
+coordinate with ``flock`` on a bounded set of lock files under ``locks/``: one
+artifact is fetched by one process while the others wait and then find it,
+and ``flowenv cache prune`` (exclusive) never runs while a hydrate (shared) does.
+
+``wheels/`` is a persistent find-links directory of hard links to verified
+wheels: handing uv the same path for the same file every time is what lets
+uv's own cache (keyed by the wheel's location) stay warm instead of unpacking
+every wheel again into a fresh entry.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -30,6 +40,8 @@ from flowenv.errors import StoreError
 from flowenv.store.layout import artifact_key
 
 _CHUNK = 1 << 20
+#: Lock files are bucketed by a hash prefix so that their number stays bounded.
+_BUCKET = 3
 
 
 def sha256_of(path: Path) -> str:
@@ -102,6 +114,69 @@ class ArtifactCache:
                 f"set {CACHE_ENV} to a writable directory"
             ) from None
 
+    @contextmanager
+    def locked(self, name: str, *, shared: bool = False) -> Iterator[None]:
+        """Hold the cache-wide lock ``name`` (exclusive, or shared) for the ``with`` block.
+
+        ``flock`` locks belong to an open file, so threads of one process exclude
+        each other too. Lock files are never deleted: that would let two holders
+        lock two different files of one name.
+        """
+        path = self.root / "locks" / f"{name}.lock"
+        with self._writable():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = path.open("a")
+        with handle:
+            if os.name == "posix":
+                import fcntl
+
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            yield
+
+    def wheel_dir(self) -> Path:
+        return self.root / "wheels"
+
+    def link_wheels(self, files: Iterable[Path]) -> Path | None:
+        """The shared find-links directory, holding a hard link to each verified file.
+
+        None when a name there is taken by other bytes (two different wheels
+        with one file name) or hard links are refused: the caller then uses a
+        private directory for this install.
+        """
+        directory = self.wheel_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        for file in files:
+            link = directory / file.name
+            try:
+                os.link(file, link)
+                continue
+            except FileExistsError:
+                pass
+            except OSError:
+                return None
+            try:
+                if os.path.samefile(link, file):
+                    continue
+                if self._mirrors_an_artifact(link):
+                    return None  # a wheel of the same name with other bytes, in use
+                # An orphan: the artifact it mirrored left the cache (pruned, or found
+                # corrupt). Swap in the verified one, atomically.
+                tmp = link.with_name(f".{link.name}.{os.getpid()}.{threading.get_ident()}")
+                os.link(file, tmp)
+                os.replace(tmp, link)
+                continue
+            except OSError:
+                return None
+        return directory
+
+    def _mirrors_an_artifact(self, link: Path) -> bool:
+        """Whether ``link`` (in :meth:`wheel_dir`) is one inode with a cached artifact."""
+        twin = self.path(sha256_of(link), link.name)
+        try:
+            return os.path.samefile(link, twin)
+        except FileNotFoundError:
+            return False
+
     def _marker(self, path: Path) -> Path:
         # Artifact names never start with "." (layout.check_filename), so no clash.
         return path.with_name(f".{path.name}.verified")
@@ -159,6 +234,16 @@ class ArtifactCache:
         ``produce`` may also create ``tmp`` as a hard link to a local file: the
         hash is checked on what ``tmp`` holds, and a mismatch removes only the link.
         """
+        # One process fetches an artifact; the others wait and then find it here.
+        with self.locked(f"artifact-{sha256[:_BUCKET]}"):
+            cached = self.get(sha256, filename)
+            if cached is not None:
+                return cached
+            return self._add_locked(sha256, filename, source, produce)
+
+    def _add_locked(
+        self, sha256: str, filename: str, source: str, produce: Callable[[Path], None]
+    ) -> Path:
         final = self.path(sha256, filename)
         with self._writable():
             final.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,8 @@
     envs/<env-id>/<platform>/<lock file>            a copy of the lock it was made from
     envs/<env-id>/<platform>/manifest.json          written only after every artifact it names
     projects/<project>/envs/<env>/<platform>/current   {"env_id": ...}, written last
+    projects/<project>/steps.json                   {"steps": {step: env or null}}
+    interpreters/<platform>/cpython-<python>.json   the CPython build stored for that python
 
 The env id is a hash of what gets installed (kind, platform, Python, every
 artifact's name, version, file name and sha256), so identical locks in two
@@ -120,6 +122,36 @@ def alias_key(project: str, env: str, platform: str) -> str:
         f"projects/{check_segment(project, 'project')}/envs/{check_segment(env, 'environment')}"
         f"/{check_segment(platform, 'platform')}/{ALIAS_NAME}"
     )
+
+
+def steps_key(project: str) -> str:
+    """Where sync records which env each step runs in (so executors resolve steps sans config)."""
+    return f"projects/{check_segment(project, 'project')}/steps.json"
+
+
+def render_steps(step_envs: Mapping[str, str | None], default: str | None) -> bytes:
+    document = {"steps": dict(step_envs), "default": default}
+    return (json.dumps(document, sort_keys=True, indent=1) + "\n").encode()
+
+
+def parse_steps(data: bytes, where: str) -> tuple[dict[str, str | None], str | None]:
+    """The step -> env map of :func:`steps_key` and the env of undeclared steps.
+
+    None stands for the system environment (a disabled step, or base disabled).
+    """
+    try:
+        document = json.loads(data)
+        steps, default = document["steps"], document.get("default")
+        if not isinstance(steps, dict) or not (default is None or isinstance(default, str)):
+            raise TypeError("not a step map")
+    except (ValueError, KeyError, TypeError):
+        raise StoreError(f"{where}: not a flowenv step map") from None
+    out: dict[str, str | None] = {}
+    for step, env in steps.items():
+        if not isinstance(step, str) or not (env is None or isinstance(env, str)):
+            raise StoreError(f"{where}: invalid entry for step {step!r}")
+        out[step] = env
+    return out, default
 
 
 @attrs.frozen(kw_only=True)

@@ -94,8 +94,10 @@ def build_conda_package(spec: CondaSpec, channel: Path) -> Path:
     }
     if spec.subdir != "noarch":
         os_name, _, arch = spec.subdir.partition("-")
-        index |= {"platform": {"osx": "osx", "linux": "linux", "win": "win"}[os_name],
-                  "arch": {"64": "x86_64", "arm64": "arm64", "aarch64": "aarch64"}[arch]}
+        index |= {
+            "platform": {"osx": "osx", "linux": "linux", "win": "win"}[os_name],
+            "arch": {"64": "x86_64", "arm64": "arm64", "aarch64": "aarch64"}[arch],
+        }
     if spec.noarch:
         index["noarch"] = spec.noarch
     if spec.constrains:
@@ -347,7 +349,10 @@ def conda_lock_render_explicit(path: Path, platform: str, workdir: Path) -> list
     conda_lock = Path(sys.executable).parent / "conda-lock"
     subprocess.run(
         [str(conda_lock), "render", "--kind", "explicit", "-p", platform, str(path)],
-        cwd=workdir, check=True, capture_output=True, text=True,
+        cwd=workdir,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     text = (workdir / f"conda-{platform}.lock").read_text()
     lines = text.splitlines()
