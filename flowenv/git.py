@@ -122,3 +122,19 @@ def merge_files(
         raise GitError(f"git merge-file failed: {describe_failure(['git', *args], result)}")
     text = ours.read_text(encoding="utf-8") if in_place else result.stdout
     return text, result.returncode != 0
+
+
+def describe_head(path: Path) -> str | None:
+    """The commit checked out at ``path`` (``<sha>``, ``+dirty`` when ``path`` has changes).
+
+    None outside a git work tree or without git: provenance is a nicety, never a failure.
+    """
+    try:
+        head = _git(["rev-parse", "--verify", "--quiet", "HEAD"], path)
+        if head.returncode != 0:
+            return None
+        status = _git(["status", "--porcelain", "--untracked-files=no", "--", "."], path)
+    except GitError:
+        return None
+    dirty = status.returncode == 0 and bool(status.stdout.strip())
+    return head.stdout.strip() + ("+dirty" if dirty else "")

@@ -2,7 +2,8 @@
 
 Which env is built, most exact first: ``env_id`` given (``--env-id``) names
 the manifest itself, with no alias lookup; this is how a deployed flow keeps
-the env it was deployed with after newer locks are synced. Else, with a
+the env it was deployed with after newer locks are synced. ``tag``
+(``--tag``) reads the env id from the store's tag of that name. Else, with a
 configuration, the env id of the local lock, so an executor running a given
 commit gets exactly that commit's env. Else the store's alias for the env
 name in the project, i.e. whatever the last sync wrote. A step name stands
@@ -52,6 +53,7 @@ from flowenv.store.layout import (
     parse_alias,
     parse_steps,
     steps_key,
+    tag_key,
 )
 from flowenv.store.usage import IN_USE, MARKER, prefix_token, record_use
 from flowenv.system import IGNORE_ENV, ignoring_system_requirements
@@ -98,17 +100,21 @@ def hydrate(
     store_options: Mapping[str, Any] | None = None,
     cache: ArtifactCache | None = None,
     env_id: str | None = None,
+    tag: str | None = None,
     ignore_system_requirements: bool = False,
 ) -> HydratedEnv:
     """Build (or reuse) ``env_name`` for ``platform`` (None or "auto": this machine).
 
-    ``env_id`` pins the exact env (``env_name`` is then only its label); see the module doc.
+    ``env_id`` pins the exact env (``env_name`` is then only its label); ``tag`` takes
+    the env id the store's tag of that name holds; see the module doc.
     The env's system requirements (cuda, glibc, macos) are checked against
     this machine unless ``ignore_system_requirements`` (or ``$FLOWENV_IGNORE_SYSTEM_REQUIREMENTS``)
     says the builder is not the machine the env will run on.
     """
     if env_id is not None:
         check_env_id(env_id)
+        if tag is not None:
+            raise UsageError("--env-id and --tag name one env each: give only one")
     config = config_or_none
     if config is not None and project is not None and project != config.project.name:
         config = None  # another project's env: only the store knows it
@@ -122,7 +128,7 @@ def hydrate(
         env_name = _env_of(config, env_name)
     if config is not None:
         _check_env_platform(config, env_name, platform)
-    if env_id is None:
+    if env_id is None and tag is None:
         env_id = _local_env_id(config, env_name, platform)
     # Only the alias needs the project: an env id is shared by every project.
     project_name = (
@@ -139,7 +145,7 @@ def hydrate(
 
     if env_id is None:
         assert project_name is not None  # checked above, before opening the store
-        env_name, env_id = _alias_lookup(store, project_name, env_name, platform)
+        env_name, env_id = _alias_lookup(store, project_name, env_name, platform, tag)
     where = f"{store.url}/{manifest_key(env_id, platform)}"
     raw = store.read(manifest_key(env_id, platform))
     if raw is None:
@@ -218,13 +224,22 @@ def _system_step(step: str) -> str:
     return f"step '{step}' runs in the system environment (disabled): there is nothing to hydrate"
 
 
-def _alias_lookup(store: Store, project: str, name: str, platform: str) -> tuple[str, str]:
-    """(env name, env id) of the env ``name`` or, failing that, of the step ``name``.
+def _alias_lookup(
+    store: Store, project: str, name: str, platform: str, tag: str | None
+) -> tuple[str, str]:
+    """(env name, env id) of the env ``name`` or, failing that, of the step ``name``:
+    its current alias, or with ``tag`` the env id tagged so.
 
     Without a configuration only the store knows which env a step runs in:
     sync records it in the project's step map.
     """
-    key = alias_key(project, name, platform)
+
+    def root_key(env: str) -> str:
+        if tag is not None:
+            return tag_key(project, env, platform, tag)
+        return alias_key(project, env, platform)
+
+    key = root_key(name)
     data = store.read(key)
     env = name
     if data is None:
@@ -237,8 +252,13 @@ def _alias_lookup(store: Store, project: str, name: str, platform: str) -> tuple
             if mapped is None:
                 raise UsageError(_system_step(name))
             if mapped != name:
-                env, key = mapped, alias_key(project, mapped, platform)
+                env, key = mapped, root_key(mapped)
                 data = store.read(key)
+    if data is None and tag is not None:
+        raise StoreError(
+            f"{store.url}: no tag '{tag}' of env '{env}' for {platform} in project "
+            f"'{project}' (see `flowenv store ls`)"
+        )
     if data is None:
         raise _no_alias(store, project, env, platform)
     return env, parse_alias(data, key)

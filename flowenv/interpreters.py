@@ -41,6 +41,7 @@ __all__ = [
     "PythonBuild",
     "install_build",
     "installed_build",
+    "interpreter_archives",
     "interpreter_key",
     "store_interpreters",
     "stored_build",
@@ -57,6 +58,35 @@ def interpreter_key(platform: str, python: str) -> str:
         f"interpreters/{check_segment(platform, 'platform')}/"
         f"cpython-{check_segment(python, 'python')}.json"
     )
+
+
+def _parse_interpreter_key(key: str) -> tuple[str, str] | None:
+    """(platform, python) of a record key :func:`interpreter_key` makes; None for other keys."""
+    parts = key.split("/")
+    if len(parts) != 3 or parts[0] != "interpreters":
+        return None
+    name = parts[2]
+    if not (name.startswith("cpython-") and name.endswith(".json")):
+        return None
+    return parts[1], name[len("cpython-") : -len(".json")]
+
+
+def interpreter_archives(store: Store, keys: Iterable[str]) -> frozenset[str]:
+    """The artifact keys of the archives the records among ``keys`` name.
+
+    ``flowenv store gc`` keeps them all: no manifest names a CPython build, but
+    an executor without a local interpreter needs it. A record that cannot be
+    read is an error (the gc then deletes nothing), as a damaged manifest is.
+    """
+    records = {key: parsed for key in keys if (parsed := _parse_interpreter_key(key))}
+    archives = set()
+    for key, data in store.read_many(records).items():
+        if data is None:
+            continue  # removed since the listing
+        platform, python = records[key]
+        build = PythonBuild.from_json(data, f"{store.url}/{key}", platform=platform, python=python)
+        archives.add(build.artifact_key)
+    return frozenset(archives)
 
 
 @attrs.frozen(kw_only=True)

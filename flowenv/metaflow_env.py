@@ -112,6 +112,8 @@ class FlowRun:
     config: Config
     environments: Environments
     steps: tuple[StepInfo, ...]
+    #: Env ids already pinned in the store by this process (one write per env, not per task).
+    _pinned: set[str] = attrs.field(factory=set, init=False)
 
     @classmethod
     def load(cls, flow_file: Path, steps: Sequence[StepInfo]) -> FlowRun:
@@ -221,6 +223,24 @@ class FlowRun:
         path = lock_path(self.config.lock_root, spec, REMOTE_PLATFORM)
         return plan_target(LockTarget(spec, REMOTE_PLATFORM, path)).env_id
 
+    def pin(self, env: str, env_id: str) -> None:
+        """Record in the store that a run (or deployment) uses ``env_id``: gc keeps it.
+
+        Pins stay until removed (``flowenv store unpin``): a deployed flow may
+        start a run months after it was deployed.
+        """
+        if env_id in self._pinned:
+            return
+        import datetime
+
+        from flowenv.store.catalog import pin
+        from flowenv.sync import store_for_config
+
+        now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+        store = store_for_config(self.config)
+        pin(store, self.config.project.name, env, REMOTE_PLATFORM, env_id, pinned_at=now)
+        self._pinned.add(env_id)
+
     def bootstrap_commands(self, step: str, datastore_type: str) -> list[str]:
         """Shell commands that build ``step``'s env on a remote executor from the store alone.
 
@@ -229,7 +249,8 @@ class FlowRun:
         env id is pinned here, where the locks are (these commands are written
         when a run starts or a flow is deployed), so an executor builds exactly
         the env the run was started with, never a newer one synced under the
-        same name later. :meth:`prepare` has synced that env id before.
+        same name later. :meth:`prepare` has synced that env id before; the
+        pin is recorded in the store too, so ``flowenv store gc`` keeps it.
         """
         env = self.env_of(step)
         if env is None:
@@ -237,6 +258,7 @@ class FlowRun:
         from flowenv.store import store_url_for
 
         env_id = self.remote_env_id(env)
+        self.pin(env, env_id)
         store = store_url_for(None, self.config.project.store, self.config.root)
         hydrate = shlex.join(
             [

@@ -148,6 +148,42 @@ def test_hydrate_installs_the_stored_build_offline_when_none_is_local(
     assert (info["artifacts"], info["envs"]) == (0, [])
 
 
+def test_gc_keeps_the_stored_build_executors_need(
+    make_project, build, flowenv_cache: Path, tmp_path: Path
+) -> None:
+    """No manifest names a CPython build: gc must keep it all the same, or an executor
+    without a local interpreter could no longer hydrate a rooted env."""
+    version, archive, _ = build
+    store = _synced(make_project, tmp_path, version)
+    shutil.rmtree(archive.parent)
+    root = tmp_path / "proj"
+    assert main(["-q", "-C", str(root), "store", "gc", "--grace", "0"]) == 0
+    record_key = interpreter_key("linux-64", version)
+    stored = PythonBuild.from_json(
+        (store / record_key).read_bytes(), record_key, platform="linux-64", python=version
+    )
+    assert (store / stored.artifact_key).is_file()
+
+    cache = tmp_path / "node-cache"
+    env = _executor_env(store, cache, path_without(version, os.environ["PATH"]))
+    executor = tmp_path / "executor"
+    executor.mkdir()
+    ran = run_flowenv(
+        "run",
+        "base",
+        "--prefix",
+        str(tmp_path / "env"),
+        "--",
+        "python",
+        "-c",
+        PROBE,
+        env=env,
+        cwd=executor,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith(version.replace(".", " ") + " ")
+
+
 def test_a_matching_local_interpreter_wins_over_the_store(
     make_project, build, flowenv_cache: Path, tmp_path: Path
 ) -> None:

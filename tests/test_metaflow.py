@@ -422,6 +422,11 @@ def test_bootstrap_commands_pin_the_env_id_of_the_run_against_newer_syncs(
     assert main(["-C", str(root), "-q", "sync"]) == 0
     new = synced_env_id(root, "plot")
     assert new != old
+    # The run's env id is pinned in the store: a gc keeps it although no alias names it.
+    pins = root / ".flowenv/store/projects/mfproj/envs/plot/linux-64/pins"
+    assert sorted(p.name for p in pins.iterdir()) == [old]
+    assert main(["-C", str(root), "-q", "store", "gc", "--grace", "0"]) == 0
+    assert (root / f".flowenv/store/envs/{old}/linux-64/manifest.json").is_file()
 
     probe = (
         "import alpha, importlib.util as u; "
@@ -435,3 +440,9 @@ def test_bootstrap_commands_pin_the_env_id_of_the_run_against_newer_syncs(
     assert f" --env-id {new} " in fresh[1]
     result = run_on_executor(fresh, probe, tmp_path / "executor2", tmp_path)
     assert result.stdout.strip().splitlines()[-1] == "VERSIONS 2.0 1.5"
+
+    # Unpinned (the deployment is gone), the old env is collected; the pinned new one stays.
+    assert main(["-C", str(root), "store", "unpin", "plot", old]) == 0
+    assert main(["-C", str(root), "-q", "store", "gc", "--grace", "0"]) == 0
+    assert not (root / f".flowenv/store/envs/{old}").exists()
+    assert (root / f".flowenv/store/envs/{new}/linux-64/manifest.json").is_file()

@@ -33,6 +33,12 @@ def add_hydrate_options(parser: argparse.ArgumentParser) -> None:
         "local lock or the store's alias names; ENV is then only a label",
     )
     parser.add_argument(
+        "--tag",
+        metavar="NAME",
+        help="build the env id tagged NAME (`flowenv store tag ENV NAME`) instead of the one "
+        "the local lock or the store's alias names",
+    )
+    parser.add_argument(
         "--prefix",
         type=Path,
         metavar="DIR",
@@ -87,6 +93,7 @@ def hydrate_from_args(args: argparse.Namespace) -> Any:
         prefix=args.prefix,
         project=args.project,
         env_id=args.env_id,
+        tag=args.tag,
         ignore_system_requirements=args.ignore_system_requirements,
     )
     if env.env != args.env and args.env_id is None and not args.quiet:

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "hydrate": "flowenv.cli.hydrate_cmd",
     "run": "flowenv.cli.run_cmd",
     "cache": "flowenv.cli.cache_cmd",
+    "store": "flowenv.cli.store_cmd",
     "import": "flowenv.cli.import_cmd",
     "diff": "flowenv.cli.diff_cmd",
     "export": "flowenv.cli.export_cmd",

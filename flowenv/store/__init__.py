@@ -53,17 +53,23 @@ def _file_url_path(url: str) -> Path:
 
 def open_store(url: str, options: Mapping[str, Any] | None = None) -> Store:
     """A :class:`Store` for ``url`` (as returned by :func:`store_url_for`)."""
+    from flowenv.store.timeouts import default_options, merge_defaults, store_timeout, tune
+
     backend = backend_for(url)
+    budget = store_timeout()
     opts = dict(options or {})
     if backend is LOCAL:
         root = str(Path(url).resolve()).replace(os.sep, "/")
-        return Store(url, backend, None, root, opts)
+        return Store(url, backend, None, root, opts, timeout=budget)
     import fsspec
 
     cls = fsspec.get_filesystem_class(backend.protocol)
-    fs = _make(cls, opts, url)
+    # fsspec would hand back a cached instance made with other timeouts.
+    full = merge_defaults(default_options(backend.protocol, budget), opts)
+    fs = _make(cls, full, url)
+    tune(fs, backend.protocol)
     root = cls._strip_protocol(url).rstrip("/")
-    return Store(url, backend, fs, root, opts)
+    return Store(url, backend, fs, root, opts, timeout=budget)
 
 
 def _make(cls: Any, options: dict[str, Any], url: str) -> Any:

@@ -338,3 +338,89 @@ def parse_alias(data: bytes, where: str) -> str:
 
 def render_alias(env_id: str) -> bytes:
     return (json.dumps({"env_id": env_id}, sort_keys=True) + "\n").encode()
+
+
+# -- roots: tags, pins; gc markers -----------------------------------------------------
+#: Under ``projects/<project>/envs/<env>/<platform>/``: ``current`` (the alias), then
+#: ``tags/<name>`` (an env id under a human name) and ``pins/<env-id>`` (a deployed run's env).
+TAGS = "tags"
+PINS = "pins"
+#: ``gc/running/<run>`` exists while a gc deletes; ``gc/done/<run>`` is written when it ends.
+GC_PREFIX = "gc"
+RESERVED_TAGS = (ALIAS_NAME,)
+
+
+def env_root_dir(project: str, env: str, platform: str) -> str:
+    """``projects/<project>/envs/<env>/<platform>``: the alias, tags and pins of one env."""
+    return alias_key(project, env, platform).rsplit("/", 1)[0]
+
+
+def tag_key(project: str, env: str, platform: str, tag: str) -> str:
+    if tag in RESERVED_TAGS:
+        raise UsageError(f"invalid tag name {tag!r}: reserved")
+    return f"{env_root_dir(project, env, platform)}/{TAGS}/{check_segment(tag, 'tag')}"
+
+
+def pin_key(project: str, env: str, platform: str, env_id: str) -> str:
+    return f"{env_root_dir(project, env, platform)}/{PINS}/{check_env_id(env_id)}"
+
+
+@attrs.frozen(kw_only=True)
+class RootKey:
+    """What a key under ``projects/`` is: an alias, a tag or a pin of one env x platform."""
+
+    project: str
+    env: str
+    platform: str
+    kind: str  # "current" | "tag" | "pin"
+    name: str  # the tag name; the env id of a pin; "current"
+
+
+def parse_root_key(key: str) -> RootKey | None:
+    """Split a key under ``projects/``; None for anything that is not a root this layout writes."""
+    parts = key.split("/")
+    if len(parts) < 6 or parts[0] != "projects" or parts[2] != "envs":
+        return None
+    project, env, platform = parts[1], parts[3], parts[4]
+    if any(not _SEGMENT.fullmatch(p) or ".." in p for p in (project, env, platform)):
+        return None
+    rest = parts[5:]
+    if rest == [ALIAS_NAME]:
+        return RootKey(project=project, env=env, platform=platform, kind="current", name=ALIAS_NAME)
+    if len(rest) == 2 and rest[0] == TAGS and _SEGMENT.fullmatch(rest[1]) and ".." not in rest[1]:
+        return RootKey(project=project, env=env, platform=platform, kind="tag", name=rest[1])
+    if len(rest) == 2 and rest[0] == PINS and _ENV_ID.fullmatch(rest[1]):
+        return RootKey(project=project, env=env, platform=platform, kind="pin", name=rest[1])
+    return None
+
+
+def parse_env_key(key: str) -> tuple[str, str, str] | None:
+    """``envs/<env-id>/<platform>/<file>`` -> (env id, platform, file); None for other keys."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] != "envs" or not _ENV_ID.fullmatch(parts[1]):
+        return None
+    return parts[1], parts[2], parts[3]
+
+
+def parse_artifact_key(key: str) -> tuple[str, str] | None:
+    """``artifacts/sha256/<ab>/<digest>/<file>`` -> (digest, file); None for other keys."""
+    parts = key.split("/")
+    if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != ARTIFACTS or not _SHA256.fullmatch(parts[3]):
+        return None
+    return parts[3], parts[4]
+
+
+def render_root(env_id: str, **details: Any) -> bytes:
+    """An alias, tag or pin file: the env id, plus what ``store ls`` shows (all optional).
+
+    Readers take only ``env_id`` (:func:`parse_alias`): details are additive.
+    """
+    document = {"env_id": env_id, **{k: v for k, v in details.items() if v is not None}}
+    return (json.dumps(document, sort_keys=True) + "\n").encode()
+
+
+def parse_root(data: bytes, where: str) -> dict[str, Any]:
+    """An alias, tag or pin file's whole record (``env_id`` validated; details as written)."""
+    env_id = parse_alias(data, where)
+    record = json.loads(data)
+    return {**record, "env_id": env_id} if isinstance(record, dict) else {"env_id": env_id}

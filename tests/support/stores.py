@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -310,7 +311,7 @@ def many_wheels_project(
     """A project requiring ``count`` wheels of about ``size`` incompressible bytes each."""
     import random
 
-    from tests.support.wheels import WheelSpec, build_simple_index, build_wheel
+    from tests.support.wheels import WheelSpec, build_wheel
 
     rng = random.Random(seed)
     wheelhouse = root / "wheelhouse"
@@ -322,13 +323,37 @@ def many_wheels_project(
             WheelSpec(name=name, version="1.0", files={f"{name}/data.py": f"DATA = {payload!r}\n"}),
             wheelhouse,
         )
-    index = build_simple_index(sorted(wheelhouse.glob("*.whl")), root / "index")
-    project = root / "project"
+    return _wheels_project(root / "project", "bulk", wheelhouse, root / "index", store)
+
+
+def large_wheels_project(root: Path, count: int, megabytes: int, store: StoreTarget) -> Path:
+    """A project whose lock names ``count`` local wheels of ``megabytes`` random bytes each."""
+    from tests.support.wheels import WheelSpec, build_wheel
+
+    wheelhouse = root / "big-wheelhouse"
+    for i in range(count):
+        name = f"big{i}"
+        spec = WheelSpec(name=name, version="1.0", files={f"{name}/__init__.py": ""})
+        path = build_wheel(spec, wheelhouse)
+        # A stored (uncompressed) random member makes the wheel as large as asked.
+        with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_STORED) as wheel:
+            wheel.writestr(f"{name}/blob.bin", os.urandom(megabytes * 1_000_000))
+    return _wheels_project(root / "big-project", "big", wheelhouse, root / "big-index", store)
+
+
+def _wheels_project(
+    project: Path, name: str, wheelhouse: Path, index_dir: Path, store: StoreTarget
+) -> Path:
+    """A linux-64 project requiring every wheel of ``wheelhouse`` (at 1.0) from an index of them."""
+    from tests.support.wheels import build_simple_index
+
+    wheels = sorted(wheelhouse.glob("*.whl"))
+    index = build_simple_index(wheels, index_dir)
     project.mkdir(parents=True, exist_ok=True)
-    packages = ", ".join(f'bulk{i:04d} = "1.0"' for i in range(count))
+    packages = ", ".join(f'{w.name.split("-")[0]} = "1.0"' for w in wheels)
     (project / "flowenv.toml").write_text(
         "[project]\n"
-        'name = "bulk"\n'
+        f'name = "{name}"\n'
         'platforms = ["linux-64"]\n'
         f"{store.project_lines()}"
         f'pypi.index-url = "{index.as_uri()}"\n\n'
@@ -337,6 +362,26 @@ def many_wheels_project(
         f"pypi.packages = {{ {packages} }}\n"
     )
     return project
+
+
+def peak_rss_kib(
+    args: list[str], env: dict[str, str], cwd: Path | None = None
+) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run ``args`` under ``/usr/bin/time``: the result and the process's peak RSS in KiB."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "rss"
+        result = subprocess.run(
+            ["/usr/bin/time", "-q", "-f", "%M", "-o", str(out), *args],
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        rss = int(out.read_text().split()[-1]) if out.is_file() and out.read_text() else 0
+    return result, rss
 
 
 def run_flowenv(
