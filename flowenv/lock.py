@@ -8,6 +8,7 @@ hash) are resolved once and the result is written for each of them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -160,25 +161,35 @@ def remember_fresh(
         return
     expected: dict[str, dict[str, str]] = {}
     for target in live:
-        name = f"{target.path.parent.name}/{target.path.name}"
-        expected.setdefault(name, {})[target.platform] = target.env.input_hash(target.platform)
+        expected.setdefault(_lock_name(target), {})[target.platform] = target.env.input_hash(
+            target.platform
+        )
     freshness.write_record(
         config.path, {**digests, **others}, config.lock_root, expected, validated=validated
     )
 
 
-def _obsolete(config: Config, live_targets: Sequence[LockTarget]) -> list[Path]:
-    from flowenv.locks.layout import lock_files, recorded_input_hashes
+def _lock_name(target: LockTarget) -> str:
+    """``"<env>/<lock file name>"``: how the freshness record names a target's lock."""
+    return f"{target.path.parent.name}/{target.path.name}"
 
-    # Strings, not Paths: hashing a Path costs more than the comparison here.
-    live = {str(t.path) for t in live_targets}
+
+def _obsolete(config: Config, live_targets: Sequence[LockTarget]) -> list[Path]:
+    from flowenv.locks.freshness import lock_names
+    from flowenv.locks.layout import recorded_input_hashes
+
+    # Names ("<env>/<file>"), not Paths: a Path per lock costs more than the comparison.
+    live = {_lock_name(t) for t in live_targets}
+    candidates = [
+        config.lock_root / name for name in lock_names(config.lock_root) if name not in live
+    ]
     # Only files that carry flowenv's input hash, under the lock dir for real: a
     # file that merely has a lock's name (another tool's pylock, a hand-written
     # one) or lives behind a symlink out of the lock dir is not ours to judge.
     return [
         path
-        for path in lock_files(config.lock_root)
-        if str(path) not in live and _inside_lock_root(config, path) and recorded_input_hashes(path)
+        for path in candidates
+        if _inside_lock_root(config, path) and recorded_input_hashes(path)
     ]
 
 
@@ -195,8 +206,14 @@ def obsolete_locks(config: Config) -> list[Path]:
 
 def _inside_lock_root(config: Config, path: Path) -> bool:
     """Whether ``path`` really lives under the lock dir (an env directory may be a symlink)."""
-    root = config.lock_root.resolve()
-    return root in path.parent.resolve().parents or path.parent.resolve() == root
+    return _inside(os.path.realpath(config.lock_root), os.path.realpath(path.parent))
+
+
+def _inside(real_root: str, real_directory: str) -> bool:
+    """Whether ``real_directory`` is ``real_root`` or below it (both resolved, no symlinks)."""
+    return real_directory == real_root or real_directory.startswith(
+        real_root.rstrip(os.sep) + os.sep
+    )
 
 
 def remove_obsolete_locks(config: Config, live: Sequence[LockTarget] | None = None) -> list[Path]:
@@ -313,16 +330,34 @@ def lock(
     environments = build_environments(config)
     selected = select_targets(config, environments, selection)
     _check_upgrade_packages(selected, options.upgrade_packages)
+    # Strings and one realpath per env directory: a Path.resolve() per target
+    # was a large part of a one-step re-lock of a hundred steps.
+    real_root = os.path.realpath(config.lock_root)
+    real_dirs: dict[Path, str] = {}
     for target in selected:
-        if not _inside_lock_root(config, target.path):
+        parent = target.path.parent
+        if parent not in real_dirs:
+            real_dirs[parent] = os.path.realpath(parent)
+        if not _inside(real_root, real_dirs[parent]):
             # Checked before resolving: neither the old lock there is read nor a new one written.
             raise WriteError(
                 f"refusing {target.path}: {target.path.parent} is a symbolic link out of the "
                 f"lock dir {config.lock_root}; no lock file was changed"
             )
     forced = options.upgrade or bool(options.upgrade_packages)
-    todo = [t for t in selected if forced or not is_fresh(t)]
-    results = [LockResult(target=t, status="fresh") for t in selected if t not in todo]
+    if forced:
+        stale = [True] * len(selected)
+    else:
+        # Only the hashes in each header decide here: a lock the freshness
+        # record vouches for (unchanged since its header was read) is not read
+        # again. Commands that use a lock's body read it whole.
+        from flowenv.locks.freshness import known_headers
+
+        known = known_headers(config.path, config.lock_root)
+        stale = [not is_fresh(t, known.get(_lock_name(t))) for t in selected]
+    todo = [t for t, s in zip(selected, stale, strict=True) if s]
+    fresh = [t for t, s in zip(selected, stale, strict=True) if not s]
+    results = [LockResult(target=t, status="fresh") for t in fresh]
     from flowenv.local_packages import check_local_packages
     from flowenv.solve_groups import check_groups
 
@@ -333,20 +368,19 @@ def lock(
         on_plan(len(work))
     texts: dict[Path, str] = {}
     errors: list[tuple[str, FlowenvError]] = []
-    # Imported here: `lock --check` imports this module and never needs them.
-    from concurrent.futures import ThreadPoolExecutor, as_completed
+    # Imported here: `lock --check` imports this module and never needs it.
+    from flowenv._threads import as_finished
 
     workers = max(1, min(jobs or os.cpu_count() or 1, len(work) or 1))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(_run_job, config, job, options): job for job in work}
-        for future in as_completed(futures):
-            job = futures[future]
-            try:
-                texts |= future.result()
-            except FlowenvError as exc:
-                errors.append((job.label, exc))
-            if on_resolved:
-                on_resolved(job.label)
+    calls = [functools.partial(_run_job, config, job, options) for job in work]
+    for outcome in as_finished(calls, workers):
+        job = work[outcome.index]
+        try:
+            texts |= outcome.get()
+        except FlowenvError as exc:
+            errors.append((job.label, exc))
+        if on_resolved:
+            on_resolved(job.label)
     if errors:
         raise _combined(errors)
     written = _write_changed(texts)

@@ -24,7 +24,6 @@ Rules (mirroring Metaflow's decorators):
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -32,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
+from flowenv._sha256 import sha256_hex
 from flowenv.config.models import (
     CondaPackage,
     Config,
@@ -101,6 +101,11 @@ class EnvSpec:
     #: ``target.<platform>`` tables change it (only pypi, conda and
     #: system_requirements are set); every other platform uses the fields above.
     targets: tuple[tuple[str, EnvDecl], ...] = ()
+    #: platform -> :meth:`input_hash`, filled as they are asked for: a lock run
+    #: asks for each several times (freshness, grouping, the lock, the record).
+    _input_hashes: dict[str, str] = attrs.field(
+        factory=dict, init=False, repr=False, eq=False, hash=False
+    )
 
     @property
     def kind(self) -> str:
@@ -181,8 +186,12 @@ class EnvSpec:
 
     def input_hash(self, platform: str) -> str:
         """sha256 of :meth:`hash_inputs`; what a lock file records to decide staleness."""
-        canonical = json.dumps(self.hash_inputs(platform), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        found = self._input_hashes.get(platform)
+        if found is None:
+            inputs = self.hash_inputs(platform)
+            canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
+            found = self._input_hashes[platform] = sha256_hex(canonical.encode())
+        return found
 
 
 @attrs.frozen(kw_only=True)
@@ -341,13 +350,13 @@ def _with_group_hashes(specs: Sequence[EnvSpec]) -> list[EnvSpec]:
         if spec.solve_group is not None:
             members.setdefault(spec.solve_group, []).append(spec)
     hashes = {
-        group: hashlib.sha256(
+        group: sha256_hex(
             json.dumps(
                 sorted([e.name, {p: e.hash_inputs(p) for p in e.platforms}] for e in envs),
                 sort_keys=True,
                 separators=(",", ":"),
             ).encode()
-        ).hexdigest()
+        )
         for group, envs in members.items()
     }
     return [

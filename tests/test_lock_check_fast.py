@@ -23,8 +23,12 @@ import pytest
 
 from flowenv.cli import main
 from flowenv.cli.fastpath import fast_lock_check
-from flowenv.locks import freshness
-from flowenv.locks.freshness import known_fresh, record_path
+from flowenv.config.load import load_config
+from flowenv.lock import lock
+from flowenv.locks import freshness, reading
+from flowenv.locks.freshness import known_fresh, known_headers, record_path
+from flowenv.locks.pylock import read_pylock
+from flowenv.spec import build_environments
 
 BODY = """
 [base]
@@ -264,3 +268,114 @@ def test_a_conda_lock_is_checked_per_platform(
     assert _fast(root) is None
     assert _full(root) == 1
     assert "base · osx-arm64: stale" in capsys.readouterr().err
+
+
+# -- a lock after an edit: the record stands in for the headers it vouches for --------------
+
+
+def _statuses(root: Path) -> dict[str, str]:
+    """``lock`` of the whole project through the library: label -> status."""
+    results = lock(load_config(root / "flowenv.toml"))
+    return {result.target.label: result.status for result in results}
+
+
+def _reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The lock files read whole from now on (every lock freshness read goes through here)."""
+    seen: list[str] = []
+    original = reading.read_lock_file
+
+    def spy(path: Path) -> str:
+        seen.append(f"{path.parent.name}/{path.name}")
+        return original(path)
+
+    monkeypatch.setattr(reading, "read_lock_file", spy)
+    return seen
+
+
+def test_a_relock_after_an_edit_reads_no_lock_the_record_vouches_for(
+    locked: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    toml = locked / "flowenv.toml"
+    toml.write_text(toml.read_text().replace('beta = ">=1"', 'beta = "1.0"'))
+    assert set(known_headers(toml, locked / "locks")) == {
+        "base/pylock.linux-64.toml",
+        "base/pylock.osx-arm64.toml",
+        "train/pylock.linux-64.toml",
+        "train/pylock.osx-arm64.toml",
+    }
+    reads = _reads(monkeypatch)
+    assert _statuses(locked) == {
+        "base · linux-64": "fresh",
+        "base · osx-arm64": "fresh",
+        "train · linux-64": "written",
+        "train · osx-arm64": "written",
+    }
+    assert reads == []
+    packages = read_pylock(locked / "locks/train/pylock.linux-64.toml")
+    assert {p.name: p.version for p in packages}["beta"] == "1.0"
+
+
+def test_a_lock_changed_behind_the_record_is_read_and_never_called_fresh(
+    locked: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Same size, mtime put back: only ctime tells, and that is enough to read it again.
+    lock_file = locked / "locks/base/pylock.linux-64.toml"
+    before = lock_file.stat()
+    text = lock_file.read_text()
+    recorded = text.split('input-hash = "', 1)[1][:64]
+    lock_file.write_text(text.replace(recorded, "0" * 64))
+    os.utime(lock_file, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert lock_file.stat().st_size == before.st_size
+    toml = locked / "flowenv.toml"
+    assert "base/pylock.linux-64.toml" not in known_headers(toml, locked / "locks")
+    # A lock replaced by a copy of itself (new inode) is read again too, and found fresh.
+    other = locked / "locks/base/pylock.osx-arm64.toml"
+    copy = other.with_suffix(".tmp")
+    copy.write_bytes(other.read_bytes())
+    os.replace(copy, other)
+    reads = _reads(monkeypatch)
+    statuses = _statuses(locked)
+    assert statuses["base · linux-64"] == "written"
+    assert statuses["base · osx-arm64"] == "fresh"
+    assert sorted(reads) == ["base/pylock.linux-64.toml", "base/pylock.osx-arm64.toml"]
+    assert recorded in lock_file.read_text()
+
+
+def test_only_a_sound_record_of_this_flowenv_vouches_for_a_lock(locked: Path) -> None:
+    toml = locked / "flowenv.toml"
+    path = record_path(toml)
+    record = json.loads(path.read_text())
+    assert len(known_headers(toml, locked / "locks")) == 4
+    name = "base/pylock.linux-64.toml"
+    odd_records = [
+        {**record, "code": "another flowenv"},
+        {**record, "lock-root": "/elsewhere"},
+        {**record, "format": 2},
+        {**record, "hashes": None},
+        {**record, "hashes": {**record["hashes"], name: "not a table"}},
+        {**record, "hashes": {**record["hashes"], name: {"linux-64": 1}}},
+        {**record, "locks": {**record["locks"], name: [1, 2, "3", 4, 5]}},
+        {**record, "locks": {**record["locks"], name: None}},
+    ]
+    for odd in odd_records:
+        path.write_text(json.dumps(odd))
+        found = known_headers(toml, locked / "locks")
+        assert name not in found, odd
+        # The fast check never answers from a record it cannot read either, nor raises.
+        assert not known_fresh(toml)
+    path.write_text("[]")
+    assert known_headers(toml, locked / "locks") == {}
+    # Whatever the record was, a lock decides the same as with none.
+    assert set(_statuses(locked).values()) == {"fresh"}
+
+
+def test_the_record_keeps_each_locks_header_hashes(locked: Path) -> None:
+    toml = locked / "flowenv.toml"
+    record = json.loads(record_path(toml).read_text())
+    environments = build_environments(load_config(toml))
+    for env in ("base", "train"):
+        for platform in ("linux-64", "osx-arm64"):
+            name = f"{env}/pylock.{platform}.toml"
+            text = (locked / "locks" / name).read_text()
+            assert record["hashes"][name] == {platform: environments.get(env).input_hash(platform)}
+            assert f'input-hash = "{record["hashes"][name][platform]}"' in text

@@ -7,7 +7,6 @@ what was expected, with a "did you mean" for near-miss keys and names.
 
 from __future__ import annotations
 
-import difflib
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -89,6 +88,8 @@ def normalize_pypi_name(name: str) -> str:
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``choices``, or ""."""
+    import difflib  # only when there is an error to report
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 

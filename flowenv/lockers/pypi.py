@@ -20,13 +20,13 @@ not being resolved (``lock -p``), its lock on disk leads if it is fresh.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import canonicalize_name
-
+from flowenv.config.load import normalize_pypi_name
 from flowenv.config.models import Config
 from flowenv.errors import ResolutionError
 from flowenv.local_packages import localize
@@ -58,7 +58,7 @@ def _packages(text: str | None) -> dict[str, dict[str, Any]]:
     except tomllib.TOMLDecodeError:
         return {}  # an unreadable previous lock only loses its preferences
     return {
-        canonicalize_name(p["name"]): p
+        normalize_pypi_name(p["name"]): p
         for p in packages
         if isinstance(p, dict) and isinstance(p.get("name"), str)
     }
@@ -76,7 +76,7 @@ def preferences(
     """
     if lead is None:
         return own, options
-    moving = {canonicalize_name(p) for p in options.upgrade_packages}
+    moving = {normalize_pypi_name(p) for p in options.upgrade_packages}
     kept = {} if options.upgrade else _packages(own)
     merged = {n: p for n, p in kept.items() if n not in moving} | _packages(lead)
     if not merged:
@@ -147,26 +147,27 @@ def lock_pypi_env(
 
     own = {p: _previous(lock_path(config.lock_root, env, p)) for p in order}
     # Imported here: `lock --check` never resolves.
-    from concurrent.futures import ThreadPoolExecutor
+    from flowenv._threads import in_threads
 
-    with ThreadPoolExecutor(max_workers=len(order)) as pool:
-        # Every platform at once on its own previous pins, as if alone; in the
-        # common case they already agree with the lead and one round is all.
-        raw = dict(zip(order, pool.map(lambda p: resolve(p, own[p], options), order), strict=True))
-        if lead_platform in raw:
-            outcome = raw[lead_platform]
-            lead = outcome if isinstance(outcome, str) else None
-        # A follower that disagrees with the lead on a shared package resolves
-        # again, preferring the lead's pins; it keeps what it cannot install.
-        again = [p for p in order if p != lead_platform and _disagree(raw[p], lead)]
+    # Every platform at once on its own previous pins, as if alone; in the
+    # common case they already agree with the lead and one round is all.
+    firsts = [functools.partial(resolve, p, own[p], options) for p in order]
+    raw = dict(zip(order, in_threads(firsts, len(order)), strict=True))
+    if lead_platform in raw:
+        outcome = raw[lead_platform]
+        lead = outcome if isinstance(outcome, str) else None
+    # A follower that disagrees with the lead on a shared package resolves
+    # again, preferring the lead's pins; it keeps what it cannot install.
+    again = [p for p in order if p != lead_platform and _disagree(raw[p], lead)]
 
-        def follow(platform: str) -> str | ResolutionError:
-            previous, how = preferences(own[platform], lead, options)
-            return resolve(platform, previous, how)
+    def follow(platform: str) -> str | ResolutionError:
+        previous, how = preferences(own[platform], lead, options)
+        return resolve(platform, previous, how)
 
-        for platform, outcome in zip(again, pool.map(follow, again), strict=True):
-            if isinstance(outcome, str):
-                raw[platform] = outcome
+    followers = [functools.partial(follow, p) for p in again]
+    for platform, outcome in zip(again, in_threads(followers, len(again)), strict=True):
+        if isinstance(outcome, str):
+            raw[platform] = outcome
     failures = [outcome for outcome in raw.values() if isinstance(outcome, ResolutionError)]
     if failures:
         # Every platform was tried: one run reports every failure, in platform order.

@@ -26,6 +26,13 @@ lock. Anything else (an edit, a touch, a lock added or removed, a newer
 flowenv, no record) answers "unknown" and the full path decides, then writes
 the record again. So right after a lock writes files, the next check takes
 the full path once.
+
+The record also keeps the input hashes each lock's header held when its stat
+was taken. Those are facts about the file, whatever the configuration says
+now: a ``lock`` after an edit (:func:`known_headers`) takes the header of
+every lock whose stat is unchanged from the record instead of reading it, and
+only compares hashes; a lock whose stat changed, or that the record does not
+vouch for, is read as before.
 """
 
 from __future__ import annotations
@@ -37,45 +44,23 @@ import sys
 import time
 
 import flowenv
+from flowenv._sha256 import sha256_hex
 from flowenv.cachedir import cache_root
 
 # Not `from typing import TYPE_CHECKING`, and no pathlib at run time: on the
-# fast path, importing typing, pathlib (with urllib.parse) or hashlib (OpenSSL)
-# costs more than reading a thousand lock headers.
+# fast path, importing typing, pathlib (with urllib.parse) or hashlib (OpenSSL,
+# see flowenv._sha256) costs more than reading a thousand lock headers.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Iterable, Mapping
     from pathlib import Path
     from typing import Any
-
-
-def _sha256_hex(data: bytes) -> str:
-    """sha256 of ``data`` by CPython's built-in implementation, without loading OpenSSL.
-
-    The digest is the same as ``hashlib.sha256``'s; only the module differs
-    (``_sha2`` on 3.12+, ``_sha256`` on 3.11, hashlib where neither exists).
-    """
-    digest: str = _SHA256(data).hexdigest()
-    return digest
-
-
-def _sha256_factory() -> Callable[[bytes], Any]:
-    for name in ("_sha2", "_sha256"):
-        try:
-            return __import__(name).sha256  # type: ignore[no-any-return]
-        except (ImportError, AttributeError):
-            continue
-    import hashlib
-
-    return hashlib.sha256
-
-
-_SHA256 = _sha256_factory()
 
 PYLOCK_PREFIX = "pylock."
 PYLOCK_SUFFIX = ".toml"
 CONDA_LOCK_NAME = "conda-lock.yml"
-RECORD_FORMAT = 2
+#: 3: ``hashes`` holds each lock's header hashes (2 had none: such a record is unknown).
+RECORD_FORMAT = 3
 
 _PYLOCK_HASH = re.compile(rb'^input-hash\s*=\s*"([0-9a-f]{64})"', re.MULTILINE)
 # conda-lock.yml keeps flowenv's hashes in metadata.custom_metadata, one key per platform.
@@ -113,6 +98,11 @@ def _lock_names(lock_root: str) -> list[str]:
             continue
         found += (f"{env}/{name}" for name in names if is_lock_name(name))
     return sorted(found)
+
+
+def lock_names(lock_root: str | Path) -> list[str]:
+    """``"<env>/<lock name>"`` of every lock under ``lock_root``, sorted, as :func:`lock_files`."""
+    return _lock_names(os.fspath(lock_root))
 
 
 def lock_files(lock_root: Path) -> list[Path]:
@@ -162,13 +152,22 @@ def _header_hashes(path: str) -> dict[str, str] | None:
 
 def _file_sha256(path: str) -> str | None:
     try:
-        return _sha256_hex(_read(path))
+        return sha256_hex(_read(path))
     except OSError:
         return None
 
 
+_CODE_SIGNATURE: list[str] = []
+
+
 def _code_signature() -> str:
-    """flowenv's version and the size and mtime of each of its source files."""
+    """flowenv's version and the size and mtime of each of its source files (once a process)."""
+    if not _CODE_SIGNATURE:
+        _CODE_SIGNATURE.append(_walk_code())
+    return _CODE_SIGNATURE[0]
+
+
+def _walk_code() -> str:
     package = os.path.dirname(flowenv.__file__)
     stamps = [flowenv.__version__]
     for directory, dirs, files in os.walk(package):
@@ -179,7 +178,7 @@ def _code_signature() -> str:
                 info = os.stat(path)
                 where = os.path.relpath(path, package)
                 stamps.append(f"{where} {info.st_size} {info.st_mtime_ns}")
-    return _sha256_hex("\n".join(stamps).encode())
+    return sha256_hex("\n".join(stamps).encode())
 
 
 def _host() -> str:
@@ -188,7 +187,7 @@ def _host() -> str:
 
 
 def _record_file(config_path: str | Path) -> str:
-    key = _sha256_hex(os.path.realpath(config_path).encode())[:32]
+    key = sha256_hex(os.path.realpath(config_path).encode())[:32]
     return os.path.join(cache_root(), "lock-check", f"{key}.json")
 
 
@@ -234,12 +233,17 @@ def _signature(path: str, now_ns: int) -> list[int] | None:
     return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev]
 
 
+#: A recorded stat: (size, mtime, ctime, inode, device), see :func:`_signature`.
+Stat = list[int]
+
+
 def _record(
     config_path: str | Path,
     inputs: Mapping[str, str],
     lock_root: str | Path,
     validated: bool,
-    locks: Mapping[str, list[int] | None],
+    locks: Mapping[str, Stat | None],
+    hashes: Mapping[str, Mapping[str, str]],
 ) -> dict[str, object]:
     return {
         "format": RECORD_FORMAT,
@@ -250,6 +254,72 @@ def _record(
         "lock-root": os.path.realpath(lock_root),
         "validated": validated,
         "locks": dict(locks),
+        "hashes": {name: dict(found) for name, found in hashes.items()},
+    }
+
+
+def _load_record(config_path: str | Path) -> dict[str, Any] | None:
+    """The record of ``config_path`` if it has this flowenv's format, else None."""
+    try:
+        record = json.loads(_read(_record_file(config_path)))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+        return None
+    return record
+
+
+def _is_stat(value: object) -> bool:
+    return (
+        isinstance(value, list) and len(value) == 5 and all(type(v) is int for v in value)
+    )
+
+
+def _is_hashes(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    )
+
+
+def _vouched(
+    record: Mapping[str, Any] | None, lock_root: str
+) -> dict[str, tuple[Stat, dict[str, str]]]:
+    """``"<env>/<lock name>"`` -> (stat, header hashes) of each lock ``record`` vouches for.
+
+    Only a record of this flowenv (its code signature: another may read
+    headers differently) made for the same lock directory vouches; only locks
+    recorded with a stat (their header was read, the file was not just
+    written) and well-formed entries count. Anything else is left out.
+    """
+    if record is None or record.get("lock-root") != os.path.realpath(lock_root):
+        return {}
+    if record.get("code") != _code_signature():
+        return {}
+    locks, hashes = record.get("locks"), record.get("hashes")
+    if not (isinstance(locks, dict) and isinstance(hashes, dict)):
+        return {}
+    return {
+        name: (stat, dict(hashes[name]))
+        for name, stat in locks.items()
+        if _is_stat(stat) and _is_hashes(hashes.get(name))
+    }
+
+
+def known_headers(config_path: str | Path, lock_root: str | Path) -> dict[str, dict[str, str]]:
+    """``"<env>/<lock name>"`` -> the input hashes its header holds, for locks known unchanged.
+
+    Those are the locks the record of ``config_path`` vouches for whose stat is
+    still the one recorded (their header was read when it was taken), so the
+    header need not be read again; every other lock is absent and must be
+    read. Any configuration: the hashes are what the files say, not what the
+    configuration wants.
+    """
+    root = os.fspath(lock_root)
+    now = time.time_ns()
+    return {
+        name: found
+        for name, (stat, found) in _vouched(_load_record(config_path), root).items()
+        if _signature(os.path.join(root, name), now) == stat
     }
 
 
@@ -270,17 +340,23 @@ def write_record(
 
     Each lock's stat is recorded only when its header says what is expected
     and the file did not change while it was read nor just before: a later
-    :func:`known_fresh` then needs nothing but the same stats.
+    :func:`known_fresh` then needs nothing but the same stats. A lock the
+    previous record vouches for with the same stat and these hashes is not
+    read again: its header cannot have changed.
     """
     root = os.fspath(lock_root)
     now = time.time_ns()
-    locks: dict[str, list[int] | None] = {}
+    previous = _vouched(_load_record(config_path), root)
+    locks: dict[str, Stat | None] = {}
     for name, hashes in expected.items():
         path = os.path.join(root, name)
         before = _signature(path, now)
+        if before is not None and previous.get(name) == (before, dict(hashes)):
+            locks[name] = before
+            continue
         same = _header_hashes(path) == dict(hashes)
         locks[name] = before if same and _signature(path, now) == before else None
-    record = _record(config_path, inputs, root, validated, locks)
+    record = _record(config_path, inputs, root, validated, locks, expected)
     try:
         from flowenv._atomic import write_atomic
 
@@ -305,17 +381,21 @@ def known_fresh(config_path: str | Path, *, validated: bool = True) -> bool:
     (``lock --check``), so a record made by a lock run, which does not read
     fresh locks whole, does not do.
     """
-    try:
-        record = json.loads(_read(_record_file(config_path)))
-    except (OSError, ValueError):
-        return False
-    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+    record = _load_record(config_path)
+    if record is None:
         return False
     made_by_check = record.get("validated")
     if not isinstance(made_by_check, bool) or (validated and not made_by_check):
         return False
     inputs, root, locks = record.get("inputs"), record.get("lock-root"), record.get("locks")
-    if not (isinstance(inputs, dict) and isinstance(root, str) and isinstance(locks, dict)):
+    hashes = record.get("hashes")
+    if not (
+        isinstance(inputs, dict)
+        and isinstance(root, str)
+        and isinstance(locks, dict)
+        and isinstance(hashes, dict)
+        and all(_is_hashes(found) for found in hashes.values())
+    ):
         return False
     if None in locks.values() or sorted(locks) != _lock_names(root):
         return False
@@ -324,4 +404,4 @@ def known_fresh(config_path: str | Path, *, validated: bool = True) -> bool:
         return False
     now = time.time_ns()
     current = {name: _signature(os.path.join(root, name), now) for name in locks}
-    return _record(config_path, digests, root, made_by_check, current) == record
+    return _record(config_path, digests, root, made_by_check, current, hashes) == record

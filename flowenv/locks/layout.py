@@ -8,7 +8,7 @@ nothing heavy.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import attrs
@@ -90,9 +90,13 @@ def recorded_input_hash(path: Path, platform: str) -> str | None:
     return recorded_input_hashes(path).get(platform)
 
 
-def is_fresh(target: LockTarget) -> bool:
-    """Whether the lock on disk was made from exactly this target's inputs."""
-    recorded = recorded_input_hashes(target.path)
+def is_fresh(target: LockTarget, header: Mapping[str, str] | None = None) -> bool:
+    """Whether the lock on disk was made from exactly this target's inputs.
+
+    ``header``: the input hashes the lock's header is known to hold (see
+    :func:`flowenv.locks.freshness.known_headers`); None: read the lock.
+    """
+    recorded = recorded_input_hashes(target.path) if header is None else header
     if recorded.get(target.platform) != target.env.input_hash(target.platform):
         return False
     return not target.live_platforms or set(recorded) <= set(target.live_platforms)
