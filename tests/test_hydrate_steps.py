@@ -122,8 +122,18 @@ PRINT_PREFIX = "import sys; print(sys.prefix)"
         ["train", "--platform", "linux-64", "--", "python", "-c", PRINT_PREFIX],
         ["train", "--ignore-system-requirements", "--", "python", "-c", PRINT_PREFIX],
         ["train", "--", "python", "-c", PRINT_PREFIX + "; print(sys.argv[1:])", "--", "-x"],
+        ["train", "-q", "-C", ".", "--", "python", "-c", PRINT_PREFIX],
     ],
-    ids=["dashdash", "bare", "late-p", "early-p", "late-platform", "late-flag", "dashdash-in-cmd"],
+    ids=[
+        "dashdash",
+        "bare",
+        "late-p",
+        "early-p",
+        "late-platform",
+        "late-flag",
+        "dashdash-in-cmd",
+        "late-global",
+    ],
 )
 def test_every_documented_run_form_works(synced: Path, tmp_path: Path, form: list[str]) -> None:
     executor, env = _executor(tmp_path)

@@ -71,7 +71,7 @@ def _with_hint(message: str) -> str:
     return message + did_you_mean(match["word"], choices)
 
 
-def _add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:
+def add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:
     """-C, -c, -q: on the main parser and again on every command, so they go anywhere.
 
     On commands their default is SUPPRESS: an option given before the command
@@ -107,13 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"flowenv {__version__}")
-    _add_global_options(parser, top=True)
+    add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in COMMANDS.values():
         importlib.import_module(module).register(sub)
     for command in sub.choices.values():
         for each in (command, *_subcommands(command)):
-            _add_global_options(each, top=False)
+            add_global_options(each, top=False)
             if each.epilog is None:
                 each.epilog = EXIT_CODES_HELP
                 each.formatter_class = _HelpFormatter

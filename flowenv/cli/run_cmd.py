@@ -8,6 +8,7 @@ import sys
 from typing import Any, NoReturn
 
 from flowenv.cli.hydrate_cmd import add_hydrate_options, hydrate_from_args
+from flowenv.cli.parser import add_global_options
 
 
 def register(sub: Any) -> None:
@@ -54,6 +55,8 @@ def split_command(args: argparse.Namespace) -> tuple[argparse.Namespace, list[st
     # those given there are applied, so options given before ENV stay.
     late = _LateOptions(prog="flowenv run ENV", add_help=False, exit_on_error=False)
     add_hydrate_options(late)
+    # Global options go anywhere, after ENV too (`run ENV -q -- CMD`).
+    add_global_options(late, top=True)
     try:
         parsed = late.parse_args(["ENV", *tokens[:split]])
     except argparse.ArgumentError as exc:
