@@ -111,3 +111,50 @@ def test_frozen_gcs_endpoint_fails_hydrate_once(frozen_endpoint, flowenv_cache, 
     assert result.returncode == 4
     assert result.stderr.startswith("flowenv: error: gs://bucket/x: the store did not answer (")
     assert result.stderr.count("\n") == 1, result.stderr
+
+
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+def _azure_connection(endpoint: str) -> str:
+    return (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        f"AccountKey={AZURITE_KEY};BlobEndpoint={endpoint}/devstoreaccount1;"
+    )
+
+
+def test_azure_retries_are_bounded_by_the_budget(frozen_endpoint) -> None:
+    """adlfs hands the SDK no retry settings: left alone, its policy waited 15, 18 and 24 s
+    between tries (93 s against a frozen endpoint with an 8 s budget)."""
+    from flowenv.store import open_store
+    from flowenv.store.timeouts import ATTEMPTS
+
+    store = open_store("az://bucket/x", {"connection_string": _azure_connection(frozen_endpoint)})
+    policies = store.fs.service_client._pipeline._impl_policies
+    retry = [p for p in policies if hasattr(p, "total_retries")]
+    assert len(retry) == 1
+    assert (retry[0].total_retries, retry[0].read_retries, retry[0].connect_retries) == (
+        ATTEMPTS - 1,
+        ATTEMPTS - 1,
+        ATTEMPTS - 1,
+    )
+    assert retry[0].initial_backoff == 1.0
+    # Every blob client adlfs makes shares these policies.
+    container = store.fs.service_client.get_container_client("bucket")
+    assert retry[0] in container._pipeline._impl_policies
+
+
+def test_frozen_azure_endpoint_fails_hydrate_once(frozen_endpoint, flowenv_cache, tmp_path) -> None:
+    env = {
+        **os.environ,
+        "FLOWENV_STORE_TIMEOUT": "1",
+        "FSSPEC_AZ": json.dumps({"connection_string": _azure_connection(frozen_endpoint)}),
+    }
+    result = run_flowenv(
+        "hydrate", "base", "--store", "az://bucket/x", "--project", "proj", env=env, cwd=tmp_path
+    )
+    assert result.returncode == 4
+    assert result.stderr.startswith("flowenv: error: az://bucket/x: the store did not answer (")
+    assert result.stderr.count("\n") == 1, result.stderr
