@@ -49,17 +49,6 @@ def _all_pypi(env: EnvSpec) -> tuple[PypiPackage, ...]:
     return (*env.pypi, *(p for _, target in env.targets for p in target.pypi))
 
 
-def check_local_packages(envs: Sequence[EnvSpec]) -> None:
-    """Refuse local packages where they cannot be locked yet: conda and mixed envs."""
-    for env in envs:
-        local = [p.name for p in _all_pypi(env) if p.path]
-        if local and env.kind == "conda":
-            raise UsageError(
-                f"env '{env.name}': local package {', '.join(local)} in an env with conda "
-                "packages; local packages are supported in PyPI environments only, for now"
-            )
-
-
 def localize(uv_output: str, env: EnvSpec, lock_dir: Path, root: Path) -> str:
     """uv's pylock with each local package's directory relative to ``lock_dir`` and hashed."""
     local = {p.name: p for p in _all_pypi(env) if p.path}

@@ -358,11 +358,9 @@ def lock(
     todo = [t for t, s in zip(selected, stale, strict=True) if s]
     fresh = [t for t, s in zip(selected, stale, strict=True) if not s]
     results = [LockResult(target=t, status="fresh") for t in fresh]
-    from flowenv.local_packages import check_local_packages
     from flowenv.solve_groups import check_groups
 
     check_groups(environments)
-    check_local_packages([t.env for t in todo])
     work = _jobs(todo, environments)
     if on_plan:
         on_plan(len(work))

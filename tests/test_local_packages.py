@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 from subprocess import CompletedProcess
 
@@ -11,8 +12,10 @@ import pytest
 from flowenv.cli import main
 from flowenv.config.load import load_config
 from flowenv.diff.load import read_pylock_text
-from flowenv.errors import ConfigError
+from flowenv.errors import ConfigError, LockFileError
+from flowenv.inputs.local import source_hash
 from flowenv.lock import Selection, select_targets, stale_targets
+from flowenv.locks.condalock import parse_conda_lock, read_conda_lock
 from flowenv.locks.pylock import read_pylock
 from flowenv.spec import build_environments
 from flowenv.store import open_store
@@ -177,24 +180,67 @@ def test_a_missing_local_package_directory_names_the_key(make_project) -> None:
     ]
 
 
-def test_a_local_package_in_a_conda_env_is_refused_clearly(
-    make_project, conda_channels, capsys
+def test_a_local_package_in_a_mixed_conda_env_locks_syncs_and_hydrates_offline(
+    make_project, make_index, live_python_channel: Path, moto_server, flowenv_cache, tmp_path
 ) -> None:
+    index = make_index(DEFAULT_WHEELS)
+    channel = tmp_path / "channel"
+    shutil.copytree(live_python_channel, channel)
+    store = s3_target(moto_server)
+    short = f"{sys.version_info[0]}.{sys.version_info[1]}"
     root = make_project(
-        """
-        [base]
-        python = "3.11"
-        conda.packages = { joblib = "*" }
-        pypi.packages = { mylib = { path = "libs/mylib" } }
-        """,
-        project_extra=f'conda.channels = ["{conda_channels.main_url}"]\n',
+        f'[base]\npython = "{short}"\n'
+        'conda.packages = { condapkg = "2.1" }\n'
+        'pypi.packages = { mylib = { path = "libs/mylib" } }\n',
+        project_extra=f'conda.channels = ["{channel.as_uri()}"]\n{store.project_lines()}',
+        index=index,
     )
-    write_local_package(root / "libs/mylib", "mylib", "0.3.0")
-    assert main(["-C", str(root), "lock"]) == 2
-    assert capsys.readouterr().err == (
-        "flowenv: error: env 'base': local package mylib in an env with conda packages; "
-        "local packages are supported in PyPI environments only, for now\n"
+    _linux_only(root)
+    write_local_package(
+        root / "libs/mylib",
+        "mylib",
+        "0.3.0",
+        ["alpha>=2"],
+        module_source="import alpha\nVERSION = '0.3.0'\nALPHA = alpha.VERSION\n",
     )
+    assert main(["-C", str(root), "lock"]) == 0
+    lock_file = root / "locks/base/conda-lock.yml"
+    pip = {p.name: p for p in read_conda_lock(lock_file).packages if p.manager == "pip"}
+    # mylib's dependency (alpha>=2, which needs beta) is resolved in the env's PyPI part.
+    assert sorted(pip) == ["alpha", "beta", "mylib"]
+    digest = source_hash(root / "libs/mylib")
+    assert pip["mylib"].url == f"../../libs/mylib#source-sha256={digest}"
+    assert pip["mylib"].source_hash == digest
+    config = load_config(root / "flowenv.toml")
+    assert stale_targets(config) == []
+    # An edit to the package's source makes the lock stale.
+    module = root / "libs/mylib/src/mylib/__init__.py"
+    module.write_text(module.read_text() + "# edited\n")
+    assert len(stale_targets(load_config(root / "flowenv.toml"))) == 1
+    module.write_text(module.read_text().replace("# edited\n", ""))
+    assert stale_targets(load_config(root / "flowenv.toml")) == []
+
+    assert main(["-C", str(root), "sync"]) == 0
+    shutil.rmtree(channel)
+    shutil.rmtree(index.parent)
+    shutil.rmtree(tmp_path / "index-wheels")
+    shutil.rmtree(root / "libs")
+    ran = _run_on_executor(
+        store,
+        tmp_path,
+        "import mylib, condapkg, importlib.metadata as m\n"
+        "print(mylib.VERSION, mylib.ALPHA, condapkg.VERSION, m.version('mylib'))",
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == "0.3.0 2.0 2.1 0.3.0\n"
+    # The wheel hydrate installed is the one sync stored, checked against its hash.
+    (manifest_key,) = store_invariants(store)
+    manifest = Manifest.from_json(
+        open_store(store.url, store.options).read(manifest_key) or b"", manifest_key
+    )
+    (built,) = [a for a in manifest.artifacts if a.name == "mylib"]
+    assert built.source == digest
+    assert built.filename == "mylib-0.3.0-py3-none-any.whl"
 
 
 def test_a_git_package_pinned_to_a_commit_locks_syncs_and_hydrates_offline(
@@ -256,3 +302,17 @@ def test_a_git_package_must_name_a_commit(make_project) -> None:
         "must not"
     ]
 
+
+def test_a_conda_lock_local_entry_with_a_bad_source_hash_is_refused() -> None:
+    text = (
+        "version: 1\nmetadata:\n  content_hash: {linux-64: x}\n  channels: []\n"
+        "  platforms: [linux-64]\n  sources: [flowenv.toml]\npackage:\n"
+        "- name: mylib\n  version: ''\n  manager: pip\n  platform: linux-64\n"
+        "  dependencies: {}\n  url: '../../libs/mylib#source-sha256=abc'\n  hash: {}\n"
+    )
+    with pytest.raises(LockFileError) as info:
+        parse_conda_lock(text, "locks/base/conda-lock.yml")
+    assert str(info.value) == (
+        "locks/base/conda-lock.yml: package[0].url: expected 64 hexadecimal digits after "
+        "#source-sha256="
+    )

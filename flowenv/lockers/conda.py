@@ -239,8 +239,28 @@ def _pip_part(
         # version where it was.
         raw = resolve(previous=raw, excludes=used, constraints=bounds)
     entries = []
+    local = {_normalize(p.name): p for p in env.pypi_on(platform) if p.path}
+    lock_dir = lock_path(config.lock_root, env, platform).parent
     for package in parse_pylock(raw):
         if _normalize(package.name) in provided:
+            continue
+        declared = local.get(_normalize(package.name))
+        if declared is not None and package.directory:
+            # A local package: sync builds it; the URL is its directory relative
+            # to the lock (as PEP 751 has it) with its source hash, so an edit
+            # changes the lock (and the env's input hash makes it stale).
+            relative = Path(os.path.relpath(config.root / declared.path, lock_dir)).as_posix()
+            entries.append(
+                LockedCondaPackage(
+                    name=package.name,
+                    version=package.version,
+                    manager="pip",
+                    platform=platform,
+                    url=f"{relative}#source-sha256={declared.source_hash}",
+                    sha256="",
+                    source_hash=declared.source_hash,
+                )
+            )
             continue
         artifact = best_wheel(package.wheels, platform, python, env.system_on(platform)) or (
             package.sdist

@@ -45,6 +45,15 @@ class LockedCondaPackage:
     #: A pip package installed from a direct URL or VCS reference (``source:`` in
     #: conda-lock), not from an index: exported as ``name @ url``.
     direct: bool = False
+    #: flowenv's local package (a pip entry whose ``url`` is a directory
+    #: relative to the lock file): the sha256 of its source, kept in the URL's
+    #: ``#source-sha256=`` fragment because conda-lock's schema forbids extra keys.
+    source_hash: str = ""
+
+    @property
+    def directory(self) -> str:
+        """A local package's directory, relative to the lock file ("" for other entries)."""
+        return self.url.split("#", 1)[0] if self.source_hash else ""
 
     @property
     def filename(self) -> str:
@@ -140,7 +149,20 @@ def _package(node: Node) -> LockedCondaPackage:
         category=node.text("category", categories[0] if categories else "main"),
         optional=node.flag("optional", False),
         direct=manager == "pip" and (vcs or source_url is not None),
+        source_hash=_source_hash(node, url) if manager == "pip" else "",
     )
+
+
+_SOURCE_FRAGMENT = "#source-sha256="
+
+
+def _source_hash(node: Node, url: str) -> str:
+    if _SOURCE_FRAGMENT not in url or "://" in url:
+        return ""
+    digest = url.rpartition(_SOURCE_FRAGMENT)[2]
+    if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+        raise node.error(f"expected 64 hexadecimal digits after {_SOURCE_FRAGMENT}", "url")
+    return digest
 
 
 def parse_conda_lock(text: str, source: str = "conda-lock.yml") -> CondaLock:
@@ -202,7 +224,8 @@ def _entry(package: LockedCondaPackage) -> dict[str, Any]:
     hashes: dict[str, str] = {}
     if package.md5:
         hashes["md5"] = package.md5
-    hashes["sha256"] = package.sha256
+    if package.sha256 or not package.source_hash:
+        hashes["sha256"] = package.sha256
     return {
         "name": package.name,
         "version": package.version,

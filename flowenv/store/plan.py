@@ -113,6 +113,21 @@ def _plan_conda(target: LockTarget) -> EnvPlan:
         if id(package) not in wanted:
             continue
         at = f"{where}: package[{i}] ({package.name})"
+        if package.source_hash:
+            # flowenv's own local package: sync builds it into a wheel.
+            from flowenv.local_packages import UNBUILT
+
+            artifact = Artifact(
+                sha256=UNBUILT,
+                filename=f"{package.name.replace('-', '_')}-unbuilt.whl",
+                manager="pip",
+                name=package.name,
+                version=package.version,
+                source=package.source_hash,
+            )
+            artifacts.append(artifact)
+            sources.append((artifact.key, package.directory))
+            continue
         if not package.sha256:
             reason = (
                 f"a direct reference ({package.url}) without a file hash"
