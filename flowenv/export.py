@@ -162,7 +162,8 @@ def _contents(
                 name=p.name,
                 version=p.version,
                 sha256=(p.sha256,) if p.sha256 else (),
-                direct=p.url if p.direct else None,
+                # A local package stays a path, as in a pylock export.
+                direct=p.directory or (p.url if p.direct else None),
             )
             for p in packages
             if p.manager == "pip"

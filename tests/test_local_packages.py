@@ -181,7 +181,13 @@ def test_a_missing_local_package_directory_names_the_key(make_project) -> None:
 
 
 def test_a_local_package_in_a_mixed_conda_env_locks_syncs_and_hydrates_offline(
-    make_project, make_index, live_python_channel: Path, moto_server, flowenv_cache, tmp_path
+    make_project,
+    make_index,
+    live_python_channel: Path,
+    moto_server,
+    flowenv_cache,
+    tmp_path,
+    capsys,
 ) -> None:
     index = make_index(DEFAULT_WHEELS)
     channel = tmp_path / "channel"
@@ -219,6 +225,11 @@ def test_a_local_package_in_a_mixed_conda_env_locks_syncs_and_hydrates_offline(
     assert len(stale_targets(load_config(root / "flowenv.toml"))) == 1
     module.write_text(module.read_text().replace("# edited\n", ""))
     assert stale_targets(load_config(root / "flowenv.toml")) == []
+
+    # Exported, it stays a path (relative to the lock file, as for a pylock).
+    capsys.readouterr()
+    assert main(["-C", str(root), "export", "base", "--platform", "linux-64"]) == 0
+    assert "\n../../libs/mylib\n" in capsys.readouterr().out
 
     assert main(["-C", str(root), "sync"]) == 0
     shutil.rmtree(channel)

@@ -250,33 +250,30 @@ def _pip_part(
             # to the lock (as PEP 751 has it) with its source hash, so an edit
             # changes the lock (and the env's input hash makes it stale).
             relative = Path(os.path.relpath(config.root / declared.path, lock_dir)).as_posix()
-            entries.append(
-                LockedCondaPackage(
-                    name=package.name,
-                    version=package.version,
-                    manager="pip",
-                    platform=platform,
-                    url=f"{relative}#source-sha256={declared.source_hash}",
-                    sha256="",
-                    source_hash=declared.source_hash,
+            url, sha256, source = (
+                f"{relative}#source-sha256={declared.source_hash}",
+                "",
+                declared.source_hash,
+            )
+        else:
+            artifact = best_wheel(package.wheels, platform, python, env.system_on(platform)) or (
+                package.sdist
+            )
+            if artifact is None:
+                raise FlowenvError(
+                    f"{env.name} · {platform}: uv locked {package.name} without any file"
                 )
-            )
-            continue
-        artifact = best_wheel(package.wheels, platform, python, env.system_on(platform)) or (
-            package.sdist
-        )
-        if artifact is None:
-            raise FlowenvError(
-                f"{env.name} · {platform}: uv locked {package.name} without any file"
-            )
+            url = strip_credentials(_as_url(artifact.url, config.root))
+            sha256, source = artifact.sha256, ""
         entries.append(
             LockedCondaPackage(
                 name=package.name,
                 version=package.version,
                 manager="pip",
                 platform=platform,
-                url=strip_credentials(_as_url(artifact.url, config.root)),
-                sha256=artifact.sha256,
+                url=url,
+                sha256=sha256,
+                source_hash=source,
             )
         )
     return entries
