@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from subprocess import CompletedProcess
 
@@ -217,6 +218,14 @@ def test_a_local_package_in_a_mixed_conda_env_locks_syncs_and_hydrates_offline(
     digest = source_hash(root / "libs/mylib")
     assert pip["mylib"].url == f"../../libs/mylib#source-sha256={digest}"
     assert pip["mylib"].source_hash == digest
+    # conda-lock's own parser takes the file: the source hash rides in the URL fragment
+    # because its v1 schema forbids extra keys.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from conda_lock.lockfile import parse_conda_lock_file
+
+        parsed = parse_conda_lock_file(lock_file)
+    assert any(p.name == "mylib" and p.manager == "pip" for p in parsed.package)
     config = load_config(root / "flowenv.toml")
     assert stale_targets(config) == []
     # An edit to the package's source makes the lock stale.
