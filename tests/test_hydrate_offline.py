@@ -101,9 +101,12 @@ def test_pypi_env_hydrates_with_index_and_wheels_gone(
     assert ran.stdout == "alpha==2.0 beta==1.5 delta==0.5 gamma==1.0 True\n"
 
 
-def test_mixed_conda_pypi_env_hydrates_and_runs_with_channel_and_index_gone(
-    make_project, make_index, live_python_channel: Path, moto_server, flowenv_cache, tmp_path
-) -> None:
+def mixed_project_on_s3(
+    make_project, make_index, live_python_channel: Path, moto_server, tmp_path: Path, pypi: str
+) -> tuple[Path, Path, Path, StoreTarget]:
+    """(root, index, channel, store): a linux-64 env of conda's condapkg and the PyPI
+    packages ``pypi`` (an inline table's body), on a copy of the live-Python channel,
+    the test wheel index and a moto S3 store."""
     index = make_index(DEFAULT_WHEELS)
     channel = tmp_path / "channel"
     shutil.copytree(live_python_channel, channel)
@@ -112,11 +115,20 @@ def test_mixed_conda_pypi_env_hydrates_and_runs_with_channel_and_index_gone(
     root = make_project(
         f'[base]\npython = "{short}"\n'
         'conda.packages = { condapkg = "2.1" }\n'
-        'pypi.packages = { delta = "0.5" }\n',
+        f"pypi.packages = {{ {pypi} }}\n",
         project_extra=f'conda.channels = ["{channel.as_uri()}"]\n{store.project_lines()}',
         index=index,
     )
     _linux_only(root)
+    return root, index, channel, store
+
+
+def test_mixed_conda_pypi_env_hydrates_and_runs_with_channel_and_index_gone(
+    make_project, make_index, live_python_channel: Path, moto_server, flowenv_cache, tmp_path
+) -> None:
+    root, index, channel, store = mixed_project_on_s3(
+        make_project, make_index, live_python_channel, moto_server, tmp_path, 'delta = "0.5"'
+    )
     assert main(["-C", str(root), "lock"]) == 0
     assert main(["-C", str(root), "sync"]) == 0
     assert len(store_invariants(store)) == 1
@@ -137,7 +149,7 @@ def test_mixed_conda_pypi_env_hydrates_and_runs_with_channel_and_index_gone(
     prefix = tmp_path / "env"
     meta = sorted(p.name.rsplit("-", 2)[0] for p in (prefix / "conda-meta").glob("*.json"))
     assert meta == ["condapkg", "python"]
-    site = prefix / f"lib/python{short}/site-packages"
+    site = prefix / f"lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages"
     assert (site / "condapkg/__init__.py").read_text() == "VERSION = '2.1'\n"
     assert sorted(p.name for p in site.glob("*.dist-info")) == [
         "alpha-2.0.dist-info",

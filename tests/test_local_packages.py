@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import warnings
 from pathlib import Path
 from subprocess import CompletedProcess
@@ -26,7 +25,7 @@ from tests.support.git_repo import commit_all, init_repo
 from tests.support.local_package import write_local_package
 from tests.support.stores import StoreTarget, run_flowenv, s3_target
 from tests.support.wheels import DEFAULT_WHEELS
-from tests.test_hydrate_offline import _executor_env, _linux_only
+from tests.test_hydrate_offline import _executor_env, _linux_only, mixed_project_on_s3
 from tests.test_store_conformance import store_invariants
 
 BODY = """
@@ -190,19 +189,14 @@ def test_a_local_package_in_a_mixed_conda_env_locks_syncs_and_hydrates_offline(
     tmp_path,
     capsys,
 ) -> None:
-    index = make_index(DEFAULT_WHEELS)
-    channel = tmp_path / "channel"
-    shutil.copytree(live_python_channel, channel)
-    store = s3_target(moto_server)
-    short = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    root = make_project(
-        f'[base]\npython = "{short}"\n'
-        'conda.packages = { condapkg = "2.1" }\n'
-        'pypi.packages = { mylib = { path = "libs/mylib" } }\n',
-        project_extra=f'conda.channels = ["{channel.as_uri()}"]\n{store.project_lines()}',
-        index=index,
+    root, index, channel, store = mixed_project_on_s3(
+        make_project,
+        make_index,
+        live_python_channel,
+        moto_server,
+        tmp_path,
+        'mylib = { path = "libs/mylib" }',
     )
-    _linux_only(root)
     write_local_package(
         root / "libs/mylib",
         "mylib",
