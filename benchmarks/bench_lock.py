@@ -19,8 +19,11 @@ cold-examples (needs https://pypi.org; skipped with ``--offline``)
     References: the same uv commands one by one, and one
     ``uv pip compile --universal`` per env. Target <= 1.0 against the faster.
 
-    python benchmarks/bench_lock.py [--runs N] [--check-runs N] [--offline] [--update-readme]
+    python benchmarks/bench_lock.py [--runs N] [--check-runs N] [--offline]
+                                    [--only SCENARIO ...] [--update-readme]
 
+``--only`` runs the named scenarios alone (check, warm-offline, relock-one,
+cold-examples); with ``--update-readme`` only their rows of the table change.
 ``--update-readme`` rewrites the table in README.rst's development section.
 The machine may be shared: the numbers are what this run saw.
 """
@@ -230,6 +233,8 @@ def check_rows(tmp: Path, index: Path, runs: int, env: dict[str, str]) -> list[R
 
 def warm_offline_row(tmp: Path, index: Path, runs: int, env: dict[str, str]) -> Row:
     project = tmp / "project-30"
+    if not project.exists():  # made by check_rows when it ran
+        generate_project(tmp, index, 30)
     offline = {**env, "UV_OFFLINE": "1"}
     uv = project_uv_commands(project, tmp / "uv-warm")
     _timed(uv, env)  # warms uv's cache (online: a file:// index needs no network anyway)
@@ -253,6 +258,11 @@ def relock_row(tmp: Path, index: Path, runs: int, env: dict[str, str]) -> Row:
     assert changed != original
     lock = [*_flowenv_command(), "-q", "-C", str(project), "lock"]
     _run(lock, env)
+    # A user edits a step well after the last lock; a lock's stat proves nothing
+    # in the seconds after it was written (see flowenv.locks.freshness), so
+    # without this pause every run would read all 200 lock headers again.
+    time.sleep(3.1)
+    _run(lock, env)  # records the settled locks, as any lock after that pause would
 
     def flowenv() -> float:
         toml.write_text(changed)
@@ -332,8 +342,7 @@ def _seconds(value: float, cpu: float = 0.0) -> str:
     return f"{text} (cpu {cpu * 1000:.0f} ms)" if cpu else text
 
 
-def table(rows: Sequence[Row]) -> str:
-    """An RST table: scenario, flowenv, reference, ratio (lock --check: absolute target)."""
+def _cells(rows: Sequence[Row]) -> list[tuple[str, ...]]:
     body = []
     for scenario, ours, our_cpu, reference, theirs, their_cpu, target in rows:
         absolute = "--check" in scenario
@@ -349,17 +358,67 @@ def table(rows: Sequence[Row]) -> str:
                 f"{goal} ({'met' if met else 'missed'})",
             )
         )
-    header = ("scenario", "flowenv (median)", "reference, same run (median)", "ratio", "target")
-    widths = [max(len(r[i]) for r in (header, *body)) for i in range(len(header))]
+    return body
+
+
+HEADER = ("scenario", "flowenv (median)", "reference, same run (median)", "ratio", "target")
+
+
+def _render(body: Sequence[tuple[str, ...]], footer: str) -> str:
+    widths = [max(len(r[i]) for r in (HEADER, *body)) for i in range(len(HEADER))]
     rule = "  ".join("=" * w for w in widths)
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
-    lines = [rule, line(header), rule, *(line(r) for r in body), rule]
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    lines += ["", f"Measured with load average {load:.1f} on {os.cpu_count()} CPUs."]
+    lines = [rule, line(HEADER), rule, *(line(r) for r in body), rule, "", footer]
     return "\n".join(lines) + "\n"
+
+
+def _load_footer(scenarios: Sequence[str] | None = None) -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    where = f"load average {load:.1f} on {os.cpu_count()} CPUs"
+    if scenarios is None:
+        return f"Measured with {where}."
+    return f"Rows {', '.join(scenarios)} re-run with {where}; the others are from earlier runs."
+
+
+def table(rows: Sequence[Row]) -> str:
+    """An RST table: scenario, flowenv, reference, ratio (lock --check: absolute target)."""
+    return _render(_cells(rows), _load_footer())
+
+
+def _table_rows(text: str) -> list[tuple[str, ...]]:
+    """The body rows of a table :func:`table` rendered (cells cut at the rule's columns)."""
+    lines = text.strip("\n").splitlines()
+    rule = lines[0]
+    spans = [(m.start(), m.end()) for m in re.finditer(r"=+", rule)]
+    body = lines[3 : lines.index(rule, 3)]
+    return [
+        tuple(
+            line[start : spans[i + 1][0] if i + 1 < len(spans) else None].strip()
+            for i, (start, _) in enumerate(spans)
+        )
+        for line in body
+    ]
+
+
+def merged_table(old: str, rows: Sequence[Row], scenarios: Sequence[str]) -> str:
+    """``old``'s table with the rows of the same scenario and reference replaced by ``rows``."""
+    new = _cells(rows)
+
+    def key(cells: tuple[str, ...]) -> tuple[str, str]:
+        return cells[0], cells[2].split(":")[0]
+
+    replaced = {key(c): c for c in new}
+    kept = [replaced.pop(key(c), c) for c in _table_rows(old)]
+    return _render([*kept, *replaced.values()], _load_footer(scenarios))
+
+
+def _readme_table() -> str:
+    readme = README.read_text(encoding="utf-8")
+    start = readme.index(TABLE_START) + len(TABLE_START)
+    return readme[start : readme.index(TABLE_END)].strip("\n")
 
 
 def update_readme(text: str) -> None:
@@ -372,6 +431,9 @@ def update_readme(text: str) -> None:
     README.write_text(pattern.sub(lambda m: f"{m[1]}\n{text}{m[2]}", readme), encoding="utf-8")
 
 
+SCENARIOS = ("check", "warm-offline", "relock-one", "cold-examples")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -380,7 +442,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check-runs", type=int, default=30, help="lock --check runs")
     parser.add_argument("--offline", action="store_true", help="skip the cold lock (needs PyPI)")
     parser.add_argument("--update-readme", action="store_true", help="rewrite README's table")
+    parser.add_argument(
+        "--only", nargs="+", choices=SCENARIOS, metavar="SCENARIO", help="run only these"
+    )
     args = parser.parse_args(argv)
+    wanted = set(args.only or SCENARIOS)
+    if args.offline:
+        wanted.discard("cold-examples")
 
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="flowenv-bench-") as tmp:
@@ -391,12 +459,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             "FLOWENV_CACHE_DIR": str(root / "flowenv-cache"),
         }
         index = build_index(root)
-        rows += check_rows(root, index, args.check_runs, env)
-        rows.append(warm_offline_row(root, index, args.runs, env))
-        rows.append(relock_row(root, index, args.runs, env))
-    if not args.offline:
+        if "check" in wanted:
+            rows += check_rows(root, index, args.check_runs, env)
+        if "warm-offline" in wanted:
+            rows.append(warm_offline_row(root, index, args.runs, env))
+        if "relock-one" in wanted:
+            rows.append(relock_row(root, index, args.runs, env))
+    if "cold-examples" in wanted:
         rows += cold_rows(args.runs)
-    text = table(rows)
+    if args.only:
+        ran = [s for s in SCENARIOS if s in wanted]
+        text = merged_table(_readme_table(), rows, ran)
+    else:
+        text = table(rows)
     print(text, end="")
     if args.update_readme:
         update_readme(text)

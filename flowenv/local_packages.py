@@ -18,22 +18,25 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from flowenv.config.models import PypiPackage
 from flowenv.errors import FlowenvError, UsageError
-from flowenv.locks.pylock import LockedPackage
 from flowenv.spec import EnvSpec, strip_credentials
-from flowenv.store.layout import Artifact
-from flowenv.store.plan import EnvPlan
+
+if TYPE_CHECKING:
+    # Only sync needs them: a lock (which imports this module for localize)
+    # would otherwise import the store and OpenSSL before its first uv call.
+    from flowenv.locks.pylock import LockedPackage
+    from flowenv.store.layout import Artifact
+    from flowenv.store.plan import EnvPlan
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -74,6 +77,10 @@ def source_artifact(package: LockedPackage, where: str) -> Artifact:
     A git package's source is its pinned commit: the hash of ``git+URL@COMMIT``
     (credentials stripped) identifies it as exactly as a directory's source hash.
     """
+    import hashlib
+
+    from flowenv.store.layout import Artifact
+
     source = package.source_hash
     if package.git:
         source = hashlib.sha256(strip_credentials(package.git).encode()).hexdigest()
@@ -152,6 +159,8 @@ def build_plans(
 
     ``settings_of`` maps env name -> PypiSettings (the indexes build requirements come from).
     """
+    import hashlib
+
     from packaging.utils import parse_wheel_filename
 
     from flowenv.inputs.local import source_hash

@@ -21,6 +21,24 @@ from flowenv.lockers import LockOptions, locker_for
 from flowenv.locks.layout import LockTarget, is_fresh, targets
 from flowenv.spec import Environments, EnvSpec, build_environments
 
+#: The last configuration :func:`environments_of` built, and what it built.
+_BUILT: list[tuple[Config, Environments]] = []
+
+
+def environments_of(config: Config) -> Environments:
+    """:func:`build_environments` of ``config``, built once for the same (immutable) object.
+
+    A lock decides staleness and then records freshness of the same
+    configuration: building every env twice, and hashing every env's inputs
+    twice (each :class:`EnvSpec` keeps its hashes), was a tenth of a one-step
+    re-lock. Keyed by identity, not equality: comparing two configurations
+    costs about what building them does. Building reads no file, so the same
+    object always gives the same environments.
+    """
+    if not _BUILT or _BUILT[0][0] is not config:
+        _BUILT[:] = [(config, build_environments(config))]
+    return _BUILT[0][1]
+
 
 @attrs.frozen(kw_only=True)
 class Selection:
@@ -73,12 +91,12 @@ def select_targets(
 
 def select_all(config: Config, selection: Selection = Selection()) -> list[LockTarget]:
     """Every target ``selection`` names, fresh or not."""
-    return select_targets(config, build_environments(config), selection)
+    return select_targets(config, environments_of(config), selection)
 
 
 def stale_targets(config: Config, selection: Selection = Selection()) -> list[LockTarget]:
     """Targets whose lock is missing or was made from other inputs. Resolves nothing."""
-    environments = build_environments(config)
+    environments = environments_of(config)
     return [t for t in select_targets(config, environments, selection) if not is_fresh(t)]
 
 
@@ -93,7 +111,7 @@ def input_files(config: Config) -> list[Path]:
     """
     from flowenv.inputs import input_paths
 
-    return [config.path, *input_paths(build_environments(config).envs, config.root)]
+    return [config.path, *input_paths(environments_of(config).envs, config.root)]
 
 
 @attrs.frozen(kw_only=True)
@@ -122,7 +140,7 @@ def check(
     """
     from flowenv.locks.layout import CONDA_LOCK_NAME, validate_lock
 
-    environments = build_environments(config)
+    environments = environments_of(config)
     selected = select_targets(config, environments, selection)
     stale = tuple(t for t in selected if not is_fresh(t))
     # A fresh pylock is read whole (tomllib is already loaded): a damaged or
@@ -200,7 +218,7 @@ def obsolete_locks(config: Config) -> list[Path]:
     platform → one conda-lock.yml), leaves its old file behind; a reviewer
     must not mistake it for a live lock, nor ``lock --check`` for fresh.
     """
-    environments = build_environments(config)
+    environments = environments_of(config)
     return _obsolete(config, select_targets(config, environments, Selection()))
 
 
@@ -214,6 +232,22 @@ def _inside(real_root: str, real_directory: str) -> bool:
     return real_directory == real_root or real_directory.startswith(
         real_root.rstrip(os.sep) + os.sep
     )
+
+
+def _real_env_dir(lock_root: Path, real_root: str, directory: Path) -> str:
+    """``os.path.realpath(directory)`` for an env directory, from the lock dir's real path.
+
+    An env's directory is ``<lock dir>/<env name>``, and env names are plain
+    names (no separator, no ``..``): unless the directory itself is a symbolic
+    link, its real path is the lock dir's real path joined with its name. One
+    ``lstat`` instead of one per path component: at a hundred envs, resolving
+    each directory whole was a few ms of every re-lock.
+    """
+    name = directory.name
+    plain = directory.parent == lock_root and name not in ("", ".", "..") and os.sep not in name
+    if plain and not os.path.islink(directory):
+        return os.path.join(real_root, name)
+    return os.path.realpath(directory)
 
 
 def remove_obsolete_locks(config: Config, live: Sequence[LockTarget] | None = None) -> list[Path]:
@@ -327,7 +361,7 @@ def lock(
     environment leaves every lock file as it was.
     """
     options = options or LockOptions()
-    environments = build_environments(config)
+    environments = environments_of(config)
     selected = select_targets(config, environments, selection)
     _check_upgrade_packages(selected, options.upgrade_packages)
     # Strings and one realpath per env directory: a Path.resolve() per target
@@ -337,7 +371,7 @@ def lock(
     for target in selected:
         parent = target.path.parent
         if parent not in real_dirs:
-            real_dirs[parent] = os.path.realpath(parent)
+            real_dirs[parent] = _real_env_dir(config.lock_root, real_root, parent)
         if not _inside(real_root, real_dirs[parent]):
             # Checked before resolving: neither the old lock there is read nor a new one written.
             raise WriteError(

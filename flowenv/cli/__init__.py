@@ -35,9 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     quick = fast_lock_check(sys.argv[1:] if argv is None else argv)
     if quick is not None:
         return quick
-    from flowenv.cli.parser import build_parser
+    from flowenv.cli.parser import build_parser, command_of
 
-    parser = build_parser()
+    parser = build_parser(only=command_of(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     if args.command is None:
         # Bare `flowenv`: the overview a newcomer needs, not an error.

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 FRESH_MESSAGE = "all locks are fresh"
 
 
-def _globals(argv: Sequence[str]) -> tuple[str | None, str | None, bool, list[str]] | None:
+def split_globals(argv: Sequence[str]) -> tuple[str | None, str | None, bool, list[str]] | None:
     """(-C DIR, -c FILE, -q, the rest) as argparse would read them; None if in doubt."""
     directory: str | None = None
     config: str | None = None
@@ -54,7 +54,7 @@ def fast_lock_check(argv: Sequence[str]) -> int | None:
     pre-commit ``git lock-hook`` and a quiet ``lock`` (both print nothing when
     every lock is fresh).
     """
-    parsed = _globals(argv)
+    parsed = split_globals(argv)
     if parsed is None:
         return None
     directory, explicit, quiet, rest = parsed

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -99,7 +100,29 @@ def add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` runs when only global options precede it, else None ("unsure").
+
+    With it, :func:`build_parser` registers that command alone: importing and
+    building every other command's parser was a third of a one-step re-lock's
+    own time. ``-h``, ``--version``, an unknown option or word before the
+    command, or none at all: None, and the whole parser answers.
+    """
+    from flowenv.cli.fastpath import split_globals
+
+    parsed = split_globals(argv)
+    if parsed is None or not parsed[3]:
+        return None
+    word = parsed[3][0]
+    return word if word in COMMANDS else None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; ``only``: register that command alone (see :func:`command_of`).
+
+    Parsing the same arguments with either gives the same namespace, help and
+    errors, as long as ``only`` is the command they name.
+    """
     parser = _Parser(
         prog="flowenv",
         description="Reproducible per-step, per-platform environments for ML workflows.",
@@ -109,8 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"flowenv {__version__}")
     add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in COMMANDS.values():
-        importlib.import_module(module).register(sub)
+    for name, module in COMMANDS.items():
+        if only is None or name == only:
+            importlib.import_module(module).register(sub)
     for command in sub.choices.values():
         for each in (command, *_subcommands(command)):
             add_global_options(each, top=False)

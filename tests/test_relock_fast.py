@@ -1,0 +1,232 @@
+"""A one-step re-lock's short cuts: they change how fast, never what is locked or when.
+
+The parser built for one command parses exactly as the whole one; the env
+directories' real paths come from the lock dir's; the environments are built
+once per configuration object; and with the freshness record vouching for
+every settled lock, an edit to any input of an env (its table, an included
+requirements file, its system requirements, a local package's source) still
+re-locks it, through the same ``flowenv -q lock`` users run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from flowenv.cli import main
+from flowenv.cli.parser import build_parser, command_of
+from flowenv.config.load import load_config
+from flowenv.lock import _real_env_dir, environments_of, lock
+from flowenv.locks import freshness
+from flowenv.locks.freshness import known_headers
+from flowenv.spec import build_environments
+from tests.support.local_package import write_local_package
+from tests.support.wheels import DEFAULT_WHEELS
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["lock"], "lock"),
+        (["-q", "lock", "--check"], "lock"),
+        (["-C", "somewhere", "-c", "x.toml", "show", "base"], "show"),
+        (["-Cdir", "--config=x.toml", "-q", "git", "lock-hook"], "git"),
+        (["run", "base", "-q", "--", "python"], "run"),
+        ([], None),
+        (["-h", "lock"], None),
+        (["--version"], None),
+        (["-v", "lock"], None),
+        (["lokc"], None),
+        (["-C"], None),
+        (["-q", "base", "lock"], None),
+    ],
+)
+def test_the_command_is_read_only_when_global_options_alone_precede_it(
+    argv: list[str], command: str | None
+) -> None:
+    assert command_of(argv) == command
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["lock"],
+        ["-q", "-C", "d", "lock", "--check", "base", "-p", "linux-64"],
+        ["lock", "-U", "-j", "3", "-q"],
+        ["lock", "-P", "alpha", "-P", "beta", "train"],
+        ["show", "base", "-C", "d"],
+        ["sync", "--help"],
+        ["git", "textconv", "a.toml"],
+        ["store", "ls", "--help"],
+        ["lock", "--bogus"],
+        ["lock", "--check", "--upgrade"],
+        ["lock", "-j"],
+    ],
+)
+def test_the_parser_of_one_command_parses_as_the_whole_parser(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    def parse(only: str | None) -> tuple[object, str, str]:
+        try:
+            outcome: object = vars(build_parser(only=only).parse_args(argv))
+        except SystemExit as exc:
+            outcome = ("exit", exc.code)
+        captured = capsys.readouterr()
+        return outcome, captured.out, captured.err
+
+    only = command_of(argv)
+    assert only is not None
+    assert parse(only) == parse(None)
+
+
+def test_a_mistyped_command_still_gets_every_choice_and_a_hint(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["lokc"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'lokc'" in err
+    assert "'export'" in err
+    assert "did you mean 'lock'" in err
+
+
+def test_env_directories_resolve_as_realpath_does(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    real_project = tmp_path / "real-project"
+    (real_project / "locks/inner").mkdir(parents=True)
+    (real_project / "locks/plain").mkdir()
+    (real_project / "locks/out").symlink_to(outside)
+    (real_project / "locks/alias").symlink_to(real_project / "locks/inner")
+    (real_project / "locks/dangling").symlink_to(tmp_path / "nowhere")
+    # The project reached through a symbolic link, and a lock dir that is one.
+    (tmp_path / "project").symlink_to(real_project)
+    (real_project / "linked-locks").symlink_to(real_project / "locks")
+    for lock_root in (
+        real_project / "locks",
+        tmp_path / "project/locks",
+        real_project / "linked-locks",
+    ):
+        real_root = os.path.realpath(lock_root)
+        for name in ("plain", "inner", "out", "alias", "dangling", "missing"):
+            directory = lock_root / name
+            assert _real_env_dir(lock_root, real_root, directory) == os.path.realpath(directory)
+    # Not directly below the lock dir: the full resolution answers.
+    deeper = real_project / "locks/inner/x"
+    assert _real_env_dir(real_project / "locks", real_project.as_posix(), deeper) == (
+        os.path.realpath(deeper)
+    )
+
+
+def test_environments_are_built_once_per_configuration_object(make_project) -> None:
+    root = make_project('[base]\npython = "3.11"\npypi.packages = { alpha = "1.0" }\n')
+    config = load_config(root / "flowenv.toml")
+    first = environments_of(config)
+    assert environments_of(config) is first
+    assert first == build_environments(config)
+    # Another load (even of the same bytes) is another object: built again, from it.
+    (root / "flowenv.toml").write_text(
+        (root / "flowenv.toml").read_text().replace('"1.0"', '"2.0"')
+    )
+    edited = load_config(root / "flowenv.toml")
+    assert environments_of(edited) is not first
+    assert environments_of(edited) == build_environments(edited)
+    assert environments_of(edited) != first
+
+
+BODY = """
+[base]
+python = "3.11"
+pypi.packages = { alpha = "1.0" }
+
+[steps.train]
+pypi.requirements = ["requirements.txt"]
+
+[steps.gpu]
+pypi.packages = { beta = ">=1" }
+system-requirements = { glibc = "2.28" }
+"""
+
+
+@pytest.fixture
+def settled(
+    make_project, make_index, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Path:
+    """A locked project whose record vouches for every lock (as minutes after a lock)."""
+    monkeypatch.setattr(freshness, "_RACY_NS", 0)
+    root: Path = make_project(BODY, index=make_index(DEFAULT_WHEELS))
+    (root / "requirements.txt").write_text("beta==1.0\n")
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    # The first lock's files were new; this run records their stats.
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    capsys.readouterr()
+    return root
+
+
+def _statuses(root: Path) -> dict[str, str]:
+    return {r.target.label: r.status for r in lock(load_config(root / "flowenv.toml"))}
+
+
+@pytest.mark.parametrize(
+    ("edit", "env"),
+    [
+        (
+            lambda root: _replace(
+                root / "flowenv.toml", '"1.0" }\n\n[steps.train]', '"2.0" }\n\n[steps.train]'
+            ),
+            "base",
+        ),
+        (lambda root: (root / "requirements.txt").write_text("beta==1.5\n"), "train"),
+        (lambda root: _replace(root / "flowenv.toml", '"2.28"', '"2.17"'), "gpu"),
+    ],
+    ids=["own-table", "included-requirements", "system-requirements"],
+)
+def test_an_edited_input_relocks_its_env_though_the_record_vouches_for_every_lock(
+    settled: Path, edit, env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    toml = settled / "flowenv.toml"
+    before = {p: p.read_bytes() for p in sorted((settled / "locks").glob("*/*"))}
+    assert set(known_headers(toml, settled / "locks")) == {
+        p.relative_to(settled / "locks").as_posix() for p in before
+    }
+    edit(settled)
+    # The quiet lock users run (its own fast path first), then what is fresh after it.
+    assert main(["-q", "-C", str(settled), "lock"]) == 0
+    changed = {p.parent.name for p, data in before.items() if p.read_bytes() != data}
+    # "base" is every step's parent: its edit re-locks all of them.
+    assert changed == ({"base", "train", "gpu"} if env == "base" else {env})
+    assert set(_statuses(settled).values()) == {"fresh"}
+    assert main(["-C", str(settled), "lock", "--check"]) == 0
+    capsys.readouterr()
+
+
+def _replace(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_an_edited_local_package_relocks_its_env(
+    make_project, make_index, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A package directory cannot be digested as a file: such a project never
+    # gets a record, and every run looks at the package's source itself.
+    monkeypatch.setattr(freshness, "_RACY_NS", 0)
+    root: Path = make_project(
+        BODY + '\n[steps.local]\npypi.packages = { mylib = { path = "libs/mylib" } }\n',
+        index=make_index(DEFAULT_WHEELS),
+    )
+    (root / "requirements.txt").write_text("beta==1.0\n")
+    write_local_package(root / "libs/mylib", "mylib", "0.3.0", ["alpha>=1"])
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    assert known_headers(root / "flowenv.toml", root / "locks") == {}
+    before = {p: p.read_bytes() for p in sorted((root / "locks").glob("*/*"))}
+    (root / "libs/mylib/src/mylib/extra.py").write_text("Y = 2\n")
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    assert {p.parent.name for p, data in before.items() if p.read_bytes() != data} == {"local"}
+    assert set(_statuses(root).values()) == {"fresh"}
+    capsys.readouterr()
