@@ -397,10 +397,13 @@ def known_fresh(config_path: str | Path, *, validated: bool = True) -> bool:
         and all(_is_hashes(found) for found in hashes.values())
     ):
         return False
-    if None in locks.values() or sorted(locks) != _lock_names(root):
-        return False
+    # The inputs first: after an edit (the usual reason to run `lock`) one
+    # file's digest answers, before a listing of every env directory and a
+    # stat per lock.
     digests = digest_inputs(inputs)
-    if digests is None:
+    if digests is None or digests != inputs:
+        return False
+    if None in locks.values() or sorted(locks) != _lock_names(root):
         return False
     now = time.time_ns()
     current = {name: _signature(os.path.join(root, name), now) for name in locks}
