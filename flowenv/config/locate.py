@@ -33,6 +33,12 @@ _BASIC_BODY = re.compile(r'(?:[^"\\]|\\[\s\S])*')
 _LITERAL_BODY = re.compile(r"[^']*")
 
 
+def _run_end(run: re.Pattern[str], text: str, pos: int) -> int:
+    """Where the run ``run`` matches from ``pos`` ends (each can match nothing, never fails)."""
+    match = run.match(text, pos)
+    return match.end() if match else pos
+
+
 class KeyLines:
     """One key of the document: the line it first appears on and the keys below it."""
 
@@ -89,7 +95,7 @@ class _Scanner:
         spaces = _SPACES_AND_NEWLINES if newlines else _SPACES
         while self.pos < len(text):
             start = self.pos
-            end = spaces.match(text, start).end()
+            end = _run_end(spaces, text, start)
             if newlines:
                 self.line += text.count("\n", start, end)
             self.pos = end
@@ -114,7 +120,7 @@ class _Scanner:
         quote = self.peek()
         self.advance()
         start = self.pos
-        self.pos = (_BASIC_BODY if quote == '"' else _LITERAL_BODY).match(self.text, start).end()
+        self.pos = _run_end(_BASIC_BODY if quote == '"' else _LITERAL_BODY, self.text, start)
         if self.pos < len(self.text) and self.text[self.pos] == "\\":
             self.pos += 2  # a backslash that ends the text escapes past it
         value = self.text[start : self.pos]
@@ -152,7 +158,7 @@ class _Scanner:
             self.read_array(node)
         else:
             start = self.pos
-            self.pos = _BARE_VALUE.match(self.text, start).end()
+            self.pos = _run_end(_BARE_VALUE, self.text, start)
             if self.pos == start and self.pos < len(self.text):
                 self.advance()  # invalid TOML (tomllib reports it): always make progress
 
