@@ -278,7 +278,15 @@ def remove_leftover_temp_files(config: Config) -> list[Path]:
 
     removed = []
     root = config.lock_root
-    directories = [d for d in root.iterdir() if d.is_dir()] if root.is_dir() else []
+    try:
+        # scandir knows each entry's type without a stat; a symbolic link is
+        # not followed: what it points at is not the lock dir's to clean.
+        with os.scandir(root) as entries:
+            directories = [
+                root / entry.name for entry in entries if entry.is_dir(follow_symlinks=False)
+            ]
+    except OSError:  # no lock dir yet, or not a directory
+        directories = []
     for directory in directories:
         for tmp, name in leftover_temp_files(directory).items():
             if is_lock_name(name):

@@ -230,3 +230,21 @@ def test_an_edited_local_package_relocks_its_env(
     assert {p.parent.name for p, data in before.items() if p.read_bytes() != data} == {"local"}
     assert set(_statuses(root).values()) == {"fresh"}
     capsys.readouterr()
+
+
+def test_temp_files_behind_a_linked_env_dir_are_not_the_lock_dirs_to_clean(
+    make_project, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_project('[base]\npython = "3.11"\npypi.packages = { alpha = "1.0" }\n')
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    theirs = outside / ".pylock.linux-64.toml.k2j4h5.tmp"
+    theirs.write_text("someone else's")
+    (root / "locks/old").symlink_to(outside)
+    ours = root / "locks/base/.pylock.linux-64.toml.a8b9c0.tmp"
+    ours.write_text("half a lock")
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    assert not ours.exists()
+    assert theirs.read_text() == "someone else's"
+    capsys.readouterr()
