@@ -32,6 +32,7 @@ import attrs
 
 from flowenv._sha256 import sha256_hex
 from flowenv.config.models import (
+    NO_TARGET,
     CondaPackage,
     Config,
     EnvDecl,
@@ -257,7 +258,7 @@ def _per_platform(
     """
     out = []
     for platform in platforms:
-        if not any(layer.target(platform) != EnvDecl() for layer in layers):
+        if not any(layer.target(platform) != NO_TARGET for layer in layers):
             continue
         full = _fold(part for layer in layers for part in (layer, layer.target(platform)))
         content = EnvDecl(

@@ -177,7 +177,15 @@ class EnvDecl:
 
     def target(self, platform: str) -> EnvDecl:
         """The ``target.<platform>`` table (empty when there is none)."""
-        return dict(self.targets).get(platform, EnvDecl())
+        for name, table in reversed(self.targets):  # as dict(): the last one wins
+            if name == platform:
+                return table
+        return NO_TARGET
+
+
+#: The empty declaration: what :meth:`EnvDecl.target` gives for a platform with no table.
+#: Shared (it is frozen): building every env asks once per layer and platform.
+NO_TARGET = EnvDecl()
 
 
 @attrs.frozen(kw_only=True)
