@@ -11,6 +11,7 @@ re-locks it, through the same ``flowenv -q lock`` users run.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -200,6 +201,12 @@ def test_an_edited_input_relocks_its_env_though_the_record_vouches_for_every_loc
     assert changed == ({"base", "train", "gpu"} if env == "base" else {env})
     assert set(_statuses(settled).values()) == {"fresh"}
     assert main(["-C", str(settled), "lock", "--check"]) == 0
+    # Byte for byte what a lock from nothing writes (no record, no lock to read).
+    relocked = {p: p.read_bytes() for p in before}
+    shutil.rmtree(settled / "locks")
+    freshness.forget_record(toml)
+    assert main(["-q", "-C", str(settled), "lock"]) == 0
+    assert {p: p.read_bytes() for p in before} == relocked
     capsys.readouterr()
 
 
