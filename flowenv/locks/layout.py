@@ -54,9 +54,10 @@ class LockTarget:
 
 def lock_path(lock_root: Path, env: EnvSpec, platform: str) -> Path:
     """``locks/<env>/pylock.<platform>.toml`` or ``locks/<env>/conda-lock.yml``."""
+    # One joinpath, not two `/`: a re-lock of a hundred envs builds every path.
     if env.kind == "conda":
-        return lock_root / env.name / CONDA_LOCK_NAME
-    return lock_root / env.name / PYLOCK_PATTERN.format(platform=platform)
+        return lock_root.joinpath(env.name, CONDA_LOCK_NAME)
+    return lock_root.joinpath(env.name, PYLOCK_PATTERN.format(platform=platform))
 
 
 def targets(
