@@ -33,18 +33,11 @@ class Outcome(Generic[T]):
         return self.result  # type: ignore[return-value]
 
 
-def as_finished(
-    calls: Sequence[Callable[[], T]],
-    workers: int,
-    meanwhile: Callable[[], object] | None = None,
-) -> Iterator[Outcome[T]]:
+def as_finished(calls: Sequence[Callable[[], T]], workers: int) -> Iterator[Outcome[T]]:
     """Each call's :class:`Outcome` in the order they finish; at most ``workers`` run at once.
 
-    ``meanwhile`` runs in the caller's thread once the calls have started,
-    before the first outcome is awaited (an exception from it is raised
-    there, after the running calls finish). Leaving the loop early (an
-    exception in the caller) starts no further call and waits for those
-    running, as ``ThreadPoolExecutor`` would.
+    Leaving the loop early (an exception in the caller) starts no further
+    call and waits for those running, as ``ThreadPoolExecutor`` would.
     """
     done: SimpleQueue[Outcome[T]] = SimpleQueue()
     todo = iter(enumerate(calls))
@@ -68,8 +61,6 @@ def as_finished(
     for thread in threads:
         thread.start()
     try:
-        if meanwhile is not None:
-            meanwhile()
         for _ in calls:
             yield done.get()
     finally:

@@ -75,14 +75,13 @@ def select_targets(
                 f"({', '.join(config.project.platforms)})"
             )
     envs = [e for e in environments.envs if not selection.envs or e.name in selection.envs]
-    lock_root = config.lock_root  # a property that joins two paths on every call
     # Each env follows its own platforms (a GPU step: linux-64 only); a selected
     # platform an env is not locked for is simply not one of its targets.
     return [
         target
         for env in envs
         for target in targets(
-            lock_root,
+            config.lock_root,
             [env],
             [p for p in env.platforms if not selection.platforms or p in selection.platforms],
             live_platforms=env.platforms,
@@ -414,10 +413,7 @@ def lock(
 
     workers = max(1, min(jobs or os.cpu_count() or 1, len(work) or 1))
     calls = [functools.partial(_run_job, config, job, options) for job in work]
-    kinds = {env.kind for job in work for env in job.envs}
-    for outcome in as_finished(
-        calls, workers, meanwhile=functools.partial(_after_resolving, kinds)
-    ):
+    for outcome in as_finished(calls, workers):
         job = work[outcome.index]
         try:
             texts |= outcome.get()
@@ -434,24 +430,6 @@ def lock(
             LockResult(target=target, status="written" if target.path in written else "unchanged")
         )
     return sorted(results, key=lambda r: (r.target.env.name, r.target.platform))
-
-
-def _after_resolving(kinds: set[str]) -> None:
-    """Import what the lockers of ``kinds`` and the writer need once resolvers answer.
-
-    Run while the resolvers run (uv waits on its own processes, the CPU is
-    not all taken): importing them before the first uv call was ~5 % of a
-    one-step re-lock, all of it ahead of uv's start.
-    """
-    import importlib
-
-    from flowenv.lockers import AFTER_RESOLVING
-
-    for module in (
-        "flowenv._atomic",
-        *(m for k in sorted(kinds) for m in AFTER_RESOLVING.get(k, ())),
-    ):
-        importlib.import_module(module)
 
 
 def _check_upgrade_packages(selected: Sequence[LockTarget], names: Sequence[str]) -> None:

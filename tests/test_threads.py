@@ -53,33 +53,3 @@ def test_leaving_early_waits_for_the_running_calls() -> None:
         break
     # Closing the loop stopped and joined the workers: none is left running.
     assert not [t for t in threading.enumerate() if t.name.startswith("flowenv-worker")]
-
-
-def test_meanwhile_runs_in_the_callers_thread_while_the_calls_run() -> None:
-    # The call cannot finish before `meanwhile` has run, nor `meanwhile`
-    # before the call has started: both overlap, or this never returns.
-    started, released = threading.Event(), threading.Event()
-    seen: list[str] = []
-
-    def call() -> str:
-        started.set()
-        assert released.wait(timeout=60)
-        return "done"
-
-    def meanwhile() -> None:
-        assert started.wait(timeout=60)
-        seen.append(threading.current_thread().name)
-        released.set()
-
-    outcomes = list(as_finished([call], 1, meanwhile=meanwhile))
-    assert [o.get() for o in outcomes] == ["done"]
-    assert seen == [threading.current_thread().name]
-
-
-def test_an_exception_in_meanwhile_waits_for_the_running_calls() -> None:
-    def meanwhile() -> None:
-        raise RuntimeError("meanwhile failed")
-
-    with pytest.raises(RuntimeError, match="meanwhile failed"):
-        list(as_finished([lambda: None] * 3, 2, meanwhile=meanwhile))
-    assert not [t for t in threading.enumerate() if t.name.startswith("flowenv-worker")]

@@ -55,14 +55,6 @@ LOCKERS: dict[str, str] = {
 }
 
 
-#: Modules a locker needs only once its resolver has answered (to write the
-#: lock text), by kind. The orchestrator imports them while the resolvers
-#: run, so that importing them does not delay the first resolver's start.
-AFTER_RESOLVING: dict[str, tuple[str, ...]] = {
-    "pypi": ("flowenv.locks.pylock", "flowenv.local_packages"),
-}
-
-
 def locker_for(kind: str) -> Locker:
     module, _, attr = LOCKERS[kind].partition(":")
     locker: Locker = getattr(importlib.import_module(module), attr)

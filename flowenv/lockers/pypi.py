@@ -29,8 +29,11 @@ from typing import Any
 from flowenv.config.load import normalize_pypi_name
 from flowenv.config.models import Config
 from flowenv.errors import ResolutionError
+from flowenv.local_packages import localize
 from flowenv.lockers import LockOptions, disagree
 from flowenv.locks.layout import lock_path, recorded_input_hash
+from flowenv.locks.pylock import EMPTY_PYLOCK, canonical_pylock
+from flowenv.locks.toml_render import render
 from flowenv.resolvers.uv import compile_pylock
 from flowenv.spec import EnvSpec
 
@@ -73,8 +76,6 @@ def preferences(
     """
     if lead is None:
         return own, options
-    from flowenv.locks.toml_render import render
-
     moving = {normalize_pypi_name(p) for p in options.upgrade_packages}
     kept = {} if options.upgrade else _packages(own)
     merged = {n: p for n, p in kept.items() if n not in moving} | _packages(lead)
@@ -103,12 +104,16 @@ def lock_pypi_env(
     """
     every = env.platforms or tuple(platforms)
     order = [p for p in every if p in platforms] + [p for p in platforms if p not in every]
-    # Nothing to resolve (a Python-only env, as PeekabooFlow's base): the
-    # answer is known, so no uv process is started.
-    empty = [p for p in order if not env.pypi_on(p)]
+    out = {
+        # Nothing to resolve (a Python-only env, as PeekabooFlow's base): the
+        # answer is known, so no uv process is started.
+        lock_path(config.lock_root, env, p).name: canonical_pylock(EMPTY_PYLOCK, env, p)
+        for p in order
+        if not env.pypi_on(p)
+    }
     order = [p for p in order if env.pypi_on(p)]
     if not order:
-        return _pylocks(config, env, dict.fromkeys(empty))
+        return out
     lead_platform = next((p for p in every if env.pypi_on(p)), order[0])
     lead: str | None = None
     if lead_platform not in order:
@@ -167,21 +172,14 @@ def lock_pypi_env(
     if failures:
         # Every platform was tried: one run reports every failure, in platform order.
         raise ResolutionError("\n\n".join(exc.message for exc in failures))
-    return _pylocks(config, env, {**dict.fromkeys(empty), **{p: str(raw[p]) for p in order}})
-
-
-def _pylocks(config: Config, env: EnvSpec, outputs: Mapping[str, str | None]) -> dict[str, str]:
-    """File name -> canonical pylock of each platform's uv output (None: nothing to resolve)."""
-    # Imported only now: while uv runs, the orchestrator imports them (see
-    # flowenv.lockers.AFTER_RESOLVING) instead of delaying uv's start.
-    from flowenv.local_packages import localize
-    from flowenv.locks.pylock import EMPTY_PYLOCK, canonical_pylock
-
-    out = {}
-    for platform, output in outputs.items():
-        path = lock_path(config.lock_root, env, platform)
-        text = EMPTY_PYLOCK if output is None else localize(output, env, path.parent, config.root)
-        out[path.name] = canonical_pylock(text, env, platform)
+    out |= {
+        lock_path(config.lock_root, env, p).name: canonical_pylock(
+            localize(str(raw[p]), env, lock_path(config.lock_root, env, p).parent, config.root),
+            env,
+            p,
+        )
+        for p in order
+    }
     return out
 
 
