@@ -75,13 +75,14 @@ def select_targets(
                 f"({', '.join(config.project.platforms)})"
             )
     envs = [e for e in environments.envs if not selection.envs or e.name in selection.envs]
+    lock_root = config.lock_root  # a property that joins two paths on every call
     # Each env follows its own platforms (a GPU step: linux-64 only); a selected
     # platform an env is not locked for is simply not one of its targets.
     return [
         target
         for env in envs
         for target in targets(
-            config.lock_root,
+            lock_root,
             [env],
             [p for p in env.platforms if not selection.platforms or p in selection.platforms],
             live_platforms=env.platforms,
