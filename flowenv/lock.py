@@ -375,12 +375,13 @@ def lock(
     _check_upgrade_packages(selected, options.upgrade_packages)
     # Strings and one realpath per env directory: a Path.resolve() per target
     # was a large part of a one-step re-lock of a hundred steps.
-    real_root = os.path.realpath(config.lock_root)
+    lock_root = config.lock_root
+    real_root = os.path.realpath(lock_root)
     real_dirs: dict[Path, str] = {}
     for target in selected:
         parent = target.path.parent
         if parent not in real_dirs:
-            real_dirs[parent] = _real_env_dir(config.lock_root, real_root, parent)
+            real_dirs[parent] = _real_env_dir(lock_root, real_root, parent)
         if not _inside(real_root, real_dirs[parent]):
             # Checked before resolving: neither the old lock there is read nor a new one written.
             raise WriteError(
