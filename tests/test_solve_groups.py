@@ -207,25 +207,30 @@ def test_an_impossible_conda_group_exits_3_naming_the_package(
     assert not (root / "locks").exists()
 
 
-def test_a_group_of_conda_and_pypi_only_envs_is_refused(
-    make_project, conda_channels, capsys
-) -> None:
+def test_conda_members_on_other_channels_are_refused(make_project, conda_channels, capsys) -> None:
     root = _conda_project(
         make_project,
         conda_channels,
         CONDA_BASE
-        + """
+        + f"""
+
+        [envs.torch]
+        solve-group = "flow"
+        conda.channels = ["{conda_channels.pytorch_url}"]
+        conda.packages = {{ pytorch = "2.1.2" }}
 
         [envs.web]
         solve-group = "flow"
-        pypi.packages = { alpha = "1.0" }
+        conda.channels = ["{conda_channels.pytorch_url}"]
+        pypi.packages = {{ alpha = "1.0" }}
         """,
     )
     assert main(["-C", str(root), "lock"]) == 2
+    # web is PyPI-only: its channels do not matter.
     assert capsys.readouterr().err == (
-        "flowenv: error: solve group 'flow' mixes conda envs (base) with PyPI-only envs (web); "
-        "a group holds one kind (give the PyPI-only envs their packages from conda, or use "
-        "two groups)\n"
+        "flowenv: error: solve group 'flow': its conda envs use different channels or channel "
+        f"priority (base: ['{conda_channels.main_url}'], torch: ['{conda_channels.pytorch_url}']); "
+        "one version per package needs one set of channels\n"
     )
 
 

@@ -174,6 +174,14 @@ def _as_pylock(entries: Iterable[LockedCondaPackage]) -> str | None:
     return render({"lock-version": "1.0", "created-by": "flowenv", "packages": packages})
 
 
+def records_of(solution: Iterable[rattler.SolvedPackage]) -> list[CondaRecord]:
+    """A conda solution's records, as :mod:`flowenv.lockers.conda_pypi` judges them."""
+    return [
+        CondaRecord(name=p.name, version=p.version, depends=p.depends, noarch=p.noarch)
+        for p in solution
+    ]
+
+
 def _pip_part(
     config: Config,
     env: EnvSpec,
@@ -199,13 +207,7 @@ def _pip_part(
             f"cannot resolve {env.name} · {platform}: the conda solution has no python package, "
             "so its PyPI packages cannot be resolved"
         )
-    provided = provided_distributions(
-        (
-            CondaRecord(name=p.name, version=p.version, depends=p.depends, noarch=p.noarch)
-            for p in solution
-        ),
-        env.pypi_map,
-    )
+    provided = provided_distributions(records_of(solution), env.pypi_map)
     resolve = functools.partial(
         compile_pylock,
         [p.requirement(config.root) for p in env.pypi_on(platform)],
@@ -439,17 +441,42 @@ def _solve_following(
     return solutions
 
 
+def _order(env: EnvSpec, platforms: Sequence[str]) -> list[str]:
+    """``platforms`` in the env's own order (its lead first)."""
+    every = env.platforms or tuple(platforms)
+    return sorted(platforms, key=lambda p: every.index(p) if p in every else len(every))
+
+
+def solve_conda_env(
+    config: Config,
+    env: EnvSpec,
+    platforms: Sequence[str],
+    options: LockOptions,
+    pins: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None,
+) -> dict[str, tuple[rattler.SolvedPackage, ...]]:
+    """The conda half of :func:`lock_conda_env`: each platform's solution, following the lead."""
+    previous = _read_previous(lock_path(config.lock_root, env, platforms[0]))
+    every = env.platforms or tuple(platforms)
+    order = _order(env, platforms)
+    lead_platform = every[0]
+    lead = () if lead_platform in order else _fresh_lead(previous, env, lead_platform)
+    return _solve_following(env, order, lead_platform, lead, previous, options, pins)
+
+
 def lock_conda_env(
     config: Config,
     env: EnvSpec,
     platforms: Sequence[str],
     options: LockOptions,
     pins: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None,
+    solutions: Mapping[str, Sequence[rattler.SolvedPackage]] | None = None,
 ) -> Mapping[str, str]:
     """Lock ``env`` for ``platforms`` into one conda-lock file; the other platforms follow the lead.
 
     ``pins`` (platform -> conda match specs, PyPI requirements) come from a
-    solve group and hold the env to its group's versions.
+    solve group and hold the env to its group's versions. ``solutions`` are
+    the conda solutions :func:`solve_conda_env` already found for these
+    inputs (a solve group inspects them first), so they are not solved again.
 
     The lead is the env's first platform (flowenv's platform order); for the
     PyPI part, the first that has PyPI packages, as for a PyPI env. When a
@@ -459,10 +486,9 @@ def lock_conda_env(
     path = lock_path(config.lock_root, env, platforms[0])
     previous = _read_previous(path)
     every = env.platforms or tuple(platforms)
-    order = sorted(platforms, key=lambda p: every.index(p) if p in every else len(every))
-    lead_platform = every[0]
-    lead = () if lead_platform in order else _fresh_lead(previous, env, lead_platform)
-    solutions = _solve_following(env, order, lead_platform, lead, previous, options, pins)
+    order = _order(env, platforms)
+    if solutions is None:
+        solutions = solve_conda_env(config, env, platforms, options, pins)
     pip_lead = next((p for p in every if env.pypi_on(p)), None)
     lead_pip = None
     if pip_lead is not None and pip_lead not in order:

@@ -1,0 +1,237 @@
+"""Solve groups that mix PyPI-only envs with conda (or mixed) envs, and conda groups per platform.
+
+A hermetic conda channel (built here) and a local wheel index: packages are
+matched by PyPI name, versions compare as PEP 440, and the PyPI members' own
+requirements steer the conda solve.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flowenv.cli import main
+from flowenv.config.load import load_config
+from flowenv.lock import stale_targets
+from flowenv.locks.condalock import read_conda_lock
+from flowenv.locks.pylock import read_pylock
+from tests.support.conda_channel import MAIN_PACKAGES, CondaSpec, build_channel
+from tests.support.wheels import DEFAULT_WHEELS, WheelSpec
+
+PLATFORMS = ("linux-64", "osx-arm64")
+
+
+def _noarch_python(name: str, version: str) -> CondaSpec:
+    return CondaSpec(
+        name=name,
+        version=version,
+        subdir="noarch",
+        noarch="python",
+        depends=("python >=3.9",),
+        files={f"site-packages/{name}/__init__.py": f"VERSION = {version!r}\n"},
+    )
+
+
+#: alpha only at 1.0 (PyPI has 1.0 and 2.0); kappa at 1.0 and 2.0 on both sides; zeta
+#: is a conda package that is no PyPI distribution (noarch: generic) but shares a name.
+CHANNEL: tuple[CondaSpec, ...] = (
+    *(spec for spec in MAIN_PACKAGES if spec.name == "python"),
+    _noarch_python("alpha", "1.0"),
+    _noarch_python("kappa", "1.0"),
+    _noarch_python("kappa", "2.0"),
+    CondaSpec(
+        name="zeta",
+        version="3.0",
+        subdir="noarch",
+        noarch="generic",
+        files={"share/zeta/data.txt": "not Python\n"},
+    ),
+)
+WHEELS = (
+    *DEFAULT_WHEELS,
+    WheelSpec(name="kappa", version="1.0"),
+    WheelSpec(name="kappa", version="2.0"),
+    WheelSpec(name="zeta", version="1.0"),
+    WheelSpec(name="zeta", version="2.0"),
+)
+
+
+@pytest.fixture(scope="module")
+def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_channel(CHANNEL, tmp_path_factory.mktemp("mixed-group-channel"))
+
+
+@pytest.fixture
+def project(make_project, make_index, channel: Path):
+    index = make_index(WHEELS)
+
+    def make(body: str) -> Path:
+        root: Path = make_project(
+            body, project_extra=f'conda.channels = ["{channel.as_uri()}"]\n', index=index
+        )
+        return root
+
+    return make
+
+
+def _pypi(root: Path, env: str, platform: str) -> dict[str, str]:
+    return {p.name: p.version for p in read_pylock(root / f"locks/{env}/pylock.{platform}.toml")}
+
+
+def _conda(root: Path, env: str, platform: str) -> dict[str, tuple[str, str]]:
+    packages = read_conda_lock(root / f"locks/{env}/conda-lock.yml").for_platform(platform)
+    return {p.name: (p.manager, p.version) for p in packages}
+
+
+def test_a_pypi_step_takes_the_version_conda_has(project) -> None:
+    root = project(
+        """
+        [base]
+        python = "3.11"
+        solve-group = "flow"
+        conda.packages = { alpha = "*" }
+
+        [envs.web]
+        solve-group = "flow"
+        pypi.packages = { alpha = "*" }
+
+        [envs.free]
+        pypi.packages = { alpha = "*" }
+        """
+    )
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    for platform in PLATFORMS:
+        assert _conda(root, "base", platform)["alpha"] == ("conda", "1.0")
+        # Alone, web would take PyPI's newest (2.0, with beta); in the group, conda's 1.0.
+        assert _pypi(root, "web", platform) == {"alpha": "1.0"}
+        assert _pypi(root, "free", platform) == {"alpha": "2.0", "beta": "1.5"}
+    # One group: editing the PyPI member makes the conda member stale too.
+    toml = root / "flowenv.toml"
+    toml.write_text(toml.read_text().replace('"*" }\n\n[envs.free]', '">=1" }\n\n[envs.free]'))
+    stale = sorted({t.env.name for t in stale_targets(load_config(toml))})
+    assert stale == ["base", "web"]
+
+
+def test_pypi_requirements_steer_the_conda_solve(project) -> None:
+    root = project(
+        """
+        [base]
+        python = "3.11"
+        solve-group = "flow"
+        conda.packages = { kappa = "*", zeta = "*" }
+
+        [envs.web]
+        solve-group = "flow"
+        pypi.packages = { kappa = "<2", zeta = "<3" }
+
+        [envs.alone]
+        conda.packages = { kappa = "*", zeta = "*" }
+        """
+    )
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    for platform in PLATFORMS:
+        # Alone, conda takes kappa 2.0; web's kappa<2 becomes a conda constraint.
+        assert _conda(root, "alone", platform)["kappa"] == ("conda", "2.0")
+        assert _conda(root, "base", platform)["kappa"] == ("conda", "1.0")
+        # conda's zeta is no PyPI distribution: web's zeta<3 does not bound it,
+        # and web takes PyPI's zeta on its own.
+        assert _conda(root, "base", platform)["zeta"] == ("conda", "3.0")
+        assert _pypi(root, "web", platform) == {"kappa": "1.0", "zeta": "2.0"}
+
+
+def test_an_impossible_mixed_group_exits_3_naming_envs_and_packages(project, capsys) -> None:
+    root = project(
+        """
+        [base]
+        python = "3.11"
+        solve-group = "flow"
+        conda.packages = { alpha = "1.0" }
+
+        [envs.web]
+        solve-group = "flow"
+        pypi.packages = { alpha = "2.0" }
+        """
+    )
+    assert main(["-C", str(root), "lock", "-p", "linux-64"]) == 3
+    err = capsys.readouterr().err
+    assert (
+        "solve group 'flow' (base, web) cannot agree on one version per package on linux-64; "
+        "each env resolved alone differs on:\n  alpha: base 1.0, web 2.0\n"
+    ) in err
+    # The conda solver's own words follow, with the constraint web's requirement became.
+    assert "alpha ==2.0" in err
+    assert "Traceback" not in err
+    assert not (root / "locks").exists()
+
+
+def test_a_transitive_pypi_requirement_conda_cannot_meet_exits_3(project, capsys) -> None:
+    root = project(
+        """
+        [base]
+        python = "3.11"
+        solve-group = "flow"
+        conda.packages = { alpha = "*" }
+
+        [envs.web]
+        solve-group = "flow"
+        pypi.packages = { delta = "0.5" }
+        """
+    )
+    assert main(["-C", str(root), "lock", "-p", "linux-64"]) == 3
+    err = capsys.readouterr().err
+    # delta needs alpha>=2; conda's alpha is 1.0, and uv says so.
+    assert "each env resolved alone differs on:\n  alpha: base 1.0, web 2.0\n" in err
+    assert "alpha==1.0: what the conda solution installs" in err
+    assert not (root / "locks").exists()
+
+
+def test_a_pypi_member_on_another_python_exits_3(project, capsys) -> None:
+    root = project(
+        """
+        [base]
+        python = "3.11"
+        solve-group = "flow"
+        conda.packages = { alpha = "*" }
+
+        [envs.web]
+        python = "3.9"
+        solve-group = "flow"
+        pypi.packages = { alpha = "*" }
+        """
+    )
+    assert main(["-C", str(root), "lock", "-p", "linux-64"]) == 3
+    assert (
+        "solve group 'flow' cannot agree on linux-64: the conda solution's Python is 3.11.7, "
+        "but web uses Python 3.9; one version per package needs one Python"
+    ) in capsys.readouterr().err
+
+
+def test_a_conda_group_with_platform_tables_agrees_per_platform(
+    make_project, conda_channels
+) -> None:
+    root: Path = make_project(
+        """
+        [base]
+        python = "3.11"
+        solve-group = "flow"
+        conda.packages = { numpy = "*" }
+        target.osx-arm64.conda.packages = { numpy = "1.25.2" }
+
+        [envs.sk]
+        solve-group = "flow"
+        conda.packages = { scikit-learn = "1.3.1" }
+
+        [envs.alone]
+        conda.packages = { scikit-learn = "1.3.1" }
+        """,
+        project_extra=f'conda.channels = ["{conda_channels.main_url}"]\n',
+    )
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    # Each platform's members as they are there: base's osx-arm64 pin holds sk on
+    # osx-arm64 only; on linux-64 both take the newest numpy.
+    assert _conda(root, "base", "linux-64")["numpy"] == ("conda", "1.26.0")
+    assert _conda(root, "sk", "linux-64")["numpy"] == ("conda", "1.26.0")
+    assert _conda(root, "base", "osx-arm64")["numpy"] == ("conda", "1.25.2")
+    assert _conda(root, "sk", "osx-arm64")["numpy"] == ("conda", "1.25.2")
+    assert _conda(root, "alone", "osx-arm64")["numpy"] == ("conda", "1.26.0")
