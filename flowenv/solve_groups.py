@@ -284,11 +284,13 @@ def _steered(
     from flowenv.lockers.conda import records_of, solve_conda_env
     from flowenv.lockers.conda_pypi import conda_constraints
 
+    # The first conda member's lock on disk: its versions are kept if they still fit.
+    kept_from = next(env for env in members if env.kind == "conda")
     steering: dict[str, list[str]] = {p: [] for p in platforms}
     pins: CondaPins = {}
     for _ in range(_MAX_STEERING_ROUNDS):
         pins = {p: (list(steering[p]), []) for p in platforms}
-        solutions = solve_conda_env(config, joint, platforms, options, pins)
+        solutions = solve_conda_env(config, joint, platforms, options, pins, kept_from)
         added = False
         for platform in platforms:
             solution = solutions[platform]
@@ -325,9 +327,9 @@ def _conda_group_pins(
     joint = _joint(members)
     try:
         steering, solutions = _steered(config, joint, members, platforms, options)
-        text = lock_conda_env(config, joint, platforms, options, steering, solutions)[
-            CONDA_LOCK_NAME
-        ]
+        kept_from = next(env for env in members if env.kind == "conda")
+        texts = lock_conda_env(config, joint, platforms, options, steering, solutions, kept_from)
+        text = texts[CONDA_LOCK_NAME]
     except ResolutionError as failure:
         raise _conda_disagreement(config, members, platforms, options, failure) from None
     lock = parse_conda_lock(text, "solve group")

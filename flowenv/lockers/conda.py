@@ -453,9 +453,10 @@ def solve_conda_env(
     platforms: Sequence[str],
     options: LockOptions,
     pins: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None,
+    kept_from: EnvSpec | None = None,
 ) -> dict[str, tuple[rattler.SolvedPackage, ...]]:
     """The conda half of :func:`lock_conda_env`: each platform's solution, following the lead."""
-    previous = _read_previous(lock_path(config.lock_root, env, platforms[0]))
+    previous = _read_previous(lock_path(config.lock_root, kept_from or env, platforms[0]))
     every = env.platforms or tuple(platforms)
     order = _order(env, platforms)
     lead_platform = every[0]
@@ -470,6 +471,7 @@ def lock_conda_env(
     options: LockOptions,
     pins: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None,
     solutions: Mapping[str, Sequence[rattler.SolvedPackage]] | None = None,
+    kept_from: EnvSpec | None = None,
 ) -> Mapping[str, str]:
     """Lock ``env`` for ``platforms`` into one conda-lock file; the other platforms follow the lead.
 
@@ -477,6 +479,8 @@ def lock_conda_env(
     solve group and hold the env to its group's versions. ``solutions`` are
     the conda solutions :func:`solve_conda_env` already found for these
     inputs (a solve group inspects them first), so they are not solved again.
+    ``kept_from``: the env whose lock on disk holds the versions to keep (a
+    solve group's joint solve keeps a member's); by default ``env``'s own.
 
     The lead is the env's first platform (flowenv's platform order); for the
     PyPI part, the first that has PyPI packages, as for a PyPI env. When a
@@ -484,11 +488,11 @@ def lock_conda_env(
     they were made from today's inputs.
     """
     path = lock_path(config.lock_root, env, platforms[0])
-    previous = _read_previous(path)
+    previous = _read_previous(lock_path(config.lock_root, kept_from or env, platforms[0]))
     every = env.platforms or tuple(platforms)
     order = _order(env, platforms)
     if solutions is None:
-        solutions = solve_conda_env(config, env, platforms, options, pins)
+        solutions = solve_conda_env(config, env, platforms, options, pins, kept_from)
     pip_lead = next((p for p in every if env.pypi_on(p)), None)
     lead_pip = None
     if pip_lead is not None and pip_lead not in order:
