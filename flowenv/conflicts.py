@@ -19,6 +19,7 @@ import attrs
 
 from flowenv.config.load import normalize_pypi_name
 from flowenv.config.models import Config
+from flowenv.lockers.conda_pypi import same_version
 from flowenv.locks.layout import CONDA_LOCK_NAME, is_fresh, targets
 from flowenv.spec import EnvSpec, build_environments
 
@@ -72,13 +73,6 @@ def _locked(env: EnvSpec, path: Any, platform: str) -> dict[str, str]:
     return {normalize_pypi_name(p.name): p.version for p in read_pylock(path)}
 
 
-def _same_version(version: str) -> str:
-    """What two versions share when they are one PEP 440 version (``1.26`` and ``1.26.0``)."""
-    from packaging.utils import canonicalize_version
-
-    return canonicalize_version(version, strip_trailing_zero=True)
-
-
 def find_conflicts(config: Config) -> ConflictReport:
     """Compare the locks of every env of ``config``, per platform (see the module doc)."""
     environments = build_environments(config)
@@ -97,8 +91,8 @@ def find_conflicts(config: Config) -> ConflictReport:
         for name, version in _locked(target.env, target.path, target.platform).items():
             by_version = found.setdefault((target.platform, name), {})
             # Keyed by PEP 440 equality; shown as the first spelling locked.
-            key = _same_version(version)
-            spelling = next((v for v in by_version if _same_version(v) == key), version)
+            key = same_version(version)
+            spelling = next((v for v in by_version if same_version(v) == key), version)
             by_version.setdefault(spelling, []).append(target.env.name)
     conflicts = tuple(
         VersionConflict(

@@ -271,6 +271,7 @@ def _steered(
     members: Sequence[EnvSpec],
     platforms: Sequence[str],
     options: LockOptions,
+    kept_from: EnvSpec,
 ) -> tuple[CondaPins, dict[str, tuple[SolvedPackage, ...]]]:
     """The joint conda solutions, steered to versions the members' PyPI requirements allow.
 
@@ -279,13 +280,12 @@ def _steered(
     requirement becomes a rattler constraint on the conda package and the
     conda side is solved again, until no requirement is violated (or one
     does not translate; uv then reports it). Returns the constraints (as
-    solve-group pins) and the final solutions.
+    solve-group pins) and the final solutions. ``kept_from``'s lock on disk
+    holds the versions to keep where they still fit.
     """
     from flowenv.lockers.conda import records_of, solve_conda_env
     from flowenv.lockers.conda_pypi import conda_constraints
 
-    # The first conda member's lock on disk: its versions are kept if they still fit.
-    kept_from = next(env for env in members if env.kind == "conda")
     steering: dict[str, list[str]] = {p: [] for p in platforms}
     pins: CondaPins = {}
     for _ in range(_MAX_STEERING_ROUNDS):
@@ -325,9 +325,10 @@ def _conda_group_pins(
     from flowenv.locks.layout import CONDA_LOCK_NAME
 
     joint = _joint(members)
+    # The first conda member's lock on disk: a re-lock keeps its versions where they fit.
+    kept_from = next(env for env in members if env.kind == "conda")
     try:
-        steering, solutions = _steered(config, joint, members, platforms, options)
-        kept_from = next(env for env in members if env.kind == "conda")
+        steering, solutions = _steered(config, joint, members, platforms, options, kept_from)
         texts = lock_conda_env(config, joint, platforms, options, steering, solutions, kept_from)
         text = texts[CONDA_LOCK_NAME]
     except ResolutionError as failure:
@@ -361,7 +362,7 @@ def _conda_group_pins(
 
 
 def _identities(text: str, platform: str, overrides: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """What a conda-lock's ``platform`` installs: package identity -> PEP 440 version.
+    """What a conda-lock's ``platform`` installs: package identity -> version.
 
     Keyed by :func:`~flowenv.lockers.conda_pypi.identity`, so that conda and
     PyPI packages meet by what they are, not by how they are spelt.
@@ -371,9 +372,7 @@ def _identities(text: str, platform: str, overrides: Iterable[tuple[str, str]]) 
 
     table = dict(overrides)
     return {
-        identity(e.manager, e.name, e.version, (n for n, _ in e.dependencies), table): _pep440(
-            e.version
-        )
+        identity(e.manager, e.name, e.version, (n for n, _ in e.dependencies), table): e.version
         for e in parse_conda_lock(text, "solve group").for_platform(platform)
     }
 
@@ -382,16 +381,6 @@ def _normalize(name: str) -> str:
     from flowenv.config.load import normalize_pypi_name
 
     return normalize_pypi_name(name)
-
-
-def _pep440(version: str) -> str:
-    """``version`` as PEP 440 writes it (so conda's and PyPI's compare), else as it is."""
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        return str(Version(version))
-    except InvalidVersion:
-        return version
 
 
 def _alone(
@@ -405,7 +394,7 @@ def _alone(
     if env.kind == "pypi":
         return {
             p: {
-                _normalize(name): _pep440(version)
+                _normalize(name): version
                 for name, version in _resolve(
                     config, [env], p, options, f"{env.name} · {p}", None
                 ).items()
@@ -440,7 +429,10 @@ def _report(
     joint: ResolutionError,
 ) -> ResolutionError:
     """Why a group has no joint answer: per platform, the packages its members,
-    each resolved alone (``alone``: platform -> env -> package -> version), differ on."""
+    each resolved alone (``alone``: platform -> env -> package -> version), differ on
+    (as PEP 440 versions)."""
+    from flowenv.lockers.conda_pypi import same_version
+
     lines = []
     for platform, by_env_versions in alone.items():
         by_package: dict[str, dict[str, str]] = {}
@@ -452,7 +444,7 @@ def _report(
             f"  {where}{package}: "
             + ", ".join(f"{env} {version}" for env, version in sorted(by_env.items()))
             for package, by_env in sorted(by_package.items())
-            if len(set(by_env.values())) > 1
+            if len({same_version(v) for v in by_env.values()}) > 1
         ]
     group = members[0].solve_group
     names = ", ".join(e.name for e in members)

@@ -13,6 +13,7 @@ from flowenv.lockers.conda_pypi import (
     conda_constraints,
     conda_version_spec,
     identity,
+    same_version,
 )
 from tests.support.real_data import osx_arm64_records
 
@@ -86,3 +87,19 @@ def test_identity_by_pypi_name_for_distributions_only() -> None:
     torch = ("conda", "pytorch", "2.1.2", ("python >=3.9",), {})
     assert identity(*torch) == "torch"
     assert identity("pip", "Typing_Extensions", "4.12.2", (), {}) == "typing-extensions"
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("1.26.4", "1.26.4", True),
+        ("1.26", "1.26.0", True),
+        ("2.0", "2", True),
+        ("1.26.4", "1.26.5", False),
+        # conda's IANA tzdata is no PEP 440 version as written: only itself.
+        ("2024a", "2024a0", False),
+        ("2024a", "2024a", True),
+    ],
+)
+def test_same_version_is_pep440_equality(a: str, b: str, same: bool) -> None:
+    assert (same_version(a) == same_version(b)) is same

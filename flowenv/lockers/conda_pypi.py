@@ -202,3 +202,21 @@ def identity(
     record = CondaRecord(name=name, version=version, depends=tuple(depends))
     provided = provided_distributions([record], overrides.items())
     return next(iter(provided), f"{name} (conda)")
+
+
+def same_version(version: str) -> str:
+    """What two spellings of one PEP 440 version share (``1.26`` and ``1.26.0``: ``1.26``).
+
+    conda's ``1.26.4`` and PyPI's ``1.26.4`` are one version; a text that is
+    no PEP 440 version as written (conda's ``2024a``, which packaging would
+    read as ``2024a0``) is only itself.
+    """
+    from packaging.utils import canonicalize_version
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        if str(Version(version)) != version.lower():
+            return version
+    except InvalidVersion:
+        return version
+    return canonicalize_version(version, strip_trailing_zero=True)
