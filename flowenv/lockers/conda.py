@@ -257,6 +257,10 @@ def _pip_part(
                 "",
                 declared.source_hash,
             )
+        elif package.git:
+            # A git package pinned to a commit (the config says which): sync
+            # builds it from exactly that commit, as in a PyPI env.
+            url, sha256, source = strip_credentials(package.git), "", ""
         else:
             artifact = best_wheel(package.wheels, platform, python, env.system_on(platform)) or (
                 package.sdist
@@ -276,6 +280,7 @@ def _pip_part(
                 url=url,
                 sha256=sha256,
                 source_hash=source,
+                direct=bool(package.git),
             )
         )
     return entries
