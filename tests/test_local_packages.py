@@ -257,13 +257,23 @@ def test_a_local_package_in_a_mixed_conda_env_locks_syncs_and_hydrates_offline(
     assert built.filename == "mylib-0.3.0-py3-none-any.whl"
 
 
-def test_a_git_package_pinned_to_a_commit_locks_syncs_and_hydrates_offline(
-    make_project, make_index, tmp_path, flowenv_cache
-) -> None:
+def _gitlib_repo(tmp_path: Path) -> tuple[Path, str]:
+    """A git repo holding gitlib 1.2.0 (needs beta==1.0) under pkgs/gitlib; (repo, commit)."""
     (tmp_path / "repo").mkdir()
     repo = init_repo(tmp_path / "repo")
     write_local_package(repo / "pkgs/gitlib", "gitlib", "1.2.0", ["beta==1.0"])
-    commit = commit_all(repo, "gitlib 1.2.0")
+    return repo, commit_all(repo, "gitlib 1.2.0")
+
+
+def _gitlib(repo: Path, commit: str) -> str:
+    """gitlib's inline table in flowenv.toml."""
+    return f'gitlib = {{ git = "{repo.as_uri()}", rev = "{commit}", subdirectory = "pkgs/gitlib" }}'
+
+
+def test_a_git_package_pinned_to_a_commit_locks_syncs_and_hydrates_offline(
+    make_project, make_index, tmp_path, flowenv_cache
+) -> None:
+    repo, commit = _gitlib_repo(tmp_path)
     store = tmp_path / "store"
     root = make_project(
         f"""
@@ -309,10 +319,7 @@ def test_a_git_package_in_a_mixed_conda_env_locks_syncs_and_hydrates_offline(
     tmp_path,
     capsys,
 ) -> None:
-    (tmp_path / "repo").mkdir()
-    repo = init_repo(tmp_path / "repo")
-    write_local_package(repo / "pkgs/gitlib", "gitlib", "1.2.0", ["beta==1.0"])
-    commit = commit_all(repo, "gitlib 1.2.0")
+    repo, commit = _gitlib_repo(tmp_path)
     vcs = f"git+{repo.as_uri()}@{commit}#subdirectory=pkgs/gitlib"
     root, index, channel, store = mixed_project_on_s3(
         make_project,
@@ -320,7 +327,7 @@ def test_a_git_package_in_a_mixed_conda_env_locks_syncs_and_hydrates_offline(
         live_python_channel,
         moto_server,
         tmp_path,
-        f'gitlib = {{ git = "{repo.as_uri()}", rev = "{commit}", subdirectory = "pkgs/gitlib" }}',
+        _gitlib(repo, commit),
     )
     assert main(["-C", str(root), "lock"]) == 0
     lock_file = root / "locks/base/conda-lock.yml"
@@ -362,17 +369,14 @@ def test_a_vcs_entry_the_config_does_not_declare_is_not_built(
     make_project, make_index, live_python_channel: Path, moto_server, tmp_path
 ) -> None:
     """A conda-lock naming a git URL is built only when flowenv.toml declares that commit."""
-    (tmp_path / "repo").mkdir()
-    repo = init_repo(tmp_path / "repo")
-    write_local_package(repo / "pkgs/gitlib", "gitlib", "1.2.0", [])
-    commit = commit_all(repo, "gitlib 1.2.0")
+    repo, commit = _gitlib_repo(tmp_path)
     root, *_ = mixed_project_on_s3(
         make_project,
         make_index,
         live_python_channel,
         moto_server,
         tmp_path,
-        f'gitlib = {{ git = "{repo.as_uri()}", rev = "{commit}", subdirectory = "pkgs/gitlib" }}',
+        _gitlib(repo, commit),
     )
     assert main(["-C", str(root), "lock"]) == 0
     lock_file = root / "locks/base/conda-lock.yml"

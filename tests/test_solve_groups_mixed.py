@@ -140,66 +140,50 @@ def test_pypi_requirements_steer_the_conda_solve(project) -> None:
         assert _pypi(root, "web", platform) == {"kappa": "1.0", "zeta": "2.0"}
 
 
-def test_an_impossible_mixed_group_exits_3_naming_envs_and_packages(project, capsys) -> None:
-    root = project(
-        """
+def _base_and_web(conda: str, pypi: str, web_python: str = "") -> str:
+    """A conda base and a PyPI-only named env ``web`` in one group (inline tables' bodies)."""
+    return f"""
         [base]
         python = "3.11"
         solve-group = "flow"
-        conda.packages = { alpha = "1.0" }
+        conda.packages = {{ {conda} }}
 
         [envs.web]
+        {web_python}
         solve-group = "flow"
-        pypi.packages = { alpha = "2.0" }
+        pypi.packages = {{ {pypi} }}
         """
-    )
+
+
+@pytest.mark.parametrize(
+    ("conda", "pypi", "why"),
+    [
+        # web's own alpha==2.0 becomes a conda constraint, which conda cannot meet:
+        # the solver's own words follow, with that constraint.
+        ('alpha = "1.0"', 'alpha = "2.0"', "alpha ==2.0"),
+        # delta needs alpha>=2 (a requirement of a requirement: it does not steer
+        # conda); conda's alpha is 1.0, and uv says so.
+        ('alpha = "*"', 'delta = "0.5"', "alpha==1.0: what the conda solution installs"),
+    ],
+    ids=["own-requirement", "transitive-requirement"],
+)
+def test_an_impossible_mixed_group_exits_3_naming_envs_and_packages(
+    project, capsys, conda: str, pypi: str, why: str
+) -> None:
+    root = project(_base_and_web(conda, pypi))
     assert main(["-C", str(root), "lock", "-p", "linux-64"]) == 3
     err = capsys.readouterr().err
     assert (
         "solve group 'flow' (base, web) cannot agree on one version per package on linux-64; "
         "each env resolved alone differs on:\n  alpha: base 1.0, web 2.0\n"
     ) in err
-    # The conda solver's own words follow, with the constraint web's requirement became.
-    assert "alpha ==2.0" in err
+    assert why in err
     assert "Traceback" not in err
     assert not (root / "locks").exists()
 
 
-def test_a_transitive_pypi_requirement_conda_cannot_meet_exits_3(project, capsys) -> None:
-    root = project(
-        """
-        [base]
-        python = "3.11"
-        solve-group = "flow"
-        conda.packages = { alpha = "*" }
-
-        [envs.web]
-        solve-group = "flow"
-        pypi.packages = { delta = "0.5" }
-        """
-    )
-    assert main(["-C", str(root), "lock", "-p", "linux-64"]) == 3
-    err = capsys.readouterr().err
-    # delta needs alpha>=2; conda's alpha is 1.0, and uv says so.
-    assert "each env resolved alone differs on:\n  alpha: base 1.0, web 2.0\n" in err
-    assert "alpha==1.0: what the conda solution installs" in err
-    assert not (root / "locks").exists()
-
-
 def test_a_pypi_member_on_another_python_exits_3(project, capsys) -> None:
-    root = project(
-        """
-        [base]
-        python = "3.11"
-        solve-group = "flow"
-        conda.packages = { alpha = "*" }
-
-        [envs.web]
-        python = "3.9"
-        solve-group = "flow"
-        pypi.packages = { alpha = "*" }
-        """
-    )
+    root = project(_base_and_web('alpha = "*"', 'alpha = "*"', web_python='python = "3.9"'))
     assert main(["-C", str(root), "lock", "-p", "linux-64"]) == 3
     assert (
         "solve group 'flow' cannot agree on linux-64: the conda solution's Python is 3.11.7, "
