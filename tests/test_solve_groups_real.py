@@ -12,7 +12,6 @@ only the PyPI-name matching of the real records holds the step to conda's.
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 from flowenv.cli import main
@@ -20,6 +19,7 @@ from flowenv.locks.condalock import read_conda_lock
 from flowenv.locks.pylock import read_pylock
 from tests.support.wheels import WheelSpec
 from tests.test_real_mixed_envs import PYPI_WHEELS
+from tests.test_real_mixed_envs import _project as real_project
 
 WHEELS = (
     *PYPI_WHEELS,
@@ -52,20 +52,10 @@ pypi.packages = { pandas = "*", scipy = "*", wheel = "*" }
 
 
 def _project(tmp_path: Path, channel: Path, index: Path, body: str, extra: str = "") -> Path:
-    root = tmp_path / "proj"
-    root.mkdir()
-    (root / "flowenv.toml").write_text(
-        textwrap.dedent(f"""\
-            [project]
-            name = "real-group"
-            platforms = ["linux-64", "osx-arm64"]
-            conda.channels = ["{channel.as_uri()}"]
-            pypi.index-url = "{index.as_uri()}"
-            {extra}
-            """)
-        + body
+    platforms = '"linux-64", "osx-arm64"'
+    return real_project(
+        tmp_path, channel, body, platforms, f'pypi.index-url = "{index.as_uri()}"\n{extra}'
     )
-    return root
 
 
 def _pypi(root: Path, env: str, platform: str) -> dict[str, str]:
