@@ -272,6 +272,7 @@ def _steered(
     platforms: Sequence[str],
     options: LockOptions,
     kept_from: EnvSpec,
+    initial: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[CondaPins, dict[str, tuple[SolvedPackage, ...]]]:
     """The joint conda solutions, steered to versions the members' PyPI requirements allow.
 
@@ -281,12 +282,13 @@ def _steered(
     conda side is solved again, until no requirement is violated (or one
     does not translate; uv then reports it). Returns the constraints (as
     solve-group pins) and the final solutions. ``kept_from``'s lock on disk
-    holds the versions to keep where they still fit.
+    holds the versions to keep where they still fit; ``initial`` constraints
+    (platform -> match specs) hold from the first solve.
     """
     from flowenv.lockers.conda import records_of, solve_conda_env
     from flowenv.lockers.conda_pypi import conda_constraints
 
-    steering: dict[str, list[str]] = {p: [] for p in platforms}
+    steering: dict[str, list[str]] = {p: list((initial or {}).get(p, ())) for p in platforms}
     pins: CondaPins = {}
     for _ in range(_MAX_STEERING_ROUNDS):
         pins = {p: (list(steering[p]), []) for p in platforms}
@@ -302,6 +304,65 @@ def _steered(
         if not added:
             break
     return pins, solutions
+
+
+def _pypi_choice(
+    config: Config, joint: EnvSpec, platform: str, solution: Sequence[SolvedPackage]
+) -> list[str]:
+    """Conda constraints (``numpy ==1.26.4``) for the versions the PyPI side would choose alone.
+
+    uv resolves every member's PyPI requirements for conda's Python without
+    conda's versions as constraints, but preferring them; each conda
+    distribution it would take at another (release-only) version is
+    constrained to that version. Empty when uv finds no answer either or
+    moves nothing.
+    """
+    from flowenv.lockers.conda import records_of
+    from flowenv.lockers.conda_pypi import (
+        conda_version_spec,
+        provided_distributions,
+        same_version,
+    )
+    from flowenv.locks.pylock import parse_pylock
+    from flowenv.locks.toml_render import render
+    from flowenv.resolvers.uv import compile_pylock
+
+    requirements = [p.requirement(config.root) for p in joint.pypi_on(platform)]
+    if not requirements:
+        return []
+    held: dict[str, tuple[str, str]] = {}  # PyPI name -> (conda name, version)
+    for record in records_of(solution):
+        for name, version in provided_distributions([record], joint.pypi_map).items():
+            held[name] = (record.name, version)
+    previous = render(
+        {
+            "lock-version": "1.0",
+            "created-by": "flowenv",
+            "packages": [{"name": n, "version": v} for n, (_, v) in sorted(held.items())],
+        }
+    )
+    try:
+        raw = compile_pylock(
+            requirements,
+            python=_python_of(solution) or joint.python,
+            platform=platform,
+            settings=joint.pypi_settings,
+            label=f"solve group '{joint.solve_group}' (PyPI packages alone) · {platform}",
+            constraints=[c.requirement(config.root) for c in joint.pypi_constraints],
+            previous=previous,
+            root=config.root,
+            pinned=joint.pinned_on(platform),
+            system=joint.system_on(platform),
+        )
+    except ResolutionError:
+        return []
+    out = []
+    for package in parse_pylock(raw):
+        conda_name, version = held.get(_normalize(package.name), ("", ""))
+        spec = conda_version_spec(f"=={package.version}")
+        if conda_name and same_version(package.version) != same_version(version) and spec:
+            out.append(f"{conda_name} {spec}")
+    return sorted(out)
 
 
 def _same_python(declared: str, solved: str) -> bool:
@@ -329,7 +390,27 @@ def _conda_group_pins(
     kept_from = next(env for env in members if env.kind == "conda")
     try:
         steering, solutions = _steered(config, joint, members, platforms, options, kept_from)
-        texts = lock_conda_env(config, joint, platforms, options, steering, solutions, kept_from)
+        try:
+            texts = lock_conda_env(
+                config, joint, platforms, options, steering, solutions, kept_from
+            )
+        except ResolutionError as first:
+            # The PyPI side could not take conda's versions (a requirement of a
+            # requirement wants another numpy): move conda to the versions the
+            # PyPI side would choose alone, once, and try again.
+            moved = {p: _pypi_choice(config, joint, p, solutions[p]) for p in platforms}
+            if not any(moved.values()):
+                raise first from None
+            initial = {p: [*steering[p][0], *moved[p]] for p in platforms}
+            try:
+                steering, solutions = _steered(
+                    config, joint, members, platforms, options, kept_from, initial
+                )
+                texts = lock_conda_env(
+                    config, joint, platforms, options, steering, solutions, kept_from
+                )
+            except ResolutionError:
+                raise first from None
         text = texts[CONDA_LOCK_NAME]
     except ResolutionError as failure:
         raise _conda_disagreement(config, members, platforms, options, failure) from None

@@ -54,6 +54,7 @@ WHEELS = (
     WheelSpec(name="kappa", version="2.0"),
     WheelSpec(name="zeta", version="1.0"),
     WheelSpec(name="zeta", version="2.0"),
+    WheelSpec(name="oldk", version="1.0", requires=("kappa<2",)),
 )
 
 
@@ -140,6 +141,27 @@ def test_pypi_requirements_steer_the_conda_solve(project) -> None:
         assert _pypi(root, "web", platform) == {"kappa": "1.0", "zeta": "2.0"}
 
 
+def test_a_requirement_of_a_requirement_moves_conda_in_a_second_round(project) -> None:
+    """oldk needs kappa<2: conda's first choice (2.0) fails in uv; the PyPI side alone
+    would take 1.0, so conda is solved again held to it, and both sides agree."""
+    root = project(
+        """
+        [base]
+        python = "3.11"
+        solve-group = "flow"
+        conda.packages = { kappa = "*" }
+
+        [envs.web]
+        solve-group = "flow"
+        pypi.packages = { oldk = "1.0" }
+        """
+    )
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    for platform in PLATFORMS:
+        assert _conda(root, "base", platform)["kappa"] == ("conda", "1.0")
+        assert _pypi(root, "web", platform) == {"kappa": "1.0", "oldk": "1.0"}
+
+
 def _base_and_web(conda: str, pypi: str, web_python: str = "") -> str:
     """A conda base and a PyPI-only named env ``web`` in one group (inline tables' bodies)."""
     return f"""
@@ -161,8 +183,8 @@ def _base_and_web(conda: str, pypi: str, web_python: str = "") -> str:
         # web's own alpha==2.0 becomes a conda constraint, which conda cannot meet:
         # the solver's own words follow, with that constraint.
         ('alpha = "1.0"', 'alpha = "2.0"', "alpha ==2.0"),
-        # delta needs alpha>=2 (a requirement of a requirement: it does not steer
-        # conda); conda's alpha is 1.0, and uv says so.
+        # delta needs alpha>=2 (a requirement of a requirement); conda has alpha
+        # 1.0 only, so the second round fails too, and uv's first words are shown.
         ('alpha = "*"', 'delta = "0.5"', "alpha==1.0: what the conda solution installs"),
     ],
     ids=["own-requirement", "transitive-requirement"],
