@@ -30,7 +30,10 @@ PEP 440. Per platform:
    that requirement becomes a rattler constraint (when it translates
    cleanly) and the conda side is solved again, until none is violated.
 2. uv resolves every member's PyPI requirements for conda's Python, with the
-   conda side's distributions held at conda's versions.
+   conda side's distributions held at conda's versions. If that fails (a
+   requirement of a requirement wants another version), the versions uv
+   would choose for the PyPI side alone (preferring conda's) become conda
+   constraints, and 1 and 2 run once more.
 3. Conda members are locked with the joint conda versions as solver
    constraints and the joint PyPI versions as uv constraints; PyPI-only
    members with conda's distributions (``numpy==1.26.4``) and the joint PyPI
