@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from flowenv.cli import main
 from flowenv.locks.condalock import read_conda_lock
 from flowenv.locks.pylock import read_pylock
@@ -124,3 +126,24 @@ def test_an_impossible_group_on_real_records_exits_3(
     assert "  osx-arm64 numpy: base 1.26.4, web 1.25.0\n" in err
     assert "numpy <1.26" in err
     assert not (root / "locks").exists()
+
+
+@pytest.mark.network
+def test_a_pypi_step_agrees_with_a_conda_base_on_real_records_and_real_pypi(
+    tmp_path: Path, real_channel: Path
+) -> None:
+    root = real_project(
+        tmp_path,
+        real_channel,
+        GROUP,
+        '"linux-64", "osx-arm64"',
+        'pypi.index-url = "https://pypi.org/simple"',
+    )
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    # PyPI's real wheels of conda's versions: numpy 1.26.4 and scipy 1.11.4 for
+    # CPython 3.11 on macOS arm64, wheel 0.38.4; PyPI's own tzdata.
+    web_osx = _pypi(root, "web", "osx-arm64")
+    assert (web_osx["numpy"], web_osx["scipy"]) == ("1.26.4", "1.11.4")
+    assert _pypi(root, "web", "linux-64")["wheel"] == "0.38.4"
+    free_osx = _pypi(root, "free", "osx-arm64")
+    assert free_osx["numpy"] != "1.26.4"
