@@ -368,6 +368,46 @@ def _pypi_choice(
     return sorted(out)
 
 
+def _locked_pypi(config: Config, env: EnvSpec, platform: str) -> dict[str, str]:
+    """PyPI name -> version ``env``'s lock on disk holds for ``platform`` (pip part only)."""
+    from flowenv.errors import FlowenvError
+    from flowenv.locks.layout import lock_path
+
+    path = lock_path(config.lock_root, env, platform)
+    try:
+        if env.kind == "pypi":
+            from flowenv.locks.pylock import read_pylock
+
+            return {p.name: p.version for p in read_pylock(path) if p.version}
+        from flowenv.locks.condalock import read_conda_lock
+
+        entries = read_conda_lock(path).for_platform(platform)
+    except (OSError, FlowenvError):
+        return {}  # missing or damaged: it only loses its preferences
+    return {p.name: p.version for p in entries if p.manager == "pip"}
+
+
+def _kept_pypi(
+    config: Config, members: Sequence[EnvSpec], platforms: Sequence[str]
+) -> dict[str, str | None]:
+    """Per platform, a pylock of every member's locked PyPI versions: what a re-lock keeps."""
+    from flowenv.locks.toml_render import render
+
+    out: dict[str, str | None] = {}
+    for platform in platforms:
+        versions: dict[str, str] = {}
+        for env in _on(members, platform):
+            for name, version in _locked_pypi(config, env, platform).items():
+                versions.setdefault(_normalize(name), version)
+        out[platform] = None
+        if versions:
+            packages = [{"name": n, "version": v} for n, v in sorted(versions.items())]
+            out[platform] = render(
+                {"lock-version": "1.0", "created-by": "flowenv", "packages": packages}
+            )
+    return out
+
+
 def _same_python(declared: str, solved: str) -> bool:
     """Whether conda's Python ``solved`` (3.11.9) is the ``declared`` one (3.11 or 3.11.9)."""
     return solved.split(".")[: len(declared.split("."))] == declared.split(".")
@@ -391,11 +431,12 @@ def _conda_group_pins(
     joint = _joint(members)
     # The first conda member's lock on disk: a re-lock keeps its versions where they fit.
     kept_from = next(env for env in members if env.kind == "conda")
+    kept_pypi = _kept_pypi(config, members, platforms)
     try:
         steering, solutions = _steered(config, joint, members, platforms, options, kept_from)
         try:
             texts = lock_conda_env(
-                config, joint, platforms, options, steering, solutions, kept_from
+                config, joint, platforms, options, steering, solutions, kept_from, kept_pypi
             )
         except ResolutionError as first:
             # The PyPI side could not take conda's versions (a requirement of a
@@ -410,7 +451,7 @@ def _conda_group_pins(
                     config, joint, members, platforms, options, kept_from, initial
                 )
                 texts = lock_conda_env(
-                    config, joint, platforms, options, steering, solutions, kept_from
+                    config, joint, platforms, options, steering, solutions, kept_from, kept_pypi
                 )
             except ResolutionError:
                 raise first from None

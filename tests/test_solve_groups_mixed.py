@@ -246,10 +246,12 @@ def test_a_conda_group_with_platform_tables_agrees_per_platform(
 def test_a_relocked_group_keeps_its_versions_until_upgraded(
     make_project, make_index, tmp_path: Path
 ) -> None:
-    """A new kappa on both sides changes nothing until ``--upgrade``."""
-    without_kappa_2 = [s for s in CHANNEL if (s.name, s.version) != ("kappa", "2.0")]
-    channel = build_channel(without_kappa_2, tmp_path / "channel")
-    index = make_index([w for w in WHEELS if (w.name, w.version) != ("kappa", "2.0")])
+    """A new kappa on both sides and a new zeta on PyPI change nothing until ``--upgrade``."""
+    later = {("kappa", "2.0"), ("zeta", "2.0")}
+    channel = build_channel(
+        [s for s in CHANNEL if (s.name, s.version) not in later], tmp_path / "channel"
+    )
+    index = make_index([w for w in WHEELS if (w.name, w.version) not in later])
     root: Path = make_project(
         """
         [base]
@@ -259,20 +261,22 @@ def test_a_relocked_group_keeps_its_versions_until_upgraded(
 
         [envs.web]
         solve-group = "flow"
-        pypi.packages = { kappa = "*" }
+        pypi.packages = { kappa = "*", zeta = "*" }
         """,
         project_extra=f'conda.channels = ["{channel.as_uri()}"]\n',
         index=index,
     )
     assert main(["-q", "-C", str(root), "lock", "-p", "linux-64"]) == 0
+    assert _pypi(root, "web", "linux-64") == {"kappa": "1.0", "zeta": "1.0"}
     build_channel(CHANNEL, tmp_path / "channel")
     make_index(WHEELS)
+    # An edit to web makes the whole group stale: it is re-locked, and keeps its versions.
     toml = root / "flowenv.toml"
-    web = 'pypi.packages = { kappa = "*" }'
-    toml.write_text(toml.read_text().replace(web, 'pypi.packages = { kappa = "*", zeta = "*" }'))
+    web = 'kappa = "*", zeta = "*" }'
+    toml.write_text(toml.read_text().replace(web, 'kappa = "*", zeta = "*", beta = "1.0" }'))
     assert main(["-q", "-C", str(root), "lock", "-p", "linux-64"]) == 0
     assert _conda(root, "base", "linux-64")["kappa"] == ("conda", "1.0")
-    assert _pypi(root, "web", "linux-64") == {"kappa": "1.0", "zeta": "2.0"}
+    assert _pypi(root, "web", "linux-64") == {"beta": "1.0", "kappa": "1.0", "zeta": "1.0"}
     assert main(["-q", "-C", str(root), "lock", "-p", "linux-64", "--upgrade"]) == 0
     assert _conda(root, "base", "linux-64")["kappa"] == ("conda", "2.0")
-    assert _pypi(root, "web", "linux-64") == {"kappa": "2.0", "zeta": "2.0"}
+    assert _pypi(root, "web", "linux-64") == {"beta": "1.0", "kappa": "2.0", "zeta": "2.0"}

@@ -477,6 +477,7 @@ def lock_conda_env(
     pins: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None,
     solutions: Mapping[str, Sequence[rattler.SolvedPackage]] | None = None,
     kept_from: EnvSpec | None = None,
+    pip_previous: Mapping[str, str | None] | None = None,
 ) -> Mapping[str, str]:
     """Lock ``env`` for ``platforms`` into one conda-lock file; the other platforms follow the lead.
 
@@ -486,6 +487,8 @@ def lock_conda_env(
     inputs (a solve group inspects them first), so they are not solved again.
     ``kept_from``: the env whose lock on disk holds the versions to keep (a
     solve group's joint solve keeps a member's); by default ``env``'s own.
+    ``pip_previous`` (platform -> pylock text) replaces that lock's pip part
+    as the PyPI versions to keep (a solve group's: every member's).
 
     The lead is the env's first platform (flowenv's platform order); for the
     PyPI part, the first that has PyPI packages, as for a PyPI env. When a
@@ -509,6 +512,8 @@ def lock_conda_env(
         entries = [_conda_entry(p, platform) for p in solutions[platform]]
         if env.pypi_on(platform):
             own = None if previous is None else _as_pylock(previous.for_platform(platform))
+            if pip_previous is not None:
+                own = pip_previous.get(platform)
             following = None if platform == pip_lead else lead_pip
             entries += _pip_part(
                 config,
