@@ -593,17 +593,11 @@ def lock_group(
     """Lock ``envs`` (members of ``group``) for ``platforms``: lock path -> text."""
     if any(env.kind == "conda" for env in group):
         return _lock_conda_group(config, group, envs, platforms, options)
-    import contextlib
-
     from flowenv.lockers.pypi import lock_pypi_env
-    from flowenv.locks.layout import lock_path
 
-    pins: dict[str, list[str]] = {}
-    for platform in platforms:
-        previous = None
-        with contextlib.suppress(OSError):
-            previous = lock_path(config.lock_root, group[0], platform).read_text(encoding="utf-8")
-        pins[platform] = group_pins(config, group, platform, options, previous)
+    # Every member's locked versions are kept where they still fit.
+    kept = _kept_pypi(config, group, platforms)
+    pins = {p: group_pins(config, group, p, options, kept[p]) for p in platforms}
     return {
         config.lock_root / env.name / name: text
         for env in envs

@@ -255,3 +255,30 @@ def test_a_group_member_with_a_platform_table_agrees_on_each_platform(
     # On linux omega would pull alpha 2.0 alone; the group holds it to base's 1.0.
     assert _versions(root, "tool", "linux-64") == {"alpha": "1.0", "beta": "1.5", "omega": "1.0"}
     assert _versions(root, "tool", "osx-arm64") == {"beta": "1.5"}
+
+
+def test_a_relocked_group_keeps_every_members_versions(make_project, make_index) -> None:
+    """A newer omega on the index changes nothing on a re-lock, though base does not have it."""
+    index = make_index(DEFAULT_WHEELS)
+    root: Path = make_project(
+        """
+        [base]
+        python = "3.11"
+        solve-group = "flow"
+        pypi.packages = { beta = "1.0" }
+
+        [envs.web]
+        solve-group = "flow"
+        pypi.packages = { omega = "*" }
+        """,
+        index=make_index([WheelSpec(name="omega", version="1.0")]),
+    )
+    assert main(["-q", "-C", str(root), "lock", "-p", "linux-64"]) == 0
+    assert _versions(root, "web", "linux-64") == {"omega": "1.0"}
+    assert index == make_index([WheelSpec(name="omega", version="1.1")])
+    toml = root / "flowenv.toml"
+    toml.write_text(toml.read_text().replace('{ omega = "*" }', '{ omega = "*", alpha = "1.0" }'))
+    assert main(["-q", "-C", str(root), "lock", "-p", "linux-64"]) == 0
+    assert _versions(root, "web", "linux-64") == {"alpha": "1.0", "omega": "1.0"}
+    assert main(["-q", "-C", str(root), "lock", "-p", "linux-64", "--upgrade"]) == 0
+    assert _versions(root, "web", "linux-64") == {"alpha": "1.0", "omega": "1.1"}
