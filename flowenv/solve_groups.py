@@ -147,7 +147,7 @@ def group_pins(
 ) -> list[str]:
     """``name==version`` for every package of the group's joint resolution on ``platform``.
 
-    ``previous`` (a member's earlier lock) keeps versions put across re-locks
+    ``previous`` (a pylock of the members' locked versions) keeps versions put across re-locks
     unless the inputs or ``options`` ask them to move.
     """
     group = members[0].solve_group
