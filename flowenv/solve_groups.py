@@ -274,7 +274,7 @@ def _steered(
     members: Sequence[EnvSpec],
     platforms: Sequence[str],
     options: LockOptions,
-    kept_from: EnvSpec,
+    kept: Sequence[EnvSpec],
     initial: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[CondaPins, dict[str, tuple[SolvedPackage, ...]]]:
     """The joint conda solutions, steered to versions the members' PyPI requirements allow.
@@ -284,8 +284,8 @@ def _steered(
     requirement becomes a rattler constraint on the conda package and the
     conda side is solved again, until no requirement is violated (or one
     does not translate; uv then reports it). Returns the constraints (as
-    solve-group pins) and the final solutions. ``kept_from``'s lock on disk
-    holds the versions to keep where they still fit; ``initial`` constraints
+    solve-group pins) and the final solutions. ``kept``'s locks on disk
+    hold the versions to keep where they still fit; ``initial`` constraints
     (platform -> match specs) hold from the first solve.
     """
     from flowenv.lockers.conda import records_of, solve_conda_env
@@ -295,7 +295,7 @@ def _steered(
     pins: CondaPins = {}
     for _ in range(_MAX_STEERING_ROUNDS):
         pins = {p: (list(steering[p]), []) for p in platforms}
-        solutions = solve_conda_env(config, joint, platforms, options, pins, kept_from)
+        solutions = solve_conda_env(config, joint, platforms, options, pins, kept)
         added = False
         for platform in platforms:
             solution = solutions[platform]
@@ -429,14 +429,14 @@ def _conda_group_pins(
     from flowenv.locks.layout import CONDA_LOCK_NAME
 
     joint = _joint(members)
-    # The first conda member's lock on disk: a re-lock keeps its versions where they fit.
-    kept_from = next(env for env in members if env.kind == "conda")
+    # The conda members' locks on disk: a re-lock keeps their versions where they fit.
+    kept = [env for env in members if env.kind == "conda"]
     kept_pypi = _kept_pypi(config, members, platforms)
     try:
-        steering, solutions = _steered(config, joint, members, platforms, options, kept_from)
+        steering, solutions = _steered(config, joint, members, platforms, options, kept)
         try:
             texts = lock_conda_env(
-                config, joint, platforms, options, steering, solutions, kept_from, kept_pypi
+                config, joint, platforms, options, steering, solutions, kept, kept_pypi
             )
         except ResolutionError as first:
             # The PyPI side could not take conda's versions (a requirement of a
@@ -448,10 +448,10 @@ def _conda_group_pins(
             initial = {p: [*steering[p][0], *moved[p]] for p in platforms}
             try:
                 steering, solutions = _steered(
-                    config, joint, members, platforms, options, kept_from, initial
+                    config, joint, members, platforms, options, kept, initial
                 )
                 texts = lock_conda_env(
-                    config, joint, platforms, options, steering, solutions, kept_from, kept_pypi
+                    config, joint, platforms, options, steering, solutions, kept, kept_pypi
                 )
             except ResolutionError:
                 raise first from None

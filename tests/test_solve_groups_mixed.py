@@ -280,3 +280,32 @@ def test_a_relocked_group_keeps_its_versions_until_upgraded(
     assert main(["-q", "-C", str(root), "lock", "-p", "linux-64", "--upgrade"]) == 0
     assert _conda(root, "base", "linux-64")["kappa"] == ("conda", "2.0")
     assert _pypi(root, "web", "linux-64") == {"beta": "1.0", "kappa": "2.0", "zeta": "2.0"}
+
+
+def test_a_relocked_conda_group_keeps_what_only_a_later_member_has(
+    make_project, tmp_path: Path
+) -> None:
+    """kappa is only ck's (base sorts first): a new kappa still changes nothing on a re-lock."""
+    channel = build_channel(
+        [s for s in CHANNEL if (s.name, s.version) != ("kappa", "2.0")], tmp_path / "channel"
+    )
+    root: Path = make_project(
+        """
+        [base]
+        python = "3.11"
+        solve-group = "flow"
+        conda.packages = { alpha = "*" }
+
+        [envs.ck]
+        solve-group = "flow"
+        conda.packages = { kappa = "*" }
+        """,
+        project_extra=f'conda.channels = ["{channel.as_uri()}"]\n',
+    )
+    assert main(["-q", "-C", str(root), "lock", "-p", "linux-64"]) == 0
+    build_channel(CHANNEL, tmp_path / "channel")
+    toml = root / "flowenv.toml"
+    toml.write_text(toml.read_text().replace('{ alpha = "*" }', '{ alpha = "*", zeta = "*" }'))
+    assert main(["-q", "-C", str(root), "lock", "-p", "linux-64"]) == 0
+    assert _conda(root, "ck", "linux-64")["kappa"] == ("conda", "1.0")
+    assert _conda(root, "base", "linux-64")["zeta"] == ("conda", "3.0")

@@ -446,6 +446,19 @@ def _solve_following(
     return solutions
 
 
+def _kept_lock(
+    config: Config, env: EnvSpec, kept_envs: Sequence[EnvSpec], platform: str
+) -> CondaLock | None:
+    """The previous lock whose versions a solve keeps: ``env``'s, or ``kept_envs``' in one."""
+    import attrs
+
+    paths = [lock_path(config.lock_root, e, platform) for e in kept_envs or (env,)]
+    found = [lock for lock in map(_read_previous, paths) if lock is not None]
+    if len(found) < 2:
+        return found[0] if found else None
+    return attrs.evolve(found[0], packages=tuple(p for lock in found for p in lock.packages))
+
+
 def _order(env: EnvSpec, platforms: Sequence[str]) -> list[str]:
     """``platforms`` in the env's own order (its lead first)."""
     every = env.platforms or tuple(platforms)
@@ -458,10 +471,10 @@ def solve_conda_env(
     platforms: Sequence[str],
     options: LockOptions,
     pins: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None,
-    kept_from: EnvSpec | None = None,
+    kept_envs: Sequence[EnvSpec] = (),
 ) -> dict[str, tuple[rattler.SolvedPackage, ...]]:
     """The conda half of :func:`lock_conda_env`: each platform's solution, following the lead."""
-    previous = _read_previous(lock_path(config.lock_root, kept_from or env, platforms[0]))
+    previous = _kept_lock(config, env, kept_envs, platforms[0])
     every = env.platforms or tuple(platforms)
     order = _order(env, platforms)
     lead_platform = every[0]
@@ -476,7 +489,7 @@ def lock_conda_env(
     options: LockOptions,
     pins: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None,
     solutions: Mapping[str, Sequence[rattler.SolvedPackage]] | None = None,
-    kept_from: EnvSpec | None = None,
+    kept_envs: Sequence[EnvSpec] = (),
     pip_previous: Mapping[str, str | None] | None = None,
 ) -> Mapping[str, str]:
     """Lock ``env`` for ``platforms`` into one conda-lock file; the other platforms follow the lead.
@@ -485,8 +498,8 @@ def lock_conda_env(
     solve group and hold the env to its group's versions. ``solutions`` are
     the conda solutions :func:`solve_conda_env` already found for these
     inputs (a solve group inspects them first), so they are not solved again.
-    ``kept_from``: the env whose lock on disk holds the versions to keep (a
-    solve group's joint solve keeps a member's); by default ``env``'s own.
+    ``kept_envs``: the envs whose locks on disk hold the versions to keep (a
+    solve group's joint solve keeps its members'); by default ``env``'s own.
     ``pip_previous`` (platform -> pylock text) replaces that lock's pip part
     as the PyPI versions to keep (a solve group's: every member's).
 
@@ -496,11 +509,11 @@ def lock_conda_env(
     they were made from today's inputs.
     """
     path = lock_path(config.lock_root, env, platforms[0])
-    previous = _read_previous(lock_path(config.lock_root, kept_from or env, platforms[0]))
+    previous = _kept_lock(config, env, kept_envs, platforms[0])
     every = env.platforms or tuple(platforms)
     order = _order(env, platforms)
     if solutions is None:
-        solutions = solve_conda_env(config, env, platforms, options, pins, kept_from)
+        solutions = solve_conda_env(config, env, platforms, options, pins, kept_envs)
     pip_lead = next((p for p in every if env.pypi_on(p)), None)
     lead_pip = None
     if pip_lead is not None and pip_lead not in order:
