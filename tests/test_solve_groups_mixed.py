@@ -85,18 +85,25 @@ def _conda(root: Path, env: str, platform: str) -> dict[str, tuple[str, str]]:
     return {p.name: (p.manager, p.version) for p in packages}
 
 
-def test_a_pypi_step_takes_the_version_conda_has(project) -> None:
-    root = project(
-        """
+def _base_and_web(conda: str, pypi: str, web_python: str = "") -> str:
+    """A conda base and a PyPI-only named env ``web`` in one group (inline tables' bodies)."""
+    return f"""
         [base]
         python = "3.11"
         solve-group = "flow"
-        conda.packages = { alpha = "*" }
+        conda.packages = {{ {conda} }}
 
         [envs.web]
+        {web_python}
         solve-group = "flow"
-        pypi.packages = { alpha = "*" }
+        pypi.packages = {{ {pypi} }}
+        """
 
+
+def test_a_pypi_step_takes_the_version_conda_has(project) -> None:
+    root = project(
+        _base_and_web('alpha = "*"', 'alpha = "*"')
+        + """
         [envs.free]
         pypi.packages = { alpha = "*" }
         """
@@ -116,16 +123,8 @@ def test_a_pypi_step_takes_the_version_conda_has(project) -> None:
 
 def test_pypi_requirements_steer_the_conda_solve(project) -> None:
     root = project(
-        """
-        [base]
-        python = "3.11"
-        solve-group = "flow"
-        conda.packages = { kappa = "*", zeta = "*" }
-
-        [envs.web]
-        solve-group = "flow"
-        pypi.packages = { kappa = "<2", zeta = "<3" }
-
+        _base_and_web('kappa = "*", zeta = "*"', 'kappa = "<2", zeta = "<3"')
+        + """
         [envs.alone]
         conda.packages = { kappa = "*", zeta = "*" }
         """
@@ -144,37 +143,11 @@ def test_pypi_requirements_steer_the_conda_solve(project) -> None:
 def test_a_requirement_of_a_requirement_moves_conda_in_a_second_round(project) -> None:
     """oldk needs kappa<2: conda's first choice (2.0) fails in uv; the PyPI side alone
     would take 1.0, so conda is solved again held to it, and both sides agree."""
-    root = project(
-        """
-        [base]
-        python = "3.11"
-        solve-group = "flow"
-        conda.packages = { kappa = "*" }
-
-        [envs.web]
-        solve-group = "flow"
-        pypi.packages = { oldk = "1.0" }
-        """
-    )
+    root = project(_base_and_web('kappa = "*"', 'oldk = "1.0"'))
     assert main(["-q", "-C", str(root), "lock"]) == 0
     for platform in PLATFORMS:
         assert _conda(root, "base", platform)["kappa"] == ("conda", "1.0")
         assert _pypi(root, "web", platform) == {"kappa": "1.0", "oldk": "1.0"}
-
-
-def _base_and_web(conda: str, pypi: str, web_python: str = "") -> str:
-    """A conda base and a PyPI-only named env ``web`` in one group (inline tables' bodies)."""
-    return f"""
-        [base]
-        python = "3.11"
-        solve-group = "flow"
-        conda.packages = {{ {conda} }}
-
-        [envs.web]
-        {web_python}
-        solve-group = "flow"
-        pypi.packages = {{ {pypi} }}
-        """
 
 
 @pytest.mark.parametrize(
