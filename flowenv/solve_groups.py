@@ -48,7 +48,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from flowenv.config.models import Config
+from flowenv.config.models import Config, SystemRequirements
 from flowenv.errors import ResolutionError, UsageError
 from flowenv.lockers import LockOptions
 from flowenv.spec import Environments, EnvSpec
@@ -133,7 +133,7 @@ def _resolve(
         root=config.root,
         # Packages pinned to a named index come from it in the joint resolution too.
         pinned={k: v for env in members for k, v in env.pinned_on(platform).items()},
-        system=first.system_on(platform),
+        system=_joint_system(members, platform),
     )
     return {p.name: p.version for p in parse_pylock(raw) if p.version}
 
@@ -218,7 +218,7 @@ def _joint(members: Sequence[EnvSpec]) -> EnvSpec:
             EnvDecl(
                 pypi=_union(q for env in _on(members, platform) for q in env.pypi_on(platform)),
                 conda=_union(c for env in _on(members, platform) for c in env.conda_on(platform)),
-                system_requirements=first.system_on(platform),
+                system_requirements=_joint_system(_on(members, platform), platform),
             ),
         )
         for platform in platforms
@@ -231,6 +231,29 @@ def _joint(members: Sequence[EnvSpec]) -> EnvSpec:
         pypi_constraints=_union(c for env in members for c in env.pypi_constraints),
         platforms=platforms,
         targets=targets,
+    )
+
+
+def _joint_system(members: Sequence[EnvSpec], platform: str) -> SystemRequirements:
+    """The system the joint resolution assumes on ``platform``.
+
+    CUDA at the lowest version a member declares (a GPU member's packages
+    need ``__cuda``; the lowest keeps every GPU member able to install the
+    group's versions); glibc and macOS at the lowest version when every
+    member declares one, else the default the undeclaring members run with.
+    """
+
+    def lowest(values: list[str | None], every: bool) -> str | None:
+        declared = [v for v in values if v is not None]
+        if not declared or (every and len(declared) < len(values)):
+            return None
+        return min(declared, key=lambda v: tuple(int(p) for p in v.split(".") if p.isdigit()))
+
+    systems = [env.system_on(platform) for env in members]
+    return SystemRequirements(
+        cuda=lowest([s.cuda for s in systems], every=False),
+        glibc=lowest([s.glibc for s in systems], every=True),
+        macos=lowest([s.macos for s in systems], every=True),
     )
 
 

@@ -282,3 +282,50 @@ def test_a_relocked_conda_group_keeps_what_only_a_later_member_has(
     assert main(["-q", "-C", str(root), "lock", "-p", "linux-64"]) == 0
     assert _conda(root, "ck", "linux-64")["kappa"] == ("conda", "1.0")
     assert _conda(root, "base", "linux-64")["zeta"] == ("conda", "3.0")
+
+
+def test_a_gpu_member_joins_a_cpu_group(make_project, conda_channels) -> None:
+    """The joint solve assumes the CUDA a member declares: cudatoolkit needs ``__cuda``."""
+    root: Path = make_project(
+        """
+        [base]
+        python = "3.11"
+        solve-group = "flow"
+        conda.packages = { scikit-learn = "1.3.1" }
+
+        [envs.gpu]
+        solve-group = "flow"
+        platforms = ["linux-64"]
+        system-requirements = { cuda = "12" }
+        conda.packages = { numpy = "*", cudatoolkit = "*" }
+
+        [envs.free]
+        conda.packages = { numpy = "*" }
+        """,
+        project_extra=f'conda.channels = ["{conda_channels.main_url}"]\n',
+    )
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    assert _conda(root, "gpu", "linux-64")["cudatoolkit"] == ("conda", "11.8.0")
+    assert "cudatoolkit" not in _conda(root, "base", "linux-64")
+    # One numpy for the group on linux-64 (the channel's newest, as free takes alone).
+    numpy = _conda(root, "free", "linux-64")["numpy"]
+    assert _conda(root, "base", "linux-64")["numpy"] == _conda(root, "gpu", "linux-64")["numpy"]
+    assert _conda(root, "gpu", "linux-64")["numpy"] == numpy
+
+
+def test_the_joint_system_is_the_lowest_each_member_needs() -> None:
+    from flowenv.config.models import SystemRequirements as System
+    from flowenv.solve_groups import _joint_system
+    from flowenv.spec import EnvSpec
+
+    def env(name: str, **system: str) -> EnvSpec:
+        return EnvSpec(name=name, python="3.11", system_requirements=System(**system))
+
+    cpu, old_gpu, new_gpu = env("cpu"), env("a", cuda="11.8"), env("b", cuda="12.2")
+    assert _joint_system([cpu, new_gpu, old_gpu], "linux-64") == System(cuda="11.8")
+    # glibc: only when every member says one (else the default the others run with).
+    assert _joint_system([cpu, env("g", glibc="2.17")], "linux-64") == System()
+    both = [env("g", glibc="2.31"), env("h", glibc="2.17")]
+    assert _joint_system(both, "linux-64") == System(glibc="2.17")
+    macs = [env("m", macos="14.0"), env("n", macos="12.3")]
+    assert _joint_system(macs, "osx-arm64") == System(macos="12.3")
