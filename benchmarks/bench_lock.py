@@ -375,12 +375,18 @@ def _render(body: Sequence[tuple[str, ...]], footer: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _load_footer(scenarios: Sequence[str] | None = None) -> str:
+def _load_footer(scenarios: Sequence[str] | None = None, earlier: str = "") -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     where = f"load average {load:.1f} on {os.cpu_count()} CPUs"
     if scenarios is None:
         return f"Measured with {where}."
-    return f"Rows {', '.join(scenarios)} re-run with {where}; the others are from earlier runs."
+    # What the earlier run said of its load stays with its rows.
+    found = re.findall(r"load average [0-9.]+ on \d+ CPUs", earlier)
+    before = f" (the last with {found[-1]})" if found else ""
+    return (
+        f"Rows {', '.join(scenarios)} re-run with {where}; "
+        f"the others are from earlier runs{before}."
+    )
 
 
 def table(rows: Sequence[Row]) -> str:
@@ -412,7 +418,8 @@ def merged_table(old: str, rows: Sequence[Row], scenarios: Sequence[str]) -> str
 
     replaced = {key(c): c for c in new}
     kept = [replaced.pop(key(c), c) for c in _table_rows(old)]
-    return _render([*kept, *replaced.values()], _load_footer(scenarios))
+    footer = old.strip("\n").splitlines()[-1]
+    return _render([*kept, *replaced.values()], _load_footer(scenarios, footer))
 
 
 def _readme_table() -> str:
