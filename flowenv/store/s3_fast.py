@@ -3,7 +3,7 @@
 Why: importing s3fs and botocore costs about a second here, and botocore
 spends much Python time on every request; a no-op sync (eight requests) and
 a first sync of a thousand small wheels were dominated by that. This client
-is ``http.client`` with one keep-alive connection per (thread, host), SigV4
+is ``http.client`` with a pool of keep-alive connections per host, SigV4
 signed with ``hmac``, listings parsed with ``xml.etree``. It speaks the same
 URLs and options as s3fs (:mod:`flowenv.store.s3_settings` decides when it
 can, and hands everything else to s3fs).
@@ -19,6 +19,9 @@ Choices:
   ``ATTEMPTS`` times on no answer, a reset connection, 500/502/503/504 or
   ``SlowDown``, with short jittered back-offs; a keep-alive connection the
   server closed in between is reopened once without counting as an attempt.
+* Connections are pooled per host, not per thread: sync's and hydrate's
+  worker threads come and go, and a connection left in a finished thread
+  would stay open until the process ends.
 * A bucket in another region (301 ``PermanentRedirect``, 400
   ``AuthorizationHeaderMalformed``) is asked again in the region S3 names,
   which is then kept for that bucket.
@@ -27,6 +30,7 @@ Choices:
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import os
@@ -34,6 +38,7 @@ import random
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import IO, Any
@@ -60,13 +65,17 @@ _READ_BLOCK = 1 << 20
 #: Parallel requests of one batched call (cat of many keys, multipart parts).
 _WORKERS = 16
 _MAX_DELETE = 1000
+#: Idle connections kept per host: enough for sync's and hydrate's 16 workers.
+_MAX_IDLE = 32
 
 
 class S3Error(OSError):
     """An error answer from S3: its code, message and HTTP status (never a request detail)."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message} (HTTP {status})" if message else f"{code} (HTTP {status})")
+        super().__init__(
+            f"{code}: {message} (HTTP {status})" if message else f"{code} (HTTP {status})"
+        )
         self.status = status
         self.code = code
 
@@ -136,7 +145,11 @@ def _error_of(status: int, body: bytes) -> tuple[str, str, str]:
         except ElementTree.ParseError:
             root = None
         if root is not None:
-            code, message, region = _text(root, "Code"), _text(root, "Message"), _text(root, "Region")
+            code, message, region = (
+                _text(root, "Code"),
+                _text(root, "Message"),
+                _text(root, "Region"),
+            )
     return code or http.client.responses.get(status, "Error").replace(" ", ""), message, region
 
 
@@ -165,9 +178,11 @@ class S3FastFileSystem:
         self.attempts = settings.attempts or ATTEMPTS
         self._regions: dict[str, str] = {}
         self._keys: dict[tuple[str, str], bytes] = {}
-        self._local = threading.local()
+        #: Idle keep-alive connections per (scheme, host, port), shared by all threads.
+        self._idle: dict[tuple[str, str, int | None], list[http.client.HTTPConnection]] = {}
         self._ssl: Any = None
         self._guard = threading.Lock()
+        weakref.finalize(self, _close_all, self._idle)
 
     # -- fsspec path helpers ------------------------------------------------------
     @classmethod
@@ -185,7 +200,9 @@ class S3FastFileSystem:
         """Nothing is cached: every listing asks S3."""
 
     # -- reading ------------------------------------------------------------------
-    def cat_file(self, path: str, start: int | None = None, end: int | None = None, **_: Any) -> bytes:
+    def cat_file(
+        self, path: str, start: int | None = None, end: int | None = None, **_: Any
+    ) -> bytes:
         bucket, key, _v = self.split_path(path)
         headers = {}
         if start is not None or end is not None:
@@ -195,11 +212,11 @@ class S3FastFileSystem:
     def cat(
         self, path: str | list[str], recursive: bool = False, on_error: str = "raise", **_: Any
     ) -> bytes | dict[str, bytes | BaseException]:
-        """One object's bytes, or several fetched at once (``on_error="return"``: errors as values)."""
+        """One object's bytes, or several at once (``on_error="return"``: errors as values)."""
         if isinstance(path, str):
             return self.cat_file(path)
         paths = list(path)
-        calls = [lambda p=p: self.cat_file(p) for p in paths]  # type: ignore[misc]
+        calls = [lambda p=p: self.cat_file(p) for p in paths]
         out: dict[str, bytes | BaseException] = {}
         for outcome in as_finished(calls, _WORKERS):
             if outcome.error is not None and on_error != "return":
@@ -269,7 +286,7 @@ class S3FastFileSystem:
             query = {"partNumber": str(number), "uploadId": upload}
             return self._request("PUT", bucket, key, query=query, body=data).headers.get("etag", "")
 
-        calls = [lambda n=n, o=o: part(n, o) for n, o in enumerate(offsets, 1)]  # type: ignore[misc]
+        calls = [lambda n=n, o=o: part(n, o) for n, o in enumerate(offsets, 1)]
         try:
             etags: dict[int, str] = {}
             for outcome in as_finished(calls, workers):
@@ -286,10 +303,9 @@ class S3FastFileSystem:
                 code, message, _r = _error_of(answer.status, answer.body)
                 raise S3Error(answer.status, code, message)
         except BaseException:
-            try:
+            # The upload's failure is what matters (and S3 can expire the parts).
+            with contextlib.suppress(OSError):
                 self._request("DELETE", bucket, key, query={"uploadId": upload})
-            except OSError:
-                pass  # the upload's failure is what matters; S3 expires parts anyway
             raise
 
     def rm(self, path: str | list[str], recursive: bool = False, **_: Any) -> None:
@@ -303,7 +319,7 @@ class S3FastFileSystem:
             for bucket, keys in by_bucket.items()
             for i in range(0, len(keys), _MAX_DELETE)
         ]
-        calls = [lambda b=b, k=k: self._delete(b, k) for b, k in batches]  # type: ignore[misc]
+        calls = [lambda b=b, k=k: self._delete(b, k) for b, k in batches]
         for outcome in as_finished(calls, _WORKERS):
             outcome.get()
 
@@ -313,7 +329,7 @@ class S3FastFileSystem:
         for key in keys:
             ElementTree.SubElement(ElementTree.SubElement(request, "Object"), "Key").text = key
         body = ElementTree.tostring(request)
-        md5 = base64.b64encode(hashlib.md5(body).digest()).decode()  # noqa: S324 (S3 requires it)
+        md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
         answer = self._request(
             "POST", bucket, "", query={"delete": ""}, body=body, headers={"content-md5": md5}
         )
@@ -334,7 +350,7 @@ class S3FastFileSystem:
         headers: Mapping[str, str] | None = None,
         into: str | None = None,
     ) -> _Answer:
-        """Send one request, retried and redirected as the module doc says; raise on an error answer."""
+        """Send one request, retried and redirected (see the module doc); raise on an error."""
         payload_sha256 = body.sha256() if isinstance(body, _FileBody) else (
             hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
         )  # fmt: skip
@@ -374,7 +390,7 @@ class S3FastFileSystem:
 
     @staticmethod
     def _pause(attempt: int) -> None:
-        time.sleep(min(2.0, 0.1 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))  # noqa: S311
+        time.sleep(min(2.0, 0.1 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
 
     def _region(self, bucket: str) -> str:
         return self._regions.get(bucket, self.settings.region)
@@ -460,21 +476,23 @@ class S3FastFileSystem:
         body: bytes | _FileBody,
         into: str | None,
     ) -> _Answer:
-        """One request on this thread's connection to the host; a stale keep-alive is reopened."""
+        """One request on an idle pooled connection to the host (a stale one is reopened once)."""
+        where = (scheme, host, port)
         for fresh in (False, True):
-            connection, reused = self._connection(scheme, host, port, fresh)
+            connection, reused = self._checkout(where, fresh)
             try:
                 handle: IO[bytes] | None = None
                 if isinstance(body, _FileBody):
                     handle = open(body.path, "rb")  # noqa: SIM115 (closed below)
                     handle.seek(body.offset)
                 try:
-                    connection.request(method, url, body=handle or body, headers=dict(headers))
+                    data = handle if handle is not None else body
+                    assert not isinstance(data, _FileBody)
+                    connection.request(method, url, body=data, headers=dict(headers))
                 finally:
                     if handle is not None:
                         handle.close()
-                response = connection.getresponse()
-                return self._read(response, into)
+                answer = self._read(connection.getresponse(), into)
             except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine):
                 connection.close()
                 if not reused or fresh:
@@ -482,6 +500,9 @@ class S3FastFileSystem:
             except BaseException:
                 connection.close()
                 raise
+            else:
+                self._checkin(where, connection)
+                return answer
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -494,19 +515,24 @@ class S3FastFileSystem:
             return _Answer(response.status, headers, b"")
         return _Answer(response.status, headers, response.read())
 
-    def _connection(
-        self, scheme: str, host: str, port: int | None, fresh: bool
+    def _checkout(
+        self, where: tuple[str, str, int | None], fresh: bool
     ) -> tuple[http.client.HTTPConnection, bool]:
-        """This thread's open connection to ``host`` (reused: True), or a new one."""
-        pool: dict[tuple[str, str, int | None], http.client.HTTPConnection]
-        pool = self._local.__dict__.setdefault("pool", {})
-        where = (scheme, host, port)
-        connection = pool.get(where)
-        if connection is not None and not fresh and connection.sock is not None:
-            return connection, True
+        """An idle keep-alive connection to ``where`` (reused: True), or a new one."""
+        if not fresh:
+            with self._guard:
+                idle = self._idle.get(where)
+                connection = idle.pop() if idle else None
+            if connection is not None:
+                return connection, True
+        scheme, host, port = where
         if scheme == "https":
             connection = http.client.HTTPSConnection(
-                host, port, timeout=self.connect_timeout, context=self._ssl_context(), blocksize=1 << 16
+                host,
+                port,
+                timeout=self.connect_timeout,
+                context=self._ssl_context(),
+                blocksize=1 << 16,
             )
         else:
             connection = http.client.HTTPConnection(
@@ -519,8 +545,23 @@ class S3FastFileSystem:
         assert connection.sock is not None
         connection.sock.settimeout(self.read_timeout)
         connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        pool[where] = connection
         return connection, False
+
+    def _checkin(
+        self, where: tuple[str, str, int | None], connection: http.client.HTTPConnection
+    ) -> None:
+        if connection.sock is None:  # the server said "Connection: close"
+            return
+        with self._guard:
+            idle = self._idle.setdefault(where, [])
+            if len(idle) < _MAX_IDLE:
+                idle.append(connection)
+                return
+        connection.close()
+
+    def close(self) -> None:
+        """Close every idle connection (also done when the filesystem is collected)."""
+        _close_all(self._idle)
 
     def _ssl_context(self) -> Any:
         if self._ssl is None:
@@ -533,6 +574,12 @@ class S3FastFileSystem:
                 context.verify_mode = ssl.CERT_NONE
             self._ssl = context
         return self._ssl
+
+
+def _close_all(idle: dict[Any, list[http.client.HTTPConnection]]) -> None:
+    for connections in list(idle.values()):
+        while connections:
+            connections.pop().close()
 
 
 def _no_answer(exc: BaseException) -> BaseException:

@@ -74,7 +74,7 @@ class S3Settings:
     region: str
     #: None: unsigned requests (``anon = true``).
     credentials: Credentials | None = attrs.field(repr=False)
-    #: "path" (``endpoint/bucket/key``) or "virtual" (``bucket.endpoint/key``); None: decide per bucket.
+    #: "path" (``endpoint/bucket/key``) or "virtual" (``bucket.endpoint/key``); None: per bucket.
     addressing: str | None = None
     use_ssl: bool = True
     #: ``False`` to skip certificate checks, a CA bundle path, or True (the system's).
@@ -172,12 +172,18 @@ def resolve(options: Mapping[str, Any], environ: Mapping[str, str] | None = None
     endpoint = opts.get("endpoint_url") or client.get("endpoint_url")
     if not endpoint and not _truthy(env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")):
         endpoint = (
-            env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or profile.get("endpoint_url")
+            env.get("AWS_ENDPOINT_URL_S3")
+            or env.get("AWS_ENDPOINT_URL")
+            or profile.get("endpoint_url")
         )
     use_ssl = _truthy(client.get("use_ssl", opts.get("use_ssl", True)))
     verify = client.get("verify", env.get("AWS_CA_BUNDLE") or True)
     retries = config.get("retries") or {}
-    if not isinstance(retries, Mapping) or set(retries) - {"mode", "total_max_attempts", "max_attempts"}:
+    if not isinstance(retries, Mapping) or set(retries) - {
+        "mode",
+        "total_max_attempts",
+        "max_attempts",
+    }:
         raise Fallback("config_kwargs.retries")
     attempts = retries.get("total_max_attempts") or (
         retries["max_attempts"] + 1 if retries.get("max_attempts") is not None else None
@@ -264,7 +270,9 @@ def _profile(explicit: Any, env: Mapping[str, str]) -> dict[str, str]:
     credentials_file = env.get("AWS_SHARED_CREDENTIALS_FILE") or str(home / ".aws/credentials")
     config_file = env.get("AWS_CONFIG_FILE") or str(home / ".aws/config")
     sections = [(credentials_file, [name])]
-    sections.append((config_file, ["default", "profile default"] if name == "default" else [f"profile {name}"]))
+    sections.append(
+        (config_file, ["default", "profile default"] if name == "default" else [f"profile {name}"])
+    )
     found: dict[str, str] = {}
     exists = False
     for path, names in reversed(sections):  # the credentials file wins
