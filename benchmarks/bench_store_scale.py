@@ -133,7 +133,7 @@ def measure(
     commands = {
         "store_ls": [*flowenv, "store", "ls", "--store", target.url, "--json"],
         "gc_dry_run": [*flowenv, "store", "gc", "--dry-run", "--grace", "0", "--store", target.url],
-        "noop_sync": [*flowenv, "-C", str(project), "sync", "--store", target.url],
+        "noop_sync": [*flowenv, "-C", str(project), "sync", "--no-python", "--store", target.url],
     }
     timed(commands["noop_sync"], env, work, log)  # the first sync uploads the project's env
     out: dict[str, object] = {}

@@ -107,7 +107,9 @@ def run_all(work: Path, endpoint: str, args: argparse.Namespace) -> dict[str, ob
 
     def flowenv_sync(project: Path, url: str, cache: Path, store_env: dict[str, str]) -> list[str]:
         del cache, store_env
-        return [sys.executable, "-m", "flowenv", "-q", "-C", str(project), "sync", "--store", url]
+        # --no-python: storing CPython builds needs uv's download host, and is not what is compared.
+        sync = ["sync", "--no-python", "--store", url]
+        return [sys.executable, "-m", "flowenv", "-q", "-C", str(project), *sync]
 
     def contenders(project: Path, folder: Path, prefix: str) -> dict[str, list[tuple[float, int]]]:
         runs: dict[str, list[tuple[float, int]]] = {"flowenv": [], "aws": [], "s5cmd": []}
