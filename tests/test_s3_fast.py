@@ -376,3 +376,21 @@ def test_lock_check_does_not_import_the_client(make_project) -> None:
     ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.splitlines()[-1] == "0 []"
+
+
+def test_a_server_that_always_hangs_up_is_unreachable_once(scripted) -> None:
+    """Every try closed without an answer: the store is marked unreachable (one message)."""
+    scripted.answer = lambda handler: (0, {}, "")
+    endpoint = f"http://127.0.0.1:{scripted.server_address[1]}"
+    options = {"key": "k", "secret": "s3cr3t", "client_kwargs": {"endpoint_url": endpoint}}
+    store = open_store("s3://bucket/x", options)
+    with pytest.raises(StoreError) as first:
+        store.read("aliases/a")
+    assert first.value.message.startswith(
+        "s3://bucket/x: the store did not answer (RemoteDisconnected: "
+    )
+    assert len(scripted.seen) == ATTEMPTS
+    with pytest.raises(StoreError) as second:
+        store.read("aliases/b")
+    assert second.value.message == first.value.message
+    assert len(scripted.seen) == ATTEMPTS  # failed at once, without asking again

@@ -363,7 +363,10 @@ class S3FastFileSystem:
             except (ConnectionError, TimeoutError, http.client.HTTPException) as exc:
                 attempt += 1
                 if attempt >= self.attempts:
-                    raise _no_answer(exc) from exc
+                    if isinstance(exc, OSError):
+                        raise
+                    # http.client's own (IncompleteRead...): an answer cut short.
+                    raise ConnectionResetError(f"incomplete answer: {type(exc).__name__}") from exc
                 self._pause(attempt)
                 continue
             if answer.status < 300 or (answer.status == 304):
@@ -580,13 +583,6 @@ def _close_all(idle: dict[Any, list[http.client.HTTPConnection]]) -> None:
     for connections in list(idle.values()):
         while connections:
             connections.pop().close()
-
-
-def _no_answer(exc: BaseException) -> BaseException:
-    """The exception to give up with: the last one, or (for http.client's own) a reset."""
-    if isinstance(exc, OSError):
-        return exc
-    return ConnectionResetError(f"incomplete answer: {type(exc).__name__}")
 
 
 def _timestamp(text: str) -> float:

@@ -78,6 +78,8 @@ _UNREACHABLE = (
     "ServiceResponseError",  # azure-core: no (complete) answer
     "ConnectionRefusedError",
     "ConnectionResetError",
+    "RemoteDisconnected",  # http.client (flowenv's S3 client): closed without an answer
+    "BrokenPipeError",
 )
 
 
