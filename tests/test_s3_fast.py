@@ -19,6 +19,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -45,6 +46,18 @@ class AuthServer:
     bucket: str
     key: str
     secret: str
+
+    def boto(self, service: str) -> Any:
+        """A boto3 client as this server's IAM user (to look at what flowenv did)."""
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=self.key,
+            aws_secret_access_key=self.secret,
+        )
 
     def options(self, secret: str | None = None) -> dict[str, object]:
         return {
@@ -157,31 +170,19 @@ def test_listing_pages_past_1000_keys(auth_server) -> None:
     assert store.list_sizes() == {"elsewhere": 1}
 
 
-def test_multipart_upload(auth_server, tmp_path) -> None:
+def test_multipart_upload(auth_server, tmp_path, monkeypatch) -> None:
     """Past the single-PUT limit (lowered to 5 MiB, S3's smallest part): parts, then one object."""
-    import boto3
+    from flowenv.store import store as store_module
 
+    monkeypatch.setattr(store_module, "STREAM_PART", 5 << 20)
     store = open_store(f"s3://{auth_server.bucket}/mp", auth_server.options())
     store.fs.single_put_max = 5 << 20
     source = tmp_path / "big"
     source.write_bytes(os.urandom((5 << 20) * 2 + 12345))
-    from flowenv.store import store as store_module
-
-    old = store_module.STREAM_PART
-    store_module.STREAM_PART = 5 << 20
-    try:
-        store.upload(source, "artifacts/big")
-    finally:
-        store_module.STREAM_PART = old
+    store.upload(source, "artifacts/big")
     store.download("artifacts/big", tmp_path / "back")
     assert (tmp_path / "back").read_bytes() == source.read_bytes()
-    client = boto3.client(
-        "s3",
-        endpoint_url=auth_server.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=auth_server.key,
-        aws_secret_access_key=auth_server.secret,
-    )
+    client = auth_server.boto("s3")
     head = client.head_object(Bucket=auth_server.bucket, Key="mp/artifacts/big")
     assert head["ETag"].endswith('-3"')  # a multipart object's ETag counts its parts
     assert client.list_multipart_uploads(Bucket=auth_server.bucket).get("Uploads", []) == []
@@ -189,15 +190,7 @@ def test_multipart_upload(auth_server, tmp_path) -> None:
 
 def test_session_token_is_sent_and_signed(auth_server) -> None:
     """Temporary credentials (an assumed role): the token header is sent, signed and checked."""
-    import boto3
-
-    sts = boto3.client(
-        "sts",
-        endpoint_url=auth_server.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=auth_server.key,
-        aws_secret_access_key=auth_server.secret,
-    )
+    sts = auth_server.boto("sts")
     role = "arn:aws:iam::123456789012:role/writer"
     temporary = sts.assume_role(RoleArn=role, RoleSessionName="flowenv-test")["Credentials"]
     options = {
@@ -337,7 +330,25 @@ def test_a_keep_alive_connection_closed_by_the_server_is_reopened_for_free(scrip
     fs.close()
 
 
-def test_no_op_sync_imports_neither_s3fs_nor_botocore(make_project, tmp_path, moto_server) -> None:
+def _imported_by(args: list[str], watched: str) -> str:
+    """Run ``flowenv ARGS`` in a fresh interpreter: its exit code and which ``watched`` it imported.
+
+    ``watched`` is an expression over ``sys.modules`` (a subprocess: this
+    process has imported everything already).
+    """
+    probe = (
+        "import sys\n"
+        "from flowenv.cli import main\n"
+        f"code = main({args!r})\n"
+        f"print(code, {watched})\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "FLOWENV_S3_BACKEND"}
+    ran = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    return ran.stdout.splitlines()[-1]
+
+
+def test_no_op_sync_imports_neither_s3fs_nor_botocore(make_project, moto_server) -> None:
     """The fast client is stdlib only: a no-op sync to S3 pays for no SDK import."""
     from flowenv.cli import main
     from tests.support.stores import s3_target
@@ -347,18 +358,9 @@ def test_no_op_sync_imports_neither_s3fs_nor_botocore(make_project, tmp_path, mo
                         project_extra=store.project_lines())  # fmt: skip
     assert main(["-C", str(root), "lock"]) == 0
     assert main(["-C", str(root), "sync"]) == 0
-    probe = (
-        "import sys\n"
-        "from flowenv.cli import main\n"
-        f"code = main(['-C', {str(root)!r}, 'sync'])\n"
-        "heavy = sorted(m for m in ('s3fs', 'botocore', 'boto3', 'aiobotocore', 'fsspec')"
-        " if m in sys.modules)\n"
-        "print(code, 'flowenv.store.s3_fast' in sys.modules, heavy)\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "FLOWENV_S3_BACKEND"}
-    ran = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
-    assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.splitlines()[-1] == "0 True []"
+    heavy = "('flowenv.store.s3_fast' in sys.modules, sorted(m for m in "
+    heavy += "('s3fs', 'botocore', 'boto3', 'aiobotocore', 'fsspec') if m in sys.modules))"
+    assert _imported_by(["-C", str(root), "sync"], heavy) == "0 (True, [])"
 
 
 def test_lock_check_does_not_import_the_client(make_project) -> None:
@@ -367,15 +369,8 @@ def test_lock_check_does_not_import_the_client(make_project) -> None:
     from flowenv.cli import main
 
     assert main(["-C", str(root), "lock"]) == 0
-    probe = (
-        "import sys\n"
-        "from flowenv.cli import main\n"
-        f"code = main(['-C', {str(root)!r}, 'lock', '--check'])\n"
-        "print(code, sorted(m for m in sys.modules if m.startswith('flowenv.store.s3')))\n"
-    )
-    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
-    assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.splitlines()[-1] == "0 []"
+    s3 = "sorted(m for m in sys.modules if m.startswith('flowenv.store.s3'))"
+    assert _imported_by(["-C", str(root), "lock", "--check"], s3) == "0 []"
 
 
 def test_a_server_that_always_hangs_up_is_unreachable_once(scripted) -> None:
