@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
-
-
-def redact(text: str) -> str:
-    """Remove ``user:password@`` from every URL in ``text``."""
-    return _USERINFO.sub(r"\g<scheme>****@", text)
+# Re-exported: most callers know it from here.
+from flowenv.url_credentials import redact as redact
 
 
 def run(

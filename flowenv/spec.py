@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
@@ -41,6 +40,9 @@ from flowenv.config.models import (
     SystemRequirements,
 )
 
+# Re-exported: most callers know it from here.
+from flowenv.url_credentials import strip_credentials as strip_credentials
+
 P = TypeVar("P", PypiPackage, CondaPackage)
 
 BASE = "base"
@@ -53,20 +55,6 @@ def _hash_form(package: PypiPackage) -> str:
     if package.url:
         package = attrs.evolve(package, url=strip_credentials(package.url))
     return package.hash_form()
-
-
-def strip_credentials(url: str) -> str:
-    """``https://user:token@host/simple`` -> ``https://host/simple``; other strings unchanged.
-
-    Also for a conda ``channel-url::name`` match spec: the URL part is stripped.
-    """
-    channel, sep, name = url.rpartition("::")
-    if sep and "://" in channel:
-        return f"{strip_credentials(channel)}::{name}"
-    parts = urlsplit(url)
-    if not parts.netloc or "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 @attrs.frozen(kw_only=True)

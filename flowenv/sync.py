@@ -51,6 +51,7 @@ from flowenv.store.layout import (
 )
 from flowenv.store.plan import EnvPlan, plan_target
 from flowenv.store.store import Entry
+from flowenv.url_credentials import SourceAuth
 
 __all__ = ["ProgressEvent", "Selection", "SyncSummary", "SyncedEnv", "store_for_config", "sync"]
 
@@ -152,6 +153,7 @@ def sync(
         verified = _verify_ahead(sources, until=opening)
         store, before, reads = opening.result()
     provenance = _provenance(config)
+    auth = source_auth(environments)
     for attempt in range(MAX_PASSES):
         if attempt:
             # A gc overlapped the last pass: wait for it, then check everything again.
@@ -173,6 +175,7 @@ def sync(
             provenance=provenance,
             environments=environments,
             python=python,
+            auth=auth,
         )
         if dry_run or not gc_overlapped(before, gc_markers(store)):
             return summary
@@ -180,6 +183,26 @@ def sync(
         f"{store.url}: a garbage collection overlapped {MAX_PASSES} sync passes in a row; "
         "re-run sync when it is done"
     )
+
+
+def source_auth(environments: Environments) -> SourceAuth:
+    """The credentials configured for every index, channel and direct URL of ``environments``.
+
+    Locks hold URLs without them (flowenv.url_credentials); downloading an
+    artifact from where it was locked needs them back.
+    """
+    urls: list[str] = []
+    named: list[tuple[str, str]] = []
+    for env in environments.envs:
+        settings = env.pypi_settings
+        urls += [settings.index_url or "", *settings.extra_index_urls, *settings.find_links]
+        urls += [url for _, url in settings.indexes]
+        named += settings.indexes
+        urls += env.channels
+        for platform in env.platforms:
+            urls += [c.channel or "" for c in env.conda_on(platform)]
+            urls += [p.url for p in env.pypi_on(platform)]
+    return SourceAuth.from_urls(urls, named)
 
 
 def _keys_to_read(project: str, plans: list[EnvPlan], python: bool) -> list[str]:
@@ -213,6 +236,7 @@ def _pass(
     provenance: Mapping[str, str | None],
     environments: Environments,
     python: bool,
+    auth: SourceAuth,
 ) -> SyncSummary:
     """One pass: upload what is missing, publish manifests, move aliases (see the module doc)."""
     have_manifest = {
@@ -255,7 +279,9 @@ def _pass(
     workers = max(1, min(jobs or DEFAULT_JOBS, len(missing) or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {
-            pool.submit(_transfer, store, cache, key, *sources[key], verified.pop(key, None)): key
+            pool.submit(
+                _transfer, store, cache, key, *sources[key], verified.pop(key, None), auth
+            ): key
             for key in missing
         }
         for future in as_completed(futures):
@@ -400,7 +426,13 @@ def _verify_ahead(sources: Mapping[str, tuple[str, Path]], until: Future[Any]) -
 
 
 def _transfer(
-    store: Store, cache: ArtifactCache, key: str, url: str, base: Path, verified: bytes | None
+    store: Store,
+    cache: ArtifactCache,
+    key: str,
+    url: str,
+    base: Path,
+    verified: bytes | None,
+    auth: SourceAuth,
 ) -> int:
     """Fetch one locked artifact, verify its sha256, upload it; its size."""
     if verified is not None:
@@ -416,7 +448,7 @@ def _transfer(
         return len(data)
     if local is not None and local.is_file():
         return _stream(store, key, local, sha256, filename, url)
-    cached = fetch_locked(cache, url, sha256, filename, base)
+    cached = fetch_locked(cache, url, sha256, filename, base, auth)
     with _LARGE_UPLOADS:
         store.upload(cached, key)
     return os.path.getsize(cached)

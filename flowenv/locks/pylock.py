@@ -97,7 +97,7 @@ class PyLock:
 
 
 def _scrub(value: Any) -> Any:
-    """Every URL in a lock document without its user:password@ part.
+    """Every URL in a lock document without its secrets (see flowenv.url_credentials).
 
     Every string is checked, not only the keys known to hold URLs (``url``,
     ``index``, ...): a key a newer uv adds must not become a leak.
@@ -106,7 +106,7 @@ def _scrub(value: Any) -> Any:
         return {k: _scrub(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_scrub(v) for v in value]
-    if isinstance(value, str) and "@" in value and "://" in value:
+    if isinstance(value, str) and "://" in value:
         return strip_credentials(value)
     return value
 

@@ -31,13 +31,17 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from flowenv._subprocess import redact
 from flowenv.cachedir import CACHE_ENV, default_cache_dir
 from flowenv.errors import StoreError
 from flowenv.store.layout import artifact_key
+from flowenv.url_credentials import SourceAuth, realm
+
+if TYPE_CHECKING:
+    import urllib.request
 
 _CHUNK = 1 << 20
 #: Lock files are bucketed by a hash prefix so that their number stays bounded.
@@ -297,12 +301,20 @@ def _copy(source: Path, out: BinaryIO) -> None:
         shutil.copyfileobj(handle, out, _CHUNK)
 
 
-def fetch_locked(cache: ArtifactCache, url: str, sha256: str, filename: str, base: Path) -> Path:
+def fetch_locked(
+    cache: ArtifactCache,
+    url: str,
+    sha256: str,
+    filename: str,
+    base: Path,
+    auth: SourceAuth | None = None,
+) -> Path:
     """The locked artifact at ``url`` in the cache, fetched and verified if not there yet.
 
     ``file://`` URLs and paths (relative ones to the lock's directory) are
-    copied; http(s) is fetched with credentials from ``~/.netrc`` (or
-    ``$NETRC``) for its host, never logged.
+    copied; http(s) is fetched with the configuration's credentials for that
+    URL (``auth``), else those of ``~/.netrc`` (or ``$NETRC``) for its host,
+    never logged.
     """
     cached = cache.get(sha256, filename)
     if cached is not None:
@@ -313,23 +325,47 @@ def fetch_locked(cache: ArtifactCache, url: str, sha256: str, filename: str, bas
             raise StoreError(f"cannot fetch {filename}: {redact(url)} does not exist")
         return cache.add(sha256, filename, url, lambda out: _copy(local, out))
     if urlsplit(url).scheme in ("http", "https"):
-        return cache.add(sha256, filename, url, lambda out: _http_get(url, out))
+        return cache.add(sha256, filename, url, lambda out: _http_get(url, out, auth))
     raise StoreError(f"cannot fetch {filename}: unsupported URL scheme in {redact(url)}")
 
 
-def _http_get(url: str, out: BinaryIO) -> None:
+def _http_get(url: str, out: BinaryIO, auth: SourceAuth | None) -> None:
     # Imported here: http.client and friends are dead weight for local and store fetches.
     import urllib.request
 
-    request = urllib.request.Request(url, headers={"User-Agent": "flowenv"})
-    auth = _netrc_auth(urlsplit(url).hostname or "")
-    if auth:
-        request.add_header("Authorization", auth)
+    # ``url`` (the lock's, credential-free) stays what errors name.
+    fetch_url, header = auth.request_for(url) if auth else (url, None)
+    request = urllib.request.Request(fetch_url, headers={"User-Agent": "flowenv"})
+    header = header or _netrc_auth(urlsplit(fetch_url).hostname or "")
+    if header:
+        request.add_header("Authorization", header)
+    opener = urllib.request.build_opener(_redirect_handler())
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with opener.open(request, timeout=60) as response:
             shutil.copyfileobj(response, out, _CHUNK)
     except OSError as exc:
-        raise StoreError(f"cannot fetch {redact(url)}: {exc}") from None
+        raise StoreError(f"cannot fetch {redact(url)}: {redact(str(exc))}") from None
+
+
+def _redirect_handler() -> urllib.request.BaseHandler:
+    """urllib's redirect handler, except that credentials never follow a redirect elsewhere.
+
+    urllib keeps every header across redirects; an index that redirects its
+    files to a CDN or a presigned object URL would receive the index password
+    there. Like pip and uv, send it only back to the same scheme, host and port.
+    """
+    import urllib.request
+
+    class SameRealmAuth(urllib.request.HTTPRedirectHandler):
+        def redirect_request(  # type: ignore[no-untyped-def]
+            self, req, fp, code, msg, headers, newurl
+        ):
+            new = super().redirect_request(req, fp, code, msg, headers, newurl)
+            if new is not None and realm(new.full_url) != realm(req.full_url):
+                new.remove_header("Authorization")
+            return new
+
+    return SameRealmAuth()
 
 
 def _netrc_auth(host: str) -> str | None:
