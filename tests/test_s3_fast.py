@@ -323,8 +323,8 @@ def test_a_keep_alive_connection_closed_by_the_server_is_reopened_for_free(scrip
     scripted.drop_after_answer = True
     fs = _client(scripted)
     assert fs.cat_file("bucket/a") == b"one"
-    (idle,) = fs._idle.values()
-    assert len(idle) == 1  # kept for reuse: the server did not say it would close
+    where = ("http", "127.0.0.1", scripted.server_address[1])
+    assert len(fs._pool.idle(where)) == 1  # kept: the server did not say it would close
     assert fs.cat_file("bucket/b") == b"two"
     assert len(scripted.seen) == 2
     fs.close()

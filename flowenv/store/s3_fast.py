@@ -3,8 +3,9 @@
 Why: importing s3fs and botocore costs about a second here, and botocore
 spends much Python time on every request; a no-op sync (eight requests) and
 a first sync of a thousand small wheels were dominated by that. This client
-is ``http.client`` with a pool of keep-alive connections per host, SigV4
-signed with ``hmac``, listings parsed with ``xml.etree``. It speaks the same
+is ``http.client`` with a pool of keep-alive connections per host
+(:mod:`flowenv.store.s3_http`), SigV4 signed with ``hmac``
+(:mod:`flowenv.store.s3_signing`), listings parsed with ``xml.etree``. It speaks the same
 URLs and options as s3fs (:mod:`flowenv.store.s3_settings` decides when it
 can, and hands everything else to s3fs).
 
@@ -19,9 +20,6 @@ Choices:
   ``ATTEMPTS`` times on no answer, a reset connection, 500/502/503/504 or
   ``SlowDown``, with short jittered back-offs; a keep-alive connection the
   server closed in between is reopened once without counting as an attempt.
-* Connections are pooled per host, not per thread: sync's and hydrate's
-  worker threads come and go, and a connection left in a finished thread
-  would stay open until the process ends.
 * A bucket in another region (301 ``PermanentRedirect``, 400
   ``AuthorizationHeaderMalformed``) is asked again in the region S3 names,
   which is then kept for that bucket.
@@ -35,19 +33,16 @@ import hashlib
 import http.client
 import os
 import random
-import socket
 import threading
 import time
-import weakref
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import IO, Any
+from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 from xml.etree import ElementTree
 
-import attrs
-
 from flowenv._threads import as_finished
+from flowenv.store.s3_http import Answer, ConnectionPool, FileBody
 from flowenv.store.s3_settings import S3Settings
 from flowenv.store.s3_signing import (
     EMPTY_SHA256,
@@ -61,12 +56,9 @@ from flowenv.store.timeouts import ATTEMPTS, request_timeouts
 #: Statuses and error codes worth another try.
 _RETRY_STATUS = frozenset({500, 502, 503, 504})
 _RETRY_CODES = frozenset({"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"})
-_READ_BLOCK = 1 << 20
 #: Parallel requests of one batched call (cat of many keys, multipart parts).
 _WORKERS = 16
 _MAX_DELETE = 1000
-#: Idle connections kept per host: enough for sync's and hydrate's 16 workers.
-_MAX_IDLE = 32
 
 
 class S3Error(OSError):
@@ -86,39 +78,6 @@ class S3NotFound(S3Error, FileNotFoundError):
 
 class S3Denied(S3Error, PermissionError):
     """403: refused (credentials, signature, policy)."""
-
-
-class EndpointConnectionError(ConnectionError):
-    """The endpoint's name does not resolve: no answer, as far as flowenv is concerned."""
-
-
-@attrs.frozen
-class _Answer:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-@attrs.frozen
-class _FileBody:
-    """A request body read from a file: ``length`` bytes at ``offset`` (re-read on a retry)."""
-
-    path: str
-    offset: int
-    length: int
-
-    def sha256(self) -> str:
-        digest = hashlib.sha256()
-        with open(self.path, "rb") as handle:
-            handle.seek(self.offset)
-            left = self.length
-            while left:
-                block = handle.read(min(_READ_BLOCK, left))
-                if not block:
-                    raise OSError(f"{self.path} shrank while being uploaded")
-                digest.update(block)
-                left -= len(block)
-        return digest.hexdigest()
 
 
 def _local(tag: str) -> str:
@@ -178,11 +137,8 @@ class S3FastFileSystem:
         self.attempts = settings.attempts or ATTEMPTS
         self._regions: dict[str, str] = {}
         self._keys: dict[tuple[str, str], bytes] = {}
-        #: Idle keep-alive connections per (scheme, host, port), shared by all threads.
-        self._idle: dict[tuple[str, str, int | None], list[http.client.HTTPConnection]] = {}
-        self._ssl: Any = None
         self._guard = threading.Lock()
-        weakref.finalize(self, _close_all, self._idle)
+        self._pool = ConnectionPool(self.connect_timeout, self.read_timeout, settings.verify)
 
     # -- fsspec path helpers ------------------------------------------------------
     @classmethod
@@ -268,7 +224,7 @@ class S3FastFileSystem:
         bucket, key, _v = self.split_path(rpath)
         size = os.path.getsize(lpath)
         if size <= self.single_put_max:
-            self._request("PUT", bucket, key, body=_FileBody(lpath, 0, size))
+            self._request("PUT", bucket, key, body=FileBody(lpath, 0, size))
         else:
             self._multipart(lpath, size, bucket, key, chunksize, max_concurrency)
 
@@ -346,12 +302,12 @@ class S3FastFileSystem:
         key: str,
         *,
         query: Mapping[str, str] | None = None,
-        body: bytes | _FileBody = b"",
+        body: bytes | FileBody = b"",
         headers: Mapping[str, str] | None = None,
         into: str | None = None,
-    ) -> _Answer:
+    ) -> Answer:
         """Send one request, retried and redirected (see the module doc); raise on an error."""
-        payload_sha256 = body.sha256() if isinstance(body, _FileBody) else (
+        payload_sha256 = body.sha256() if isinstance(body, FileBody) else (
             hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
         )  # fmt: skip
         attempt = 0
@@ -422,15 +378,15 @@ class S3FastFileSystem:
         bucket: str,
         key: str,
         query: Mapping[str, str],
-        body: bytes | _FileBody,
+        body: bytes | FileBody,
         payload_sha256: str,
         extra: Mapping[str, str],
         into: str | None,
-    ) -> _Answer:
+    ) -> Answer:
         scheme, host, port, path = self._target(bucket, key)
         canonical_path = encode_path(path)
         canonical_query = encode_query(query)
-        length = body.length if isinstance(body, _FileBody) else len(body)
+        length = body.length if isinstance(body, FileBody) else len(body)
         default_port = 443 if scheme == "https" else 80
         headers = {
             "host": host if port in (None, default_port) else f"{host}:{port}",
@@ -457,7 +413,7 @@ class S3FastFileSystem:
         if length or method in ("PUT", "POST"):
             headers["content-length"] = str(length)
         url = f"{canonical_path}?{canonical_query}" if canonical_query else canonical_path
-        return self._exchange(scheme, host, port, method, url, headers, body, into)
+        return self._pool.exchange((scheme, host, port), method, url, headers, body, into)
 
     def _signing_key(self, date: str, region: str) -> bytes:
         cached = self._keys.get((date, region))
@@ -468,121 +424,9 @@ class S3FastFileSystem:
                 self._keys[(date, region)] = cached
         return cached
 
-    def _exchange(
-        self,
-        scheme: str,
-        host: str,
-        port: int | None,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        body: bytes | _FileBody,
-        into: str | None,
-    ) -> _Answer:
-        """One request on an idle pooled connection to the host (a stale one is reopened once)."""
-        where = (scheme, host, port)
-        for fresh in (False, True):
-            connection, reused = self._checkout(where, fresh)
-            try:
-                handle: IO[bytes] | None = None
-                if isinstance(body, _FileBody):
-                    handle = open(body.path, "rb")  # noqa: SIM115 (closed below)
-                    handle.seek(body.offset)
-                try:
-                    data = handle if handle is not None else body
-                    assert not isinstance(data, _FileBody)
-                    connection.request(method, url, body=data, headers=dict(headers))
-                finally:
-                    if handle is not None:
-                        handle.close()
-                answer = self._read(connection.getresponse(), into)
-            except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine):
-                connection.close()
-                if not reused or fresh:
-                    raise
-            except BaseException:
-                connection.close()
-                raise
-            else:
-                self._checkin(where, connection)
-                return answer
-        raise AssertionError("unreachable")
-
-    @staticmethod
-    def _read(response: http.client.HTTPResponse, into: str | None) -> _Answer:
-        headers = {k.lower(): v for k, v in response.getheaders()}
-        if into is not None and response.status < 300:
-            with open(into, "wb") as out:
-                while block := response.read(_READ_BLOCK):
-                    out.write(block)
-            return _Answer(response.status, headers, b"")
-        return _Answer(response.status, headers, response.read())
-
-    def _checkout(
-        self, where: tuple[str, str, int | None], fresh: bool
-    ) -> tuple[http.client.HTTPConnection, bool]:
-        """An idle keep-alive connection to ``where`` (reused: True), or a new one."""
-        if not fresh:
-            with self._guard:
-                idle = self._idle.get(where)
-                connection = idle.pop() if idle else None
-            if connection is not None:
-                return connection, True
-        scheme, host, port = where
-        if scheme == "https":
-            connection = http.client.HTTPSConnection(
-                host,
-                port,
-                timeout=self.connect_timeout,
-                context=self._ssl_context(),
-                blocksize=1 << 16,
-            )
-        else:
-            connection = http.client.HTTPConnection(
-                host, port, timeout=self.connect_timeout, blocksize=1 << 16
-            )
-        try:
-            connection.connect()
-        except socket.gaierror as exc:
-            raise EndpointConnectionError(f"cannot resolve {host}: {exc.strerror}") from None
-        assert connection.sock is not None
-        connection.sock.settimeout(self.read_timeout)
-        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return connection, False
-
-    def _checkin(
-        self, where: tuple[str, str, int | None], connection: http.client.HTTPConnection
-    ) -> None:
-        if connection.sock is None:  # the server said "Connection: close"
-            return
-        with self._guard:
-            idle = self._idle.setdefault(where, [])
-            if len(idle) < _MAX_IDLE:
-                idle.append(connection)
-                return
-        connection.close()
-
     def close(self) -> None:
         """Close every idle connection (also done when the filesystem is collected)."""
-        _close_all(self._idle)
-
-    def _ssl_context(self) -> Any:
-        if self._ssl is None:
-            import ssl
-
-            verify = self.settings.verify
-            context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
-            if verify is False:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            self._ssl = context
-        return self._ssl
-
-
-def _close_all(idle: dict[Any, list[http.client.HTTPConnection]]) -> None:
-    for connections in list(idle.values()):
-        while connections:
-            connections.pop().close()
+        self._pool.close()
 
 
 def _timestamp(text: str) -> float:
