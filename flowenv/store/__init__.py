@@ -6,6 +6,9 @@ default credentials, ``AZURE_STORAGE_*`` variables), fsspec's configuration
 (``FSSPEC_S3='{"key": …}'`` and friends, ``~/.config/fsspec``), the project's
 ``[project.store-options]`` table, then options passed in code. None of them
 is ever printed.
+
+``s3://`` is served by flowenv's own S3 client when it understands the
+configuration, by s3fs otherwise (:mod:`flowenv.store.s3_settings` has the rule).
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def open_store(url: str, options: Mapping[str, Any] | None = None) -> Store:
 
     budget = store_timeout()
     opts = dict(options or {})
-    if scheme_of(url) in ("s3", "s3a"):
+    if scheme_of(url) == "s3":
         fast = _fast_s3(url, opts, budget)
         if fast is not None:
             return fast
