@@ -389,3 +389,12 @@ def test_a_server_that_always_hangs_up_is_unreachable_once(scripted) -> None:
         store.read("aliases/b")
     assert second.value.message == first.value.message
     assert len(scripted.seen) == ATTEMPTS  # failed at once, without asking again
+
+
+def test_anonymous_requests_are_not_signed(scripted) -> None:
+    """``anon = true`` (a public bucket): no Authorization header, no credentials looked up."""
+    scripted.answer = lambda handler: (200, {}, "public")
+    endpoint = f"http://127.0.0.1:{scripted.server_address[1]}"
+    store = open_store("s3://bucket/x", {"anon": True, "client_kwargs": {"endpoint_url": endpoint}})
+    assert store.read("k") == b"public"
+    assert scripted.seen == [("GET", "/bucket/x/k", "")]
