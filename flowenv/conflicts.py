@@ -4,8 +4,11 @@ An object pickled in one step and loaded in another needs the same version
 of every package its classes come from. This reads the lock files only (no
 resolver, no network) and lists, per platform, every package locked in two
 or more envs at different versions, with the envs (and their steps) on each
-side. Package names are compared after PEP 503 normalisation, so a conda
-``scikit-learn`` and a PyPI ``scikit_learn`` are one package.
+side. Packages meet by identity: a PyPI package, or a conda package that is
+a PyPI distribution (:mod:`flowenv.lockers.conda_pypi`: conda's ``pytorch``
+is PyPI's ``torch``), by its PEP 503-normalised PyPI name; any other conda
+package as ``NAME (conda)`` (conda-forge's ``tzdata`` is not PyPI's).
+Versions compare as PEP 440 (``1.26`` is ``1.26.0``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import attrs
 
 from flowenv.config.load import normalize_pypi_name
 from flowenv.config.models import Config
+from flowenv.lockers.conda_pypi import same_version
 from flowenv.locks.layout import CONDA_LOCK_NAME, is_fresh, targets
 from flowenv.spec import EnvSpec, build_environments
 
@@ -54,16 +58,19 @@ class ConflictReport:
 
 
 def _locked(env: EnvSpec, path: Any, platform: str) -> dict[str, str]:
-    """normalised name -> version locked for ``platform`` in the lock at ``path``."""
+    """package identity -> version locked for ``platform`` in the lock at ``path``."""
     if path.name == CONDA_LOCK_NAME:
+        from flowenv.lockers.conda_pypi import identity
         from flowenv.locks.condalock import read_conda_lock
 
-        packages = [(p.name, p.version) for p in read_conda_lock(path).for_platform(platform)]
-    else:
-        from flowenv.locks.pylock import read_pylock
+        table = dict(env.pypi_map)
+        return {
+            identity(p.manager, p.name, p.version, (n for n, _ in p.dependencies), table): p.version
+            for p in read_conda_lock(path).for_platform(platform)
+        }
+    from flowenv.locks.pylock import read_pylock
 
-        packages = [(p.name, p.version) for p in read_pylock(path)]
-    return {normalize_pypi_name(name): version for name, version in packages}
+    return {normalize_pypi_name(p.name): p.version for p in read_pylock(path)}
 
 
 def find_conflicts(config: Config) -> ConflictReport:
@@ -83,7 +90,10 @@ def find_conflicts(config: Config) -> ConflictReport:
             continue
         for name, version in _locked(target.env, target.path, target.platform).items():
             by_version = found.setdefault((target.platform, name), {})
-            by_version.setdefault(version, []).append(target.env.name)
+            # Keyed by PEP 440 equality; shown as the first spelling locked.
+            key = same_version(version)
+            spelling = next((v for v in by_version if same_version(v) == key), version)
+            by_version.setdefault(spelling, []).append(target.env.name)
     conflicts = tuple(
         VersionConflict(
             platform=platform,

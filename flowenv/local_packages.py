@@ -74,19 +74,27 @@ def source_artifact(package: LockedPackage, where: str) -> Artifact:
     A git package's source is its pinned commit: the hash of ``git+URL@COMMIT``
     (credentials stripped) identifies it as exactly as a directory's source hash.
     """
-    source = package.source_hash
-    if package.git:
-        source = hashlib.sha256(strip_credentials(package.git).encode()).hexdigest()
+    source = git_source(package.git) if package.git else package.source_hash
     if len(source) != 64:
         raise UsageError(
             f"{where}: local package {package.name} records no source hash; run `flowenv lock`"
         )
+    return unbuilt(package.name, package.version, source)
+
+
+def git_source(vcs: str) -> str:
+    """A git package's source hash: of ``git+URL@COMMIT[#subdirectory=DIR]``, no credentials."""
+    return hashlib.sha256(strip_credentials(vcs).encode()).hexdigest()
+
+
+def unbuilt(name: str, version: str, source: str) -> Artifact:
+    """The artifact of a local or git package before sync builds it (``source``: its hash)."""
     return Artifact(
         sha256=UNBUILT,
-        filename=f"{package.name.replace('-', '_')}-unbuilt.whl",
+        filename=f"{name.replace('-', '_')}-unbuilt.whl",
         manager="pip",
-        name=package.name,
-        version=package.version,
+        name=name,
+        version=version,
         source=source,
     )
 

@@ -12,7 +12,7 @@ import pytest
 from flowenv.cli import main
 from flowenv.config.load import load_config
 from flowenv.diff.load import read_pylock_text
-from flowenv.errors import ConfigError, LockFileError
+from flowenv.errors import ConfigError, LockFileError, UsageError
 from flowenv.inputs.local import source_hash
 from flowenv.lock import Selection, select_targets, stale_targets
 from flowenv.locks.condalock import parse_conda_lock, read_conda_lock
@@ -257,13 +257,23 @@ def test_a_local_package_in_a_mixed_conda_env_locks_syncs_and_hydrates_offline(
     assert built.filename == "mylib-0.3.0-py3-none-any.whl"
 
 
-def test_a_git_package_pinned_to_a_commit_locks_syncs_and_hydrates_offline(
-    make_project, make_index, tmp_path, flowenv_cache
-) -> None:
+def _gitlib_repo(tmp_path: Path) -> tuple[Path, str]:
+    """A git repo holding gitlib 1.2.0 (needs beta==1.0) under pkgs/gitlib; (repo, commit)."""
     (tmp_path / "repo").mkdir()
     repo = init_repo(tmp_path / "repo")
     write_local_package(repo / "pkgs/gitlib", "gitlib", "1.2.0", ["beta==1.0"])
-    commit = commit_all(repo, "gitlib 1.2.0")
+    return repo, commit_all(repo, "gitlib 1.2.0")
+
+
+def _gitlib(repo: Path, commit: str) -> str:
+    """gitlib's inline table in flowenv.toml."""
+    return f'gitlib = {{ git = "{repo.as_uri()}", rev = "{commit}", subdirectory = "pkgs/gitlib" }}'
+
+
+def test_a_git_package_pinned_to_a_commit_locks_syncs_and_hydrates_offline(
+    make_project, make_index, tmp_path, flowenv_cache
+) -> None:
+    repo, commit = _gitlib_repo(tmp_path)
     store = tmp_path / "store"
     root = make_project(
         f"""
@@ -298,6 +308,85 @@ def test_a_git_package_pinned_to_a_commit_locks_syncs_and_hydrates_offline(
     )
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout == "1.2.0 1.0\n"
+
+
+def test_a_git_package_in_a_mixed_conda_env_locks_syncs_and_hydrates_offline(
+    make_project,
+    make_index,
+    live_python_channel: Path,
+    moto_server,
+    flowenv_cache,
+    tmp_path,
+    capsys,
+) -> None:
+    repo, commit = _gitlib_repo(tmp_path)
+    vcs = f"git+{repo.as_uri()}@{commit}#subdirectory=pkgs/gitlib"
+    root, index, channel, store = mixed_project_on_s3(
+        make_project,
+        make_index,
+        live_python_channel,
+        moto_server,
+        tmp_path,
+        _gitlib(repo, commit),
+    )
+    assert main(["-C", str(root), "lock"]) == 0
+    lock_file = root / "locks/base/conda-lock.yml"
+    pip = {p.name: p for p in read_conda_lock(lock_file).packages if p.manager == "pip"}
+    # gitlib's dependency is resolved in the env's PyPI part; the entry names the commit.
+    assert sorted(pip) == ["beta", "gitlib"]
+    assert (pip["gitlib"].url, pip["gitlib"].version, pip["beta"].version) == (vcs, "1.2.0", "1.0")
+    assert pip["gitlib"].direct
+    assert not pip["gitlib"].sha256
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from conda_lock.lockfile import parse_conda_lock_file
+
+        parsed = parse_conda_lock_file(lock_file)
+    assert [p.url for p in parsed.package if p.name == "gitlib"] == [vcs]
+    capsys.readouterr()
+    assert main(["-C", str(root), "export", "base", "--platform", "linux-64"]) == 0
+    assert f"\ngitlib @ {vcs}\n" in capsys.readouterr().out
+    # A later commit on the branch changes nothing: sync builds the locked commit.
+    (repo / "pkgs/gitlib/src/gitlib/__init__.py").write_text("VERSION = 'moved'\n")
+    commit_all(repo, "moved on")
+    assert main(["-C", str(root), "sync"]) == 0
+
+    shutil.rmtree(repo)
+    shutil.rmtree(channel)
+    shutil.rmtree(index.parent)
+    shutil.rmtree(tmp_path / "index-wheels")
+    ran = _run_on_executor(
+        store,
+        tmp_path,
+        "import gitlib, condapkg, importlib.metadata as m\n"
+        "print(gitlib.VERSION, m.version('beta'), condapkg.VERSION)",
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == "1.2.0 1.0 2.1\n"
+
+
+def test_a_vcs_entry_the_config_does_not_declare_is_not_built(
+    make_project, make_index, live_python_channel: Path, moto_server, tmp_path
+) -> None:
+    """A conda-lock naming a git URL is built only when flowenv.toml declares that commit."""
+    repo, commit = _gitlib_repo(tmp_path)
+    root, *_ = mixed_project_on_s3(
+        make_project,
+        make_index,
+        live_python_channel,
+        moto_server,
+        tmp_path,
+        _gitlib(repo, commit),
+    )
+    assert main(["-C", str(root), "lock"]) == 0
+    lock_file = root / "locks/base/conda-lock.yml"
+    # The lock is edited to another URL (its input hash still fresh).
+    lock_file.write_text(lock_file.read_text().replace("#subdirectory=pkgs/gitlib", ""))
+    config = load_config(root / "flowenv.toml")
+    (target,) = select_targets(config, build_environments(config), Selection())
+    with pytest.raises(UsageError) as info:
+        plan_target(target)
+    assert "is a direct reference (git+file://" in info.value.message
 
 
 def test_a_git_package_must_name_a_commit(make_project) -> None:

@@ -207,25 +207,30 @@ def test_an_impossible_conda_group_exits_3_naming_the_package(
     assert not (root / "locks").exists()
 
 
-def test_a_group_of_conda_and_pypi_only_envs_is_refused(
-    make_project, conda_channels, capsys
-) -> None:
+def test_conda_members_on_other_channels_are_refused(make_project, conda_channels, capsys) -> None:
     root = _conda_project(
         make_project,
         conda_channels,
         CONDA_BASE
-        + """
+        + f"""
+
+        [envs.torch]
+        solve-group = "flow"
+        conda.channels = ["{conda_channels.pytorch_url}"]
+        conda.packages = {{ pytorch = "2.1.2" }}
 
         [envs.web]
         solve-group = "flow"
-        pypi.packages = { alpha = "1.0" }
+        conda.channels = ["{conda_channels.pytorch_url}"]
+        pypi.packages = {{ alpha = "1.0" }}
         """,
     )
     assert main(["-C", str(root), "lock"]) == 2
+    # web is PyPI-only: its channels do not matter.
     assert capsys.readouterr().err == (
-        "flowenv: error: solve group 'flow' mixes conda envs (base) with PyPI-only envs (web); "
-        "a group holds one kind (give the PyPI-only envs their packages from conda, or use "
-        "two groups)\n"
+        "flowenv: error: solve group 'flow': its conda envs use different channels or channel "
+        f"priority (base: ['{conda_channels.main_url}'], torch: ['{conda_channels.pytorch_url}']); "
+        "one version per package needs one set of channels\n"
     )
 
 
@@ -250,3 +255,30 @@ def test_a_group_member_with_a_platform_table_agrees_on_each_platform(
     # On linux omega would pull alpha 2.0 alone; the group holds it to base's 1.0.
     assert _versions(root, "tool", "linux-64") == {"alpha": "1.0", "beta": "1.5", "omega": "1.0"}
     assert _versions(root, "tool", "osx-arm64") == {"beta": "1.5"}
+
+
+def test_a_relocked_group_keeps_every_members_versions(make_project, make_index) -> None:
+    """A newer omega on the index changes nothing on a re-lock, though base does not have it."""
+    index = make_index(DEFAULT_WHEELS)
+    root: Path = make_project(
+        """
+        [base]
+        python = "3.11"
+        solve-group = "flow"
+        pypi.packages = { beta = "1.0" }
+
+        [envs.web]
+        solve-group = "flow"
+        pypi.packages = { omega = "*" }
+        """,
+        index=make_index([WheelSpec(name="omega", version="1.0")]),
+    )
+    assert main(["-q", "-C", str(root), "lock", "-p", "linux-64"]) == 0
+    assert _versions(root, "web", "linux-64") == {"omega": "1.0"}
+    assert index == make_index([WheelSpec(name="omega", version="1.1")])
+    toml = root / "flowenv.toml"
+    toml.write_text(toml.read_text().replace('{ omega = "*" }', '{ omega = "*", alpha = "1.0" }'))
+    assert main(["-q", "-C", str(root), "lock", "-p", "linux-64"]) == 0
+    assert _versions(root, "web", "linux-64") == {"alpha": "1.0", "omega": "1.0"}
+    assert main(["-q", "-C", str(root), "lock", "-p", "linux-64", "--upgrade"]) == 0
+    assert _versions(root, "web", "linux-64") == {"alpha": "1.0", "omega": "1.1"}

@@ -174,6 +174,14 @@ def _as_pylock(entries: Iterable[LockedCondaPackage]) -> str | None:
     return render({"lock-version": "1.0", "created-by": "flowenv", "packages": packages})
 
 
+def records_of(solution: Iterable[rattler.SolvedPackage]) -> list[CondaRecord]:
+    """A conda solution's records, as :mod:`flowenv.lockers.conda_pypi` judges them."""
+    return [
+        CondaRecord(name=p.name, version=p.version, depends=p.depends, noarch=p.noarch)
+        for p in solution
+    ]
+
+
 def _pip_part(
     config: Config,
     env: EnvSpec,
@@ -199,13 +207,7 @@ def _pip_part(
             f"cannot resolve {env.name} · {platform}: the conda solution has no python package, "
             "so its PyPI packages cannot be resolved"
         )
-    provided = provided_distributions(
-        (
-            CondaRecord(name=p.name, version=p.version, depends=p.depends, noarch=p.noarch)
-            for p in solution
-        ),
-        env.pypi_map,
-    )
+    provided = provided_distributions(records_of(solution), env.pypi_map)
     resolve = functools.partial(
         compile_pylock,
         [p.requirement(config.root) for p in env.pypi_on(platform)],
@@ -255,6 +257,10 @@ def _pip_part(
                 "",
                 declared.source_hash,
             )
+        elif package.git:
+            # A git package pinned to a commit (the config says which): sync
+            # builds it from exactly that commit, as in a PyPI env.
+            url, sha256, source = strip_credentials(package.git), "", ""
         else:
             artifact = best_wheel(package.wheels, platform, python, env.system_on(platform)) or (
                 package.sdist
@@ -274,6 +280,7 @@ def _pip_part(
                 url=url,
                 sha256=sha256,
                 source_hash=source,
+                direct=bool(package.git),
             )
         )
     return entries
@@ -439,17 +446,62 @@ def _solve_following(
     return solutions
 
 
+def _kept_lock(
+    config: Config, env: EnvSpec, kept_envs: Sequence[EnvSpec], platform: str
+) -> CondaLock | None:
+    """The previous lock whose versions a solve keeps: ``env``'s, or ``kept_envs``' in one."""
+    import attrs
+
+    paths = [lock_path(config.lock_root, e, platform) for e in kept_envs or (env,)]
+    found = [lock for lock in map(_read_previous, paths) if lock is not None]
+    if len(found) < 2:
+        return found[0] if found else None
+    return attrs.evolve(found[0], packages=tuple(p for lock in found for p in lock.packages))
+
+
+def _order(env: EnvSpec, platforms: Sequence[str]) -> list[str]:
+    """``platforms`` in the env's own order (its lead first)."""
+    every = env.platforms or tuple(platforms)
+    return sorted(platforms, key=lambda p: every.index(p) if p in every else len(every))
+
+
+def solve_conda_env(
+    config: Config,
+    env: EnvSpec,
+    platforms: Sequence[str],
+    options: LockOptions,
+    pins: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None,
+    kept_envs: Sequence[EnvSpec] = (),
+) -> dict[str, tuple[rattler.SolvedPackage, ...]]:
+    """The conda half of :func:`lock_conda_env`: each platform's solution, following the lead."""
+    previous = _kept_lock(config, env, kept_envs, platforms[0])
+    every = env.platforms or tuple(platforms)
+    order = _order(env, platforms)
+    lead_platform = every[0]
+    lead = () if lead_platform in order else _fresh_lead(previous, env, lead_platform)
+    return _solve_following(env, order, lead_platform, lead, previous, options, pins)
+
+
 def lock_conda_env(
     config: Config,
     env: EnvSpec,
     platforms: Sequence[str],
     options: LockOptions,
     pins: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None,
+    solutions: Mapping[str, Sequence[rattler.SolvedPackage]] | None = None,
+    kept_envs: Sequence[EnvSpec] = (),
+    pip_previous: Mapping[str, str | None] | None = None,
 ) -> Mapping[str, str]:
     """Lock ``env`` for ``platforms`` into one conda-lock file; the other platforms follow the lead.
 
     ``pins`` (platform -> conda match specs, PyPI requirements) come from a
-    solve group and hold the env to its group's versions.
+    solve group and hold the env to its group's versions. ``solutions`` are
+    the conda solutions :func:`solve_conda_env` already found for these
+    inputs (a solve group inspects them first), so they are not solved again.
+    ``kept_envs``: the envs whose locks on disk hold the versions to keep (a
+    solve group's joint solve keeps its members'); by default ``env``'s own.
+    ``pip_previous`` (platform -> pylock text) replaces that lock's pip part
+    as the PyPI versions to keep (a solve group's: every member's).
 
     The lead is the env's first platform (flowenv's platform order); for the
     PyPI part, the first that has PyPI packages, as for a PyPI env. When a
@@ -457,12 +509,11 @@ def lock_conda_env(
     they were made from today's inputs.
     """
     path = lock_path(config.lock_root, env, platforms[0])
-    previous = _read_previous(path)
+    previous = _kept_lock(config, env, kept_envs, platforms[0])
     every = env.platforms or tuple(platforms)
-    order = sorted(platforms, key=lambda p: every.index(p) if p in every else len(every))
-    lead_platform = every[0]
-    lead = () if lead_platform in order else _fresh_lead(previous, env, lead_platform)
-    solutions = _solve_following(env, order, lead_platform, lead, previous, options, pins)
+    order = _order(env, platforms)
+    if solutions is None:
+        solutions = solve_conda_env(config, env, platforms, options, pins, kept_envs)
     pip_lead = next((p for p in every if env.pypi_on(p)), None)
     lead_pip = None
     if pip_lead is not None and pip_lead not in order:
@@ -474,6 +525,8 @@ def lock_conda_env(
         entries = [_conda_entry(p, platform) for p in solutions[platform]]
         if env.pypi_on(platform):
             own = None if previous is None else _as_pylock(previous.for_platform(platform))
+            if pip_previous is not None:
+                own = pip_previous.get(platform)
             following = None if platform == pip_lead else lead_pip
             entries += _pip_part(
                 config,

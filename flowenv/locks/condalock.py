@@ -224,7 +224,9 @@ def _entry(package: LockedCondaPackage) -> dict[str, Any]:
     hashes: dict[str, str] = {}
     if package.md5:
         hashes["md5"] = package.md5
-    if package.sha256 or not package.source_hash:
+    # A local or git package has no file until sync builds it: no sha256 (conda-lock
+    # itself writes a VCS commit there, which is no file hash).
+    if package.sha256 or not (package.source_hash or package.direct):
         hashes["sha256"] = package.sha256
     return {
         "name": package.name,

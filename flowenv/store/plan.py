@@ -9,6 +9,7 @@ import attrs
 
 from flowenv.errors import CheckFailed, UsageError
 from flowenv.locks.layout import LockTarget, is_fresh
+from flowenv.spec import strip_credentials
 from flowenv.store.layout import Artifact, Manifest, check_filename, check_sha256
 
 if TYPE_CHECKING:
@@ -109,24 +110,26 @@ def _plan_conda(target: LockTarget) -> EnvPlan:
     # The main category, each package once, no virtual package; keyed by the
     # entry's position in the file, so that an error names the right one.
     wanted = {id(p) for p in lock.for_platform(target.platform, ("main",)) if not p.is_virtual}
+    # Git packages the env declares (pinned to a commit by the loader): only
+    # those are fetched and built, never a VCS URL a lock merely names.
+    declared_git = {
+        strip_credentials(p.url)
+        for p in target.env.pypi_on(target.platform)
+        if p.url.startswith("git+")
+    }
     for i, package in enumerate(lock.packages):
         if id(package) not in wanted:
             continue
         at = f"{where}: package[{i}] ({package.name})"
-        if package.source_hash:
-            # flowenv's own local package: sync builds it into a wheel.
-            from flowenv.local_packages import UNBUILT
+        git = package.manager == "pip" and package.url in declared_git
+        if package.source_hash or git:
+            # flowenv's own local or git package: sync builds it into a wheel.
+            from flowenv.local_packages import git_source, unbuilt
 
-            artifact = Artifact(
-                sha256=UNBUILT,
-                filename=f"{package.name.replace('-', '_')}-unbuilt.whl",
-                manager="pip",
-                name=package.name,
-                version=package.version,
-                source=package.source_hash,
-            )
+            source = git_source(package.url) if git else package.source_hash
+            artifact = unbuilt(package.name, package.version, source)
             artifacts.append(artifact)
-            sources.append((artifact.key, package.directory))
+            sources.append((artifact.key, package.url if git else package.directory))
             continue
         if not package.sha256:
             reason = (
