@@ -398,3 +398,24 @@ def test_anonymous_requests_are_not_signed(scripted) -> None:
     store = open_store("s3://bucket/x", {"anon": True, "client_kwargs": {"endpoint_url": endpoint}})
     assert store.read("k") == b"public"
     assert scripted.seen == [("GET", "/bucket/x/k", "")]
+
+
+_AWS = "s3.eu-west-1.amazonaws.com"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "region", "addressing", "bucket", "expected"),
+    [
+        # AWS: virtual-hosted where the name allows it (no dots: TLS wildcard certificates)
+        (None, "eu-west-1", None, "my-bucket", ("https", f"my-bucket.{_AWS}", None, "/k/a")),
+        (None, "us-east-1", None, "bkt", ("https", "bkt.s3.amazonaws.com", None, "/k/a")),
+        (None, "eu-west-1", None, "my.bkt", ("https", _AWS, None, "/my.bkt/k/a")),
+        (None, "eu-west-1", "path", "my-bucket", ("https", _AWS, None, "/my-bucket/k/a")),
+        # a custom endpoint: path style unless asked, its own path prefix kept
+        ("http://minio:9000/s3", "us-east-1", None, "b", ("http", "minio", 9000, "/s3/b/k/a")),
+        ("https://store.example", "x", "virtual", "b", ("https", "b.store.example", None, "/k/a")),
+    ],
+)
+def test_where_requests_go(endpoint, region, addressing, bucket, expected) -> None:
+    settings = S3Settings(endpoint=endpoint, region=region, credentials=None, addressing=addressing)
+    assert S3FastFileSystem(settings, budget=8.0)._target(bucket, "k/a") == expected
