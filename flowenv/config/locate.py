@@ -23,20 +23,7 @@ from flowenv._bounds import MAX_DEPTH, TooDeep
 KeyPath = tuple[str | int, ...]
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-# Runs of characters matched at once: scanning them one by one in Python was
-# as slow as tomllib's whole parse of a hundred-step file.
-_SPACES = re.compile(r"[ \t]*")
-_SPACES_AND_NEWLINES = re.compile(r"[ \t\r\n]*")
-_BARE_VALUE = re.compile(r"[^,\]}\n#]*")
-#: A basic string's body up to its closing quote (or a lone backslash ending the text).
-_BASIC_BODY = re.compile(r'(?:[^"\\]|\\[\s\S])*')
-_LITERAL_BODY = re.compile(r"[^']*")
-
-
-def _run_end(run: re.Pattern[str], text: str, pos: int) -> int:
-    """Where the run ``run`` matches from ``pos`` ends (each can match nothing, never fails)."""
-    match = run.match(text, pos)
-    return match.end() if match else pos
+_WS = " \t"
 
 
 class KeyLines:
@@ -91,17 +78,14 @@ class _Scanner:
         self.pos += n
 
     def skip_ws(self, newlines: bool = False) -> None:
-        text = self.text
-        spaces = _SPACES_AND_NEWLINES if newlines else _SPACES
-        while self.pos < len(text):
-            start = self.pos
-            end = _run_end(spaces, text, start)
-            if newlines:
-                self.line += text.count("\n", start, end)
-            self.pos = end
-            if not text.startswith("#", end):
+        while self.pos < len(self.text):
+            ch = self.text[self.pos]
+            if ch in _WS or (newlines and ch in "\r\n"):
+                self.advance()
+            elif ch == "#":
+                self.skip_line()
+            else:
                 return
-            self.skip_line()
 
     def skip_line(self) -> None:
         end = self.text.find("\n", self.pos)
@@ -120,9 +104,10 @@ class _Scanner:
         quote = self.peek()
         self.advance()
         start = self.pos
-        self.pos = _run_end(_BASIC_BODY if quote == '"' else _LITERAL_BODY, self.text, start)
-        if self.pos < len(self.text) and self.text[self.pos] == "\\":
-            self.pos += 2  # a backslash that ends the text escapes past it
+        while self.pos < len(self.text) and self.text[self.pos] != quote:
+            if quote == '"' and self.text[self.pos] == "\\":
+                self.pos += 1
+            self.pos += 1
         value = self.text[start : self.pos]
         self.advance()
         return value
@@ -158,7 +143,8 @@ class _Scanner:
             self.read_array(node)
         else:
             start = self.pos
-            self.pos = _run_end(_BARE_VALUE, self.text, start)
+            while self.pos < len(self.text) and self.text[self.pos] not in ",]}\n#":
+                self.pos += 1
             if self.pos == start and self.pos < len(self.text):
                 self.advance()  # invalid TOML (tomllib reports it): always make progress
 
