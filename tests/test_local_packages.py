@@ -419,3 +419,25 @@ def test_a_conda_lock_local_entry_with_a_bad_source_hash_is_refused() -> None:
         "locks/base/conda-lock.yml: package[0].url: expected 64 hexadecimal digits after "
         "#source-sha256="
     )
+
+
+def test_a_subpackage_named_build_or_dist_is_source(make_project, make_index) -> None:
+    """Only the package root's build/ and dist/ are tool output; mylib/build/ is code uv builds."""
+    root = _project(make_project, make_index)
+    assert main(["-C", str(root), "lock"]) == 0
+    # What a build writes at the root is not source: still fresh.
+    (root / "libs/mylib/build/lib").mkdir(parents=True)
+    (root / "libs/mylib/build/lib/x.py").write_text("X = 1\n")
+    (root / "libs/mylib/dist").mkdir()
+    (root / "libs/mylib/dist/mylib-0.3.0-py3-none-any.whl").write_bytes(b"PK")
+    assert stale_targets(load_config(root / "flowenv.toml")) == []
+    for sub in ("build", "dist"):
+        package = root / "libs/mylib/src/mylib" / sub
+        package.mkdir()
+        (package / "__init__.py").write_text("STEPS = 1\n")
+        assert len(stale_targets(load_config(root / "flowenv.toml"))) == 2, sub
+        assert main(["-C", str(root), "lock"]) == 0
+        (package / "__init__.py").write_text("STEPS = 2\n")
+        assert len(stale_targets(load_config(root / "flowenv.toml"))) == 2, sub
+        assert main(["-C", str(root), "lock"]) == 0
+

@@ -27,11 +27,12 @@ IGNORED_DIRS = frozenset(
         ".mypy_cache",
         ".pytest_cache",
         ".ruff_cache",
-        "build",
-        "dist",
         "node_modules",
     }
 )
+#: Where build tools write at the package's root; below it the same names are
+#: ordinary subpackages (``mylib/build/``) that the wheel contains.
+IGNORED_ROOT_DIRS = frozenset({"build", "dist"})
 IGNORED_SUFFIXES = (".pyc", ".pyo", ".egg-info")
 #: A local package with more files than this is more likely a mistaken path.
 MAX_FILES = 20_000
@@ -55,8 +56,13 @@ def source_files(directory: Path) -> list[Path]:
     """The package's source files, sorted by their relative POSIX path."""
     found: list[Path] = []
     for current, dirs, files in os.walk(directory):
+        at_root = Path(current) == directory
         dirs[:] = sorted(
-            d for d in dirs if d not in IGNORED_DIRS and not d.endswith(IGNORED_SUFFIXES)
+            d
+            for d in dirs
+            if d not in IGNORED_DIRS
+            and not (at_root and d in IGNORED_ROOT_DIRS)
+            and not d.endswith(IGNORED_SUFFIXES)
         )
         for name in files:
             if not name.endswith(IGNORED_SUFFIXES):
