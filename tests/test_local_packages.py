@@ -441,3 +441,18 @@ def test_a_subpackage_named_build_or_dist_is_source(make_project, make_index) ->
         assert len(stale_targets(load_config(root / "flowenv.toml"))) == 2, sub
         assert main(["-C", str(root), "lock"]) == 0
 
+
+def test_retargeting_a_directory_symlink_in_a_local_package_makes_the_lock_stale(
+    make_project, make_index
+) -> None:
+    """A link is hashed by its target path (never followed), a link to a directory too."""
+    root = _project(make_project, make_index)
+    for name in ("one", "two"):
+        (root / "libs/data" / name).mkdir(parents=True)
+    link = root / "libs/mylib/src/mylib/data"
+    link.symlink_to("../../../data/one", target_is_directory=True)
+    assert main(["-C", str(root), "lock"]) == 0
+    assert stale_targets(load_config(root / "flowenv.toml")) == []
+    link.unlink()
+    link.symlink_to("../../../data/two", target_is_directory=True)
+    assert len(stale_targets(load_config(root / "flowenv.toml"))) == 2

@@ -64,6 +64,10 @@ def source_files(directory: Path) -> list[Path]:
             and not (at_root and d in IGNORED_ROOT_DIRS)
             and not d.endswith(IGNORED_SUFFIXES)
         )
+        # os.walk lists a link to a directory among the directories and never
+        # enters it: hash it like any other link, by its target path.
+        links = [d for d in dirs if os.path.islink(os.path.join(current, d))]
+        found.extend(Path(current) / d for d in links)
         for name in files:
             if not name.endswith(IGNORED_SUFFIXES):
                 found.append(Path(current) / name)
