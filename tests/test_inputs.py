@@ -94,6 +94,26 @@ def test_requirements_with_include_constraint_marker_and_comments_lock(
     assert shown[5] == "    from   requirements.txt, reqs/common.txt, constraints.txt"
 
 
+def test_a_backslash_ending_a_comment_continues_nothing(make_project) -> None:
+    """A comment ends at its line: a backslash in it joins no next line (as uv reads it)."""
+    root = make_project(REQUIREMENTS_BASE)
+    _write(
+        root,
+        "requirements.txt",
+        """
+        # the model's stack \\
+        alpha==1.0
+          # indented note \\
+        epsilon
+        beta  # capped below \\
+        gamma
+        """,
+    )
+    assert main(["-C", str(root), "lock"]) == 0
+    linux = _versions(root / "locks/base/pylock.linux-64.toml")
+    assert linux == {"alpha": "1.0", "beta": "1.0", "epsilon": "3.1", "gamma": "1.0"}
+
+
 def test_editing_an_included_requirements_file_makes_the_lock_stale(make_project) -> None:
     root = make_project(
         """

@@ -66,16 +66,18 @@ def logical_lines(text: str) -> list[tuple[int, str]]:
     for number, raw in enumerate(text.splitlines(), start=1):
         if not pending:
             start = number
-        line = _COMMENT.sub("", raw) if not raw.rstrip().endswith("\\") else raw
-        if line.rstrip().endswith("\\"):
-            pending += line.rstrip()[:-1] + " "
+        # The comment goes first: a backslash inside it continues nothing
+        # (uv's reading; pip's too for a line that is only a comment).
+        line = _COMMENT.sub("", raw).rstrip()
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
             continue
-        line = pending + line
+        line = (pending + line).strip()
         pending = ""
-        if line.strip():
-            out.append((start, _COMMENT.sub("", line).strip()))
+        if line:
+            out.append((start, line))
     if pending.strip():
-        out.append((start, _COMMENT.sub("", pending).strip()))
+        out.append((start, pending.strip()))
     return out
 
 
