@@ -182,6 +182,25 @@ def test_index_options_in_requirements_point_at_flowenv_toml(make_project) -> No
     ]
 
 
+def test_an_include_cycle_or_chain_too_deep_names_the_including_line(make_project) -> None:
+    root = make_project(REQUIREMENTS_BASE)
+    _write(root, "requirements.txt", "alpha\n-r reqs/more.txt\n")
+    _write(root, "reqs/more.txt", "# back to the top\nbeta\n-r ../requirements.txt\n")
+    assert _config_errors(root) == [
+        "reqs/more.txt:3: -r ../requirements.txt: includes itself "
+        "(requirements.txt -> more.txt -> requirements.txt)"
+    ]
+    assert main(["-C", str(root), "lock"]) == 2
+    assert not (root / "locks").exists()
+
+    _write(root, "requirements.txt", "-r chain/0.txt\n")
+    for n in range(40):
+        _write(root, f"chain/{n}.txt", f"beta\n-r {n + 1}.txt\n")
+    assert _config_errors(root) == [
+        "chain/30.txt:2: -r 31.txt: includes nest deeper than 32 files"
+    ]
+
+
 def test_missing_requirements_file_names_the_file(make_project) -> None:
     root = make_project(
         """

@@ -131,13 +131,6 @@ class RequirementsReader:
     def read_file(self, path: Path, display: str, *, constraint: bool = False) -> None:
         """Read ``path`` (shown as ``display`` in messages) and everything it includes."""
         resolved = path.resolve()
-        if resolved in self._reading:
-            chain = " -> ".join(p.name for p in [*self._reading, resolved])
-            self.error(display, None, f"includes itself ({chain})")
-            return
-        if len(self._reading) >= MAX_INCLUDE_DEPTH:
-            self.error(display, None, f"includes nest deeper than {MAX_INCLUDE_DEPTH} files")
-            return
         text = read_text(path, display, self.diagnostics)
         if text is None:
             return
@@ -175,6 +168,18 @@ class RequirementsReader:
             shown = str(Path(display).parent / value)
             if not target.is_file():
                 self.error(display, number, f"{option} {value}: no such file ({shown})")
+                return
+            # Reported at the include line, the one to change to break the loop.
+            if target.resolve() in self._reading:
+                chain = " -> ".join(p.name for p in [*self._reading, target.resolve()])
+                self.error(display, number, f"{option} {value}: includes itself ({chain})")
+                return
+            if len(self._reading) >= MAX_INCLUDE_DEPTH:
+                self.error(
+                    display,
+                    number,
+                    f"{option} {value}: includes nest deeper than {MAX_INCLUDE_DEPTH} files",
+                )
                 return
             self.read_file(target, shown, constraint=constraint or _INCLUDE[option])
         elif option in _INDEX_OPTIONS:
