@@ -260,6 +260,25 @@ def test_environment_yml_with_channels_and_pip_section(make_project, conda_chann
     assert ("pip", "scikit-learn") not in locked
 
 
+@pytest.mark.parametrize("where", ["dependencies", "pip"])
+def test_a_deeply_nested_environment_yml_is_one_error(make_project, capsys, where: str) -> None:
+    """PyYAML's composer recurses per level: 3000 levels must be an error, not a RecursionError."""
+    root = make_project(
+        """
+        [base]
+        python = "3.11"
+        conda.environment-file = "environment.yml"
+        """
+    )
+    deep = "[" * 3000 + "]" * 3000
+    item = deep if where == "dependencies" else f"pip: {deep}"
+    _write(root, "environment.yml", f"channels: [x]\ndependencies:\n  - python=3.11\n  - {item}\n")
+    assert _config_errors(root) == ["environment.yml:4: nested more than 100 levels deep"]
+    capsys.readouterr()
+    assert main(["-C", str(root), "lock"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def test_environment_yml_errors_name_file_and_line(make_project) -> None:
     root = make_project(
         """
