@@ -355,6 +355,25 @@ def test_pyproject_dependencies_with_extras_and_groups(make_project) -> None:
     }
 
 
+def test_a_deeply_nested_pyproject_is_one_error(make_project, capsys) -> None:
+    """A pyproject.toml input has the 100-level bound of flowenv.toml, not a RecursionError."""
+    root = make_project(
+        """
+        [base]
+        python = "3.11"
+        pypi.pyproject = "app"
+        """
+    )
+    deep = "[" * 3000 + "]" * 3000
+    _write(root, "app/pyproject.toml", f'[project]\nname = "app"\n\n[tool]\nx = {deep}\n')
+    assert _config_errors(root) == [
+        "app/pyproject.toml:5: invalid TOML: nested more than 100 levels deep"
+    ]
+    capsys.readouterr()
+    assert main(["-C", str(root), "lock"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def test_pyproject_errors_name_file_and_line(make_project) -> None:
     root = make_project(
         """

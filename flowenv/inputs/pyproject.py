@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flowenv.config.locate import KeyLines, KeyPath, line_of, locate_keys
+from flowenv._bounds import TooDeep
+from flowenv.config.locate import KeyLines, KeyPath, line_of
 from flowenv.errors import Diagnostic
 from flowenv.inputs import InputFileError
 from flowenv.inputs.requirements import (
@@ -148,12 +149,15 @@ def read_pyproject(
     text = read_text(path, display, diagnostics)
     if text is None:
         raise InputFileError(diagnostics)
+    from flowenv.config.load import read_toml
+
     reader = _Reader(path, display, root)
     try:
-        reader.data = tomllib.loads(text)
+        reader.lines, reader.data = read_toml(text)
+    except TooDeep as exc:
+        raise InputFileError([Diagnostic(display, exc.line, "", f"invalid TOML: {exc}")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise InputFileError([Diagnostic(display, None, "", f"invalid TOML: {exc}")]) from None
-    reader.lines = locate_keys(text)
     project = reader.data.get("project")
     if not isinstance(project, dict):
         if extras or not groups:
