@@ -196,9 +196,7 @@ def test_an_include_cycle_or_chain_too_deep_names_the_including_line(make_projec
     _write(root, "requirements.txt", "-r chain/0.txt\n")
     for n in range(40):
         _write(root, f"chain/{n}.txt", f"beta\n-r {n + 1}.txt\n")
-    assert _config_errors(root) == [
-        "chain/30.txt:2: -r 31.txt: includes nest deeper than 32 files"
-    ]
+    assert _config_errors(root) == ["chain/30.txt:2: -r 31.txt: includes nest deeper than 32 files"]
 
 
 def test_missing_requirements_file_names_the_file(make_project) -> None:
@@ -435,6 +433,26 @@ def test_import_requirements_and_environment_files(tmp_path: Path, capsys) -> No
     assert 'conda.environment-file = "env/environment.yml"\n' in text
 
 
+@pytest.mark.parametrize(
+    ("directory", "name"),
+    [
+        ("My Flow (v2)", "My-Flow-v2"),
+        ("..odd..name.", "odd.name"),
+        ("con", "project"),
+        ("é", "project"),
+    ],
+)
+def test_import_in_a_directory_that_is_no_project_name_writes_a_valid_one(
+    tmp_path: Path, directory: str, name: str
+) -> None:
+    """The project is named after its directory, made a portable name (it keys the store)."""
+    root = tmp_path / directory
+    _write(root, "requirements.txt", "alpha==1.0\n")
+    assert main(["-C", str(root), "import", "requirements.txt", "-p", "linux-64"]) == 0
+    assert f'[project]\nname = "{name}"\n' in (root / "flowenv.toml").read_text()
+    assert load_config(root / "flowenv.toml").project.name == name
+
+
 def test_import_of_a_broken_file_reports_its_line_and_writes_nothing(
     tmp_path: Path, capsys
 ) -> None:
@@ -467,8 +485,7 @@ def test_input_paths_name_every_file_and_local_package(make_project) -> None:
     from flowenv.inputs import input_paths
 
     root = make_project(
-        REQUIREMENTS_BASE
-        + '[steps.train]\npypi.packages = { mylib = { path = "libs/mylib" } }\n'
+        REQUIREMENTS_BASE + '[steps.train]\npypi.packages = { mylib = { path = "libs/mylib" } }\n'
     )
     _write(root, "requirements.txt", "-r more.txt\nalpha==1.0\n")
     _write(root, "more.txt", "beta\n")
