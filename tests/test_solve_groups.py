@@ -129,6 +129,28 @@ def test_a_step_with_nothing_of_its_own_cannot_name_a_group(make_project) -> Non
     ]
 
 
+def test_a_disabled_step_cannot_name_a_group(make_project) -> None:
+    """It runs in the system environment, not in base: the message must not send it to base."""
+    root = make_project(
+        """
+        [base]
+        python = "3.11"
+
+        [steps.peek]
+        disabled = true
+        solve-group = "flow"
+        """
+    )
+    from flowenv.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        load_config(root / "flowenv.toml")
+    assert [d.render().replace(str(root) + "/", "") for d in info.value.diagnostics] == [
+        "flowenv.toml:12: steps.peek.solve-group: a disabled step runs in the system "
+        "environment, which has no lock to agree with; remove solve-group or disabled"
+    ]
+
+
 def _conda_versions(path: Path, platform: str) -> dict[str, tuple[str, str]]:
     from flowenv.locks.condalock import read_conda_lock
 

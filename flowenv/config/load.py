@@ -597,7 +597,13 @@ def _validate_steps(
                 "a disabled step runs in the system environment; it cannot also declare "
                 "python, packages, channels or env",
             )
-        if step.solve_group is not None and not step.has_own_content():
+        if step.solve_group is not None and step.disabled:
+            v.error(
+                (*path, "solve-group"),
+                "a disabled step runs in the system environment, which has no lock to "
+                "agree with; remove solve-group or disabled",
+            )
+        elif step.solve_group is not None and not step.has_own_content():
             v.error(
                 (*path, "solve-group"),
                 "this step declares nothing of its own, so it runs in "
