@@ -456,3 +456,27 @@ def test_retargeting_a_directory_symlink_in_a_local_package_makes_the_lock_stale
     link.unlink()
     link.symlink_to("../../../data/two", target_is_directory=True)
     assert len(stale_targets(load_config(root / "flowenv.toml"))) == 2
+
+
+def test_a_local_package_at_the_project_root_is_fresh_after_lock_and_sync(
+    make_project, make_index, tmp_path
+) -> None:
+    """The lock dir and .flowenv/ (the default store) are flowenv's output, not the package's."""
+    root: Path = make_project(
+        """
+        [base]
+        python = "3.11"
+        pypi.packages = { myapp = { path = "." } }
+        """,
+        index=make_index(DEFAULT_WHEELS),
+    )
+    write_local_package(root, "myapp", "0.1.0", ["alpha>=2"])
+    _linux_only(root)
+    assert main(["-C", str(root), "lock"]) == 0
+    assert main(["-C", str(root), "lock", "--check"]) == 0
+    assert main(["-C", str(root), "sync", "--no-python"]) == 0
+    assert any((root / ".flowenv/store").rglob("myapp-0.1.0-py3-none-any.whl"))
+    assert main(["-C", str(root), "lock", "--check"]) == 0
+    # The package's own files still count.
+    (root / "src/myapp/extra.py").write_text("Y = 2\n")
+    assert main(["-C", str(root), "lock", "--check"]) == 1

@@ -137,6 +137,8 @@ class _Validator:
         #: Known once [project] is read: what env tables may refer to.
         self.project_platforms: tuple[str, ...] = KNOWN_PLATFORMS
         self.index_names: tuple[str, ...] = ()
+        #: The project's lock dir, never part of a local package's source hash.
+        self.lock_root: Path | None = None
 
     # -- reporting ---------------------------------------------------------
     def error(self, path: KeyPath, message: str) -> None:
@@ -689,6 +691,7 @@ def parse_config(text: str, path: Path) -> Config:
     v = _Validator(display, lines, prefix, root)
     top = v.table(data, (), TOP_KEYS)
     project = v.project(top.get("project", {}), root)
+    v.lock_root = root / project.lock_dir
     base = v.env_decl(top.get("base", {}), ("base",), BASE_KEYS)
     steps_raw = v.table(top.get("steps", {}), ("steps",), _keys(top.get("steps")))
     envs_raw = v.table(top.get("envs", {}), ("envs",), _keys(top.get("envs")))

@@ -28,6 +28,8 @@ IGNORED_DIRS = frozenset(
         ".pytest_cache",
         ".ruff_cache",
         "node_modules",
+        # flowenv's own: the default local store and anything else it keeps there.
+        ".flowenv",
     }
 )
 #: Where build tools write at the package's root; below it the same names are
@@ -52,8 +54,13 @@ def check_package_dir(directory: Path) -> None:
         )
 
 
-def source_files(directory: Path) -> list[Path]:
-    """The package's source files, sorted by their relative POSIX path."""
+def source_files(directory: Path, lock_root: Path | None = None) -> list[Path]:
+    """The package's source files, sorted by their relative POSIX path.
+
+    ``lock_root``, the project's lock dir, is skipped when the package holds it
+    (a package at the project's root): each lock would change its own hash.
+    """
+    skip = lock_root.resolve() if lock_root is not None else None
     found: list[Path] = []
     for current, dirs, files in os.walk(directory):
         at_root = Path(current) == directory
@@ -63,6 +70,7 @@ def source_files(directory: Path) -> list[Path]:
             if d not in IGNORED_DIRS
             and not (at_root and d in IGNORED_ROOT_DIRS)
             and not d.endswith(IGNORED_SUFFIXES)
+            and (skip is None or Path(current, d).resolve() != skip)
         )
         # os.walk lists a link to a directory among the directories and never
         # enters it: hash it like any other link, by its target path.
@@ -76,11 +84,11 @@ def source_files(directory: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(directory).as_posix())
 
 
-def source_hash(directory: Path) -> str:
+def source_hash(directory: Path, lock_root: Path | None = None) -> str:
     """sha256 over the package's files (relative path and bytes of each), see the module doc."""
     check_package_dir(directory)
     digest = hashlib.sha256()
-    for path in source_files(directory):
+    for path in source_files(directory, lock_root):
         relative = path.relative_to(directory).as_posix()
         if path.is_symlink():
             content = f"symlink:{os.readlink(path)}".encode()
