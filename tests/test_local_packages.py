@@ -480,3 +480,30 @@ def test_a_local_package_at_the_project_root_is_fresh_after_lock_and_sync(
     # The package's own files still count.
     (root / "src/myapp/extra.py").write_text("Y = 2\n")
     assert main(["-C", str(root), "lock", "--check"]) == 1
+
+
+def test_a_local_package_directory_with_a_hash_sign_in_a_mixed_env_syncs(
+    make_project, make_index, conda_channels, tmp_path
+) -> None:
+    """The source hash rides in the URL's last ``#source-sha256=``: a '#' in the path is path."""
+    root: Path = make_project(
+        """
+        [base]
+        python = "3.11"
+        conda.packages = { numpy = "*" }
+        pypi.packages = { mylib = { path = "libs/lib#1" } }
+        """,
+        project_extra=f'conda.channels = ["{conda_channels.main_url}"]\n',
+        index=make_index(DEFAULT_WHEELS),
+    )
+    write_local_package(root / "libs/lib#1", "mylib", "0.3.0", ["alpha>=2"])
+    _linux_only(root)
+    assert main(["-C", str(root), "lock"]) == 0
+    (mylib,) = [
+        p for p in read_conda_lock(root / "locks/base/conda-lock.yml").packages if p.name == "mylib"
+    ]
+    assert mylib.directory == "../../libs/lib#1"
+    assert mylib.source_hash == source_hash(root / "libs/lib#1")
+    store = tmp_path / "store"
+    assert main(["-C", str(root), "sync", "--no-python", "--store", store.as_uri()]) == 0
+    assert any(store.rglob("mylib-0.3.0-py3-none-any.whl"))
