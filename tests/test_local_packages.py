@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -507,3 +508,15 @@ def test_a_local_package_directory_with_a_hash_sign_in_a_mixed_env_syncs(
     store = tmp_path / "store"
     assert main(["-C", str(root), "sync", "--no-python", "--store", store.as_uri()]) == 0
     assert any(store.rglob("mylib-0.3.0-py3-none-any.whl"))
+
+
+def test_a_named_pipe_in_a_local_package_is_an_error_not_a_hang(make_project, make_index) -> None:
+    """Reading a FIFO blocks until a writer comes: the source hash must never open one."""
+    root = _project(make_project, make_index)
+    os.mkfifo(root / "libs/mylib/src/mylib/pipe")
+    with pytest.raises(ConfigError) as info:
+        load_config(root / "flowenv.toml")
+    assert [d.render().replace(str(root) + "/", "") for d in info.value.diagnostics] == [
+        "flowenv.toml:9: base.pypi.packages.mylib.path: 'libs/mylib': "
+        "src/mylib/pipe is not a regular file, a directory or a symbolic link"
+    ]

@@ -92,8 +92,16 @@ def source_hash(directory: Path, lock_root: Path | None = None) -> str:
         relative = path.relative_to(directory).as_posix()
         if path.is_symlink():
             content = f"symlink:{os.readlink(path)}".encode()
+        elif not path.is_file():
+            # A FIFO would block the read forever; a socket or device is no source.
+            raise LocalPackageError(
+                f"{relative} is not a regular file, a directory or a symbolic link"
+            )
         else:
-            content = path.read_bytes()
+            try:
+                content = path.read_bytes()
+            except OSError as exc:
+                raise LocalPackageError(f"cannot read {relative}: {exc.strerror}") from None
         digest.update(f"{relative}\0{len(content)}\0".encode())
         digest.update(content)
     return digest.hexdigest()
