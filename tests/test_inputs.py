@@ -6,6 +6,7 @@ asserted by their exact text (file, line, message).
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -197,6 +198,24 @@ def test_an_include_cycle_or_chain_too_deep_names_the_including_line(make_projec
     for n in range(40):
         _write(root, f"chain/{n}.txt", f"beta\n-r {n + 1}.txt\n")
     assert _config_errors(root) == ["chain/30.txt:2: -r 31.txt: includes nest deeper than 32 files"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("pypi.requirements", "pipe"),
+        ("pypi.requirements", "/dev/zero"),
+        ("conda.environment-file", "pipe"),
+        ("pypi.pyproject", "/dev/zero"),
+    ],
+)
+def test_an_input_that_is_no_regular_file_is_an_error_not_a_hang(
+    make_project, key: str, value: str
+) -> None:
+    """A FIFO blocks a read until a writer comes, /dev/zero never ends: neither is read."""
+    root = make_project(f'[base]\npython = "3.11"\n{key} = "{value}"\n')
+    os.mkfifo(root / "pipe")
+    assert _config_errors(root) == [f"{value}: is not a regular file"]
 
 
 def test_missing_requirements_file_names_the_file(make_project) -> None:

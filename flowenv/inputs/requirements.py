@@ -20,6 +20,7 @@ What a requirements file may say, and what flowenv does with it:
 from __future__ import annotations
 
 import re
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -224,7 +225,12 @@ def _split_option(line: str) -> tuple[str, str]:
 def read_text(path: Path, display: str, diagnostics: list[Diagnostic]) -> str | None:
     """The text of an input file, or None with a diagnostic saying why it cannot be read."""
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        size = info.st_size
+        if not stat.S_ISREG(info.st_mode):
+            # A FIFO blocks the read until a writer comes; /dev/zero never ends.
+            diagnostics.append(Diagnostic(display, None, "", "is not a regular file"))
+            return None
         if size > MAX_INPUT_BYTES:
             diagnostics.append(
                 Diagnostic(
