@@ -218,6 +218,23 @@ def test_an_input_that_is_no_regular_file_is_an_error_not_a_hang(
     assert _config_errors(root) == [f"{value}: is not a regular file"]
 
 
+def test_a_file_included_many_times_is_read_once(make_project) -> None:
+    """Includes fan out: 20 lines of ``-r`` per file, 10 files deep, is 20**10 reads if each
+    include is read again; one read per file (and kind: -r or -c) gives the same meaning."""
+    from flowenv.inputs.requirements import read_requirements
+
+    root = make_project(REQUIREMENTS_BASE)
+    _write(root, "requirements.txt", "-r l0.txt\n-c l0.txt\n")
+    for level in range(10):
+        _write(root, f"l{level}.txt", f"-r l{level + 1}.txt\n" * 20)
+    _write(root, "l10.txt", "alpha>=1\n")
+    read = read_requirements([(root / "requirements.txt", "requirements.txt")], root)
+    assert [p.requirement() for p in read.packages] == ["alpha>=1"]
+    assert [p.requirement() for p in read.constraints] == ["alpha>=1"]
+    env = build_environments(load_config(root / "flowenv.toml")).get("base")
+    assert [p.requirement() for p in env.pypi] == ["alpha>=1"]
+
+
 def test_missing_requirements_file_names_the_file(make_project) -> None:
     root = make_project(
         """

@@ -118,6 +118,9 @@ class RequirementsReader:
         self.files: list[str] = []
         self.diagnostics: list[Diagnostic] = []
         self._reading: list[Path] = []
+        #: (file, as constraints) already read: a second include means nothing new, and
+        #: re-reading lets a few small files fan out into billions of lines.
+        self._read: set[tuple[Path, bool]] = set()
 
     def result(self) -> Requirements:
         return Requirements(
@@ -132,6 +135,9 @@ class RequirementsReader:
     def read_file(self, path: Path, display: str, *, constraint: bool = False) -> None:
         """Read ``path`` (shown as ``display`` in messages) and everything it includes."""
         resolved = path.resolve()
+        if (resolved, constraint) in self._read:
+            return
+        self._read.add((resolved, constraint))
         text = read_text(path, display, self.diagnostics)
         if text is None:
             return
