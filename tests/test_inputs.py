@@ -408,6 +408,29 @@ def test_a_deeply_nested_pyproject_is_one_error(make_project, capsys) -> None:
     assert "Traceback" not in capsys.readouterr().err
 
 
+def test_a_dependency_group_included_many_times_is_expanded_once(make_project) -> None:
+    """20 includes per group, 10 groups deep, is 20**10 expansions if each include is redone."""
+    root = make_project(
+        """
+        [base]
+        python = "3.11"
+        pypi.pyproject = { path = "app", groups = ["g0", "g3"] }
+        """
+    )
+    groups = [
+        f"g{i} = [" + ", ".join([f'{{include-group = "g{i + 1}"}}'] * 20) + "]" for i in range(10)
+    ]
+    _write(
+        root,
+        "app/pyproject.toml",
+        '[project]\nname = "app"\nversion = "0"\n\n[dependency-groups]\n'
+        + "\n".join(groups)
+        + '\ng10 = ["alpha>=1"]\n',
+    )
+    env = build_environments(load_config(root / "flowenv.toml")).get("base")
+    assert [p.requirement() for p in env.pypi] == ["alpha>=1"]
+
+
 def test_pyproject_errors_name_file_and_line(make_project) -> None:
     root = make_project(
         """

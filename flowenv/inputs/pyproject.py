@@ -48,6 +48,9 @@ class _Reader:
         self.data: dict[str, Any] = {}
         self.lines = KeyLines()
         self.project_name = ""
+        #: Groups already expanded: including one again adds nothing, and redoing
+        #: it lets a few lines fan out exponentially (20 includes x 10 levels).
+        self.expanded: set[str] = set()
 
     def error(self, key: KeyPath, message: str) -> None:
         self.reader.error(self.display, line_of(self.lines, key) or None, message)
@@ -119,6 +122,9 @@ class _Reader:
                 f"{did_you_mean(wanted, known)}; known: {', '.join(sorted(known)) or 'none'}",
             )
             return
+        if wanted in self.expanded:
+            return
+        self.expanded.add(wanted)
         key = known[wanted]
         entries = groups[key]
         if not isinstance(entries, list):
