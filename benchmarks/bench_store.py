@@ -120,6 +120,7 @@ def run_all(
             "-C",
             str(project),
             "sync",
+            "--no-python",
             "--store",
             store.url,
         ]
@@ -151,6 +152,7 @@ def run_all(
             "-C",
             str(project),
             "sync",
+            "--no-python",
             "--store",
             store.url,
         ]
@@ -168,6 +170,7 @@ def run_all(
             "-C",
             str(project),
             "sync",
+            "--no-python",
             "--store",
             str(local_store),
         ],

@@ -100,10 +100,11 @@ def generate(store: Store, envs: int, artifacts: int, per_env: int, projects: in
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
     else:
-        items = list(objects.items())
-        for start in range(0, len(items), 5000):
-            batch = dict(items[start : start + 5000])
-            store.fs.pipe({store.path(k): v for k, v in batch.items()}, batch_size=64)
+        from flowenv._threads import in_threads
+
+        # Through Store, so that any S3 client (flowenv's own or s3fs) can generate the store.
+        writes = [lambda k=k, v=v: store.write(k, v) for k, v in objects.items()]
+        in_threads(writes, 32)
 
 
 def requests_in(log: Path | None) -> int:
@@ -133,7 +134,7 @@ def measure(
     commands = {
         "store_ls": [*flowenv, "store", "ls", "--store", target.url, "--json"],
         "gc_dry_run": [*flowenv, "store", "gc", "--dry-run", "--grace", "0", "--store", target.url],
-        "noop_sync": [*flowenv, "-C", str(project), "sync", "--store", target.url],
+        "noop_sync": [*flowenv, "-C", str(project), "sync", "--no-python", "--store", target.url],
     }
     timed(commands["noop_sync"], env, work, log)  # the first sync uploads the project's env
     out: dict[str, object] = {}

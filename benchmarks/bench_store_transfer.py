@@ -2,6 +2,9 @@
 
 1. first sync of N small wheels (default 1000): flowenv vs aws-cli vs s5cmd (targets: <= 1.0x s5cmd)
 2. no-op re-sync of the same: flowenv vs ``s5cmd sync`` of the unchanged folder (target <= 1.5x)
+
+   Both also through s3fs (``FLOWENV_S3_BACKEND=s3fs``, "flowenv_s3fs"), the
+   fallback for configurations flowenv's own S3 client does not understand.
 3. first sync of 3 x 100 MB artifacts: wall time and peak RSS of each (targets: <= 1.0x aws-cli,
    flowenv peak RSS <= 150 MiB)
 
@@ -107,14 +110,25 @@ def run_all(work: Path, endpoint: str, args: argparse.Namespace) -> dict[str, ob
 
     def flowenv_sync(project: Path, url: str, cache: Path, store_env: dict[str, str]) -> list[str]:
         del cache, store_env
-        return [sys.executable, "-m", "flowenv", "-q", "-C", str(project), "sync", "--store", url]
+        # --no-python: storing CPython builds needs uv's download host, and is not what is compared.
+        sync = ["sync", "--no-python", "--store", url]
+        return [sys.executable, "-m", "flowenv", "-q", "-C", str(project), *sync]
 
-    def contenders(project: Path, folder: Path, prefix: str) -> dict[str, list[tuple[float, int]]]:
+    def contenders(
+        project: Path, folder: Path, prefix: str, with_s3fs: bool = False
+    ) -> dict[str, list[tuple[float, int]]]:
         runs: dict[str, list[tuple[float, int]]] = {"flowenv": [], "aws": [], "s5cmd": []}
+        if with_s3fs:
+            runs["flowenv_s3fs"] = []
         for i in range(args.repeat):
             store = s3_target(endpoint)
             env = {**base_env, **store.env, "FLOWENV_CACHE_DIR": str(work / f"{prefix}-cache{i}")}
             runs["flowenv"].append(measured(flowenv_sync(project, store.url, work, {}), env))
+            if with_s3fs:
+                store = s3_target(endpoint, "s3fs")
+                env = {**base_env, **store.env, "FLOWENV_CACHE_DIR": str(work / f"{prefix}-s{i}")}
+                cmd = flowenv_sync(project, store.url, work, {})
+                runs["flowenv_s3fs"].append(measured(cmd, env))
             bucket = s3_target(endpoint).url.split("://")[1].split("/")[0]
             aws = [tool("aws"), "s3", "sync", str(folder), f"s3://{bucket}/w"]
             aws += ["--endpoint-url", endpoint, "--only-show-errors"]
@@ -139,6 +153,11 @@ def run_all(work: Path, endpoint: str, args: argparse.Namespace) -> dict[str, ob
             "peak_rss_mib": rss,
             "ratio_vs_s5cmd": round(med["flowenv"] / med["s5cmd"], 2),
             "ratio_vs_aws": round(med["flowenv"] / med["aws"], 2),
+            **(
+                {"s3fs_ratio_vs_s5cmd": round(med["flowenv_s3fs"] / med["s5cmd"], 2)}
+                if "flowenv_s3fs" in med
+                else {}
+            ),
             "runs": {k: [round(t, 3) for t, _ in v] for k, v in runs.items()},
         }
 
@@ -149,7 +168,7 @@ def run_all(work: Path, endpoint: str, args: argparse.Namespace) -> dict[str, ob
         subprocess.run(
             [sys.executable, "-m", "flowenv", "-C", str(project), "lock"], env=lock_env, check=True
         )
-        small = contenders(project, work / "wheelhouse", "small")
+        small = contenders(project, work / "wheelhouse", "small", with_s3fs=True)
         results["first_sync_small"] = {"artifacts": args.count, **summary(small)}
 
         # No-op: the same bucket again, nothing to send.
@@ -160,15 +179,21 @@ def run_all(work: Path, endpoint: str, args: argparse.Namespace) -> dict[str, ob
         s5 = [tool("s5cmd"), "--endpoint-url", endpoint, "sync"]
         s5 += [f"{work / 'wheelhouse'}/", f"s3://{bucket}/w/"]
         measured(s5, aws_env)
-        noop: dict[str, list[tuple[float, int]]] = {"flowenv": [], "s5cmd": []}
+        s3fs_store = s3_target(endpoint, "s3fs")
+        s3fs_env = {**base_env, **s3fs_store.env, "FLOWENV_CACHE_DIR": str(work / "noop-s3fs")}
+        measured(flowenv_sync(project, s3fs_store.url, work, {}), s3fs_env)
+        noop: dict[str, list[tuple[float, int]]] = {"flowenv": [], "flowenv_s3fs": [], "s5cmd": []}
         for _ in range(args.repeat):
             noop["flowenv"].append(measured(flowenv_sync(project, store.url, work, {}), env))
+            cmd = flowenv_sync(project, s3fs_store.url, work, {})
+            noop["flowenv_s3fs"].append(measured(cmd, s3fs_env))
             noop["s5cmd"].append(measured(s5, aws_env))
         med = {k: round(statistics.median(t for t, _ in v), 3) for k, v in noop.items()}
         results["noop_sync_small"] = {
             "artifacts": args.count,
             "seconds": med,
             "ratio_vs_s5cmd": round(med["flowenv"] / med["s5cmd"], 2),
+            "s3fs_ratio_vs_s5cmd": round(med["flowenv_s3fs"] / med["s5cmd"], 2),
         }
 
     if not args.skip_big:

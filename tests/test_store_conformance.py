@@ -476,3 +476,16 @@ def test_without_the_protocol_the_race_breaks_the_store(
     assert alias is not None
     assert parse_alias(alias, "current") == linux.env_id
     assert store.read(f"envs/{linux.env_id}/linux-64/manifest.json") is None
+
+
+def test_each_s3_target_is_served_by_the_client_it_names(store_target) -> None:
+    """"s3" runs these tests through flowenv's own S3 client, "s3fs" through the fallback."""
+    served = open_store(store_target.url, store_target.options).backend.module
+    expected = {
+        "s3": "flowenv.store.s3_fast",
+        "s3fs": "s3fs",
+        "gcs": "gcsfs",
+        "azure": "adlfs",
+        "file": "fsspec.implementations.local",
+    }
+    assert served == expected[store_target.kind]

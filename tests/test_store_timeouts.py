@@ -51,9 +51,10 @@ def _options(endpoint: str) -> dict[str, object]:
     return {"key": "k", "secret": "s3cr3t-value", "client_kwargs": {"endpoint_url": endpoint}}
 
 
+@pytest.mark.parametrize("client", ["fast", "s3fs"])
 @pytest.mark.parametrize("kind", ["frozen", "dead"])
 def test_sync_and_hydrate_give_up_with_one_message(
-    kind, make_project, frozen_endpoint, flowenv_cache, tmp_path
+    kind, client, make_project, frozen_endpoint, flowenv_cache, tmp_path
 ) -> None:
     endpoint = frozen_endpoint if kind == "frozen" else f"http://127.0.0.1:{free_port()}"
     options = _options(endpoint)
@@ -66,7 +67,12 @@ def test_sync_and_hydrate_give_up_with_one_message(
     body = '[base]\npython = "3.11"\npypi.packages = { delta = "0.5", epsilon = "3.1" }\n'
     root = make_project(body, project_extra=extra)
     assert main(["-C", str(root), "lock"]) == 0
-    env = {**os.environ, "FLOWENV_STORE_TIMEOUT": "4", "FLOWENV_CACHE_DIR": str(flowenv_cache)}
+    env = {
+        **os.environ,
+        "FLOWENV_STORE_TIMEOUT": "4",
+        "FLOWENV_CACHE_DIR": str(flowenv_cache),
+        "FLOWENV_S3_BACKEND": client,  # flowenv's own S3 client, and s3fs (the fallback)
+    }
 
     synced = run_flowenv("-C", str(root), "sync", env=env)
     hydrated = run_flowenv(

@@ -6,6 +6,9 @@ default credentials, ``AZURE_STORAGE_*`` variables), fsspec's configuration
 (``FSSPEC_S3='{"key": …}'`` and friends, ``~/.config/fsspec``), the project's
 ``[project.store-options]`` table, then options passed in code. None of them
 is ever printed.
+
+``s3://`` is served by flowenv's own S3 client when it understands the
+configuration, by s3fs otherwise (:mod:`flowenv.store.s3_settings` has the rule).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from flowenv.store.registry import LOCAL, backend_for, scheme_of
+from flowenv.store.registry import LOCAL, S3_FAST, backend_for, scheme_of
 from flowenv.store.store import Store
 
 __all__ = ["STORE_ENV", "Store", "open_store", "store_url_for"]
@@ -55,9 +58,13 @@ def open_store(url: str, options: Mapping[str, Any] | None = None) -> Store:
     """A :class:`Store` for ``url`` (as returned by :func:`store_url_for`)."""
     from flowenv.store.timeouts import default_options, merge_defaults, store_timeout, tune
 
-    backend = backend_for(url)
     budget = store_timeout()
     opts = dict(options or {})
+    if scheme_of(url) == "s3":
+        fast = _fast_s3(url, opts, budget)
+        if fast is not None:
+            return fast
+    backend = backend_for(url)
     if backend is LOCAL:
         root = str(Path(url).resolve()).replace(os.sep, "/")
         return Store(url, backend, None, root, opts, timeout=budget)
@@ -70,6 +77,30 @@ def open_store(url: str, options: Mapping[str, Any] | None = None) -> Store:
     tune(fs, backend.protocol)
     root = cls._strip_protocol(url).rstrip("/")
     return Store(url, backend, fs, root, opts, timeout=budget)
+
+
+def _fast_s3(url: str, options: dict[str, Any], budget: float) -> Store | None:
+    """flowenv's S3 client when it can serve ``options`` (and is not switched off), else None."""
+    from flowenv.store.s3_settings import Fallback, choice
+
+    chosen = choice()
+    if chosen == "s3fs":
+        return None
+    from flowenv.store.s3_fast import S3FastFileSystem, filesystem
+
+    try:
+        fs, secrets = filesystem(options, budget)
+    except Fallback as why:
+        if chosen == "fast":
+            from flowenv.errors import UsageError
+            from flowenv.store.s3_settings import BACKEND_ENV
+
+            raise UsageError(f"{BACKEND_ENV}=fast cannot serve this store: {why}") from None
+        return None
+    root = S3FastFileSystem._strip_protocol(url)
+    # Secrets found in the environment or AWS files are scrubbed from messages too.
+    scrub = {**options, "_resolved": dict(enumerate(secrets))}
+    return Store(url, S3_FAST, fs, root, scrub, timeout=budget)
 
 
 def _make(cls: Any, options: dict[str, Any], url: str) -> Any:

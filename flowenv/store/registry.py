@@ -24,6 +24,9 @@ class Backend:
 
 
 LOCAL = Backend(protocol="file", module="fsspec.implementations.local", install_hint="")
+#: flowenv's own S3 client, used for ``s3://`` when it understands the configuration
+#: (see :mod:`flowenv.store.s3_settings`); s3fs (``BACKENDS["s3"]``) serves the rest.
+S3_FAST = Backend(protocol="s3", module="flowenv.store.s3_fast", install_hint="")
 
 #: URL scheme -> backend. ``file`` (and a plain path) is the embedded default.
 BACKENDS: dict[str, Backend] = {

@@ -78,6 +78,8 @@ _UNREACHABLE = (
     "ServiceResponseError",  # azure-core: no (complete) answer
     "ConnectionRefusedError",
     "ConnectionResetError",
+    "RemoteDisconnected",  # http.client (flowenv's S3 client): closed without an answer
+    "BrokenPipeError",
 )
 
 
@@ -136,6 +138,11 @@ class Store:
     @property
     def is_local(self) -> bool:
         return self.backend is LOCAL
+
+    @property
+    def _s3fs(self) -> bool:
+        """s3fs serves this store (not flowenv's own S3 client): its quirks apply."""
+        return self.backend.protocol == "s3" and self.backend.module == "s3fs"
 
     def path(self, key: str) -> str:
         return f"{self.root}/{key}"
@@ -206,7 +213,7 @@ class Store:
         return entries
 
     def _find(self, base: str) -> dict[str, Any]:
-        if self.backend.protocol != "s3":
+        if not self._s3fs:
             found: dict[str, Any] = self.fs.find(base, detail=True)
             return found
         # s3fs's find rebuilds its directory cache with a list-membership test per
@@ -289,7 +296,7 @@ class Store:
                 f"write {key}",
                 lambda: self._local_replace(key, lambda tmp: shutil.copyfile(source, tmp)),
             )
-        elif self.backend.protocol == "s3" and source.stat().st_size <= S3_SINGLE_PUT_MAX:
+        elif self._s3fs and source.stat().st_size <= S3_SINGLE_PUT_MAX:
             self._call(f"upload {key}", lambda: self._s3_put(source, self.path(key)))
         else:
             self._call(
@@ -314,7 +321,7 @@ class Store:
     def _read_options(self) -> dict[str, int]:
         # Reads here are small (manifests, aliases): s3fs would first HEAD each
         # object to decide whether to fetch it in parallel ranges, doubling requests.
-        return {"max_concurrency": 1} if self.backend.protocol == "s3" else {}
+        return {"max_concurrency": 1} if self._s3fs else {}
 
     def _stream_options(self) -> dict[str, int]:
         # Past a single PUT's limit: multipart, in small parts, few at once.

@@ -44,7 +44,8 @@ AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
-BACKENDS = ("file", "s3", "gcs", "azure")
+#: "s3" is flowenv's own S3 client; "s3fs" the same moto server through s3fs (the fallback).
+BACKENDS = ("file", "s3", "s3fs", "gcs", "azure")
 
 
 def free_port() -> int:
@@ -98,7 +99,7 @@ class StoreTarget:
 
         if self.kind == "file":
             return fsspec.filesystem("file")
-        protocol = {"s3": "s3", "gcs": "gs", "azure": "abfs"}[self.kind]
+        protocol = {"s3": "s3", "s3fs": "s3", "gcs": "gs", "azure": "abfs"}[self.kind]
         return fsspec.filesystem(protocol, skip_instance_cache=True, **self.options)
 
     @property
@@ -153,17 +154,21 @@ def moto_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
-def s3_target(endpoint: str) -> StoreTarget:
+def s3_target(endpoint: str, client: str | None = None) -> StoreTarget:
+    """A fresh bucket; ``client`` ("fast" or "s3fs") forces that S3 client (FLOWENV_S3_BACKEND)."""
     import s3fs
 
     options = _s3_options(endpoint)
     bucket = f"flowenv-{uuid.uuid4().hex[:12]}"
     s3fs.S3FileSystem(skip_instance_cache=True, **options).mkdir(bucket)
+    env = {"FSSPEC_S3": json.dumps(options)}
+    if client:
+        env["FLOWENV_S3_BACKEND"] = client
     return StoreTarget(
-        kind="s3",
+        kind="s3fs" if client == "s3fs" else "s3",
         url=f"s3://{bucket}/store",
         options=options,
-        env={"FSSPEC_S3": json.dumps(options)},
+        env=env,
     )
 
 
@@ -284,13 +289,18 @@ def azure_target(endpoint: str) -> StoreTarget:
 
 # -- every backend ----------------------------------------------------------------
 @pytest.fixture(params=BACKENDS)
-def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> StoreTarget:
+def store_target(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> StoreTarget:
     """A fresh, empty store on each backend in turn (the conformance tests' parameter)."""
     kind = request.param
     if kind == "file":
         return StoreTarget(kind="file", url=str(tmp_path / "store"))
-    if kind == "s3":
-        return s3_target(request.getfixturevalue("moto_server"))
+    if kind in ("s3", "s3fs"):
+        # Forced both ways, so that neither client is tested by accident through the other.
+        client = "fast" if kind == "s3" else "s3fs"
+        monkeypatch.setenv("FLOWENV_S3_BACKEND", client)
+        return s3_target(request.getfixturevalue("moto_server"), client)
     if kind == "gcs":
         return gcs_target(request.getfixturevalue("gcs_server"))
     return azure_target(request.getfixturevalue("azurite_server"))
