@@ -235,6 +235,30 @@ def test_a_file_included_many_times_is_read_once(make_project) -> None:
     assert [p.requirement() for p in env.pypi] == ["alpha>=1"]
 
 
+TARGET_FILE = """
+[base]
+python = "3.11"
+pypi.packages = { alpha = "*" }
+
+[base.target.linux-64]
+pypi.requirements = "linux.txt"
+"""
+
+
+def test_editing_a_target_tables_requirements_file_makes_the_lock_stale(make_project) -> None:
+    """lock --check's fast path digests the env's input files: a target table's files too."""
+    root = make_project(TARGET_FILE)
+    _write(root, "linux.txt", "beta==1.0\n")
+    assert main(["-C", str(root), "lock"]) == 0
+    env = build_environments(load_config(root / "flowenv.toml")).get("base")
+    assert env.inputs == ("linux.txt",)
+    assert main(["-C", str(root), "lock", "--check"]) == 0
+    _write(root, "linux.txt", "beta==1.5\n")
+    assert main(["-C", str(root), "lock", "--check"]) == 1
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    assert _versions(root / "locks/base/pylock.linux-64.toml")["beta"] == "1.5"
+
+
 def test_missing_requirements_file_names_the_file(make_project) -> None:
     root = make_project(
         """
