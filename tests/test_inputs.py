@@ -259,6 +259,19 @@ def test_editing_a_target_tables_requirements_file_makes_the_lock_stale(make_pro
     assert _versions(root / "locks/base/pylock.linux-64.toml")["beta"] == "1.5"
 
 
+def test_constraints_in_a_target_tables_file_are_refused(make_project) -> None:
+    """Constraints apply to the whole env; one platform's file cannot carry them (they were
+    silently dropped: neither applied nor hashed)."""
+    root = make_project(TARGET_FILE)
+    _write(root, "linux.txt", "beta\n-c linux-constraints.txt\n")
+    _write(root, "linux-constraints.txt", "alpha<2\n")
+    assert _config_errors(root) == [
+        "flowenv.toml:12: base.target.linux-64.pypi.requirements: -c constraints apply to the "
+        "whole env, not one platform: name the file in the env's own table, or pin the package "
+        "in this target table"
+    ]
+
+
 def test_missing_requirements_file_names_the_file(make_project) -> None:
     root = make_project(
         """

@@ -359,6 +359,13 @@ class _Validator:
             ).items()
         }
         for platform, target in targets.items():
+            if target.pypi_constraints:
+                # EnvSpec keeps one constraint list; per platform they were dropped unseen.
+                self.error(
+                    (*path, "target", platform, "pypi", "requirements"),
+                    "-c constraints apply to the whole env, not one platform: name the file "
+                    "in the env's own table, or pin the package in this target table",
+                )
             if target.channels is not None:
                 # One conda-lock.yml holds every platform of an env, with one channel list.
                 self.error(
