@@ -331,6 +331,7 @@ def fetch_locked(
 
 def _http_get(url: str, out: BinaryIO, auth: SourceAuth | None) -> None:
     # Imported here: http.client and friends are dead weight for local and store fetches.
+    import urllib.error
     import urllib.request
 
     # ``url`` (the lock's, credential-free) stays what errors name.
@@ -344,6 +345,10 @@ def _http_get(url: str, out: BinaryIO, auth: SourceAuth | None) -> None:
         with opener.open(request, timeout=60) as response:
             shutil.copyfileobj(response, out, _CHUNK)
     except OSError as exc:
+        if isinstance(exc, urllib.error.HTTPError):
+            # It holds the server's open response (a 401, a 404): closed now,
+            # not whenever the garbage collector meets it (a ResourceWarning).
+            exc.close()
         raise StoreError(f"cannot fetch {redact(url)}: {redact(str(exc))}") from None
 
 
