@@ -193,6 +193,8 @@ class S3FastFileSystem:
         prefix = f"{key}/" if key else ""
         found: dict[str, dict[str, Any]] = {}
         token = ""
+        # A server that hands back a token it gave before would page forever.
+        tokens: set[str] = set()
         while True:
             query = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
             if token:
@@ -209,6 +211,9 @@ class S3FastFileSystem:
             token = _text(root, "NextContinuationToken")
             if _text(root, "IsTruncated") != "true" or not token:
                 break
+            if token in tokens:
+                raise S3Error(200, "InvalidListing", "the server repeated a continuation token")
+            tokens.add(token)
         return found if detail else sorted(found)
 
     # -- writing ------------------------------------------------------------------

@@ -1,0 +1,105 @@
+"""flowenv's S3 client against a hostile or broken server on 127.0.0.1.
+
+Each test's server writes raw HTTP answers, so it can lie about lengths, cut
+bodies short, loop a listing forever or answer 200 with an error document:
+what a misbehaving proxy or S3-compatible server does. The client must
+neither hang, nor loop, nor take a broken answer for a good one.
+"""
+
+from __future__ import annotations
+
+import socketserver
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from flowenv.store.s3_fast import S3Error, S3FastFileSystem
+from flowenv.store.s3_settings import S3Settings
+from flowenv.store.s3_signing import Credentials
+
+#: (request line, headers) -> raw bytes to write back (b"" closes without a word).
+Script = Callable[[str, dict[str, str]], bytes]
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        server: RawServer = self.server  # type: ignore[assignment]
+        while True:
+            line = self.rfile.readline().decode("latin-1").strip()
+            if not line:
+                return
+            headers: dict[str, str] = {}
+            while (header := self.rfile.readline().decode("latin-1").strip()) != "":
+                name, _, value = header.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            self.rfile.read(int(headers.get("content-length", "0")))
+            server.seen.append(line)
+            answer = server.script(line, headers)
+            if not answer:
+                return
+            self.wfile.write(answer)
+            self.wfile.flush()
+            if server.close_after:
+                return
+
+
+class RawServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.seen: list[str] = []
+        self.script: Script = lambda line, headers: b""
+        self.close_after = False
+
+    def client(self) -> S3FastFileSystem:
+        settings = S3Settings(
+            endpoint=f"http://127.0.0.1:{self.server_address[1]}",
+            region="us-east-1",
+            credentials=Credentials(key="AKID", secret="secret"),
+        )
+        return S3FastFileSystem(settings, budget=8.0)
+
+
+@pytest.fixture
+def raw() -> Iterator[RawServer]:
+    server = RawServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def http_answer(status: int, body: bytes, *, length: int | None = None, extra: str = "") -> bytes:
+    """A raw HTTP/1.1 answer; ``length`` is the Content-Length it claims (default: the truth)."""
+    claimed = len(body) if length is None else length
+    head = f"HTTP/1.1 {status} X\r\nContent-Length: {claimed}\r\n{extra}\r\n"
+    return head.encode() + body
+
+
+def listing(keys: list[str], token: str = "") -> bytes:
+    contents = "".join(
+        f"<Contents><Key>{k}</Key><Size>1</Size><LastModified>2026-01-01T00:00:00.000Z"
+        "</LastModified></Contents>"
+        for k in keys
+    )
+    more = f"<IsTruncated>true</IsTruncated><NextContinuationToken>{token}</NextContinuationToken>"
+    tail = more if token else "<IsTruncated>false</IsTruncated>"
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        f"{contents}{tail}</ListBucketResult>"
+    ).encode()
+
+
+def test_a_listing_that_repeats_its_continuation_token_is_an_error(raw) -> None:
+    """IsTruncated with the same token forever: refuse at the repeat, never loop."""
+    raw.script = lambda line, headers: http_answer(200, listing(["p/a"], token="same"))
+    with pytest.raises(S3Error) as caught:
+        raw.client().find("bucket/p")
+    assert "continuation token" in str(caught.value)
+    assert len(raw.seen) == 2  # the first page, and the one that repeated the token
