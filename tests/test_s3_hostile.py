@@ -103,3 +103,15 @@ def test_a_listing_that_repeats_its_continuation_token_is_an_error(raw) -> None:
         raw.client().find("bucket/p")
     assert "continuation token" in str(caught.value)
     assert len(raw.seen) == 2  # the first page, and the one that repeated the token
+
+
+def test_a_listing_answered_200_with_an_error_document_is_an_error(raw) -> None:
+    """A 200 whose body is no ListBucketResult (a proxy's error page) must not read as empty:
+    gc would take the missing manifests for gone and collect the artifacts they name."""
+    error = b"<Error><Code>InternalError</Code><Message>try again</Message></Error>"
+    pages = iter([http_answer(200, listing(["p/a"], token="t1")), http_answer(200, error)])
+    raw.script = lambda line, headers: next(pages)
+    with pytest.raises(S3Error) as caught:
+        raw.client().find("bucket/p")
+    assert str(caught.value) == "InternalError: try again (HTTP 200)"
+

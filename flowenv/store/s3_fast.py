@@ -199,7 +199,13 @@ class S3FastFileSystem:
             query = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
             if token:
                 query["continuation-token"] = token
-            root = ElementTree.fromstring(self._request("GET", bucket, "", query=query).body)
+            answer = self._request("GET", bucket, "", query=query)
+            root = ElementTree.fromstring(answer.body)
+            # A 200 carrying anything else (an error document from a proxy or a
+            # broken server) is no empty page: gc would collect what it hides.
+            if _local(root.tag) != "ListBucketResult":
+                code, message, _r = _error_of(answer.status, answer.body)
+                raise S3Error(answer.status, code, message)
             for item in _children(root, "Contents"):
                 name = f"{bucket}/{unquote_plus(_text(item, 'Key'))}"
                 found[name] = {
