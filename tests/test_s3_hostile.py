@@ -115,3 +115,22 @@ def test_a_listing_answered_200_with_an_error_document_is_an_error(raw) -> None:
         raw.client().find("bucket/p")
     assert str(caught.value) == "InternalError: try again (HTTP 200)"
 
+
+
+def test_a_download_cut_short_is_not_kept(raw, tmp_path: Path) -> None:
+    """Content-Length 100, 40 bytes, then the connection closes: retried, then an error."""
+    raw.script = lambda line, headers: http_answer(200, b"x" * 40, length=100)
+    raw.close_after = True
+    target = tmp_path / "object"
+    with pytest.raises(ConnectionError):
+        raw.client().get_file("bucket/key", str(target))
+    assert len(raw.seen) == 3  # every attempt was cut short
+
+
+def test_a_download_cut_short_once_is_retried(raw, tmp_path: Path) -> None:
+    answers = iter([http_answer(200, b"x" * 40, length=100), http_answer(200, b"y" * 100)])
+    raw.script = lambda line, headers: next(answers)
+    raw.close_after = True
+    target = tmp_path / "object"
+    raw.client().get_file("bucket/key", str(target))
+    assert target.read_bytes() == b"y" * 100

@@ -180,6 +180,9 @@ def _read(response: http.client.HTTPResponse, into: str | None) -> Answer:
         with open(into, "wb") as out:
             while block := response.read(READ_BLOCK):
                 out.write(block)
+        # read(n) returns b"" when the server closes early, where read() would raise.
+        if response.length:
+            raise http.client.IncompleteRead(b"", response.length)
         return Answer(response.status, headers, b"")
     return Answer(response.status, headers, response.read())
 
