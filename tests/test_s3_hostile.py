@@ -134,3 +134,60 @@ def test_a_download_cut_short_once_is_retried(raw, tmp_path: Path) -> None:
     target = tmp_path / "object"
     raw.client().get_file("bucket/key", str(target))
     assert target.read_bytes() == b"y" * 100
+
+
+BILLION_LAUGHS = (
+    b'<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol">'
+    + b"".join(
+        f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">'.encode()
+        for i in range(1, 10)
+    )
+    + b"]>\n<ListBucketResult><Contents><Key>&lol9;</Key></Contents></ListBucketResult>"
+)
+
+
+def test_an_entity_expansion_bomb_in_a_listing_is_refused(raw) -> None:
+    """expat's amplification limit refuses the billion laughs (a parse error, not 3 GB)."""
+    raw.script = lambda line, headers: http_answer(200, BILLION_LAUGHS)
+    with pytest.raises(SyntaxError):  # xml.etree.ElementTree.ParseError
+        raw.client().find("bucket/p")
+
+
+def test_an_entity_expansion_bomb_in_an_error_body_is_only_its_status(raw) -> None:
+    raw.script = lambda line, headers: http_answer(403, BILLION_LAUGHS)
+    with pytest.raises(PermissionError) as caught:
+        raw.client().cat_file("bucket/key")
+    assert str(caught.value) == "Forbidden (HTTP 403)"
+
+
+def test_an_external_entity_is_never_fetched(raw, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET")
+    body = (
+        f'<?xml version="1.0"?>\n<!DOCTYPE r [<!ENTITY x SYSTEM "file://{secret}">]>'
+        "<Error><Code>AccessDenied</Code><Message>&x;</Message></Error>"
+    ).encode()
+    raw.script = lambda line, headers: http_answer(403, body)
+    with pytest.raises(PermissionError) as caught:
+        raw.client().cat_file("bucket/key")
+    assert "TOP-SECRET" not in str(caught.value)
+
+
+def test_a_redirect_to_another_host_is_not_followed(raw) -> None:
+    """A 301/307 naming no region (a Location elsewhere) is an error: nothing goes there."""
+    raw.script = lambda line, headers: http_answer(
+        307, b"", extra="Location: http://203.0.113.9/steal\r\n"
+    )
+    with pytest.raises(S3Error) as caught:
+        raw.client().cat_file("bucket/key")
+    assert str(caught.value) == "TemporaryRedirect (HTTP 307)"
+    assert len(raw.seen) == 1
+
+
+def test_a_delete_answered_200_with_an_error_document_is_an_error(raw) -> None:
+    """DeleteObjects answered 200 with a whole-request <Error>: nothing was deleted, say so."""
+    error = b"<Error><Code>AccessDenied</Code><Message>no delete for you</Message></Error>"
+    raw.script = lambda line, headers: http_answer(200, error)
+    with pytest.raises(S3Error) as caught:
+        raw.client().rm(["bucket/p/a", "bucket/p/b"])
+    assert str(caught.value) == "AccessDenied: no delete for you (HTTP 200)"

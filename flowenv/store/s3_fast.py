@@ -300,7 +300,12 @@ class S3FastFileSystem:
         answer = self._request(
             "POST", bucket, "", query={"delete": ""}, body=body, headers={"content-md5": md5}
         )
-        for error in _children(ElementTree.fromstring(answer.body), "Error"):
+        root = ElementTree.fromstring(answer.body)
+        # A 200 may carry one <Error> for the whole request: then nothing was deleted.
+        if _local(root.tag) != "DeleteResult":
+            code, message, _r = _error_of(answer.status, answer.body)
+            raise S3Error(answer.status, code, message)
+        for error in _children(root, "Error"):
             code = _text(error, "Code")
             if code != "NoSuchKey":
                 raise S3Error(answer.status, code, _text(error, "Message"))
