@@ -19,13 +19,15 @@ from flowenv.store.s3_fast import S3Error, S3FastFileSystem
 from flowenv.store.s3_settings import S3Settings
 from flowenv.store.s3_signing import Credentials
 
-#: (request line, headers) -> raw bytes to write back (b"" closes without a word).
-Script = Callable[[str, dict[str, str]], bytes]
+#: (request line, headers) -> raw bytes to write back, at once or in blocks (b"" closes
+#: without a word).
+Script = Callable[[str, dict[str, str]], "bytes | Iterator[bytes]"]
 
 
 class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         server: RawServer = self.server  # type: ignore[assignment]
+        server.connections += 1
         while True:
             line = self.rfile.readline().decode("latin-1").strip()
             if not line:
@@ -39,8 +41,13 @@ class _Handler(socketserver.StreamRequestHandler):
             answer = server.script(line, headers)
             if not answer:
                 return
-            self.wfile.write(answer)
-            self.wfile.flush()
+            try:
+                for block in [answer] if isinstance(answer, bytes) else answer:
+                    self.wfile.write(block)
+                    self.wfile.flush()
+                    server.sent += len(block)
+            except OSError:
+                return  # the client hung up mid-answer
             if server.close_after:
                 return
 
@@ -54,6 +61,8 @@ class RawServer(socketserver.ThreadingTCPServer):
         self.seen: list[str] = []
         self.script: Script = lambda line, headers: b""
         self.close_after = False
+        self.sent = 0
+        self.connections = 0
 
     def client(self) -> S3FastFileSystem:
         settings = S3Settings(
@@ -191,3 +200,45 @@ def test_a_delete_answered_200_with_an_error_document_is_an_error(raw) -> None:
     with pytest.raises(S3Error) as caught:
         raw.client().rm(["bucket/p/a", "bucket/p/b"])
     assert str(caught.value) == "AccessDenied: no delete for you (HTTP 200)"
+
+
+def test_an_endless_error_body_is_not_read_to_its_end(raw) -> None:
+    """A 500 claiming a terabyte and streaming it: the client reads a bounded head, hangs up."""
+    huge = 64 << 20
+
+    def endless(line: str, headers: dict[str, str]) -> Iterator[bytes]:
+        yield b"HTTP/1.1 500 X\r\nContent-Length: %d\r\n\r\n" % (1 << 40)
+        block = b"<Error><Code>InternalError</Code></Error>" + b" " * ((1 << 16) - 41)
+        for _ in range(huge >> 16):
+            yield block
+
+    raw.script = endless
+    with pytest.raises(S3Error) as caught:
+        raw.client().cat_file("bucket/key")
+    assert str(caught.value) == "InternalError (HTTP 500)"
+    assert len(raw.seen) == 3  # retried as a 500 is
+    assert raw.sent < huge  # no attempt was read to the end
+
+
+def test_a_body_claiming_a_terabyte_is_not_allocated_at_once(raw) -> None:
+    """A 200 whose Content-Length lies (1 TiB, then the connection closes): a cut-short
+    answer, retried, then a reset connection; never a MemoryError."""
+    raw.script = lambda line, headers: http_answer(200, b"tiny", length=1 << 40)
+    raw.close_after = True
+    with pytest.raises(ConnectionError):
+        raw.client().cat_file("bucket/key")
+    assert len(raw.seen) == 3
+
+
+def test_an_error_answer_read_whole_keeps_its_connection(raw) -> None:
+    """The bounded read of an error body still reuses the connection when it read it all."""
+    answers = iter([http_answer(404, b"<Error><Code>NoSuchKey</Code></Error>"),
+                    http_answer(200, b"there")])  # fmt: skip
+    raw.script = lambda line, headers: next(answers)
+    fs = raw.client()
+    with pytest.raises(FileNotFoundError):
+        fs.cat_file("bucket/gone")
+    assert fs.cat_file("bucket/key") == b"there"
+    where = ("http", "127.0.0.1", raw.server_address[1])
+    assert len(fs._pool.idle(where)) == 1
+    assert raw.connections == 1

@@ -22,6 +22,8 @@ from typing import IO, Any
 import attrs
 
 READ_BLOCK = 1 << 20
+#: Bytes of an error answer's body read (its code and message are at the start).
+ERROR_BODY_MAX = 64 << 10
 #: Idle connections kept per host: enough for sync's and hydrate's 16 workers.
 MAX_IDLE = 32
 #: Where a connection goes: (scheme, host, port).
@@ -100,7 +102,10 @@ class ConnectionPool:
                 finally:
                     if handle is not None:
                         handle.close()
-                answer = _read(connection.getresponse(), into)
+                response = connection.getresponse()
+                answer = _read(response, into)
+                if not response.isclosed():  # a body left unread: the connection is spent
+                    connection.close()
             except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine):
                 connection.close()
                 if not reused or fresh:
@@ -180,11 +185,30 @@ def _read(response: http.client.HTTPResponse, into: str | None) -> Answer:
         with open(into, "wb") as out:
             while block := response.read(READ_BLOCK):
                 out.write(block)
-        # read(n) returns b"" when the server closes early, where read() would raise.
-        if response.length:
-            raise http.client.IncompleteRead(b"", response.length)
+        _check_complete(response)
         return Answer(response.status, headers, b"")
-    return Answer(response.status, headers, response.read())
+    # In blocks: read() allocates the whole claimed Content-Length at once (a
+    # lying server's terabyte is a MemoryError). An error's body is only its
+    # code and message: a bounded head of it is enough, and the connection,
+    # its body unread, is then closed by the caller instead of reused.
+    limit = ERROR_BODY_MAX if response.status >= 300 else None
+    blocks: list[bytes] = []
+    size = 0
+    while limit is None or size < limit:
+        block = response.read(READ_BLOCK if limit is None else min(READ_BLOCK, limit - size))
+        if not block:
+            break
+        blocks.append(block)
+        size += len(block)
+    if limit is None:
+        _check_complete(response)
+    return Answer(response.status, headers, b"".join(blocks))
+
+
+def _check_complete(response: http.client.HTTPResponse) -> None:
+    # read(n) returns b"" when the server closes early, where read() would raise.
+    if response.length:
+        raise http.client.IncompleteRead(b"", response.length)
 
 
 def _close_all(idle: dict[Where, list[http.client.HTTPConnection]]) -> None:
