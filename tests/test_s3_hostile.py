@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from flowenv.store.s3_fast import S3Error, S3FastFileSystem
+from flowenv.store.s3_http import FileBody
 from flowenv.store.s3_settings import S3Settings
 from flowenv.store.s3_signing import Credentials
 
@@ -242,3 +243,38 @@ def test_an_error_answer_read_whole_keeps_its_connection(raw) -> None:
     where = ("http", "127.0.0.1", raw.server_address[1])
     assert len(fs._pool.idle(where)) == 1
     assert raw.connections == 1
+
+
+def test_a_file_that_grew_since_it_was_measured_sends_only_the_measured_bytes(
+    raw, tmp_path: Path
+) -> None:
+    """Bytes past Content-Length would be read by the server as the next request on the
+    keep-alive connection, and its answer taken for the next request's."""
+    source = tmp_path / "growing"
+    source.write_bytes(b"hello" + b"GET /appended HTTP/1.1\r\n\r\n")
+    raw.script = lambda line, headers: http_answer(200, b"")
+    fs = raw.client()
+    fs._request("PUT", "bucket", "key", body=FileBody(str(source), 0, 5))
+    fs.cat_file("bucket/other")
+    assert [line.split()[:2] for line in raw.seen] == [
+        ["PUT", "/bucket/key"],
+        ["GET", "/bucket/other"],
+    ]
+
+
+def test_a_file_that_shrank_since_it_was_measured_is_an_error_not_a_hang(
+    raw, tmp_path: Path
+) -> None:
+    source = tmp_path / "shrinking"
+    source.write_bytes(b"hello")
+    raw.script = lambda line, headers: http_answer(200, b"")
+    with pytest.raises(OSError, match="shrank while being uploaded"):
+        raw.client()._request("PUT", "bucket", "key", body=FileBody(str(source), 0, 10))
+    assert raw.seen == []  # the server never got a whole request
+    # Shrunk after it was hashed: the send itself stops instead of leaving the server waiting.
+    fs = raw.client()
+    where = ("http", "127.0.0.1", raw.server_address[1])
+    with pytest.raises(OSError, match="shrank while being uploaded"):
+        fs._pool.exchange(where, "PUT", "/bucket/key", {"content-length": "10"},
+                          FileBody(str(source), 0, 10))  # fmt: skip
+    assert raw.seen == []

@@ -63,6 +63,29 @@ class FileBody:
         return digest.hexdigest()
 
 
+class _Slice:
+    """Exactly ``body.length`` bytes of an open file, as http.client reads a request body.
+
+    http.client reads a file to its end: bytes a file gained since it was
+    measured would follow the request on the keep-alive connection, where the
+    server reads them as the next request (and its answer is taken for ours).
+    A file that lost bytes would leave the server waiting for them.
+    """
+
+    def __init__(self, handle: IO[bytes], body: FileBody) -> None:
+        self._handle = handle
+        self._body = body
+        self._left = body.length
+
+    def read(self, size: int = -1) -> bytes:
+        want = self._left if size < 0 else min(size, self._left)
+        block = self._handle.read(want) if want else b""
+        if want and not block:
+            raise OSError(f"{self._body.path} shrank while being uploaded")
+        self._left -= len(block)
+        return block
+
+
 class ConnectionPool:
     """Keep-alive connections per host with the given timeouts and TLS verification."""
 
@@ -96,8 +119,7 @@ class ConnectionPool:
                     handle = open(body.path, "rb")  # noqa: SIM115 (closed below)
                     handle.seek(body.offset)
                 try:
-                    data = handle if handle is not None else body
-                    assert not isinstance(data, FileBody)
+                    data = _Slice(handle, body) if isinstance(body, FileBody) else body
                     connection.request(method, url, body=data, headers=dict(headers))
                 finally:
                     if handle is not None:
