@@ -278,3 +278,38 @@ def test_a_file_that_shrank_since_it_was_measured_is_an_error_not_a_hang(
         fs._pool.exchange(where, "PUT", "/bucket/key", {"content-length": "10"},
                           FileBody(str(source), 0, 10))  # fmt: skip
     assert raw.seen == []
+
+
+def test_listed_keys_outside_the_requested_prefix_are_not_taken(raw) -> None:
+    """A server answering keys it was not asked for (another prefix, a leading slash): the
+    store would take them for keys of its own, relative to its root."""
+    raw.script = lambda line, headers: http_answer(
+        200, listing(["p/a", "q/envs/x", "/p/abs", "pp/near", "p/sub/b"])
+    )
+    assert raw.client().find("bucket/p") == ["bucket/p/a", "bucket/p/sub/b"]
+
+
+def test_a_refusal_is_one_line_without_secrets(raw) -> None:
+    """A 403 echoing the credentials: the store's message names the code, never the secret."""
+    from flowenv.errors import StoreError
+    from flowenv.store import open_store
+
+    body = (
+        "<Error><Code>AccessDenied</Code><Message>key AKIDSECRETKEY secret s3cr3t-value "
+        "token tok3n-value\nsecond line</Message></Error>"
+    ).encode()
+    raw.script = lambda line, headers: http_answer(403, body)
+    endpoint = f"http://127.0.0.1:{raw.server_address[1]}"
+    options = {
+        "key": "AKIDSECRETKEY", "secret": "s3cr3t-value", "token": "tok3n-value",
+        "client_kwargs": {"endpoint_url": endpoint},
+    }  # fmt: skip
+    store = open_store("s3://bucket/root", options)
+    with pytest.raises(StoreError) as caught:
+        store.read("aliases/a")
+    message = caught.value.message
+    for secret in ("AKIDSECRETKEY", "s3cr3t-value", "tok3n-value"):
+        assert secret not in message
+    assert message.startswith("s3://bucket/root: cannot read aliases/a: S3Denied: AccessDenied")
+    assert caught.value.exit_code == 4
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__

@@ -207,7 +207,10 @@ class S3FastFileSystem:
                 code, message, _r = _error_of(answer.status, answer.body)
                 raise S3Error(answer.status, code, message)
             for item in _children(root, "Contents"):
-                name = f"{bucket}/{unquote_plus(_text(item, 'Key'))}"
+                listed = unquote_plus(_text(item, "Key"))
+                if not listed.startswith(prefix):  # not asked for: not this store's key
+                    continue
+                name = f"{bucket}/{listed}"
                 found[name] = {
                     "name": name,
                     "type": "file",
