@@ -311,5 +311,6 @@ def test_a_refusal_is_one_line_without_secrets(raw) -> None:
     for secret in ("AKIDSECRETKEY", "s3cr3t-value", "tok3n-value"):
         assert secret not in message
     assert message.startswith("s3://bucket/root: cannot read aliases/a: S3Denied: AccessDenied")
+    assert "\n" not in message
     assert caught.value.exit_code == 4
     assert caught.value.__cause__ is None and caught.value.__suppress_context__

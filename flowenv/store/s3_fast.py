@@ -65,6 +65,8 @@ class S3Error(OSError):
     """An error answer from S3: its code, message and HTTP status (never a request detail)."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
+        # The server's words, on one line: flowenv's errors are one line each.
+        code, message = " ".join(code.split()), " ".join(message.split())
         super().__init__(
             f"{code}: {message} (HTTP {status})" if message else f"{code} (HTTP {status})"
         )
