@@ -314,3 +314,35 @@ def test_a_refusal_is_one_line_without_secrets(raw) -> None:
     assert "\n" not in message
     assert caught.value.exit_code == 4
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+INITIATED = b"<InitiateMultipartUploadResult><UploadId>up-1</UploadId></InitiateMultipartUploadResult>"
+
+
+@pytest.mark.parametrize("failing", ["part", "complete"])
+def test_a_failed_multipart_upload_is_aborted(raw, tmp_path: Path, failing: str) -> None:
+    """A part refused, or a completion answered 200 with an <Error>: the upload is aborted
+    (no parts left to bill), and the error is the part's or the completion's."""
+    refused = b"<Error><Code>AccessDenied</Code><Message>no</Message></Error>"
+
+    def script(line: str, headers: dict[str, str]) -> bytes:
+        method, target = line.split()[:2]
+        if method == "POST" and target.endswith("?uploads="):
+            return http_answer(200, INITIATED)
+        if method == "PUT":
+            if failing == "part" and "partNumber=2" in target:
+                return http_answer(403, refused)
+            return http_answer(200, b"", extra='ETag: "e"\r\n')
+        if method == "POST":  # the completion
+            return http_answer(200, refused)
+        return http_answer(204, b"")  # the abort
+
+    raw.script = script
+    source = tmp_path / "big"
+    source.write_bytes(b"x" * 25)
+    fs = raw.client()
+    fs.single_put_max = 10
+    with pytest.raises(S3Error, match="AccessDenied"):
+        fs.put_file(str(source), "bucket/key", chunksize=10, max_concurrency=1)
+    assert raw.seen[-1].split()[:2] == ["DELETE", "/bucket/key?uploadId=up-1"]
+    assert sum(line.startswith("DELETE") for line in raw.seen) == 1
