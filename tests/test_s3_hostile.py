@@ -126,7 +126,6 @@ def test_a_listing_answered_200_with_an_error_document_is_an_error(raw) -> None:
     assert str(caught.value) == "InternalError: try again (HTTP 200)"
 
 
-
 def test_a_download_cut_short_is_not_kept(raw, tmp_path: Path) -> None:
     """Content-Length 100, 40 bytes, then the connection closes: retried, then an error."""
     raw.script = lambda line, headers: http_answer(200, b"x" * 40, length=100)
@@ -295,9 +294,9 @@ def test_a_refusal_is_one_line_without_secrets(raw) -> None:
     from flowenv.store import open_store
 
     body = (
-        "<Error><Code>AccessDenied</Code><Message>key AKIDSECRETKEY secret s3cr3t-value "
-        "token tok3n-value\nsecond line</Message></Error>"
-    ).encode()
+        b"<Error><Code>AccessDenied</Code><Message>key AKIDSECRETKEY secret s3cr3t-value "
+        b"token tok3n-value\nsecond line</Message></Error>"
+    )
     raw.script = lambda line, headers: http_answer(403, body)
     endpoint = f"http://127.0.0.1:{raw.server_address[1]}"
     options = {
@@ -313,10 +312,13 @@ def test_a_refusal_is_one_line_without_secrets(raw) -> None:
     assert message.startswith("s3://bucket/root: cannot read aliases/a: S3Denied: AccessDenied")
     assert "\n" not in message
     assert caught.value.exit_code == 4
-    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
 
 
-INITIATED = b"<InitiateMultipartUploadResult><UploadId>up-1</UploadId></InitiateMultipartUploadResult>"
+INITIATED = (
+    b"<InitiateMultipartUploadResult><UploadId>up-1</UploadId></InitiateMultipartUploadResult>"
+)
 
 
 @pytest.mark.parametrize("failing", ["part", "complete"])

@@ -115,11 +115,14 @@ class ConnectionPool:
             connection, reused = self._checkout(where, fresh)
             try:
                 handle: IO[bytes] | None = None
+                data: bytes | _Slice
                 if isinstance(body, FileBody):
                     handle = open(body.path, "rb")  # noqa: SIM115 (closed below)
                     handle.seek(body.offset)
+                    data = _Slice(handle, body)
+                else:
+                    data = body
                 try:
-                    data = _Slice(handle, body) if isinstance(body, FileBody) else body
                     connection.request(method, url, body=data, headers=dict(headers))
                 finally:
                     if handle is not None:
