@@ -348,3 +348,50 @@ def test_a_failed_multipart_upload_is_aborted(raw, tmp_path: Path, failing: str)
         fs.put_file(str(source), "bucket/key", chunksize=10, max_concurrency=1)
     assert raw.seen[-1].split()[:2] == ["DELETE", "/bucket/key?uploadId=up-1"]
     assert sum(line.startswith("DELETE") for line in raw.seen) == 1
+
+
+def chunked(status: int, blocks: list[bytes], *, end: bool = True) -> bytes:
+    body = b"".join(b"%x\r\n%s\r\n" % (len(b), b) for b in blocks)
+    tail = b"0\r\n\r\n" if end else b""
+    return b"HTTP/1.1 %d X\r\nTransfer-Encoding: chunked\r\n\r\n%s%s" % (status, body, tail)
+
+
+def test_chunked_answers_are_read_whole_and_a_cut_one_is_retried(raw, tmp_path: Path) -> None:
+    answers = iter(
+        [
+            chunked(200, [b"ab", b"cd"]),
+            chunked(200, [b"ef", b"gh"]),
+            chunked(200, [b"cut"], end=False),  # then the connection closes
+            chunked(200, [b"whole"]),
+        ]
+    )
+    raw.script = lambda line, headers: next(answers)
+    fs = raw.client()
+    assert fs.cat_file("bucket/a") == b"abcd"
+    fs.get_file("bucket/b", str(tmp_path / "b"))
+    assert (tmp_path / "b").read_bytes() == b"efgh"
+    raw.close_after = True
+    fs.get_file("bucket/c", str(tmp_path / "c"))
+    assert (tmp_path / "c").read_bytes() == b"whole"
+
+
+@pytest.mark.parametrize(("size", "requests"), [(10, 1), (11, 4)])
+def test_a_file_exactly_at_the_single_put_limit_is_one_put(
+    raw, tmp_path: Path, size: int, requests: int
+) -> None:
+    """At the limit: one PUT; one byte past it: initiate, two parts, complete."""
+
+    def script(line: str, headers: dict[str, str]) -> bytes:
+        if line.startswith("POST") and "uploads=" in line:
+            return http_answer(200, INITIATED)
+        if line.startswith("POST"):
+            return http_answer(200, b"<CompleteMultipartUploadResult/>")
+        return http_answer(200, b"", extra='ETag: "e"\r\n')
+
+    raw.script = script
+    source = tmp_path / "file"
+    source.write_bytes(b"x" * size)
+    fs = raw.client()
+    fs.single_put_max = 10
+    fs.put_file(str(source), "bucket/key", chunksize=10)
+    assert len(raw.seen) == requests
