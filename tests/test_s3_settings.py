@@ -189,3 +189,29 @@ def test_the_switch(aws_home, monkeypatch, tmp_path) -> None:
     with pytest.raises(UsageError) as caught:
         open_store("s3://b/x", options)
     assert caught.value.message == "FLOWENV_S3_BACKEND='quick': expected 'fast', 's3fs' or unset"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "why"),
+    [
+        ("bad.json", '{"s3": {"key": "AKID",\n  secret: 1}}',
+         "Expecting property name enclosed in double quotes (line 2)"),
+        ("bad.json", '["s3"]', "expected a table of protocols, each a table of options"),
+        ("bad.ini", "[s3]\nkey = a\ndo-not-show\n", "cannot parse line 3"),
+        ("bad.ini", "secret = do-not-show\n[s3]\n", "File contains no section headers. (line 1)"),
+        ("bad.ini", "[s3]\nkey = a\nkey = b\n",
+         "While reading from '{path}' [line  3]: option 'key' in section 's3' already exists"),
+    ],
+)  # fmt: skip
+def test_a_malformed_fsspec_configuration_file_is_a_usage_error(
+    aws_home, name: str, text: str, why: str
+) -> None:
+    """Named with its line, never quoting the file's contents (a secret may be on that line)."""
+    directory = Path(aws_home["FSSPEC_CONFIG_DIR"])
+    directory.mkdir()
+    path = directory / name
+    path.write_text(text)
+    with pytest.raises(UsageError) as caught:
+        resolve(STATIC, aws_home)
+    assert caught.value.message == f"fsspec configuration {path}: {why.format(path=path)}"
+    assert "do-not-show" not in caught.value.message
