@@ -190,7 +190,8 @@ def build_plans(
                 else:
                     directory = (plan.lock_path.parent / location).resolve()
                     try:
-                        current = source_hash(directory)
+                        # <lock dir>/<env>/<lock file>: the lock dir is skipped as at lock time.
+                        current = source_hash(directory, plan.lock_path.parent.parent)
                     except ValueError as exc:
                         raise UsageError(f"{label} ({directory}): {exc}") from None
                     if current != artifact.source:

@@ -319,7 +319,20 @@ def build_environments(config: Config) -> Environments:
                 steps=tuple(sorted(users[env_name])),
                 pypi_constraints=decl.pypi_constraints,
                 solve_group=decl.solve_group,
-                inputs=decl.inputs,
+                # A target table's files count too: lock --check digests every input.
+                inputs=tuple(
+                    dict.fromkeys(
+                        (
+                            *decl.inputs,
+                            *(
+                                f
+                                for layer in env_layers
+                                for _, t in layer.targets
+                                for f in t.inputs
+                            ),
+                        )
+                    )
+                ),
                 platforms=platforms,
                 system_requirements=decl.system_requirements,
                 targets=_per_platform(env_layers, decl, platforms),

@@ -6,6 +6,7 @@ asserted by their exact text (file, line, message).
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -94,6 +95,26 @@ def test_requirements_with_include_constraint_marker_and_comments_lock(
     assert shown[5] == "    from   requirements.txt, reqs/common.txt, constraints.txt"
 
 
+def test_a_backslash_ending_a_comment_continues_nothing(make_project) -> None:
+    """A comment ends at its line: a backslash in it joins no next line (as uv reads it)."""
+    root = make_project(REQUIREMENTS_BASE)
+    _write(
+        root,
+        "requirements.txt",
+        """
+        # the model's stack \\
+        alpha==1.0
+          # indented note \\
+        epsilon
+        beta  # capped below \\
+        gamma
+        """,
+    )
+    assert main(["-C", str(root), "lock"]) == 0
+    linux = _versions(root / "locks/base/pylock.linux-64.toml")
+    assert linux == {"alpha": "1.0", "beta": "1.0", "epsilon": "3.1", "gamma": "1.0"}
+
+
 def test_editing_an_included_requirements_file_makes_the_lock_stale(make_project) -> None:
     root = make_project(
         """
@@ -162,6 +183,95 @@ def test_index_options_in_requirements_point_at_flowenv_toml(make_project) -> No
     ]
 
 
+def test_an_include_cycle_or_chain_too_deep_names_the_including_line(make_project) -> None:
+    root = make_project(REQUIREMENTS_BASE)
+    _write(root, "requirements.txt", "alpha\n-r reqs/more.txt\n")
+    _write(root, "reqs/more.txt", "# back to the top\nbeta\n-r ../requirements.txt\n")
+    assert _config_errors(root) == [
+        "reqs/more.txt:3: -r ../requirements.txt: includes itself "
+        "(requirements.txt -> more.txt -> requirements.txt)"
+    ]
+    assert main(["-C", str(root), "lock"]) == 2
+    assert not (root / "locks").exists()
+
+    _write(root, "requirements.txt", "-r chain/0.txt\n")
+    for n in range(40):
+        _write(root, f"chain/{n}.txt", f"beta\n-r {n + 1}.txt\n")
+    assert _config_errors(root) == ["chain/30.txt:2: -r 31.txt: includes nest deeper than 32 files"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("pypi.requirements", "pipe"),
+        ("pypi.requirements", "/dev/zero"),
+        ("conda.environment-file", "pipe"),
+        ("pypi.pyproject", "/dev/zero"),
+    ],
+)
+def test_an_input_that_is_no_regular_file_is_an_error_not_a_hang(
+    make_project, key: str, value: str
+) -> None:
+    """A FIFO blocks a read until a writer comes, /dev/zero never ends: neither is read."""
+    root = make_project(f'[base]\npython = "3.11"\n{key} = "{value}"\n')
+    os.mkfifo(root / "pipe")
+    assert _config_errors(root) == [f"{value}: is not a regular file"]
+
+
+def test_a_file_included_many_times_is_read_once(make_project) -> None:
+    """Includes fan out: 20 lines of ``-r`` per file, 10 files deep, is 20**10 reads if each
+    include is read again; one read per file (and kind: -r or -c) gives the same meaning."""
+    from flowenv.inputs.requirements import read_requirements
+
+    root = make_project(REQUIREMENTS_BASE)
+    _write(root, "requirements.txt", "-r l0.txt\n-c l0.txt\n")
+    for level in range(10):
+        _write(root, f"l{level}.txt", f"-r l{level + 1}.txt\n" * 20)
+    _write(root, "l10.txt", "alpha>=1\n")
+    read = read_requirements([(root / "requirements.txt", "requirements.txt")], root)
+    assert [p.requirement() for p in read.packages] == ["alpha>=1"]
+    assert [p.requirement() for p in read.constraints] == ["alpha>=1"]
+    env = build_environments(load_config(root / "flowenv.toml")).get("base")
+    assert [p.requirement() for p in env.pypi] == ["alpha>=1"]
+
+
+TARGET_FILE = """
+[base]
+python = "3.11"
+pypi.packages = { alpha = "*" }
+
+[base.target.linux-64]
+pypi.requirements = "linux.txt"
+"""
+
+
+def test_editing_a_target_tables_requirements_file_makes_the_lock_stale(make_project) -> None:
+    """lock --check's fast path digests the env's input files: a target table's files too."""
+    root = make_project(TARGET_FILE)
+    _write(root, "linux.txt", "beta==1.0\n")
+    assert main(["-C", str(root), "lock"]) == 0
+    env = build_environments(load_config(root / "flowenv.toml")).get("base")
+    assert env.inputs == ("linux.txt",)
+    assert main(["-C", str(root), "lock", "--check"]) == 0
+    _write(root, "linux.txt", "beta==1.5\n")
+    assert main(["-C", str(root), "lock", "--check"]) == 1
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    assert _versions(root / "locks/base/pylock.linux-64.toml")["beta"] == "1.5"
+
+
+def test_constraints_in_a_target_tables_file_are_refused(make_project) -> None:
+    """Constraints apply to the whole env; one platform's file cannot carry them (they were
+    silently dropped: neither applied nor hashed)."""
+    root = make_project(TARGET_FILE)
+    _write(root, "linux.txt", "beta\n-c linux-constraints.txt\n")
+    _write(root, "linux-constraints.txt", "alpha<2\n")
+    assert _config_errors(root) == [
+        "flowenv.toml:12: base.target.linux-64.pypi.requirements: -c constraints apply to the "
+        "whole env, not one platform: name the file in the env's own table, or pin the package "
+        "in this target table"
+    ]
+
+
 def test_missing_requirements_file_names_the_file(make_project) -> None:
     root = make_project(
         """
@@ -219,6 +329,25 @@ def test_environment_yml_with_channels_and_pip_section(make_project, conda_chann
     assert locked["pip", "beta"] == "1.0"
     # scikit-learn and numpy come from conda; pip does not install them again.
     assert ("pip", "scikit-learn") not in locked
+
+
+@pytest.mark.parametrize("where", ["dependencies", "pip"])
+def test_a_deeply_nested_environment_yml_is_one_error(make_project, capsys, where: str) -> None:
+    """PyYAML's composer recurses per level: 3000 levels must be an error, not a RecursionError."""
+    root = make_project(
+        """
+        [base]
+        python = "3.11"
+        conda.environment-file = "environment.yml"
+        """
+    )
+    deep = "[" * 3000 + "]" * 3000
+    item = deep if where == "dependencies" else f"pip: {deep}"
+    _write(root, "environment.yml", f"channels: [x]\ndependencies:\n  - python=3.11\n  - {item}\n")
+    assert _config_errors(root) == ["environment.yml:4: nested more than 100 levels deep"]
+    capsys.readouterr()
+    assert main(["-C", str(root), "lock"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_environment_yml_errors_name_file_and_line(make_project) -> None:
@@ -297,6 +426,48 @@ def test_pyproject_dependencies_with_extras_and_groups(make_project) -> None:
     }
 
 
+def test_a_deeply_nested_pyproject_is_one_error(make_project, capsys) -> None:
+    """A pyproject.toml input has the 100-level bound of flowenv.toml, not a RecursionError."""
+    root = make_project(
+        """
+        [base]
+        python = "3.11"
+        pypi.pyproject = "app"
+        """
+    )
+    deep = "[" * 3000 + "]" * 3000
+    _write(root, "app/pyproject.toml", f'[project]\nname = "app"\n\n[tool]\nx = {deep}\n')
+    assert _config_errors(root) == [
+        "app/pyproject.toml:5: invalid TOML: nested more than 100 levels deep"
+    ]
+    capsys.readouterr()
+    assert main(["-C", str(root), "lock"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_dependency_group_included_many_times_is_expanded_once(make_project) -> None:
+    """20 includes per group, 10 groups deep, is 20**10 expansions if each include is redone."""
+    root = make_project(
+        """
+        [base]
+        python = "3.11"
+        pypi.pyproject = { path = "app", groups = ["g0", "g3"] }
+        """
+    )
+    groups = [
+        f"g{i} = [" + ", ".join([f'{{include-group = "g{i + 1}"}}'] * 20) + "]" for i in range(10)
+    ]
+    _write(
+        root,
+        "app/pyproject.toml",
+        '[project]\nname = "app"\nversion = "0"\n\n[dependency-groups]\n'
+        + "\n".join(groups)
+        + '\ng10 = ["alpha>=1"]\n',
+    )
+    env = build_environments(load_config(root / "flowenv.toml")).get("base")
+    assert [p.requirement() for p in env.pypi] == ["alpha>=1"]
+
+
 def test_pyproject_errors_name_file_and_line(make_project) -> None:
     root = make_project(
         """
@@ -358,6 +529,26 @@ def test_import_requirements_and_environment_files(tmp_path: Path, capsys) -> No
     assert 'conda.environment-file = "env/environment.yml"\n' in text
 
 
+@pytest.mark.parametrize(
+    ("directory", "name"),
+    [
+        ("My Flow (v2)", "My-Flow-v2"),
+        ("..odd..name.", "odd.name"),
+        ("con", "project"),
+        ("é", "project"),
+    ],
+)
+def test_import_in_a_directory_that_is_no_project_name_writes_a_valid_one(
+    tmp_path: Path, directory: str, name: str
+) -> None:
+    """The project is named after its directory, made a portable name (it keys the store)."""
+    root = tmp_path / directory
+    _write(root, "requirements.txt", "alpha==1.0\n")
+    assert main(["-C", str(root), "import", "requirements.txt", "-p", "linux-64"]) == 0
+    assert f'[project]\nname = "{name}"\n' in (root / "flowenv.toml").read_text()
+    assert load_config(root / "flowenv.toml").project.name == name
+
+
 def test_import_of_a_broken_file_reports_its_line_and_writes_nothing(
     tmp_path: Path, capsys
 ) -> None:
@@ -390,8 +581,7 @@ def test_input_paths_name_every_file_and_local_package(make_project) -> None:
     from flowenv.inputs import input_paths
 
     root = make_project(
-        REQUIREMENTS_BASE
-        + '[steps.train]\npypi.packages = { mylib = { path = "libs/mylib" } }\n'
+        REQUIREMENTS_BASE + '[steps.train]\npypi.packages = { mylib = { path = "libs/mylib" } }\n'
     )
     _write(root, "requirements.txt", "-r more.txt\nalpha==1.0\n")
     _write(root, "more.txt", "beta\n")

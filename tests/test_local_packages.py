@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -419,3 +420,103 @@ def test_a_conda_lock_local_entry_with_a_bad_source_hash_is_refused() -> None:
         "locks/base/conda-lock.yml: package[0].url: expected 64 hexadecimal digits after "
         "#source-sha256="
     )
+
+
+def test_a_subpackage_named_build_or_dist_is_source(make_project, make_index) -> None:
+    """Only the package root's build/ and dist/ are tool output; mylib/build/ is code uv builds."""
+    root = _project(make_project, make_index)
+    assert main(["-C", str(root), "lock"]) == 0
+    # What a build writes at the root is not source: still fresh.
+    (root / "libs/mylib/build/lib").mkdir(parents=True)
+    (root / "libs/mylib/build/lib/x.py").write_text("X = 1\n")
+    (root / "libs/mylib/dist").mkdir()
+    (root / "libs/mylib/dist/mylib-0.3.0-py3-none-any.whl").write_bytes(b"PK")
+    assert stale_targets(load_config(root / "flowenv.toml")) == []
+    for sub in ("build", "dist"):
+        package = root / "libs/mylib/src/mylib" / sub
+        package.mkdir()
+        (package / "__init__.py").write_text("STEPS = 1\n")
+        assert len(stale_targets(load_config(root / "flowenv.toml"))) == 2, sub
+        assert main(["-C", str(root), "lock"]) == 0
+        (package / "__init__.py").write_text("STEPS = 2\n")
+        assert len(stale_targets(load_config(root / "flowenv.toml"))) == 2, sub
+        assert main(["-C", str(root), "lock"]) == 0
+
+
+def test_retargeting_a_directory_symlink_in_a_local_package_makes_the_lock_stale(
+    make_project, make_index
+) -> None:
+    """A link is hashed by its target path (never followed), a link to a directory too."""
+    root = _project(make_project, make_index)
+    for name in ("one", "two"):
+        (root / "libs/data" / name).mkdir(parents=True)
+    link = root / "libs/mylib/src/mylib/data"
+    link.symlink_to("../../../data/one", target_is_directory=True)
+    assert main(["-C", str(root), "lock"]) == 0
+    assert stale_targets(load_config(root / "flowenv.toml")) == []
+    link.unlink()
+    link.symlink_to("../../../data/two", target_is_directory=True)
+    assert len(stale_targets(load_config(root / "flowenv.toml"))) == 2
+
+
+def test_a_local_package_at_the_project_root_is_fresh_after_lock_and_sync(
+    make_project, make_index, tmp_path
+) -> None:
+    """The lock dir and .flowenv/ (the default store) are flowenv's output, not the package's."""
+    root: Path = make_project(
+        """
+        [base]
+        python = "3.11"
+        pypi.packages = { myapp = { path = "." } }
+        """,
+        index=make_index(DEFAULT_WHEELS),
+    )
+    write_local_package(root, "myapp", "0.1.0", ["alpha>=2"])
+    _linux_only(root)
+    assert main(["-C", str(root), "lock"]) == 0
+    assert main(["-C", str(root), "lock", "--check"]) == 0
+    assert main(["-C", str(root), "sync", "--no-python"]) == 0
+    assert any((root / ".flowenv/store").rglob("myapp-0.1.0-py3-none-any.whl"))
+    assert main(["-C", str(root), "lock", "--check"]) == 0
+    # The package's own files still count.
+    (root / "src/myapp/extra.py").write_text("Y = 2\n")
+    assert main(["-C", str(root), "lock", "--check"]) == 1
+
+
+def test_a_local_package_directory_with_a_hash_sign_in_a_mixed_env_syncs(
+    make_project, make_index, conda_channels, tmp_path
+) -> None:
+    """The source hash rides in the URL's last ``#source-sha256=``: a '#' in the path is path."""
+    root: Path = make_project(
+        """
+        [base]
+        python = "3.11"
+        conda.packages = { numpy = "*" }
+        pypi.packages = { mylib = { path = "libs/lib#1" } }
+        """,
+        project_extra=f'conda.channels = ["{conda_channels.main_url}"]\n',
+        index=make_index(DEFAULT_WHEELS),
+    )
+    write_local_package(root / "libs/lib#1", "mylib", "0.3.0", ["alpha>=2"])
+    _linux_only(root)
+    assert main(["-C", str(root), "lock"]) == 0
+    (mylib,) = [
+        p for p in read_conda_lock(root / "locks/base/conda-lock.yml").packages if p.name == "mylib"
+    ]
+    assert mylib.directory == "../../libs/lib#1"
+    assert mylib.source_hash == source_hash(root / "libs/lib#1")
+    store = tmp_path / "store"
+    assert main(["-C", str(root), "sync", "--no-python", "--store", store.as_uri()]) == 0
+    assert any(store.rglob("mylib-0.3.0-py3-none-any.whl"))
+
+
+def test_a_named_pipe_in_a_local_package_is_an_error_not_a_hang(make_project, make_index) -> None:
+    """Reading a FIFO blocks until a writer comes: the source hash must never open one."""
+    root = _project(make_project, make_index)
+    os.mkfifo(root / "libs/mylib/src/mylib/pipe")
+    with pytest.raises(ConfigError) as info:
+        load_config(root / "flowenv.toml")
+    assert [d.render().replace(str(root) + "/", "") for d in info.value.diagnostics] == [
+        "flowenv.toml:9: base.pypi.packages.mylib.path: 'libs/mylib': "
+        "src/mylib/pipe is not a regular file, a directory or a symbolic link"
+    ]

@@ -109,24 +109,33 @@ def test_an_impossible_group_exits_3_naming_envs_and_packages(
     assert not (root / "locks").exists()
 
 
-def test_a_step_with_nothing_of_its_own_cannot_name_a_group(make_project) -> None:
+@pytest.mark.parametrize(
+    ("step", "error"),
+    [
+        (
+            "",
+            "flowenv.toml:11: steps.end.solve-group: this step declares nothing of its own, so "
+            "it runs in [base]; put solve-group there (steps built on it inherit it)",
+        ),
+        # A disabled step runs in the system environment: the message must not send it to base.
+        (
+            "disabled = true\n",
+            "flowenv.toml:12: steps.end.solve-group: a disabled step runs in the system "
+            "environment, which has no lock to agree with; remove solve-group or disabled",
+        ),
+    ],
+)
+def test_a_step_with_nothing_of_its_own_cannot_name_a_group(
+    make_project, step: str, error: str
+) -> None:
     root = make_project(
-        """
-        [base]
-        python = "3.11"
-
-        [steps.end]
-        solve-group = "flow"
-        """
+        '\n[base]\npython = "3.11"\n\n[steps.end]\n' + step + 'solve-group = "flow"\n'
     )
     from flowenv.errors import ConfigError
 
     with pytest.raises(ConfigError) as info:
         load_config(root / "flowenv.toml")
-    assert [d.render().replace(str(root) + "/", "") for d in info.value.diagnostics] == [
-        "flowenv.toml:11: steps.end.solve-group: this step declares nothing of its own, so it "
-        "runs in [base]; put solve-group there (steps built on it inherit it)"
-    ]
+    assert [d.render().replace(str(root) + "/", "") for d in info.value.diagnostics] == [error]
 
 
 def _conda_versions(path: Path, platform: str) -> dict[str, tuple[str, str]]:

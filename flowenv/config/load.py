@@ -137,6 +137,8 @@ class _Validator:
         #: Known once [project] is read: what env tables may refer to.
         self.project_platforms: tuple[str, ...] = KNOWN_PLATFORMS
         self.index_names: tuple[str, ...] = ()
+        #: The project's lock dir, never part of a local package's source hash.
+        self.lock_root: Path | None = None
 
     # -- reporting ---------------------------------------------------------
     def error(self, path: KeyPath, message: str) -> None:
@@ -357,6 +359,13 @@ class _Validator:
             ).items()
         }
         for platform, target in targets.items():
+            if target.pypi_constraints:
+                # EnvSpec keeps one constraint list; per platform they were dropped unseen.
+                self.error(
+                    (*path, "target", platform, "pypi", "requirements"),
+                    "-c constraints apply to the whole env, not one platform: name the file "
+                    "in the env's own table, or pin the package in this target table",
+                )
             if target.channels is not None:
                 # One conda-lock.yml holds every platform of an env, with one channel list.
                 self.error(
@@ -597,7 +606,13 @@ def _validate_steps(
                 "a disabled step runs in the system environment; it cannot also declare "
                 "python, packages, channels or env",
             )
-        if step.solve_group is not None and not step.has_own_content():
+        if step.solve_group is not None and step.disabled:
+            v.error(
+                (*path, "solve-group"),
+                "a disabled step runs in the system environment, which has no lock to "
+                "agree with; remove solve-group or disabled",
+            )
+        elif step.solve_group is not None and not step.has_own_content():
             v.error(
                 (*path, "solve-group"),
                 "this step declares nothing of its own, so it runs in "
@@ -683,6 +698,7 @@ def parse_config(text: str, path: Path) -> Config:
     v = _Validator(display, lines, prefix, root)
     top = v.table(data, (), TOP_KEYS)
     project = v.project(top.get("project", {}), root)
+    v.lock_root = root / project.lock_dir
     base = v.env_decl(top.get("base", {}), ("base",), BASE_KEYS)
     steps_raw = v.table(top.get("steps", {}), ("steps",), _keys(top.get("steps")))
     envs_raw = v.table(top.get("envs", {}), ("envs",), _keys(top.get("envs")))

@@ -39,6 +39,7 @@ class Validator(Protocol):
 
     file: str
     root: Path
+    lock_root: Path | None
     diagnostics: list[Diagnostic]
 
     def error(self, path: KeyPath, message: str) -> None: ...
@@ -184,7 +185,7 @@ def local_package(
         v.error((*path, "path"), f"'{where}' is outside the project ({v.root})")
         return None
     try:
-        digest = source_hash(directory)
+        digest = source_hash(directory, v.lock_root)
     except LocalPackageError as exc:
         v.error((*path, "path"), f"'{where}': {exc}")
         return None

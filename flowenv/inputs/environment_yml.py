@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 
+from flowenv._bounds import MAX_DEPTH, TooDeep
 from flowenv.config.models import CondaPackage
 from flowenv.errors import Diagnostic
 from flowenv.inputs import InputFileError
@@ -68,6 +69,23 @@ def conda_dependency(text: str) -> CondaPackage | None:
     )
 
 
+def _too_deep_line(yaml: Any, text: str) -> int | None:
+    """The line where ``text`` nests deeper than MAX_DEPTH, else None.
+
+    PyYAML's composer recurses once per level (a few thousand ``[`` are a
+    RecursionError); its event parser does not, so the depth is counted there first.
+    """
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return int(event.start_mark.line) + 1
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
+    return None
+
+
 def read_environment_yml(
     path: Path, display: str, root: Path, *, declared_python: str | None
 ) -> CondaEnvFile:
@@ -84,6 +102,9 @@ def read_environment_yml(
         diagnostics.append(Diagnostic(display, line, "", message))
 
     try:
+        too_deep = _too_deep_line(yaml, text)
+        if too_deep is not None:
+            raise InputFileError([Diagnostic(display, too_deep, "", str(TooDeep()))])
         document = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -31,6 +31,19 @@ KINDS = {
 _LOWEST_PYTHON = re.compile(r">=\s*(\d+\.\d+)")
 
 
+def project_name_for(directory: str) -> str:
+    """The directory's name made a portable project name (``My Flow (v2)`` -> ``My-Flow-v2``).
+
+    It keys the project in the store, so a name the loader refuses would make
+    the import fail on a file the user never wrote; ``project`` when nothing is left.
+    """
+    from flowenv.config.validators import MAX_NAME_LENGTH, portable_name_problem
+
+    name = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9_.-]+", "-", directory))
+    name = name.strip("-.")[:MAX_NAME_LENGTH].rstrip(".")
+    return name if name and portable_name_problem(name, "a project") is None else "project"
+
+
 def input_kind(path: Path) -> str | None:
     """``"requirements"``, ``"environment"`` or ``"pyproject"`` for a file name; None otherwise."""
     name = path.name.lower()
@@ -143,7 +156,7 @@ def import_input_file(
     text = render_input_config(
         relative,
         kind,
-        name=target.resolve().parent.name,
+        name=project_name_for(target.resolve().parent.name),
         python=python,
         python_comment=source,
         platforms=tuple(platforms or default_platforms()),

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flowenv.config.locate import KeyLines, KeyPath, line_of, locate_keys
+from flowenv._bounds import TooDeep
+from flowenv.config.locate import KeyLines, KeyPath, line_of
 from flowenv.errors import Diagnostic
 from flowenv.inputs import InputFileError
 from flowenv.inputs.requirements import (
@@ -47,6 +48,9 @@ class _Reader:
         self.data: dict[str, Any] = {}
         self.lines = KeyLines()
         self.project_name = ""
+        #: Groups already expanded: including one again adds nothing, and redoing
+        #: it lets a few lines fan out exponentially (20 includes x 10 levels).
+        self.expanded: set[str] = set()
 
     def error(self, key: KeyPath, message: str) -> None:
         self.reader.error(self.display, line_of(self.lines, key) or None, message)
@@ -118,6 +122,9 @@ class _Reader:
                 f"{did_you_mean(wanted, known)}; known: {', '.join(sorted(known)) or 'none'}",
             )
             return
+        if wanted in self.expanded:
+            return
+        self.expanded.add(wanted)
         key = known[wanted]
         entries = groups[key]
         if not isinstance(entries, list):
@@ -148,12 +155,15 @@ def read_pyproject(
     text = read_text(path, display, diagnostics)
     if text is None:
         raise InputFileError(diagnostics)
+    from flowenv.config.load import read_toml
+
     reader = _Reader(path, display, root)
     try:
-        reader.data = tomllib.loads(text)
+        reader.lines, reader.data = read_toml(text)
+    except TooDeep as exc:
+        raise InputFileError([Diagnostic(display, exc.line, "", f"invalid TOML: {exc}")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise InputFileError([Diagnostic(display, None, "", f"invalid TOML: {exc}")]) from None
-    reader.lines = locate_keys(text)
     project = reader.data.get("project")
     if not isinstance(project, dict):
         if extras or not groups:

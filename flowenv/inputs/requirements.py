@@ -20,6 +20,7 @@ What a requirements file may say, and what flowenv does with it:
 from __future__ import annotations
 
 import re
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -66,16 +67,18 @@ def logical_lines(text: str) -> list[tuple[int, str]]:
     for number, raw in enumerate(text.splitlines(), start=1):
         if not pending:
             start = number
-        line = _COMMENT.sub("", raw) if not raw.rstrip().endswith("\\") else raw
-        if line.rstrip().endswith("\\"):
-            pending += line.rstrip()[:-1] + " "
+        # The comment goes first: a backslash inside it continues nothing
+        # (uv's reading; pip's too for a line that is only a comment).
+        line = _COMMENT.sub("", raw).rstrip()
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
             continue
-        line = pending + line
+        line = (pending + line).strip()
         pending = ""
-        if line.strip():
-            out.append((start, _COMMENT.sub("", line).strip()))
+        if line:
+            out.append((start, line))
     if pending.strip():
-        out.append((start, _COMMENT.sub("", pending).strip()))
+        out.append((start, pending.strip()))
     return out
 
 
@@ -115,6 +118,9 @@ class RequirementsReader:
         self.files: list[str] = []
         self.diagnostics: list[Diagnostic] = []
         self._reading: list[Path] = []
+        #: (file, as constraints) already read: a second include means nothing new, and
+        #: re-reading lets a few small files fan out into billions of lines.
+        self._read: set[tuple[Path, bool]] = set()
 
     def result(self) -> Requirements:
         return Requirements(
@@ -129,13 +135,9 @@ class RequirementsReader:
     def read_file(self, path: Path, display: str, *, constraint: bool = False) -> None:
         """Read ``path`` (shown as ``display`` in messages) and everything it includes."""
         resolved = path.resolve()
-        if resolved in self._reading:
-            chain = " -> ".join(p.name for p in [*self._reading, resolved])
-            self.error(display, None, f"includes itself ({chain})")
+        if (resolved, constraint) in self._read:
             return
-        if len(self._reading) >= MAX_INCLUDE_DEPTH:
-            self.error(display, None, f"includes nest deeper than {MAX_INCLUDE_DEPTH} files")
-            return
+        self._read.add((resolved, constraint))
         text = read_text(path, display, self.diagnostics)
         if text is None:
             return
@@ -173,6 +175,18 @@ class RequirementsReader:
             shown = str(Path(display).parent / value)
             if not target.is_file():
                 self.error(display, number, f"{option} {value}: no such file ({shown})")
+                return
+            # Reported at the include line, the one to change to break the loop.
+            if target.resolve() in self._reading:
+                chain = " -> ".join(p.name for p in [*self._reading, target.resolve()])
+                self.error(display, number, f"{option} {value}: includes itself ({chain})")
+                return
+            if len(self._reading) >= MAX_INCLUDE_DEPTH:
+                self.error(
+                    display,
+                    number,
+                    f"{option} {value}: includes nest deeper than {MAX_INCLUDE_DEPTH} files",
+                )
                 return
             self.read_file(target, shown, constraint=constraint or _INCLUDE[option])
         elif option in _INDEX_OPTIONS:
@@ -217,7 +231,12 @@ def _split_option(line: str) -> tuple[str, str]:
 def read_text(path: Path, display: str, diagnostics: list[Diagnostic]) -> str | None:
     """The text of an input file, or None with a diagnostic saying why it cannot be read."""
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        size = info.st_size
+        if not stat.S_ISREG(info.st_mode):
+            # A FIFO blocks the read until a writer comes; /dev/zero never ends.
+            diagnostics.append(Diagnostic(display, None, "", "is not a regular file"))
+            return None
         if size > MAX_INPUT_BYTES:
             diagnostics.append(
                 Diagnostic(

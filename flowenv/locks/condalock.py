@@ -53,7 +53,8 @@ class LockedCondaPackage:
     @property
     def directory(self) -> str:
         """A local package's directory, relative to the lock file ("" for other entries)."""
-        return self.url.split("#", 1)[0] if self.source_hash else ""
+        # The last fragment: a directory may have a '#' in its name (libs/lib#1).
+        return self.url.rpartition(_SOURCE_FRAGMENT)[0] if self.source_hash else ""
 
     @property
     def filename(self) -> str:
