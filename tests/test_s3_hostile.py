@@ -37,7 +37,9 @@ class _Handler(socketserver.StreamRequestHandler):
             while (header := self.rfile.readline().decode("latin-1").strip()) != "":
                 name, _, value = header.partition(":")
                 headers[name.strip().lower()] = value.strip()
-            self.rfile.read(int(headers.get("content-length", "0")))
+            length = int(headers.get("content-length", "0"))
+            if len(self.rfile.read(length)) < length:
+                return  # the client stopped mid-body: no whole request
             server.seen.append(line)
             answer = server.script(line, headers)
             if not answer:
@@ -395,3 +397,19 @@ def test_a_file_exactly_at_the_single_put_limit_is_one_put(
     fs.single_put_max = 10
     fs.put_file(str(source), "bucket/key", chunksize=10)
     assert len(raw.seen) == requests
+
+
+def test_an_initiation_answered_200_with_an_error_document_sends_nothing_more(
+    raw, tmp_path: Path
+) -> None:
+    """No UploadId: no parts under an empty id, and no DELETE of ``key?uploadId=`` (a lenient
+    server could take that for a delete of the object itself)."""
+    refused = b"<Error><Code>AccessDenied</Code><Message>no</Message></Error>"
+    raw.script = lambda line, headers: http_answer(200, refused)
+    source = tmp_path / "big"
+    source.write_bytes(b"x" * 25)
+    fs = raw.client()
+    fs.single_put_max = 10
+    with pytest.raises(S3Error, match="AccessDenied"):
+        fs.put_file(str(source), "bucket/key", chunksize=10)
+    assert [line.split()[0] for line in raw.seen] == ["POST"]

@@ -249,6 +249,9 @@ class S3FastFileSystem:
     ) -> None:
         answer = self._request("POST", bucket, key, query={"uploads": ""})
         upload = _text(ElementTree.fromstring(answer.body), "UploadId")
+        if not upload:  # an error document at 200: parts and the abort would name no upload
+            code, message, _r = _error_of(answer.status, answer.body)
+            raise S3Error(answer.status, code, message)
         offsets = range(0, size, chunksize)
 
         def part(number: int, offset: int) -> str:
