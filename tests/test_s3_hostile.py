@@ -413,3 +413,15 @@ def test_an_initiation_answered_200_with_an_error_document_sends_nothing_more(
     with pytest.raises(S3Error, match="AccessDenied"):
         fs.put_file(str(source), "bucket/key", chunksize=10)
     assert [line.split()[0] for line in raw.seen] == ["POST"]
+
+
+def test_keys_are_url_decoded_only_when_the_listing_says_it_encoded_them(raw) -> None:
+    """A server that ignores ``encoding-type=url`` sends keys as they are: a wheel's local
+    version ``+cu121`` must not become a space (sync would re-upload it every time)."""
+    plain = listing(["p/torch-2.1.0+cu121.whl", "p/a%20b"])
+    encoded = plain.replace(b"<IsTruncated>", b"<EncodingType>url</EncodingType><IsTruncated>")
+    encoded = encoded.replace(b"p/torch-2.1.0+cu121.whl", b"p/torch-2.1.0%2Bcu121.whl")
+    encoded = encoded.replace(b"p/a%20b", b"p/a%2520b")
+    for body in (plain, encoded):
+        raw.script = lambda line, headers, body=body: http_answer(200, body)
+        assert raw.client().find("bucket/p") == ["bucket/p/a%20b", "bucket/p/torch-2.1.0+cu121.whl"]

@@ -208,8 +208,12 @@ class S3FastFileSystem:
             if _local(root.tag) != "ListBucketResult":
                 code, message, _r = _error_of(answer.status, answer.body)
                 raise S3Error(answer.status, code, message)
+            # Keys are encoded only if the answer says so: some servers ignore the
+            # parameter, and a raw "+" (a wheel's local version) is no space.
+            encoded = _text(root, "EncodingType") == "url"
             for item in _children(root, "Contents"):
-                listed = unquote_plus(_text(item, "Key"))
+                listed = _text(item, "Key")
+                listed = unquote_plus(listed) if encoded else listed
                 if not listed.startswith(prefix):  # not asked for: not this store's key
                     continue
                 name = f"{bucket}/{listed}"
