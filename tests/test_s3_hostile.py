@@ -425,3 +425,33 @@ def test_keys_are_url_decoded_only_when_the_listing_says_it_encoded_them(raw) ->
     for body in (plain, encoded):
         raw.script = lambda line, headers, body=body: http_answer(200, body)
         assert raw.client().find("bucket/p") == ["bucket/p/a%20b", "bucket/p/torch-2.1.0+cu121.whl"]
+
+
+def test_a_completion_answered_200_with_a_retryable_error_is_tried_again(
+    raw, tmp_path: Path
+) -> None:
+    """S3 documents that CompleteMultipartUpload can fail after its 200 (InternalError in
+    the body) and that it is then retried, as its own 500 would be: not aborted."""
+    completions = iter(
+        [
+            http_answer(200, b"<Error><Code>InternalError</Code><Message>m</Message></Error>"),
+            http_answer(200, b"<CompleteMultipartUploadResult/>"),
+        ]
+    )
+
+    def script(line: str, headers: dict[str, str]) -> bytes:
+        if line.startswith("POST") and "uploads=" in line:
+            return http_answer(200, INITIATED)
+        if line.startswith("POST"):
+            return next(completions)
+        if line.startswith("PUT"):
+            return http_answer(200, b"", extra='ETag: "e"\r\n')
+        return http_answer(204, b"")
+
+    raw.script = script
+    source = tmp_path / "big"
+    source.write_bytes(b"x" * 25)
+    fs = raw.client()
+    fs.single_put_max = 10
+    fs.put_file(str(source), "bucket/key", chunksize=10)
+    assert [line.split()[0] for line in raw.seen] == ["POST", "PUT", "PUT", "PUT", "POST", "POST"]

@@ -276,11 +276,16 @@ class S3FastFileSystem:
                 ElementTree.SubElement(item, "PartNumber").text = str(number)
                 ElementTree.SubElement(item, "ETag").text = etags[number]
             body = ElementTree.tostring(done)
-            answer = self._request("POST", bucket, key, query={"uploadId": upload}, body=body)
-            # S3 may answer 200 and still report a failure in the body.
-            if _local(ElementTree.fromstring(answer.body).tag) == "Error":
+            for attempt in range(1, self.attempts + 1):
+                answer = self._request("POST", bucket, key, query={"uploadId": upload}, body=body)
+                # S3 may answer 200 and still report a failure in the body; its
+                # documentation says to retry that as a 500 would be.
+                if _local(ElementTree.fromstring(answer.body).tag) != "Error":
+                    break
                 code, message, _r = _error_of(answer.status, answer.body)
-                raise S3Error(answer.status, code, message)
+                if code not in _RETRY_CODES or attempt == self.attempts:
+                    raise S3Error(answer.status, code, message)
+                self._pause(attempt)
         except BaseException:
             # The upload's failure is what matters (and S3 can expire the parts).
             with contextlib.suppress(OSError):
