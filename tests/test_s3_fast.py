@@ -419,3 +419,32 @@ _AWS = "s3.eu-west-1.amazonaws.com"
 def test_where_requests_go(endpoint, region, addressing, bucket, expected) -> None:
     settings = S3Settings(endpoint=endpoint, region=region, credentials=None, addressing=addressing)
     assert S3FastFileSystem(settings, budget=8.0)._target(bucket, "k/a") == expected
+
+
+def test_sixteen_threads_share_one_client(moto_server, tmp_path) -> None:
+    """sync's and hydrate's 16 workers on one client and its pool: each thread's uploads,
+    reads and downloads (empty objects and awkward keys among them) come back intact."""
+    from flowenv._threads import in_threads
+    from tests.support.stores import s3_target
+
+    target = s3_target(moto_server, "fast")
+    store = open_store(target.url, target.options)
+    assert type(store.fs) is S3FastFileSystem
+
+    def work(i: int) -> None:
+        payload = os.urandom(i * 4099)  # thread 0 stores an empty object
+        key = f"artifacts/{i:02d} +%~é/{AWKWARD[-12:]}"
+        source = tmp_path / f"up{i}"
+        source.write_bytes(payload)
+        store.upload(source, key)
+        store.write(f"{key}.meta", payload[:7])
+        for round_ in range(3):
+            store.download(key, tmp_path / f"down{i}-{round_}")
+            assert (tmp_path / f"down{i}-{round_}").read_bytes() == payload
+            assert store.read(f"{key}.meta") == payload[:7]
+
+    in_threads([lambda i=i: work(i) for i in range(16)], 16)
+    sizes = store.list_sizes("artifacts")
+    assert len(sizes) == 32
+    assert sizes[f"artifacts/00 +%~é/{AWKWARD[-12:]}"] == 0
+    assert sizes[f"artifacts/15 +%~é/{AWKWARD[-12:]}"] == 15 * 4099

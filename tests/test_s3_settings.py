@@ -189,3 +189,51 @@ def test_the_switch(aws_home, monkeypatch, tmp_path) -> None:
     with pytest.raises(UsageError) as caught:
         open_store("s3://b/x", options)
     assert caught.value.message == "FLOWENV_S3_BACKEND='quick': expected 'fast', 's3fs' or unset"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "why"),
+    [
+        ("bad.json", '{"s3": {"key": "AKID",\n  secret: 1}}',
+         "Expecting property name enclosed in double quotes (line 2)"),
+        ("bad.json", '["s3"]', "expected a table of protocols, each a table of options"),
+        ("bad.ini", "[s3]\nkey = a\ndo-not-show\n", "cannot parse line 3"),
+        ("bad.ini", "secret = do-not-show\n[s3]\n", "File contains no section headers. (line 1)"),
+        ("bad.ini", "[s3]\nkey = a\nkey = b\n",
+         "While reading from '{path}' [line  3]: option 'key' in section 's3' already exists"),
+    ],
+)  # fmt: skip
+def test_a_malformed_fsspec_configuration_file_is_a_usage_error(
+    aws_home, name: str, text: str, why: str
+) -> None:
+    """Named with its line, never quoting the file's contents (a secret may be on that line)."""
+    directory = Path(aws_home["FSSPEC_CONFIG_DIR"])
+    directory.mkdir()
+    path = directory / name
+    path.write_text(text)
+    with pytest.raises(UsageError) as caught:
+        resolve(STATIC, aws_home)
+    assert caught.value.message == f"fsspec configuration {path}: {why.format(path=path)}"
+    assert "do-not-show" not in caught.value.message
+
+
+def test_shared_files_formatted_loosely_read_as_botocore_reads_them(aws_home) -> None:
+    """Comments, indentation, no spaces around '=', upper-case names; ``[profile x]`` is the
+    config file's spelling only ([x] there is ignored), as botocore has it."""
+    Path(aws_home["AWS_SHARED_CREDENTIALS_FILE"]).write_text(
+        "# team keys\n; another comment\n[team]\nAWS_ACCESS_KEY_ID=AKIDTEAM\n"
+        "aws_secret_access_key   =   s-team\n\n[profile other]\n"
+        "aws_access_key_id = AKIDWRONG\naws_secret_access_key = s-wrong\n"
+    )
+    Path(aws_home["AWS_CONFIG_FILE"]).write_text(
+        "[team]\nregion = us-west-1\n[profile team]\nregion = eu-south-1\n"
+        "[other]\naws_access_key_id = AKIDIGNORED\naws_secret_access_key = s-ignored\n"
+    )
+    team = resolve({}, {**aws_home, "AWS_PROFILE": "team"})
+    assert team.credentials is not None
+    assert (team.credentials.key, team.credentials.secret, team.region) == (
+        "AKIDTEAM", "s-team", "eu-south-1",
+    )  # fmt: skip
+    # "other" exists only as [profile other] in credentials and [other] in config: not found.
+    with pytest.raises(Fallback, match="profile 'other' not found"):
+        resolve({}, {**aws_home, "AWS_PROFILE": "other"})

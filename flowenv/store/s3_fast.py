@@ -65,6 +65,8 @@ class S3Error(OSError):
     """An error answer from S3: its code, message and HTTP status (never a request detail)."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
+        # The server's words, on one line: flowenv's errors are one line each.
+        code, message = " ".join(code.split()), " ".join(message.split())
         super().__init__(
             f"{code}: {message} (HTTP {status})" if message else f"{code} (HTTP {status})"
         )
@@ -193,13 +195,28 @@ class S3FastFileSystem:
         prefix = f"{key}/" if key else ""
         found: dict[str, dict[str, Any]] = {}
         token = ""
+        # A server that hands back a token it gave before would page forever.
+        tokens: set[str] = set()
         while True:
             query = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
             if token:
                 query["continuation-token"] = token
-            root = ElementTree.fromstring(self._request("GET", bucket, "", query=query).body)
+            answer = self._request("GET", bucket, "", query=query)
+            root = ElementTree.fromstring(answer.body)
+            # A 200 carrying anything else (an error document from a proxy or a
+            # broken server) is no empty page: gc would collect what it hides.
+            if _local(root.tag) != "ListBucketResult":
+                code, message, _r = _error_of(answer.status, answer.body)
+                raise S3Error(answer.status, code, message)
+            # Keys are encoded only if the answer says so: some servers ignore the
+            # parameter, and a raw "+" (a wheel's local version) is no space.
+            encoded = _text(root, "EncodingType") == "url"
             for item in _children(root, "Contents"):
-                name = f"{bucket}/{unquote_plus(_text(item, 'Key'))}"
+                listed = _text(item, "Key")
+                listed = unquote_plus(listed) if encoded else listed
+                if not listed.startswith(prefix):  # not asked for: not this store's key
+                    continue
+                name = f"{bucket}/{listed}"
                 found[name] = {
                     "name": name,
                     "type": "file",
@@ -209,6 +226,9 @@ class S3FastFileSystem:
             token = _text(root, "NextContinuationToken")
             if _text(root, "IsTruncated") != "true" or not token:
                 break
+            if token in tokens:
+                raise S3Error(200, "InvalidListing", "the server repeated a continuation token")
+            tokens.add(token)
         return found if detail else sorted(found)
 
     # -- writing ------------------------------------------------------------------
@@ -233,6 +253,9 @@ class S3FastFileSystem:
     ) -> None:
         answer = self._request("POST", bucket, key, query={"uploads": ""})
         upload = _text(ElementTree.fromstring(answer.body), "UploadId")
+        if not upload:  # an error document at 200: parts and the abort would name no upload
+            code, message, _r = _error_of(answer.status, answer.body)
+            raise S3Error(answer.status, code, message)
         offsets = range(0, size, chunksize)
 
         def part(number: int, offset: int) -> str:
@@ -253,11 +276,16 @@ class S3FastFileSystem:
                 ElementTree.SubElement(item, "PartNumber").text = str(number)
                 ElementTree.SubElement(item, "ETag").text = etags[number]
             body = ElementTree.tostring(done)
-            answer = self._request("POST", bucket, key, query={"uploadId": upload}, body=body)
-            # S3 may answer 200 and still report a failure in the body.
-            if _local(ElementTree.fromstring(answer.body).tag) == "Error":
+            for attempt in range(1, self.attempts + 1):
+                answer = self._request("POST", bucket, key, query={"uploadId": upload}, body=body)
+                # S3 may answer 200 and still report a failure in the body; its
+                # documentation says to retry that as a 500 would be.
+                if _local(ElementTree.fromstring(answer.body).tag) != "Error":
+                    break
                 code, message, _r = _error_of(answer.status, answer.body)
-                raise S3Error(answer.status, code, message)
+                if code not in _RETRY_CODES or attempt == self.attempts:
+                    raise S3Error(answer.status, code, message)
+                self._pause(attempt)
         except BaseException:
             # The upload's failure is what matters (and S3 can expire the parts).
             with contextlib.suppress(OSError):
@@ -289,7 +317,12 @@ class S3FastFileSystem:
         answer = self._request(
             "POST", bucket, "", query={"delete": ""}, body=body, headers={"content-md5": md5}
         )
-        for error in _children(ElementTree.fromstring(answer.body), "Error"):
+        root = ElementTree.fromstring(answer.body)
+        # A 200 may carry one <Error> for the whole request: then nothing was deleted.
+        if _local(root.tag) != "DeleteResult":
+            code, message, _r = _error_of(answer.status, answer.body)
+            raise S3Error(answer.status, code, message)
+        for error in _children(root, "Error"):
             code = _text(error, "Code")
             if code != "NoSuchKey":
                 raise S3Error(answer.status, code, _text(error, "Message"))

@@ -22,6 +22,8 @@ from typing import IO, Any
 import attrs
 
 READ_BLOCK = 1 << 20
+#: Bytes of an error answer's body read (its code and message are at the start).
+ERROR_BODY_MAX = 64 << 10
 #: Idle connections kept per host: enough for sync's and hydrate's 16 workers.
 MAX_IDLE = 32
 #: Where a connection goes: (scheme, host, port).
@@ -61,6 +63,29 @@ class FileBody:
         return digest.hexdigest()
 
 
+class _Slice:
+    """Exactly ``body.length`` bytes of an open file, as http.client reads a request body.
+
+    http.client reads a file to its end: bytes a file gained since it was
+    measured would follow the request on the keep-alive connection, where the
+    server reads them as the next request (and its answer is taken for ours).
+    A file that lost bytes would leave the server waiting for them.
+    """
+
+    def __init__(self, handle: IO[bytes], body: FileBody) -> None:
+        self._handle = handle
+        self._body = body
+        self._left = body.length
+
+    def read(self, size: int = -1) -> bytes:
+        want = self._left if size < 0 else min(size, self._left)
+        block = self._handle.read(want) if want else b""
+        if want and not block:
+            raise OSError(f"{self._body.path} shrank while being uploaded")
+        self._left -= len(block)
+        return block
+
+
 class ConnectionPool:
     """Keep-alive connections per host with the given timeouts and TLS verification."""
 
@@ -90,17 +115,22 @@ class ConnectionPool:
             connection, reused = self._checkout(where, fresh)
             try:
                 handle: IO[bytes] | None = None
+                data: bytes | _Slice
                 if isinstance(body, FileBody):
                     handle = open(body.path, "rb")  # noqa: SIM115 (closed below)
                     handle.seek(body.offset)
+                    data = _Slice(handle, body)
+                else:
+                    data = body
                 try:
-                    data = handle if handle is not None else body
-                    assert not isinstance(data, FileBody)
                     connection.request(method, url, body=data, headers=dict(headers))
                 finally:
                     if handle is not None:
                         handle.close()
-                answer = _read(connection.getresponse(), into)
+                response = connection.getresponse()
+                answer = _read(response, into)
+                if not response.isclosed():  # a body left unread: the connection is spent
+                    connection.close()
             except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine):
                 connection.close()
                 if not reused or fresh:
@@ -180,8 +210,30 @@ def _read(response: http.client.HTTPResponse, into: str | None) -> Answer:
         with open(into, "wb") as out:
             while block := response.read(READ_BLOCK):
                 out.write(block)
+        _check_complete(response)
         return Answer(response.status, headers, b"")
-    return Answer(response.status, headers, response.read())
+    # In blocks: read() allocates the whole claimed Content-Length at once (a
+    # lying server's terabyte is a MemoryError). An error's body is only its
+    # code and message: a bounded head of it is enough, and the connection,
+    # its body unread, is then closed by the caller instead of reused.
+    limit = ERROR_BODY_MAX if response.status >= 300 else None
+    blocks: list[bytes] = []
+    size = 0
+    while limit is None or size < limit:
+        block = response.read(READ_BLOCK if limit is None else min(READ_BLOCK, limit - size))
+        if not block:
+            break
+        blocks.append(block)
+        size += len(block)
+    if limit is None:
+        _check_complete(response)
+    return Answer(response.status, headers, b"".join(blocks))
+
+
+def _check_complete(response: http.client.HTTPResponse) -> None:
+    # read(n) returns b"" when the server closes early, where read() would raise.
+    if response.length:
+        raise http.client.IncompleteRead(b"", response.length)
 
 
 def _close_all(idle: dict[Where, list[http.client.HTTPConnection]]) -> None:

@@ -111,15 +111,10 @@ def fsspec_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     if os.path.isdir(directory):
         for name in sorted(os.listdir(directory)):
             path = os.path.join(directory, name)
-            if name.endswith(".ini"):
-                ini = configparser.ConfigParser()
-                ini.read(path)
-                for section in ini.sections():
-                    found.setdefault(section, {}).update(dict(ini[section]))
-            elif name.endswith(".json"):
-                with open(path, encoding="utf-8") as handle:
-                    for section, values in json.load(handle).items():
-                        found.setdefault(section, {}).update(dict(values))
+            try:
+                _read_config_file(path, found)
+            except (ValueError, TypeError, configparser.Error) as exc:
+                raise UsageError(f"fsspec configuration {path}: {_config_error(exc)}") from None
     per_option: list[tuple[str, str, Any]] = []
     for name, raw in env.items():
         if not name.startswith("FSSPEC_") or len(name) <= 7 or name[7] == "_":
@@ -139,6 +134,36 @@ def fsspec_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     for protocol in ("s3", "s3a"):
         merged.update(found.get(protocol, {}))
     return merged
+
+
+def _read_config_file(path: str, found: dict[str, dict[str, Any]]) -> None:
+    if path.endswith(".ini"):
+        ini = configparser.ConfigParser()
+        ini.read(path)
+        for section in ini.sections():
+            found.setdefault(section, {}).update(dict(ini[section]))
+    elif path.endswith(".json"):
+        with open(path, encoding="utf-8") as handle:
+            tables = json.load(handle)
+        if not isinstance(tables, dict) or not all(isinstance(v, dict) for v in tables.values()):
+            raise TypeError("expected a table of protocols, each a table of options")
+        for section, values in tables.items():
+            found.setdefault(section, {}).update(values)
+
+
+def _config_error(exc: Exception) -> str:
+    """What is wrong and on which line, never the line itself (it may hold a secret)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} (line {exc.lineno})"
+    if isinstance(exc, configparser.ParsingError) and not isinstance(
+        exc, configparser.MissingSectionHeaderError
+    ):
+        return f"cannot parse line {exc.errors[0][0]}" if exc.errors else "cannot parse"
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    line = getattr(exc, "lineno", None)
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return f"{first} (line {line})"
+    return first
 
 
 def resolve(options: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> S3Settings:
