@@ -407,6 +407,42 @@ def test_a_git_package_must_name_a_commit(make_project) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("entry", "key", "message"),
+    [
+        ('git = "ext::sh -c touch% /tmp/pwned"', "git", "expected an https://"),
+        ('git = "--upload-pack=touch /tmp/pwned"', "git", "expected an https://"),
+        ('git = "git@github.com:org/gitlib.git"', "git", "expected an https://"),
+        ('git = "https://example.invalid/g.git#egg=x"', "git", "expected an https://"),
+        (
+            'git = "https://example.invalid/g.git", subdirectory = "../../etc"',
+            "subdirectory",
+            "expected a relative path inside the repository",
+        ),
+        (
+            'git = "https://example.invalid/g.git", subdirectory = "/abs"',
+            "subdirectory",
+            "expected a relative path inside the repository",
+        ),
+    ],
+)
+def test_a_git_url_or_subdirectory_that_is_no_plain_location_is_refused(
+    make_project, entry: str, key: str, message: str
+) -> None:
+    commit = "0" * 40
+    root = make_project(
+        f"""
+        [base]
+        python = "3.11"
+        pypi.packages = {{ gitlib = {{ {entry}, rev = "{commit}" }} }}
+        """
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(root / "flowenv.toml")
+    [rendered] = [d.render().replace(str(root) + "/", "") for d in info.value.diagnostics]
+    assert rendered.startswith(f"flowenv.toml:9: base.pypi.packages.gitlib.{key}: {message}")
+
+
 def test_a_conda_lock_local_entry_with_a_bad_source_hash_is_refused() -> None:
     text = (
         "version: 1\nmetadata:\n  content_hash: {linux-64: x}\n  channels: []\n"

@@ -32,6 +32,10 @@ CONDA_INPUT_KEYS = ("environment-file",)
 PYPROJECT_KEYS = ("path", "extras", "groups")
 LOCAL_PACKAGE_KEYS = ("path", "git", "rev", "subdirectory")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
+#: Transports a git package may come from. Not ``ext::`` (runs a command) nor
+#: scp-like ``host:path`` (not a URL PEP 508 can carry); no option-like ``-``.
+_GIT_URL = re.compile(r"^(https|http|ssh|git|file)://[^\s#@]*(@[^\s#@/]+(/[^\s#@]*)?)?$")
+_SUBDIRECTORY = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
 
 
 class Validator(Protocol):
@@ -232,6 +236,22 @@ def _git_package(
         )
         return None
     if not url:
+        return None
+    if not _GIT_URL.match(url):
+        v.error(
+            (*path, "git"),
+            f"expected an https://, http://, ssh://, git:// or file:// repository URL "
+            f"without spaces or '#' (got {url!r})",
+        )
+        return None
+    if subdirectory is not None and (
+        not _SUBDIRECTORY.match(subdirectory) or ".." in subdirectory.split("/")
+    ):
+        v.error(
+            (*path, "subdirectory"),
+            f"expected a relative path inside the repository, '/'-separated, of letters, "
+            f"digits, '.', '_' and '-', without '..' (got {subdirectory!r})",
+        )
         return None
     fragment = f"#subdirectory={subdirectory}" if subdirectory else ""
     return PypiPackage(name=name, extras=extras, url=f"git+{url}@{rev}{fragment}")
