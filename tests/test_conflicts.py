@@ -57,6 +57,29 @@ def test_no_conflicts_when_every_env_agrees(make_project, capsys) -> None:
     )
 
 
+def test_exit_code_fails_when_a_lock_was_not_compared(make_project, capsys) -> None:
+    root: Path = make_project(
+        """
+        [base]
+        python = "3.11"
+        solve-group = "flow"
+        pypi.packages = { alpha = "1.0" }
+
+        [steps.train]
+        pypi.packages = { beta = "1.0" }
+        """
+    )
+    # Nothing locked: nothing differs, but nothing was compared either.
+    assert main(["-C", str(root), "show", "--conflicts", "--exit-code"]) == 1
+    assert "not compared (lock missing or stale" in capsys.readouterr().out
+    assert main(["-C", str(root), "show", "--conflicts"]) == 0
+    # One platform locked: the other is still not compared.
+    assert main(["-C", str(root), "lock", "-p", "linux-64"]) == 0
+    assert main(["-C", str(root), "show", "--conflicts", "--exit-code"]) == 1
+    assert main(["-C", str(root), "lock"]) == 0
+    assert main(["-C", str(root), "show", "--conflicts", "--exit-code"]) == 0
+
+
 def test_conflicts_compare_conda_and_pypi_locks_by_name(
     make_project, conda_channels, capsys
 ) -> None:

@@ -29,7 +29,7 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--exit-code",
         action="store_true",
-        help="with --conflicts: exit 1 when any package differs",
+        help="with --conflicts: exit 1 when any package differs or any lock was not compared",
     )
     parser.set_defaults(run=run)
 
@@ -55,4 +55,5 @@ def _conflicts(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     else:
         sys.stdout.write(render_conflicts(report))
-    return 1 if args.exit_code and report.conflicts else 0
+    # A gate that could not look must not pass: an uncompared lock fails it too.
+    return 1 if args.exit_code and (report.conflicts or report.unchecked) else 0
