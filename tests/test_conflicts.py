@@ -8,6 +8,17 @@ from pathlib import Path
 from flowenv.cli import main
 from tests.test_solve_groups import GROUPED, WHEELS
 
+#: base and a step in one solve group: they cannot disagree.
+AGREEING = """
+[base]
+python = "3.11"
+solve-group = "flow"
+pypi.packages = { alpha = "1.0" }
+
+[steps.train]
+pypi.packages = { beta = "1.0" }
+"""
+
 
 def test_conflicts_lists_packages_that_differ_between_envs(
     make_project, make_index, capsys
@@ -38,17 +49,7 @@ def test_conflicts_lists_packages_that_differ_between_envs(
 
 
 def test_no_conflicts_when_every_env_agrees(make_project, capsys) -> None:
-    root: Path = make_project(
-        """
-        [base]
-        python = "3.11"
-        solve-group = "flow"
-        pypi.packages = { alpha = "1.0" }
-
-        [steps.train]
-        pypi.packages = { beta = "1.0" }
-        """
-    )
+    root: Path = make_project(AGREEING)
     assert main(["-C", str(root), "lock"]) == 0
     capsys.readouterr()
     assert main(["-C", str(root), "show", "--conflicts", "--exit-code"]) == 0
@@ -58,17 +59,7 @@ def test_no_conflicts_when_every_env_agrees(make_project, capsys) -> None:
 
 
 def test_exit_code_fails_when_a_lock_was_not_compared(make_project, capsys) -> None:
-    root: Path = make_project(
-        """
-        [base]
-        python = "3.11"
-        solve-group = "flow"
-        pypi.packages = { alpha = "1.0" }
-
-        [steps.train]
-        pypi.packages = { beta = "1.0" }
-        """
-    )
+    root: Path = make_project(AGREEING)
     # Nothing locked: nothing differs, but nothing was compared either.
     assert main(["-C", str(root), "show", "--conflicts", "--exit-code"]) == 1
     assert "not compared (lock missing or stale" in capsys.readouterr().out
