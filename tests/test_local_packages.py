@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from subprocess import CompletedProcess
 
@@ -36,8 +37,16 @@ pypi.packages = { mylib = { path = "libs/mylib" }, beta = "1.0" }
 """
 
 
-def _run_on_executor(store: StoreTarget, tmp_path: Path, code: str) -> CompletedProcess[str]:
-    """``flowenv run base -- python -c CODE`` from an empty directory, fresh cache, no index."""
+def _run_on_executor(
+    store: StoreTarget, tmp_path: Path, code: str, gone: Iterable[Path] = ()
+) -> CompletedProcess[str]:
+    """``flowenv run base -- python -c CODE`` from an empty directory, fresh cache, no index.
+
+    ``gone``: what the executor must do without (indexes, channels, sources),
+    deleted first along with the test index's wheels.
+    """
+    for path in (*gone, tmp_path / "index-wheels"):
+        shutil.rmtree(path)
     executor = tmp_path / "executor"
     executor.mkdir()
     return run_flowenv(
@@ -142,14 +151,12 @@ def test_local_package_syncs_and_hydrates_offline_on_a_fresh_cache(
     )
 
     # The executor: no index, no project source, a fresh cache.
-    shutil.rmtree(tmp_path / "index")
-    shutil.rmtree(tmp_path / "index-wheels")
-    shutil.rmtree(root / "libs")
     ran = _run_on_executor(
         store,
         tmp_path,
         "import mylib, importlib.metadata as m;"
         "print(mylib.VERSION, mylib.ALPHA, m.version('beta'))",
+        gone=[tmp_path / "index", root / "libs"],
     )
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout == "0.3.0 2.0 1.0\n"
@@ -236,15 +243,12 @@ def test_a_local_package_in_a_mixed_conda_env_locks_syncs_and_hydrates_offline(
     assert "\n../../libs/mylib\n" in capsys.readouterr().out
 
     assert main(["-C", str(root), "sync"]) == 0
-    shutil.rmtree(channel)
-    shutil.rmtree(index.parent)
-    shutil.rmtree(tmp_path / "index-wheels")
-    shutil.rmtree(root / "libs")
     ran = _run_on_executor(
         store,
         tmp_path,
         "import mylib, condapkg, importlib.metadata as m\n"
         "print(mylib.VERSION, mylib.ALPHA, condapkg.VERSION, m.version('mylib'))",
+        gone=[channel, index.parent, root / "libs"],
     )
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout == "0.3.0 2.0 2.1 0.3.0\n"
@@ -299,13 +303,11 @@ def test_a_git_package_pinned_to_a_commit_locks_syncs_and_hydrates_offline(
     commit_all(repo, "moved on")
     assert main(["-C", str(root), "sync"]) == 0
 
-    shutil.rmtree(repo)
-    shutil.rmtree(tmp_path / "index")
-    shutil.rmtree(tmp_path / "index-wheels")
     ran = _run_on_executor(
         StoreTarget(kind="file", url=store.as_uri()),
         tmp_path,
         "import gitlib, importlib.metadata as m; print(gitlib.VERSION, m.version('beta'))",
+        gone=[repo, tmp_path / "index"],
     )
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout == "1.2.0 1.0\n"
@@ -352,15 +354,12 @@ def test_a_git_package_in_a_mixed_conda_env_locks_syncs_and_hydrates_offline(
     commit_all(repo, "moved on")
     assert main(["-C", str(root), "sync"]) == 0
 
-    shutil.rmtree(repo)
-    shutil.rmtree(channel)
-    shutil.rmtree(index.parent)
-    shutil.rmtree(tmp_path / "index-wheels")
     ran = _run_on_executor(
         store,
         tmp_path,
         "import gitlib, condapkg, importlib.metadata as m\n"
         "print(gitlib.VERSION, m.version('beta'), condapkg.VERSION)",
+        gone=[repo, channel, index.parent],
     )
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout == "1.2.0 1.0 2.1\n"
