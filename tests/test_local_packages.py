@@ -313,6 +313,18 @@ def test_a_git_package_pinned_to_a_commit_locks_syncs_and_hydrates_offline(
     assert ran.stdout == "1.2.0 1.0\n"
 
 
+def _mixed_gitlib_locked(
+    make_project, make_index, live_python_channel: Path, moto_server: str, tmp_path: Path
+) -> tuple[Path, str, tuple[Path, Path, Path, StoreTarget]]:
+    """gitlib's repo and commit, and the mixed project on S3 that declares it, locked."""
+    repo, commit = _gitlib_repo(tmp_path)
+    project = mixed_project_on_s3(
+        make_project, make_index, live_python_channel, moto_server, tmp_path, _gitlib(repo, commit)
+    )
+    assert main(["-C", str(project[0]), "lock"]) == 0
+    return repo, commit, project
+
+
 def test_a_git_package_in_a_mixed_conda_env_locks_syncs_and_hydrates_offline(
     make_project,
     make_index,
@@ -322,17 +334,10 @@ def test_a_git_package_in_a_mixed_conda_env_locks_syncs_and_hydrates_offline(
     tmp_path,
     capsys,
 ) -> None:
-    repo, commit = _gitlib_repo(tmp_path)
-    vcs = f"git+{repo.as_uri()}@{commit}#subdirectory=pkgs/gitlib"
-    root, index, channel, store = mixed_project_on_s3(
-        make_project,
-        make_index,
-        live_python_channel,
-        moto_server,
-        tmp_path,
-        _gitlib(repo, commit),
+    repo, commit, (root, index, channel, store) = _mixed_gitlib_locked(
+        make_project, make_index, live_python_channel, moto_server, tmp_path
     )
-    assert main(["-C", str(root), "lock"]) == 0
+    vcs = f"git+{repo.as_uri()}@{commit}#subdirectory=pkgs/gitlib"
     lock_file = root / "locks/base/conda-lock.yml"
     pip = {p.name: p for p in read_conda_lock(lock_file).packages if p.manager == "pip"}
     # gitlib's dependency is resolved in the env's PyPI part; the entry names the commit.
@@ -369,16 +374,9 @@ def test_a_vcs_entry_the_config_does_not_declare_is_not_built(
     make_project, make_index, live_python_channel: Path, moto_server, tmp_path
 ) -> None:
     """A conda-lock naming a git URL is built only when flowenv.toml declares that commit."""
-    repo, commit = _gitlib_repo(tmp_path)
-    root, *_ = mixed_project_on_s3(
-        make_project,
-        make_index,
-        live_python_channel,
-        moto_server,
-        tmp_path,
-        _gitlib(repo, commit),
+    _, _, (root, *_) = _mixed_gitlib_locked(
+        make_project, make_index, live_python_channel, moto_server, tmp_path
     )
-    assert main(["-C", str(root), "lock"]) == 0
     lock_file = root / "locks/base/conda-lock.yml"
     # The lock is edited to another URL (its input hash still fresh).
     lock_file.write_text(lock_file.read_text().replace("#subdirectory=pkgs/gitlib", ""))
