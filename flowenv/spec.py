@@ -90,9 +90,9 @@ class EnvSpec:
     #: ``target.<platform>`` tables change it (only pypi, conda and
     #: system_requirements are set); every other platform uses the fields above.
     targets: tuple[tuple[str, EnvDecl], ...] = ()
-    #: platform -> :meth:`input_hash`, filled as they are asked for: a lock run
-    #: asks for each several times (freshness, grouping, the lock, the record).
-    _input_hashes: dict[str, str] = attrs.field(
+    #: :meth:`_hash_key` -> :meth:`input_hash`, filled as they are asked for: a
+    #: lock run asks for each several times (freshness, grouping, the lock, the record).
+    _input_hashes: dict[object, str] = attrs.field(
         factory=dict, init=False, repr=False, eq=False, hash=False
     )
 
@@ -175,12 +175,27 @@ class EnvSpec:
 
     def input_hash(self, platform: str) -> str:
         """sha256 of :meth:`hash_inputs`; what a lock file records to decide staleness."""
-        found = self._input_hashes.get(platform)
+        key = self._hash_key(platform)
+        found = self._input_hashes.get(key)
         if found is None:
             inputs = self.hash_inputs(platform)
             canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
-            found = self._input_hashes[platform] = sha256_hex(canonical.encode())
+            found = self._input_hashes[key] = sha256_hex(canonical.encode())
         return found
+
+    def _hash_key(self, platform: str) -> object:
+        """What :meth:`hash_inputs` depends on of ``platform``: platforms alike share a hash.
+
+        Outside its target tables an env reads the same everywhere but for the
+        system requirements that apply there, so such platforms (most, and
+        every platform of a project without target tables) are hashed once:
+        half of the hashing of a two-platform project.
+        """
+        if platform in dict(self.targets):
+            return platform
+        from flowenv.system import applicable
+
+        return ("", applicable(self.system_requirements, platform))
 
 
 @attrs.frozen(kw_only=True)

@@ -255,3 +255,59 @@ def test_temp_files_behind_a_linked_env_dir_are_not_the_lock_dirs_to_clean(
     assert not ours.exists()
     assert theirs.read_text() == "someone else's"
     capsys.readouterr()
+
+
+def test_platforms_share_an_input_hash_only_when_their_inputs_are_the_same(make_project) -> None:
+    """A platform's hash is always the sha256 of its own inputs, however often one is asked.
+
+    Platforms that read alike (no target table, the same system requirements
+    applying) are hashed once; a target table or a requirement that applies on
+    one platform only keeps them apart.
+    """
+    import json
+
+    from flowenv._sha256 import sha256_hex
+
+    root = make_project(
+        """\
+        [base]
+        python = "3.11"
+        pypi.packages = { alpha = "1.0" }
+
+        [steps.plain]
+        pypi.packages = { beta = "1.0" }
+
+        [steps.glibc]
+        system-requirements = { glibc = "2.28" }
+
+        [steps.cuda_macos]
+        system-requirements = { cuda = "12", macos = "13.0" }
+
+        [steps.targeted]
+        pypi.packages = { beta = "1.0" }
+        [steps.targeted.target.osx-arm64]
+        pypi.packages = { beta = "2.0" }
+        """
+    )
+    toml = root / "flowenv.toml"
+    toml.write_text(toml.read_text().replace('"osx-arm64"]', '"osx-arm64", "osx-64"]', 1))
+    config = load_config(toml)
+    assert config.project.platforms == ("linux-64", "osx-64", "osx-arm64")
+
+    def own_hash(env: object, platform: str) -> str:
+        inputs = env.hash_inputs(platform)  # type: ignore[attr-defined]
+        return sha256_hex(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode())
+
+    for order in (1, -1):  # asked in either platform order, on fresh objects
+        for env in build_environments(config).envs:
+            for platform in env.platforms[::order]:
+                assert env.input_hash(platform) == own_hash(env, platform), (env.name, platform)
+    envs = {env.name: env for env in build_environments(config).envs}
+
+    def distinct(name: str) -> int:
+        return len({envs[name].input_hash(p) for p in envs[name].platforms})
+
+    assert distinct("base") == distinct("plain") == 1
+    assert distinct("glibc") == 2  # linux-64 apart
+    assert distinct("cuda_macos") == 2  # cuda on linux, macos on both osx: the osx pair shares
+    assert distinct("targeted") == 2  # osx-arm64's table apart
