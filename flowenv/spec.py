@@ -90,8 +90,8 @@ class EnvSpec:
     #: ``target.<platform>`` tables change it (only pypi, conda and
     #: system_requirements are set); every other platform uses the fields above.
     targets: tuple[tuple[str, EnvDecl], ...] = ()
-    #: :meth:`_hash_key` -> :meth:`input_hash`, filled as they are asked for: a
-    #: lock run asks for each several times (freshness, grouping, the lock, the record).
+    #: platform (and :meth:`_hash_key`) -> :meth:`input_hash`, filled as they are asked
+    #: for: a lock run asks for each several times (freshness, grouping, the lock, the record).
     _input_hashes: dict[object, str] = attrs.field(
         factory=dict, init=False, repr=False, eq=False, hash=False
     )
@@ -175,12 +175,15 @@ class EnvSpec:
 
     def input_hash(self, platform: str) -> str:
         """sha256 of :meth:`hash_inputs`; what a lock file records to decide staleness."""
-        key = self._hash_key(platform)
-        found = self._input_hashes.get(key)
+        found = self._input_hashes.get(platform)
         if found is None:
-            inputs = self.hash_inputs(platform)
-            canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
-            found = self._input_hashes[key] = sha256_hex(canonical.encode())
+            key = self._hash_key(platform)
+            found = self._input_hashes.get(key)
+            if found is None:
+                inputs = self.hash_inputs(platform)
+                canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
+                found = self._input_hashes[key] = sha256_hex(canonical.encode())
+            self._input_hashes[platform] = found
         return found
 
     def _hash_key(self, platform: str) -> object:
