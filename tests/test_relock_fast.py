@@ -254,6 +254,11 @@ def test_temp_files_behind_a_linked_env_dir_are_not_the_lock_dirs_to_clean(
     assert main(["-q", "-C", str(root), "lock"]) == 0
     assert not ours.exists()
     assert theirs.read_text() == "someone else's"
+    # A partial lock (no obsolete-lock pass after it) removes them itself.
+    ours.write_text("half a lock")
+    assert main(["-q", "-C", str(root), "lock", "base", "-p", "linux-64"]) == 0
+    assert not ours.exists()
+    assert theirs.read_text() == "someone else's"
     capsys.readouterr()
 
 
@@ -311,3 +316,41 @@ def test_platforms_share_an_input_hash_only_when_their_inputs_are_the_same(make_
     assert distinct("glibc") == 2  # linux-64 apart
     assert distinct("cuda_macos") == 2  # cuda on linux, macos on both osx: the osx pair shares
     assert distinct("targeted") == 2  # osx-arm64's table apart
+
+
+def test_one_listing_finds_the_locks_and_the_temp_files_the_two_listings_found(
+    tmp_path: Path,
+) -> None:
+    """Locks as the freshness listing names them; temp files only in the lock dir's own dirs."""
+    from flowenv.lock import _list_lock_dir
+
+    root = tmp_path / "locks"
+    outside = tmp_path / "outside"
+    for directory in (root / "a", root / ".hidden", root / "b", outside):
+        directory.mkdir(parents=True)
+    files = {
+        root / "a/pylock.linux-64.toml": "",
+        root / "a/conda-lock.yml": "",
+        root / "a/.pylock.linux-64.toml.x1y2.tmp": "left by a killed write",
+        root / "a/.notes.txt.x1y2.tmp": "not a lock's temp file",
+        root / "a/pylock.toml": "not a name flowenv gives a lock",
+        root / ".hidden/pylock.osx-64.toml": "",
+        root / ".hidden/.conda-lock.yml.abc.tmp": "",
+        root / "b/.pylock.osx-arm64.toml.q.tmp": "",
+        outside / "pylock.linux-64.toml": "",
+        outside / ".pylock.linux-64.toml.zz.tmp": "someone else's",
+        root / "plain-file": "",
+    }
+    for path, text in files.items():
+        path.write_text(text)
+    (root / "linked").symlink_to(outside)
+    (root / ".linked-hidden").symlink_to(outside)
+    names, temp_files = _list_lock_dir(root)
+    assert names == freshness.lock_names(root)
+    assert names == ["a/conda-lock.yml", "a/pylock.linux-64.toml", "linked/pylock.linux-64.toml"]
+    assert temp_files == [
+        root / ".hidden/.conda-lock.yml.abc.tmp",
+        root / "a/.pylock.linux-64.toml.x1y2.tmp",
+        root / "b/.pylock.osx-arm64.toml.q.tmp",
+    ]
+    assert _list_lock_dir(tmp_path / "missing") == ([], [])
