@@ -319,8 +319,17 @@ def build_environments(config: Config) -> Environments:
             users[env_name].append(step_name)
     specs: list[EnvSpec] = []
     project = config.project
+    # Steps share their parent's layers (the same list objects): fold those
+    # once per parent, then merge each step over the result. Folding is left
+    # to right, so that is the fold of all of them; at a hundred steps over
+    # base it halves the merging.
+    parent_folds: dict[tuple[int, ...], EnvDecl] = {}
     for env_name, env_layers in layers.items():
-        decl = _fold(env_layers)
+        parent_key = tuple(map(id, env_layers[:-1]))
+        parent_fold = parent_folds.get(parent_key)
+        if parent_fold is None:
+            parent_fold = parent_folds[parent_key] = _fold(env_layers[:-1])
+        decl = _merge(parent_fold, env_layers[-1])
         # The loader already rejected every environment without a Python version.
         assert decl.python, env_name
         platforms = decl.platforms if decl.platforms is not None else project.platforms
