@@ -351,7 +351,12 @@ def write_record(
     for name, hashes in expected.items():
         path = os.path.join(root, name)
         before = _signature(path, now)
-        if before is not None and previous.get(name) == (before, dict(hashes)):
+        if before is None:
+            # Unreadable or changed too recently: no stat to vouch with, whatever
+            # the header says (not read: a lock just written is always here).
+            locks[name] = None
+            continue
+        if previous.get(name) == (before, dict(hashes)):
             locks[name] = before
             continue
         same = _header_hashes(path) == dict(hashes)
