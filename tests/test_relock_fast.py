@@ -10,6 +10,7 @@ re-locks it, through the same ``flowenv -q lock`` users run.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -354,3 +355,35 @@ def test_one_listing_finds_the_locks_and_the_temp_files_the_two_listings_found(
         root / "b/.pylock.osx-arm64.toml.q.tmp",
     ]
     assert _list_lock_dir(tmp_path / "missing") == ([], [])
+
+
+def test_a_record_read_again_answers_as_the_record_on_disk_says(
+    settled: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record's answer is kept between reads only while its bytes, the lock dir and
+    flowenv's code are the same: a rewritten, dropped or foreign record answers anew."""
+    toml, locks = settled / "flowenv.toml", settled / "locks"
+    every = {p.relative_to(locks).as_posix() for p in locks.glob("*/*")}
+    assert set(known_headers(toml, locks)) == every
+    assert set(known_headers(toml, locks)) == every  # the same bytes: the kept answer
+    # Rewritten on disk (a lock changed since): the new record answers.
+    lock_file = locks / "base/pylock.linux-64.toml"
+    lock_file.write_bytes(lock_file.read_bytes())
+    config = load_config(toml)
+    live = lock(config)
+    from flowenv.lock import remember_fresh
+
+    remember_fresh(config, freshness.digest_inputs([toml]), [r.target for r in live])
+    assert set(known_headers(toml, locks)) == every  # its new stat was recorded
+    record = freshness.record_path(toml)
+    text = json.loads(record.read_text())
+    del text["locks"]["base/pylock.linux-64.toml"]
+    record.write_text(json.dumps(text))
+    assert set(known_headers(toml, locks)) == every - {"base/pylock.linux-64.toml"}
+    # Another flowenv (its code signature) vouches for nothing, nor does a dropped record.
+    with monkeypatch.context() as patched:
+        patched.setattr(freshness, "_CODE_SIGNATURE", ["another flowenv"])
+        assert known_headers(toml, locks) == {}
+    assert set(known_headers(toml, locks)) == every - {"base/pylock.linux-64.toml"}
+    freshness.forget_record(toml)
+    assert known_headers(toml, locks) == {}
