@@ -190,7 +190,12 @@ def remember_fresh(
 
 def _lock_name(target: LockTarget) -> str:
     """``"<env>/<lock file name>"``: how the freshness record names a target's lock."""
-    return f"{target.path.parent.name}/{target.path.name}"
+    # A path's parts are kept once computed; `.parent` builds a Path on every call,
+    # and a re-lock names each of its hundreds of targets three times.
+    parts = target.path.parts
+    if len(parts) < 3:  # never for a lock under the lock dir; named as `.parent` would
+        return f"{target.path.parent.name}/{target.path.name}"
+    return f"{parts[-2]}/{parts[-1]}"
 
 
 def _obsolete(

@@ -387,3 +387,19 @@ def test_a_record_read_again_answers_as_the_record_on_disk_says(
     assert set(known_headers(toml, locks)) == every - {"base/pylock.linux-64.toml"}
     freshness.forget_record(toml)
     assert known_headers(toml, locks) == {}
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/p/locks/env/pylock.linux-64.toml", "locks/env/conda-lock.yml", "env/x", "x", "/x", "/a/x"],
+)
+def test_a_lock_is_named_by_its_directory_and_file_as_before(path: str) -> None:
+    """``<env>/<file>`` from the path's parts names it exactly as ``.parent.name`` did."""
+    from flowenv.config.load import parse_config
+    from flowenv.lock import _lock_name
+    from flowenv.locks.layout import LockTarget
+
+    text = '[project]\nname = "p"\nplatforms = ["linux-64"]\n[base]\npython = "3.11"\n'
+    env = build_environments(parse_config(text, Path("/p/flowenv.toml"))).envs[0]
+    target = LockTarget(env, "linux-64", Path(path))
+    assert _lock_name(target) == f"{Path(path).parent.name}/{Path(path).name}"
