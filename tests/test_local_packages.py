@@ -281,6 +281,13 @@ def test_a_local_package_in_a_mixed_conda_env_locks_syncs_and_hydrates_offline(
     (built,) = [a for a in manifest.artifacts if a.name == "mylib"]
     assert built.source == digest
     assert built.filename == "mylib-0.3.0-py3-none-any.whl"
+    # Without libs/ (deleted above), the store-only commands' loader takes the
+    # hash conda-lock.yml records, and the lock is still fresh.
+    from flowenv.locks.recorded_sources import recorded_source_hash
+
+    assert recorded_source_hash(root, root / "locks", "libs/mylib") == digest
+    executor_view = load_config(root / "flowenv.toml", missing_source=recorded_source_hash)
+    assert stale_targets(executor_view) == []
 
 
 def _gitlib_repo(tmp_path: Path) -> tuple[Path, str]:
