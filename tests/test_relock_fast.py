@@ -270,8 +270,6 @@ def test_platforms_share_an_input_hash_only_when_their_inputs_are_the_same(make_
     applying) are hashed once; a target table or a requirement that applies on
     one platform only keeps them apart.
     """
-    import json
-
     from flowenv._sha256 import sha256_hex
 
     root = make_project(
