@@ -23,7 +23,7 @@ from flowenv.config.load import load_config
 from flowenv.lock import _real_env_dir, environments_of, lock
 from flowenv.locks import freshness
 from flowenv.locks.freshness import known_headers
-from flowenv.spec import build_environments
+from flowenv.spec import EnvSpec, build_environments
 from tests.support.local_package import write_local_package
 from tests.support.wheels import DEFAULT_WHEELS
 
@@ -401,3 +401,25 @@ def test_a_lock_is_named_by_its_directory_and_file_as_before(path: str) -> None:
     env = build_environments(parse_config(text, Path("/p/flowenv.toml"))).envs[0]
     target = LockTarget(env, "linux-64", Path(path))
     assert _lock_name(target) == f"{Path(path).parent.name}/{Path(path).name}"
+
+
+@pytest.mark.parametrize("name", ["uv-export.pylock.toml", "uv-export-with-project.pylock.toml"])
+def test_a_uv_output_parsed_once_gives_the_same_canonical_lock_and_stays_as_parsed(
+    name: str,
+) -> None:
+    """The agreement check's parse of uv's output is reused for the canonical form unchanged."""
+    import copy
+
+    import tomllib
+
+    from flowenv.locks.pylock import canonical_pylock
+
+    uv_output = (Path(__file__).parent / "data/real/pep751" / name).read_text()
+    env = EnvSpec(name="base", python="3.12")
+    parsed = tomllib.loads(uv_output)
+    before = copy.deepcopy(parsed)
+    for platform in ("linux-64", "osx-arm64"):
+        assert canonical_pylock(uv_output, env, platform, parsed) == canonical_pylock(
+            uv_output, env, platform
+        )
+    assert parsed == before
