@@ -453,7 +453,7 @@ def lock(
     results = [LockResult(target=t, status="fresh") for t in fresh]
     from flowenv.solve_groups import check_groups
 
-    check_groups(environments)
+    check_groups(config, environments)
     work = _jobs(todo, environments)
     if on_plan:
         on_plan(len(work))

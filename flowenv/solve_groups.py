@@ -70,9 +70,17 @@ def group_members(environments: Environments, group: str) -> tuple[EnvSpec, ...]
     return tuple(e for e in environments.envs if e.solve_group == group)
 
 
-def check_groups(environments: Environments) -> None:
-    """Refuse groups flowenv cannot make agree: conda members on other channels."""
+def check_groups(config: Config, environments: Environments) -> None:
+    """Refuse groups flowenv cannot make agree, before resolving anything.
+
+    PyPI-only members that share a platform but not a Python version (a
+    configuration error, at each member's ``python``), and conda members on
+    other channels. A PyPI member of a conda group is checked against the
+    conda solution's Python when it is known (:func:`_conda_group_pins`).
+    """
     groups = sorted({e.solve_group for e in environments.envs if e.solve_group is not None})
+    for group in groups:
+        _check_pythons(config, group, group_members(environments, group))
     for group in groups:
         conda = [e for e in group_members(environments, group) if e.kind == "conda"]
         settings = {(e.channels, e.channel_priority) for e in conda}
@@ -82,6 +90,31 @@ def check_groups(environments: Environments) -> None:
                 f"priority ({', '.join(f'{e.name}: {list(e.channels)}' for e in conda)}); "
                 "one version per package needs one set of channels"
             )
+
+
+def _check_pythons(config: Config, group: str, members: Sequence[EnvSpec]) -> None:
+    if any(env.kind == "conda" for env in members):
+        return
+    for platform in _union(p for env in members for p in env.platforms):
+        on = _on(members, platform)
+        if len({env.python for env in on}) < 2:
+            continue
+        from flowenv.config.load import located
+        from flowenv.spec import python_key
+
+        who = ", ".join(f"{e.name} {e.python}" for e in on)
+        keys = dict.fromkeys(python_key(config, env.name) for env in on)
+        raise located(
+            config,
+            [
+                (
+                    key,
+                    f"solve group '{group}' cannot agree on {platform}: its envs use different "
+                    f"Python versions ({who}); one version per package needs one Python",
+                )
+                for key in keys
+            ],
+        )
 
 
 def _requirements(
@@ -152,13 +185,7 @@ def group_pins(
     """
     group = members[0].solve_group
     members = [env for env in members if platform in env.platforms] or list(members)
-    pythons = sorted({env.python for env in members})
-    if len(pythons) > 1:
-        who = ", ".join(f"{e.name} {e.python}" for e in members)
-        raise ResolutionError(
-            f"solve group '{group}' cannot agree on {platform}: its envs use different "
-            f"Python versions ({who}); one version per package needs one Python"
-        )
+    # check_groups refused members that share this platform but not a Python.
     names = ", ".join(e.name for e in members)
     try:
         versions = _resolve(

@@ -291,6 +291,22 @@ def _per_platform(
     return tuple(out)
 
 
+def python_key(config: Config, env_name: str) -> tuple[str, ...]:
+    """The key that sets ``env_name``'s Python, by the rules of :func:`build_environments`:
+    its own table's, else its named env's (for a step), else base's."""
+    named = dict(config.envs)
+    steps = dict(config.steps)
+    if env_name in steps and steps[env_name].has_own_content():
+        step = steps[env_name]
+        if step.python:
+            return ("steps", env_name, "python")
+        if step.env and named[step.env].python:
+            return ("envs", step.env, "python")
+    elif env_name in named and named[env_name].python:
+        return ("envs", env_name, "python")
+    return ("base", "python")
+
+
 def build_environments(config: Config) -> Environments:
     """Merge every step over its parent and group steps that share an environment."""
     layers: dict[str, list[EnvDecl]] = {}  # env name -> its tables, least specific first

@@ -308,7 +308,10 @@ def test_misspelt_step_in_config_is_an_error(project) -> None:
     lock(root)
     result = run_flow(root)
     assert result.returncode == 1
-    assert "steps.plott: the flow has no step 'plott' (did you mean 'plot'?)" in result.stderr
+    line = (root / "flowenv.toml").read_text().splitlines().index("[steps.plott]") + 1
+    assert (
+        f"flowenv.toml:{line}: steps.plott: the flow has no step 'plott' (did you mean 'plot'?)"
+    ) in result.stderr
 
 
 def test_bootstrap_commands_hydrate_a_remote_step_in_a_clean_process(

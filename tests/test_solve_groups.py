@@ -291,3 +291,39 @@ def test_a_relocked_group_keeps_every_members_versions(make_project, make_index)
     assert _versions(root, "web", "linux-64") == {"alpha": "1.0", "omega": "1.0"}
     assert main(["-q", "-C", str(root), "lock", "-p", "linux-64", "--upgrade"]) == 0
     assert _versions(root, "web", "linux-64") == {"alpha": "1.0", "omega": "1.1"}
+
+
+def test_members_on_one_platform_with_different_pythons_are_a_config_error(
+    make_project, make_index, capsys
+) -> None:
+    # report's Python is its own; train's comes from base.
+    body = GROUPED.replace(
+        '[envs.report]\nsolve-group = "flow"\n',
+        '[envs.report]\npython = "3.10"\nsolve-group = "flow"\n',
+    )
+    root = make_project(body, index=make_index(WHEELS))
+    assert main(["-C", str(root), "lock"]) == 2
+    err = capsys.readouterr().err.replace(str(root) + "/", "")
+    message = (
+        "solve group 'flow' cannot agree on linux-64: its envs use different Python versions "
+        "(base 3.11, report 3.10, train 3.11); one version per package needs one Python"
+    )
+    assert err == (
+        "flowenv: error:\n"
+        f"flowenv.toml:8: base.python: {message}\n"
+        f"flowenv.toml:18: envs.report.python: {message}\n"
+    )
+    assert not (root / "locks").exists()  # refused before anything was resolved or written
+
+
+def test_members_with_different_pythons_on_different_platforms_agree_where_they_meet(
+    make_project, make_index
+) -> None:
+    # report runs on osx-arm64 only, with its own Python; on linux-64 only base and train meet.
+    body = GROUPED.replace(
+        '[envs.report]\nsolve-group = "flow"\n',
+        '[envs.report]\npython = "3.10"\nplatforms = ["osx-arm64"]\nsolve-group = "flow"\n',
+    ).replace('[base]\npython = "3.11"\n', '[base]\npython = "3.11"\nplatforms = ["linux-64"]\n')
+    root = make_project(body, index=make_index(WHEELS))
+    assert main(["-C", str(root), "lock"]) == 0
+    assert _versions(root, "report", "osx-arm64") == {"alpha": "2.0", "beta": "1.5", "omega": "1.0"}

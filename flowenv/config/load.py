@@ -751,6 +751,32 @@ def parse_config(text: str, path: Path, *, missing_source: MissingSource | None 
     )
 
 
+def located(config: Config, problems: Iterable[tuple[KeyPath, str]]) -> ConfigError:
+    """A ConfigError for problems found after loading (by key path), each at its line.
+
+    The file is read again only now: lines serve messages, and a valid
+    configuration is never scanned for them (see :class:`LazyKeyLines`).
+    """
+    prefix: KeyPath = ("tool", "flowenv") if config.key_prefix else ()
+    try:
+        lines: LazyKeyLines | None = LazyKeyLines(
+            decode_utf8(read_source(config.path), str(config.path))
+        )
+    except (OSError, TooLarge, ConfigError):
+        lines = None  # changed or gone since it was loaded: no lines, still the problems
+    return ConfigError(
+        [
+            Diagnostic(
+                str(config.path),
+                lines.line_of((*prefix, *path)) if lines else None,
+                render_key_path((*prefix, *path)),
+                message,
+            )
+            for path, message in problems
+        ]
+    )
+
+
 def load_config(path: Path, *, missing_source: MissingSource | None = None) -> Config:
     """Read and validate the configuration file at ``path``.
 

@@ -31,9 +31,9 @@ from pathlib import Path
 import attrs
 
 from flowenv.config.discover import discover_config
-from flowenv.config.load import did_you_mean, load_config
+from flowenv.config.load import did_you_mean, load_config, located
 from flowenv.config.models import Config
-from flowenv.errors import CheckFailed, ConfigError, Diagnostic, UsageError
+from flowenv.errors import CheckFailed, UsageError
 from flowenv.lock import Selection, stale_targets
 from flowenv.platforms import host_platform
 from flowenv.spec import Environments, build_environments
@@ -127,16 +127,12 @@ class FlowRun:
         names = [s.name for s in self.steps]
         unknown = [name for name, _ in self.config.steps if name not in names]
         if unknown:
-            raise ConfigError(
+            raise located(
+                self.config,
                 [
-                    Diagnostic(
-                        str(self.config.path),
-                        None,
-                        f"{self.config.key_prefix}steps.{name}",
-                        f"the flow has no step '{name}'{did_you_mean(name, names)}",
-                    )
+                    (("steps", name), f"the flow has no step '{name}'{did_you_mean(name, names)}")
                     for name in unknown
-                ]
+                ],
             )
 
     def env_of(self, step: str) -> str | None:
