@@ -1,0 +1,162 @@
+"""The client side of the warm server: hand ``flowenv lock`` to it, or say "run it yourself".
+
+:func:`flowenv.cli.main` calls :func:`run_served` before argparse, so this
+module and what it imports are standard library only and add about a
+millisecond to every ``flowenv lock`` (``_socket`` rather than ``socket``,
+which imports ``enum``; no ``json``; ``_signal`` rather than ``signal``).
+
+Once the child has sent its pid, the client forwards SIGINT, SIGTERM, SIGHUP
+and SIGQUIT to the child's process group (a terminal would have sent them to
+uv as well) and exits with the child's status. If the connection ends before
+the pid, nothing was done and the caller runs the command in-process; after
+the pid, the child may have written files, so it is an error and never a re-run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from flowenv.cli.fastpath import split_globals
+from flowenv.warm import framing
+from flowenv.warm.location import enabled, socket_path
+
+# Not `from typing import TYPE_CHECKING`: see flowenv.locks.freshness.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+#: The signals a terminal or a supervisor sends that the child's process group must get too.
+FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+LOST_MESSAGE = (
+    "flowenv: error: the warm server's process for this command ended without an exit "
+    "status; lock files may have been written (re-run `flowenv lock`, or set "
+    "FLOWENV_SERVER=0 to run without the server)"
+)
+
+
+def is_lock(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` is ``flowenv [global options] lock ...``: the only command served."""
+    parsed = split_globals(argv)
+    return parsed is not None and bool(parsed[3]) and parsed[3][0] == "lock"
+
+
+def run_served(argv: Sequence[str]) -> int | None:
+    """The exit status of ``flowenv ARGV`` run by the warm server; None: run it in-process."""
+    if not is_lock(argv) or not enabled():
+        return None
+    path = socket_path()
+    if path is None:
+        return None
+    import _socket
+
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        try:
+            sock.connect(path)
+            request = framing.encode_request(
+                framing.RUN, os.getcwd(), _umask(), sys.argv, os.environb
+            )
+            fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
+            sent = sock.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+            sock.sendall(request[sent:])
+        except OSError:
+            return None
+        return _await(sock)
+    finally:
+        sock.close()
+
+
+def _umask() -> int:
+    # The client is single-threaded here: nothing else creates a file while it is 0.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _await(sock: object) -> int | None:
+    """Read the child's pid, then its exit status, forwarding signals in between."""
+    tokens = _tokens(sock)
+    try:
+        pid = _expect(tokens, b"pid")
+    except KeyboardInterrupt:
+        # Before the pid nothing was written; closing the connection ends the child.
+        print("flowenv: interrupted", file=sys.stderr)
+        return 130
+    if pid is None:
+        return None  # declined: the caller runs the command itself
+    import _signal  # type: ignore[import-not-found]  # `signal` imports enum
+
+    def forward(signum: int, frame: object) -> None:
+        try:  # noqa: SIM105 - contextlib is an import the client does without
+            os.killpg(pid, signum)
+        except OSError:
+            pass  # the group is gone: its status is on its way
+
+    for name in FORWARDED:
+        _signal.signal(getattr(_signal, name), forward)
+    status = _expect(tokens, b"exit")
+    if status is None:
+        print(LOST_MESSAGE, file=sys.stderr)
+        return 1
+    return status
+
+
+def _tokens(sock: object) -> Iterator[bytes]:
+    buffer = b""
+    recv = sock.recv  # type: ignore[attr-defined]
+    while True:
+        head, sep, rest = buffer.partition(b"\0")
+        if sep:
+            buffer = rest
+            yield head
+            continue
+        try:
+            data = recv(4096)
+        except OSError:
+            return
+        if not data:
+            return
+        buffer += data
+
+
+def _expect(tokens: Iterator[bytes], word: bytes) -> int | None:
+    for token in tokens:
+        parsed = framing.parse_reply(token)
+        if parsed is not None and parsed[0] == word:
+            return parsed[1]
+        return None
+    return None
+
+
+def start_server() -> None:
+    """Start a warm server in the background for the next ``flowenv lock`` (if one may run).
+
+    Detached: a new session, stdio on /dev/null, no inherited descriptor, so
+    it neither holds the terminal nor gets its signals. A server already
+    running, or a rival started at the same moment, makes it exit at once.
+    """
+    if not enabled():
+        return
+    path = socket_path(create=True)
+    if path is None:
+        return
+    null = os.devnull
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, null, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, null, os.O_WRONLY, 0),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    # -c rather than -m: -m would put the cwd first on sys.path, and a `flowenv`
+    # directory there would be imported instead of the installed package.
+    code = "import sys; del sys.path[0]; from flowenv.warm.server import main; main(sys.argv[1:])"
+    try:  # noqa: SIM105 - contextlib is an import the client does without
+        os.posix_spawn(
+            sys.executable,
+            [sys.executable, "-c", code, path],
+            os.environ,
+            file_actions=actions,
+            setsid=True,
+        )
+    except OSError:
+        pass  # no server: every lock simply runs in-process
