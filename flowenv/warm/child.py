@@ -40,6 +40,10 @@ _finished = False
 _replaced: list[Any] = []
 
 
+#: The child's exit status when it handed the command back (the server counts what it served).
+DECLINED_STATUS = 75
+
+
 class Declined(BaseException):
     """This command must run in the client's own process (a BaseException: no handler eats it)."""
 
@@ -139,7 +143,7 @@ def serve(connection: socket, request: framing.Request, fds: list[int]) -> None:
     try:
         _become_client(request, fds)
     except OSError:
-        os._exit(0)  # e.g. the cwd is gone: the client, in-process, will say so itself
+        os._exit(DECLINED_STATUS)  # e.g. the cwd is gone: the client, in-process, will say so
     _connection = connection
     import threading
 
@@ -149,7 +153,7 @@ def serve(connection: socket, request: framing.Request, fds: list[int]) -> None:
     try:
         status = run_command(sys.argv[1:], program=True)
     except Declined:
-        os._exit(0)  # closing without a pid: the client runs the command itself
+        os._exit(DECLINED_STATUS)  # closing without a pid: the client runs it itself
     except SystemExit as exc:
         status = _exit_status(exc)
     except BaseException:

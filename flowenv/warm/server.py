@@ -134,7 +134,18 @@ class Server:
         info = os.stat(path)
         self.inode = (info.st_dev, info.st_ino)
         self.stamps = module_stamps()
-        self.requests = 0
+        #: Children that ran their command to the end (not declined, not killed).
+        self.served = 0
+
+    def reap(self, *_: object) -> None:
+        """Collect ended children (the SIGCHLD handler), counting those that served."""
+        with contextlib.suppress(ChildProcessError):
+            while True:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    return
+                if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+                    self.served += 1
 
     def close(self) -> None:
         """Stop listening; remove the socket file only if it is still this server's."""
@@ -170,9 +181,9 @@ class Server:
         request, fds = received
         try:
             if request.kind == framing.STATUS:
+                self.reap()
                 connection.sendall(
-                    framing.reply(b"server", os.getpid())
-                    + framing.reply(b"requests", self.requests)
+                    framing.reply(b"server", os.getpid()) + framing.reply(b"served", self.served)
                 )
                 return True
             if request.kind == framing.STOP:
@@ -183,7 +194,6 @@ class Server:
                 return True
             if changed(self.stamps):
                 return False  # the client, seeing no pid, runs the command itself
-            self.requests += 1
             if os.fork() == 0:
                 # The child must not keep the flock alive after the server is gone.
                 self.listener.close()
@@ -242,12 +252,6 @@ def _receive(connection: socket.socket) -> tuple[framing.Request, list[int]] | N
         return None
 
 
-def _reap(signum: int, frame: object) -> None:
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
-            pass
-
-
 def main(argv: Sequence[str]) -> int:
     """``<socket path>``: serve there until idle, stopped or stale."""
     if len(argv) != 1:
@@ -271,7 +275,7 @@ def main(argv: Sequence[str]) -> int:
     listener.bind(path)
     listener.listen(64)
     server = Server(path, listener, lock)
-    signal.signal(signal.SIGCHLD, _reap)
+    signal.signal(signal.SIGCHLD, server.reap)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     gc.collect()

@@ -1,0 +1,444 @@
+"""The warm server (flowenv.warm): a served `flowenv lock` is the in-process one, only sooner.
+
+Real processes throughout: the installed ``flowenv`` console script, real
+servers in a private socket directory (stopped at teardown), real uv against
+the tests' wheel index, and a real slow index for the signal tests.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from tests.support.index_server import serve_handler
+from tests.support.wheels import build_simple_index
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(os, "fork") or not hasattr(socket, "AF_UNIX"), reason="no fork or Unix sockets"
+)
+
+_SCRIPT = Path(sys.executable).with_name("flowenv")
+FLOWENV = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "flowenv"]
+#: Long enough for any wait on a loaded machine; only reached when something is wrong.
+PATIENCE = 60.0
+
+BODY = """
+[base]
+python = "3.11"
+pypi.packages = { alpha = ">=1" }
+
+[steps.train]
+pypi.packages = { delta = "0.5" }
+"""
+
+
+@attrs.frozen
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+def flowenv(*args: str | Path, env: dict[str, str], **kwargs: Any) -> Run:
+    result = subprocess.run(
+        [*FLOWENV, *map(str, args)], env=env, capture_output=True, text=True, timeout=300, **kwargs
+    )
+    return Run(result.returncode, result.stdout, result.stderr)
+
+
+def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + PATIENCE
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {PATIENCE} s: {what}")
+        time.sleep(0.05)
+
+
+def _lock_free(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return True
+
+
+@attrs.frozen
+class Warm:
+    """An environment whose `flowenv lock` uses a warm server in ``directory``."""
+
+    env: dict[str, str]
+    directory: Path
+    #: Every environment a test used: each may have its own server to stop.
+    variants: list[dict[str, str]] = attrs.field(factory=list)
+
+    def variant(self, **changes: str) -> Warm:
+        env = {**self.env, **changes}
+        self.variants.append(env)
+        return Warm(env, self.directory, self.variants)
+
+    def status(self) -> tuple[int | None, int | None]:
+        """(server pid, locks it served), (None, None) when none is running."""
+        out = flowenv("server", "status", env=self.env).out
+        match = re.search(r"pid (\d+), (\d+) locks served", out)
+        return (int(match[1]), int(match[2])) if match else (None, None)
+
+    def wait_for_server(self) -> int:
+        _until(lambda: self.status()[0] is not None, "the warm server to answer")
+        pid = self.status()[0]
+        assert pid is not None
+        return pid
+
+    def wait_all_gone(self) -> None:
+        """Every server that used this directory has exited (its flock is free)."""
+        _until(
+            lambda: all(_lock_free(p) for p in self.directory.glob("*.lock")),
+            "the warm servers to exit",
+        )
+
+
+@pytest.fixture
+def warm() -> Iterator[Warm]:
+    # mkdtemp, not tmp_path: a socket path must stay under ~100 bytes.
+    directory = Path(tempfile.mkdtemp(prefix="fw-"))
+    env = dict(
+        os.environ, FLOWENV_SERVER="1", FLOWENV_SERVER_DIR=str(directory), FLOWENV_SERVER_IDLE="120"
+    )
+    env.pop("CI", None)
+    state = Warm(env, directory, [env])
+    try:
+        yield state
+    finally:
+        for variant in state.variants:
+            flowenv("server", "stop", env=variant)
+        state.wait_all_gone()
+        shutil.rmtree(directory)
+
+
+def _cold(env: dict[str, str]) -> dict[str, str]:
+    return {**env, "FLOWENV_SERVER": "0"}
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted((root / "locks").rglob("*"))
+        if p.is_file()
+    }
+
+
+def _twin(root: Path, name: str) -> Path:
+    twin = root.parent / name
+    twin.mkdir()
+    shutil.copy2(root / "flowenv.toml", twin / "flowenv.toml")
+    return twin
+
+
+def test_the_first_lock_starts_the_server_and_the_next_is_served_identically(
+    make_project: Callable[..., Path], warm: Warm
+) -> None:
+    cold_root = make_project(BODY)
+    warm_root = _twin(cold_root, "served")
+    cold = flowenv("-C", cold_root, "lock", env=_cold(warm.env))
+    assert cold.code == 0, cold.err
+    assert not list(warm.directory.iterdir())  # FLOWENV_SERVER=0: no server either
+
+    first = flowenv("-C", warm_root, "lock", env=warm.env)
+    assert first == cold
+    server = warm.wait_for_server()
+    assert warm.status() == (server, 0)  # the first lock ran in-process
+
+    shutil.rmtree(warm_root / "locks")
+    served = flowenv("-C", warm_root, "lock", env=warm.env)
+    assert served == cold
+    assert _files(warm_root) == _files(cold_root)
+    assert warm.status() == (server, 1)
+
+    # Global options after the command, and a quiet, fresh lock: served too.
+    again = flowenv("lock", "-C", warm_root, "train", env=warm.env)
+    assert again == flowenv("lock", "-C", cold_root, "train", env=_cold(warm.env))
+    assert "fresh" in again.out
+    assert warm.status() == (server, 2)
+    # Every other command runs in-process.
+    assert flowenv("-C", warm_root, "show", env=warm.env).code == 0
+    assert warm.status() == (server, 2)
+
+
+@pytest.mark.parametrize(
+    ("edit", "code", "expected"),
+    [
+        # A configuration error: file, line and key path, exit 2.
+        (
+            lambda text: text.replace('alpha = ">=1"', "alpha = 3"),
+            2,
+            r"flowenv\.toml:\d+: base\.pypi\.packages\.alpha",
+        ),
+        # A resolution failure: exit 3.
+        (
+            lambda text: text.replace('alpha = ">=1"', 'beta = "1.5", epsilon = "3.1"'),
+            3,
+            r"cannot resolve base",
+        ),
+    ],
+)
+def test_a_served_failure_reports_exactly_what_an_in_process_one_does(
+    make_project: Callable[..., Path],
+    warm: Warm,
+    edit: Callable[[str], str],
+    code: int,
+    expected: str,
+) -> None:
+    root = make_project(BODY)
+    toml = root / "flowenv.toml"
+    toml.write_text(edit(toml.read_text()))
+    cold = flowenv("-C", root, "lock", env=_cold(warm.env))
+    assert cold.code == code
+    assert re.search(expected, cold.err), cold.err
+    assert "Traceback" not in cold.err
+    assert flowenv("-C", root, "lock", env=warm.env) == cold  # in-process; starts the server
+    server = warm.wait_for_server()
+    assert flowenv("-C", root, "lock", env=warm.env) == cold
+    assert warm.status() == (server, 1)
+    assert not list((root / "locks").rglob("*.toml")) if (root / "locks").exists() else True
+
+
+def test_ci_and_flowenv_server_0_bypass_a_running_server(
+    make_project: Callable[..., Path], warm: Warm
+) -> None:
+    root = make_project(BODY)
+    assert flowenv("-C", root, "lock", env=warm.env).code == 0
+    server = warm.wait_for_server()
+    for bypass in ({"CI": "1"}, {"FLOWENV_SERVER": "0"}):
+        shutil.rmtree(root / "locks")
+        result = flowenv("-C", root, "lock", env={**warm.env, **bypass})
+        assert result.code == 0, result.err
+        assert warm.status() == (server, 0)
+        off = flowenv("server", "status", env={**warm.env, **bypass}).out
+        assert off.startswith("warm server off: ")
+
+
+@pytest.mark.parametrize("unsafe", ["group-writable", "symlink"])
+def test_an_unsafe_socket_directory_is_refused(
+    make_project: Callable[..., Path], warm: Warm, tmp_path: Path, unsafe: str
+) -> None:
+    if unsafe == "group-writable":
+        directory = warm.directory / "open"
+        directory.mkdir(mode=0o700)
+        directory.chmod(0o770)
+    else:
+        target = warm.directory / "private"
+        target.mkdir(mode=0o700)
+        directory = warm.directory / "link"
+        directory.symlink_to(target)
+    env = {**warm.env, "FLOWENV_SERVER_DIR": str(directory)}
+    root = make_project(BODY)
+    result = flowenv("-C", root, "lock", env=env)
+    assert result.code == 0, result.err
+    assert not list(directory.iterdir())  # no socket: no server was started
+    assert "not private" in flowenv("server", "status", env=env).out
+
+
+def test_a_changed_module_retires_the_server_and_its_request_runs_in_process(
+    make_project: Callable[..., Path], warm: Warm, tmp_path: Path
+) -> None:
+    # A module every flowenv process loads at start-up (sitecustomize), edited
+    # on disk as an upgrade or an editable install's edit would be.
+    site = tmp_path / "site"
+    site.mkdir()
+    module = site / "sitecustomize.py"
+    module.write_text("LOADED = True\n")
+    old = warm.variant(PYTHONPATH=str(site))
+    env = old.env
+    root = make_project(BODY)
+    assert flowenv("-C", root, "lock", env=env).code == 0
+    first = old.wait_for_server()
+
+    module.write_text("LOADED = True  # upgraded\n")
+    shutil.rmtree(root / "locks")
+    result = flowenv("-C", root, "lock", env=env)
+    assert result.code == 0, result.err
+    assert len(_files(root)) == 4
+    # The old server declined and left; the in-process lock started a new one.
+    second = old.wait_for_server()
+    assert second != first
+    assert old.status() == (second, 0)
+
+
+def test_an_idle_server_exits_by_itself(make_project: Callable[..., Path], warm: Warm) -> None:
+    idle = warm.variant(FLOWENV_SERVER_IDLE="1")
+    root = make_project(BODY)
+    assert flowenv("-C", root, "lock", env=idle.env).code == 0
+    idle.wait_for_server()
+    idle.wait_all_gone()
+    assert not list(warm.directory.glob("*.sock"))
+
+
+def test_a_git_package_is_locked_in_process_not_by_the_server(
+    make_project: Callable[..., Path], warm: Warm
+) -> None:
+    root = make_project(BODY)
+    assert flowenv("-C", root, "lock", env=warm.env).code == 0
+    server = warm.wait_for_server()
+    toml = root / "flowenv.toml"
+    toml.write_text(
+        toml.read_text()
+        + '\n[steps.fetch]\npypi.packages = { gitlib = { git = "file:///nonexistent/gitlib", '
+        + f'rev = "{"a" * 40}" }} }}\n'
+    )
+    cold = flowenv("-C", root, "lock", "fetch", env=_cold(warm.env))
+    assert cold.code == 3, cold.err
+    served = flowenv("-C", root, "lock", "fetch", env=warm.env)
+    # git's own message names a fresh temporary directory each run: compare the rest.
+    assert (served.code, served.out) == (cold.code, cold.out)
+    assert served.err.splitlines()[:3] == cold.err.splitlines()[:3]
+    assert warm.status() == (server, 0)  # declined before doing anything
+
+
+class _Stall:
+    """An index whose every request waits until released: a real, slow resolution."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+
+    def handler(self) -> Callable[..., Any]:
+        from http.server import SimpleHTTPRequestHandler
+
+        stall = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, directory=str(stall.root), **kwargs)
+
+            def do_GET(self) -> None:
+                stall.arrived.set()
+                stall.release.wait(PATIENCE)
+                super().do_GET()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
+
+
+@pytest.fixture
+def stalled_project(
+    make_project: Callable[..., Path], wheelhouse: Path, tmp_path: Path, warm: Warm
+) -> Iterator[tuple[Path, _Stall, str]]:
+    """A project on a stalled index, with a warm server already running; and a marker value."""
+    build_simple_index(sorted(wheelhouse.glob("*.whl")), tmp_path / "stalled")
+    stall = _Stall(tmp_path / "stalled")
+    warmup = make_project(BODY, name="warmup")
+    assert flowenv("-C", warmup, "lock", env=warm.env).code == 0
+    warm.wait_for_server()
+    with serve_handler(stall.handler()) as url:
+        root = make_project("", name="slow")
+        (root / "flowenv.toml").write_text(
+            '[project]\nname = "slow"\nplatforms = ["linux-64"]\n'
+            f'pypi.index-url = "{url}/"\n\n[base]\npython = "3.11"\n'
+            'pypi.packages = { alpha = ">=1" }\n'
+        )
+        try:
+            yield root, stall, uuid.uuid4().hex
+        finally:
+            stall.release.set()
+
+
+def _marked(marker: str) -> list[tuple[int, int]]:
+    """(pid, parent pid) of every process started with FLOWENV_TEST_MARKER=marker."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if f"FLOWENV_TEST_MARKER={marker}".encode() in environ.split(b"\0"):
+            state, parent = stat.rsplit(")", 1)[1].split()[:2]
+            if state != "Z":
+                found.append((int(entry.name), int(parent)))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
+def test_sigint_reaches_the_served_lock_and_uv_and_writes_nothing(
+    stalled_project: tuple[Path, _Stall, str], warm: Warm
+) -> None:
+    root, stall, marker = stalled_project
+    client = subprocess.Popen(
+        [*FLOWENV, "-C", str(root), "lock"],
+        env={**warm.env, "FLOWENV_TEST_MARKER": marker},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert stall.arrived.wait(PATIENCE), "uv never asked the index"
+        # uv runs under the server's child, not under the client.
+        assert [pid for pid, parent in _marked(marker) if parent not in (client.pid, 0)]
+        assert not [pid for pid, parent in _marked(marker) if parent == client.pid]
+        client.send_signal(signal.SIGINT)
+        _, err = client.communicate(timeout=PATIENCE)
+    finally:
+        client.kill()
+    assert client.returncode == 130, err
+    assert "flowenv: interrupted" in err
+    assert "Traceback" not in err
+    assert not (root / "locks").exists() or not [
+        p for p in (root / "locks").rglob("*") if p.is_file()
+    ]
+    _until(lambda: _marked(marker) == [], "uv to end")
+    assert warm.status()[1] == 1
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
+def test_a_killed_client_ends_its_served_lock(
+    stalled_project: tuple[Path, _Stall, str], warm: Warm
+) -> None:
+    root, stall, marker = stalled_project
+    client = subprocess.Popen(
+        [*FLOWENV, "-C", str(root), "lock"],
+        env={**warm.env, "FLOWENV_TEST_MARKER": marker},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert stall.arrived.wait(PATIENCE), "uv never asked the index"
+    workers = [(pid, parent) for pid, parent in _marked(marker) if pid != client.pid]
+    children = {parent for _, parent in workers}
+    assert workers
+    assert client.pid not in children, workers  # uv runs under the server's child
+    client.kill()
+    client.wait()
+    _until(lambda: _marked(marker) == [], "uv to end")
+    _until(lambda: not any(map(_alive, children)), "the server's child to end")
+    assert not (root / "locks").exists() or not [
+        p for p in (root / "locks").rglob("*") if p.is_file()
+    ]
