@@ -76,14 +76,14 @@ _SAMPLE_CONFIG = """\
 [project]
 name = "warm-up"
 platforms = ["linux-64", "osx-arm64"]
-index-url = "file:///nonexistent/simple"
+pypi.index-url = "file:///nonexistent/flowenv-warm-up/simple"
 
 [base]
 python = "3.11"
-pypi = { attrs = ">=23", numpy = "==1.26.*" }
+pypi.packages = { attrs = ">=23", numpy = "==1.26.*" }
 
 [steps.train]
-pypi = { "torch[cuda]" = ">=2" }
+pypi.packages = { "torch[cuda]" = ">=2" }
 """
 
 _SAMPLE_PYLOCK = """\
@@ -99,31 +99,61 @@ hashes = { sha256 = "%s" } }]
 """ % ("0" * 64)
 
 
+#: Modules the lock path imports only when it gets that far (a resolution, a write).
+_LATE_IMPORTS = (
+    "encodings.ascii",
+    "queue",
+    "flowenv._atomic",
+    "flowenv._threads",
+    "flowenv.inputs",
+    "flowenv.lock",
+    "flowenv.lockers.pypi",
+    "flowenv.locks.pylock",
+    "flowenv.resolvers.uv",
+    "flowenv.solve_groups",
+)
+
+
 def warm_up() -> None:
-    """Run the lock path's start on a small project, so the children find it all loaded.
+    """Run the lock path on a small project, so the children find it all loaded and cached.
 
-    Best effort: a failure here only means a colder child.
+    The lock fails (its index does not exist, uv is offline) after the
+    configuration, the envs, the freshness check and uv's start-up have all
+    run once; caches and uv's state go to a temporary directory. Best effort:
+    a failure here only means a colder child.
     """
+    import importlib
+
     from flowenv.cli import run_command
-    from flowenv.cli.parser import build_parser
 
-    build_parser(only="lock")
+    for name in _LATE_IMPORTS:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    saved = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="flowenv-warm-") as directory:
-        (Path(directory) / "flowenv.toml").write_text(_SAMPLE_CONFIG, encoding="utf-8")
-        with contextlib.suppress(Exception, SystemExit):
-            # Every lock is missing: exit 1 after the configuration, the envs and the check.
-            run_command(["-q", "-C", directory, "lock", "--check"], program=False)
-    with contextlib.suppress(Exception):
-        from flowenv.locks.pylock import parse_pylock
+        root = Path(directory)
+        (root / "flowenv.toml").write_text(_SAMPLE_CONFIG, encoding="utf-8")
+        os.environ.update(
+            UV_OFFLINE="1",
+            UV_CACHE_DIR=str(root / "uv-cache"),
+            FLOWENV_CACHE_DIR=str(root / "flowenv-cache"),
+        )
+        try:
+            with open(os.devnull, "w") as null:
+                for argv in (["lock", "--check"], ["lock"]):
+                    with (
+                        contextlib.suppress(Exception, SystemExit),
+                        contextlib.redirect_stdout(null),
+                        contextlib.redirect_stderr(null),
+                    ):
+                        run_command(["-q", "-C", directory, *argv], program=False)
+            with contextlib.suppress(Exception):
+                from flowenv.locks.pylock import parse_pylock
 
-        parse_pylock(_SAMPLE_PYLOCK)
-    with contextlib.suppress(Exception):
-        import flowenv.lock
-        import flowenv.lockers.pypi
-        from flowenv.resolvers.uv import uv_binary
-
-        del flowenv.lock, flowenv.lockers.pypi
-        uv_binary()
+                parse_pylock(_SAMPLE_PYLOCK)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
 
 
 class Server:
