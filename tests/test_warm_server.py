@@ -442,3 +442,30 @@ def test_a_killed_client_ends_its_served_lock(
     assert not (root / "locks").exists() or not [
         p for p in (root / "locks").rglob("*") if p.is_file()
     ]
+
+
+def test_a_dead_servers_socket_file_is_replaced_and_rival_servers_leave_one(
+    make_project: Callable[..., Path], warm: Warm
+) -> None:
+    path = re.search(r"socket (\S+)\)", flowenv("server", "status", env=warm.env).out)
+    assert path is not None
+    # What a killed server leaves: a socket file nobody listens on.
+    dead = socket.socket(socket.AF_UNIX)
+    dead.bind(path[1])
+    dead.close()
+    code = "import sys; from flowenv.warm.server import main; sys.exit(main(sys.argv[1:]))"
+    rivals = [
+        subprocess.Popen([sys.executable, "-c", code, path[1]], env=warm.env) for _ in range(3)
+    ]
+    pid = warm.wait_for_server()
+    assert pid in {r.pid for r in rivals}
+    for rival in rivals:
+        if rival.pid != pid:
+            assert rival.wait(timeout=PATIENCE) == 0  # left quietly
+    root = make_project(BODY)
+    assert flowenv("-C", root, "lock", env=warm.env).code == 0
+    assert flowenv("-C", root, "lock", env=warm.env).code == 0
+    assert warm.status() == (pid, 2)  # the surviving rival served both
+    flowenv("server", "stop", env=warm.env)
+    [winner] = [r for r in rivals if r.pid == pid]
+    assert winner.wait(timeout=PATIENCE) == 0
