@@ -37,6 +37,7 @@ import attrs
 from flowenv._atomic import write_atomic
 from flowenv._bounds import parse_bounded
 from flowenv.config.models import Config
+from flowenv.config.validators import store_project_name
 from flowenv.errors import FlowenvError, StoreError, UsageError
 from flowenv.interpreters import PythonBuild
 from flowenv.platforms import host_platform
@@ -145,6 +146,8 @@ def hydrate(
 
     if env_id is None:
         assert project_name is not None  # checked above, before opening the store
+        if config is not None and project_name == config.project.name:
+            store_project_name(project_name, config.path)  # the directory's name: usable?
         env_name, env_id = _alias_lookup(store, project_name, env_name, platform, tag)
     where = f"{store.url}/{manifest_key(env_id, platform)}"
     raw = store.read(manifest_key(env_id, platform))

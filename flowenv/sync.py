@@ -26,6 +26,7 @@ import attrs
 
 from flowenv._subprocess import redact
 from flowenv.config.models import Config
+from flowenv.config.validators import store_project_name
 from flowenv.errors import FlowenvError, StoreError
 from flowenv.lock import Selection, select_targets
 from flowenv.spec import BASE, Environments, build_environments
@@ -138,7 +139,7 @@ def sync(
 
         settings = {env.name: env.pypi_settings for env in environments.envs}
         plans = build_plans(plans, cache.root / "builds", settings)
-    project = config.project.name
+    project = store_project_name(config.project.name, config.path)
     sources: dict[str, tuple[str, Path]] = {}
     for plan in plans:
         for key, url in plan.sources:

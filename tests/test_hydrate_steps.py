@@ -171,3 +171,29 @@ def test_hydrate_takes_p_like_every_command(synced: Path, tmp_path: Path) -> Non
         2,
         "flowenv: error: cannot hydrate a osx-arm64 env on this linux-64 machine\n",
     )
+
+
+def test_a_directory_name_that_cannot_name_the_project_is_refused_where_the_store_is_used(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No [project] name: the directory's own is used, and "My Flow (v2)" is no store key.
+    root = tmp_path / "My Flow (v2)"
+    root.mkdir()
+    (root / "flowenv.toml").write_text(
+        '[project]\nplatforms = ["linux-64"]\n\n[base]\npython = "3.11"\n'
+    )
+    store = (tmp_path / "store").as_uri()
+    assert main(["-C", str(root), "lock"]) == 0  # locking needs no store name
+    capsys.readouterr()
+    expected = (
+        f"{root / 'flowenv.toml'}: [project] sets no name, and the directory's name "
+        "'My Flow (v2)' cannot be used: a project name may only use letters"
+    )
+    assert main(["-C", str(root), "sync", "--no-python", "--store", store]) == 2
+    err = capsys.readouterr().err
+    assert expected in err
+    assert 'set name = "..." under [project]' in err
+    # Hydrate inside the project takes the env id from the lock and needs no
+    # name: it gets as far as the (empty) store.
+    assert main(["-C", str(root), "hydrate", "base", "--store", store]) == 4
+    assert "manifest.json is missing (run `flowenv sync`)" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import pytest
 
 from flowenv.cli import main
 from flowenv.config.load import load_config
-from flowenv.importer import Declared, import_flow, read_flow
+from flowenv.metaflow.flow_import import Declared, import_flow, read_flow
 from flowenv.spec import build_environments
 
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"

@@ -161,6 +161,27 @@ def test_local_package_syncs_and_hydrates_offline_on_a_fresh_cache(
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout == "0.3.0 2.0 1.0\n"
 
+    # An executor that has the project's checkout but not the package's source
+    # (deleted above): hydrate inside the project needs only the store.
+    def hydrate_in_project(prefix: str) -> CompletedProcess[str]:
+        return run_flowenv(
+            *("-C", str(root), "hydrate", "base", "--store", store.url),
+            *("--prefix", str(tmp_path / prefix)),
+            env=_executor_env(store, tmp_path),
+        )
+
+    hydrated = hydrate_in_project("env-in-project")
+    assert hydrated.returncode == 0, hydrated.stderr
+    assert hydrated.stdout.strip().endswith("/bin/python")
+    # Every other input is still checked: a changed requirement makes the lock stale.
+    config = root / "flowenv.toml"
+    config.write_text(config.read_text().replace('beta = "1.0"', 'beta = ">=1.0"'))
+    stale = hydrate_in_project("env-stale")
+    assert stale.returncode == 1
+    assert "lock is stale (base/pylock.linux-64.toml)" in stale.stderr
+    # Locking still needs the source, and says which key names it.
+    assert main(["-C", str(root), "lock", "--check"]) == 2
+
 
 def test_a_platform_specific_local_package_is_refused_at_sync(
     make_project, make_index, tmp_path, capsys
@@ -260,6 +281,13 @@ def test_a_local_package_in_a_mixed_conda_env_locks_syncs_and_hydrates_offline(
     (built,) = [a for a in manifest.artifacts if a.name == "mylib"]
     assert built.source == digest
     assert built.filename == "mylib-0.3.0-py3-none-any.whl"
+    # Without libs/ (deleted above), the store-only commands' loader takes the
+    # hash conda-lock.yml records, and the lock is still fresh.
+    from flowenv.locks.recorded_sources import recorded_source_hash
+
+    assert recorded_source_hash(root, root / "locks", "libs/mylib") == digest
+    executor_view = load_config(root / "flowenv.toml", missing_source=recorded_source_hash)
+    assert stale_targets(executor_view) == []
 
 
 def _gitlib_repo(tmp_path: Path) -> tuple[Path, str]:
@@ -553,3 +581,26 @@ def test_a_named_pipe_in_a_local_package_is_an_error_not_a_hang(make_project, ma
         "flowenv.toml:9: base.pypi.packages.mylib.path: 'libs/mylib': "
         "src/mylib/pipe is not a regular file, a directory or a symbolic link"
     ]
+
+
+def test_locks_that_disagree_on_a_missing_source_vouch_for_nothing(
+    make_project, make_index
+) -> None:
+    from flowenv.locks.recorded_sources import recorded_source_hash
+
+    root = _project(make_project, make_index)
+    _linux_only(root)
+    assert main(["-C", str(root), "-q", "lock"]) == 0
+    digest = source_hash(root / "libs/mylib", root / "locks")
+    assert recorded_source_hash(root, root / "locks", "libs/mylib") == digest
+    assert recorded_source_hash(root, root / "locks", "libs/other") is None
+    # A second lock (another env's, stale) recording another hash: no answer,
+    # so the loader reports the missing directory instead of guessing.
+    other = root / "locks/other/pylock.linux-64.toml"
+    other.parent.mkdir()
+    lock = (root / "locks/base/pylock.linux-64.toml").read_text()
+    other.write_text(lock.replace(digest, "0" * 64))
+    assert recorded_source_hash(root, root / "locks", "libs/mylib") is None
+    shutil.rmtree(root / "libs")
+    with pytest.raises(ConfigError, match="libs/mylib"):
+        load_config(root / "flowenv.toml", missing_source=recorded_source_hash)

@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("metaflow")
 
 from flowenv.cli import main
-from flowenv.metaflow_env import FlowRun, StepInfo
+from flowenv.metaflow.environment import FlowRun, StepInfo
 from tests.support.wheels import DEFAULT_WHEELS, WheelSpec, build_simple_index, build_wheel
 
 #: An extra wheel whose objects are pickled as artifacts between steps.

@@ -405,7 +405,7 @@ def test_hydrating_an_env_locked_for_other_platforms_is_refused(
 def test_metaflow_run_follows_env_platforms(tmp_path: Path, indexes: dict[str, str]) -> None:
     from flowenv.config.load import load_config
     from flowenv.errors import UsageError
-    from flowenv.metaflow_env import FlowRun, StepInfo
+    from flowenv.metaflow.environment import FlowRun, StepInfo
     from flowenv.spec import build_environments
 
     root = _project(
@@ -442,7 +442,7 @@ def test_metaflow_run_follows_env_platforms(tmp_path: Path, indexes: dict[str, s
 
 def test_import_maps_sys_packages_to_system_requirements(tmp_path: Path) -> None:
     from flowenv.config.load import load_config
-    from flowenv.importer import import_flow
+    from flowenv.metaflow.flow_import import import_flow
     from flowenv.spec import build_environments
 
     flow = tmp_path / "gpuflow.py"

@@ -79,7 +79,10 @@ def optional_config(args: argparse.Namespace) -> Any:
             return None
     else:
         path = discover_config(start=args.directory, explicit=args.config)
-    return load_config(path)
+    from flowenv.locks.recorded_sources import recorded_source_hash
+
+    # From the store alone: an executor's checkout may lack local package sources.
+    return load_config(path, missing_source=recorded_source_hash)
 
 
 def hydrate_from_args(args: argparse.Namespace) -> Any:

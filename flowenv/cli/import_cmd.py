@@ -74,7 +74,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowenv.importer import import_flow
+    from flowenv.metaflow.flow_import import import_flow
 
     # Paths stay as the user wrote them (messages then quote them back), unless -C moves us.
     def located(path: Path) -> Path:

@@ -47,6 +47,10 @@ else:  # pragma: no cover
 
 T = TypeVar("T")
 
+#: (project root, lock root, a local package's directory relative to the root) ->
+#: the source hash the locks record for it, or None (see :func:`load_config`).
+MissingSource = Callable[[Path, "Path | None", str], "str | None"]
+
 TOP_KEYS = ("project", "base", "steps", "envs")
 #: The environment of [base]; the same name as ``flowenv.spec.BASE`` (config sits below spec).
 BASE = "base"
@@ -125,7 +129,14 @@ def render_key_path(path: KeyPath) -> str:
 
 
 class _Validator:
-    def __init__(self, file: str, lines: KeyLines, prefix: KeyPath, root: Path = Path()) -> None:
+    def __init__(
+        self,
+        file: str,
+        lines: KeyLines,
+        prefix: KeyPath,
+        root: Path = Path(),
+        missing_source: MissingSource | None = None,
+    ) -> None:
         self.file = file
         #: Input files and local packages are relative to the configuration's directory.
         self.root = root
@@ -139,6 +150,9 @@ class _Validator:
         self.index_names: tuple[str, ...] = ()
         #: The project's lock dir, never part of a local package's source hash.
         self.lock_root: Path | None = None
+        #: Where only the store is used (hydrate, run): what the locks record
+        #: for a local package whose directory is absent (see load_config).
+        self.missing_source = missing_source
 
     # -- reporting ---------------------------------------------------------
     def error(self, path: KeyPath, message: str) -> None:
@@ -674,8 +688,11 @@ def _keys(table: object) -> tuple[str, ...]:
     return tuple(table) if isinstance(table, dict) else ()
 
 
-def parse_config(text: str, path: Path) -> Config:
-    """Validate ``text`` (the contents of ``path``) into a :class:`Config`."""
+def parse_config(text: str, path: Path, *, missing_source: MissingSource | None = None) -> Config:
+    """Validate ``text`` (the contents of ``path``) into a :class:`Config`.
+
+    ``missing_source``: see :func:`load_config`.
+    """
     display = str(path)
     try:
         lines, data = read_toml(text)
@@ -695,7 +712,7 @@ def parse_config(text: str, path: Path) -> Config:
             raise ConfigError([Diagnostic(display, None, "", "no [tool.flowenv] table")])
         data = tool["flowenv"]
     root = path.parent
-    v = _Validator(display, lines, prefix, root)
+    v = _Validator(display, lines, prefix, root, missing_source)
     top = v.table(data, (), TOP_KEYS)
     project = v.project(top.get("project", {}), root)
     v.lock_root = root / project.lock_dir
@@ -725,8 +742,16 @@ def parse_config(text: str, path: Path) -> Config:
     )
 
 
-def load_config(path: Path) -> Config:
-    """Read and validate the configuration file at ``path``."""
+def load_config(path: Path, *, missing_source: MissingSource | None = None) -> Config:
+    """Read and validate the configuration file at ``path``.
+
+    ``missing_source(root, lock_root, directory)`` is for commands that build
+    from the store alone (``hydrate``, ``run``): an executor's checkout may
+    lack a local package's directory (its built wheel is in the store). It
+    gives the source hash the locks record for that directory, so freshness is
+    still checked for every other input; None leaves the missing directory an
+    error, as it always is for ``lock`` and ``sync``.
+    """
     try:
         data = read_source(path)
     except OSError as exc:
@@ -735,7 +760,7 @@ def load_config(path: Path) -> Config:
         ) from None
     except TooLarge as exc:
         raise ConfigError([Diagnostic(str(path), None, "", f"too large: {exc}")]) from None
-    return parse_config(decode_utf8(data, str(path)), path)
+    return parse_config(decode_utf8(data, str(path)), path, missing_source=missing_source)
 
 
 def decode_utf8(data: bytes, display: str) -> str:

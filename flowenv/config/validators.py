@@ -93,3 +93,23 @@ def lock_dir_escape(root: Path, lock_dir: str) -> str | None:
         f"'{lock_dir}' resolves to {resolved}, outside the project directory "
         f"{resolved_root} (through a symbolic link); lock files must live inside it"
     )
+
+
+def store_project_name(name: str, config_file: Path) -> str:
+    """``name``, the project's name in the store; a UsageError saying how to set one if it
+    cannot be.
+
+    The loader already refused a ``[project] name`` that breaks the rule, so a
+    name that breaks it here is the configuration directory's own
+    (``My Flow (v2)``): only commands that use the store need it, so only they
+    refuse it, with the fix.
+    """
+    problem = portable_name_problem(name, "a project", "it names the project in the store")
+    if problem is None:
+        return name
+    from flowenv.errors import UsageError
+
+    raise UsageError(
+        f"{config_file}: [project] sets no name, and the directory's name {name!r} cannot "
+        f'be used: {problem}; set name = "..." under [project]'
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
 
@@ -24,6 +24,9 @@ from flowenv.config.locate import KeyPath
 from flowenv.config.models import CondaPackage, EnvDecl, PypiPackage
 from flowenv.errors import Diagnostic
 from flowenv.inputs import EnvInputs, InputFileError
+
+if TYPE_CHECKING:
+    from flowenv.config.load import MissingSource
 
 T = TypeVar("T")
 
@@ -44,6 +47,7 @@ class Validator(Protocol):
     file: str
     root: Path
     lock_root: Path | None
+    missing_source: MissingSource | None
     diagnostics: list[Diagnostic]
 
     def error(self, path: KeyPath, message: str) -> None: ...
@@ -191,8 +195,13 @@ def local_package(
     try:
         digest = source_hash(directory, v.lock_root)
     except LocalPackageError as exc:
-        v.error((*path, "path"), f"'{where}': {exc}")
-        return None
+        recorded = None
+        if v.missing_source is not None and not directory.exists():
+            recorded = v.missing_source(v.root, v.lock_root, relative)
+        if recorded is None:
+            v.error((*path, "path"), f"'{where}': {exc}")
+            return None
+        digest = recorded
     return PypiPackage(name=name, extras=extras, path=relative, source_hash=digest)
 
 

@@ -18,8 +18,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from flowenv.config.written import ImportResult, python_default, toml_value, write_output
 from flowenv.errors import UsageError
-from flowenv.importer import ImportResult, _value, python_default, write_output
 from flowenv.platforms import KNOWN_PLATFORMS, default_platforms
 
 #: Which reader a file name selects.
@@ -96,22 +96,22 @@ def render_input_config(
         f"# Written by `flowenv import {relative}`: the packages stay in that file.",
         "",
         "[project]",
-        f"name = {_value(name)}",
-        f"platforms = [{', '.join(_value(p) for p in platforms)}]",
+        f"name = {toml_value(name)}",
+        f"platforms = [{', '.join(toml_value(p) for p in platforms)}]",
         "",
         "[base]",
-        f"python = {_value(python)}  # {python_comment}",
+        f"python = {toml_value(python)}  # {python_comment}",
     ]
     if kind == "requirements":
-        lines.append(f"pypi.requirements = {_value(relative)}")
+        lines.append(f"pypi.requirements = {toml_value(relative)}")
     elif kind == "environment":
-        lines.append(f"conda.environment-file = {_value(relative)}")
+        lines.append(f"conda.environment-file = {toml_value(relative)}")
     else:
-        parts = [f"path = {_value(relative)}"]
+        parts = [f"path = {toml_value(relative)}"]
         if extras:
-            parts.append(f"extras = [{', '.join(_value(e) for e in extras)}]")
+            parts.append(f"extras = [{', '.join(toml_value(e) for e in extras)}]")
         if groups:
-            parts.append(f"groups = [{', '.join(_value(g) for g in groups)}]")
+            parts.append(f"groups = [{', '.join(toml_value(g) for g in groups)}]")
         lines.append(f"pypi.pyproject = {{ {', '.join(parts)} }}")
     return "\n".join(lines) + "\n"
 

@@ -2,7 +2,7 @@
 
 Thin on purpose: this module is imported by every Metaflow process, step
 processes included, and there flowenv is not importable (a step sees only its
-declared packages). Everything flowenv does is in ``flowenv.metaflow_env``,
+declared packages). Everything flowenv does is in ``flowenv.metaflow.environment``,
 imported lazily by the process that drives the run.
 """
 
@@ -46,7 +46,7 @@ class FlowenvEnvironment(MetaflowEnvironment):
         self.datastore_type = "local"
 
     def _steps(self):
-        from flowenv.metaflow_env import StepInfo
+        from flowenv.metaflow.environment import StepInfo
 
         return [
             StepInfo(name=s.name, decorators=tuple(d.name for d in s.decorators)) for s in self.flow
@@ -54,7 +54,7 @@ class FlowenvEnvironment(MetaflowEnvironment):
 
     def flow_run(self):
         if self._run is None:
-            from flowenv.metaflow_env import FlowRun
+            from flowenv.metaflow.environment import FlowRun
 
             flow_file = sys.modules[self.flow.__class__.__module__].__file__
             self._run = _flowenv_errors(FlowRun.load, _path(flow_file), self._steps())
@@ -65,7 +65,7 @@ class FlowenvEnvironment(MetaflowEnvironment):
         self.logger = logger
         if _in_step_process():
             return
-        from flowenv.metaflow_env import refuse_foreign_decorators
+        from flowenv.metaflow.environment import refuse_foreign_decorators
 
         _flowenv_errors(
             refuse_foreign_decorators,
@@ -145,7 +145,7 @@ class FlowenvInternalDecorator(StepDecorator):
     def runtime_task_created(
         self, task_datastore, task_id, split_index, input_paths, is_cloned, ubf_context
     ):
-        from flowenv.metaflow_env import REMOTE_DECORATORS
+        from flowenv.metaflow.environment import REMOTE_DECORATORS
 
         step = next(s for s in self.flow if s.name == self.step)
         self.remote = any(d.name in REMOTE_DECORATORS for d in step.decorators)
@@ -155,7 +155,7 @@ class FlowenvInternalDecorator(StepDecorator):
     def runtime_step_cli(self, cli_args, retry_count, max_user_code_retries, ubf_context):
         if self.interpreter is None:
             return  # disabled: the interpreter Metaflow was started with
-        from flowenv.metaflow_env import step_environment
+        from flowenv.metaflow.environment import step_environment
 
         cli_args.env.update(
             step_environment(

@@ -30,17 +30,21 @@ Translation (Metaflow semantics -> flowenv keys):
 from __future__ import annotations
 
 import ast
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
-import tomli_w
 
-from flowenv._atomic import write_atomic
 from flowenv._bounds import TooLarge, read_source
 from flowenv.config.load import conda_spec, parse_config, pypi_specifier
+from flowenv.config.written import (
+    ImportResult,
+    python_default,
+    toml_key,
+    toml_value,
+    write_output,
+)
 from flowenv.errors import ConfigError, Diagnostic, UsageError
 from flowenv.platforms import KNOWN_PLATFORMS, default_platforms
 
@@ -88,16 +92,6 @@ class FlowDecls:
     #: Every step of the flow, in source order (decorated or not).
     all_steps: tuple[str, ...]
     gaps: tuple[Diagnostic, ...] = ()
-
-
-@attrs.frozen(kw_only=True)
-class ImportResult:
-    flow: str
-    text: str
-    output: Path | None
-    gaps: tuple[Diagnostic, ...]
-    notes: tuple[str, ...]
-    written: bool
 
 
 class UntranslatedDecorators(ConfigError):
@@ -409,17 +403,8 @@ def _declared(tree: ast.Module, display: str, flow: str | None) -> FlowDecls:
 # -- writing ------------------------------------------------------------------
 
 
-def _key(key: str) -> str:
-    return key if key.replace("-", "").replace("_", "").isalnum() and key.isascii() else _value(key)
-
-
-def _value(value: object) -> str:
-    # tomli-w renders a scalar correctly only inside a document.
-    return tomli_w.dumps({"v": value}).partition("=")[2].strip()
-
-
 def _inline(packages: Sequence[tuple[str, str]]) -> str:
-    return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in packages) + " }"
+    return "{ " + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in packages) + " }"
 
 
 def _env_lines(declared: Declared, python_default: str | None) -> Iterator[str]:
@@ -427,11 +412,11 @@ def _env_lines(declared: Declared, python_default: str | None) -> Iterator[str]:
         yield "disabled = true"
         return
     if declared.python:
-        yield f"python = {_value(declared.python)}"
+        yield f"python = {toml_value(declared.python)}"
     elif python_default:
         yield "# The flow names no python version: Metaflow would use the interpreter that starts"
         yield "# the run. flowenv needs one to lock, so this is the one `flowenv import` ran with."
-        yield f"python = {_value(python_default)}"
+        yield f"python = {toml_value(python_default)}"
     if declared.pypi:
         yield f"pypi.packages = {_inline(declared.pypi)}"
     if declared.conda:
@@ -487,29 +472,14 @@ def render_config(
         "# With --environment=flowenv the packages come from here: remove the decorators.",
         "",
         "[project]",
-        f"name = {_value(decls.flow.lower())}",
-        f"platforms = [{', '.join(_value(p) for p in platforms)}]",
+        f"name = {toml_value(decls.flow.lower())}",
+        f"platforms = [{', '.join(toml_value(p) for p in platforms)}]",
     ]
     tables, _ = effective(decls)
     for name, declared, needs_python in tables:
         header = "[base]" if name == "base" else f"[steps.{name}]"
         lines += ["", header, *_env_lines(declared, python_default if needs_python else None)]
     return "\n".join(lines) + "\n"
-
-
-def python_default() -> str:
-    """``major.minor`` of this interpreter: what Metaflow falls back to, at lock precision."""
-    return f"{sys.version_info.major}.{sys.version_info.minor}"
-
-
-def write_output(output: Path | None, text: str, *, force: bool) -> bool:
-    """Write ``text`` to ``output`` atomically (never over a file without ``force``)."""
-    if output is None:
-        return False
-    if output.exists() and not force:
-        raise UsageError(f"{output} exists; pass --force to overwrite it")
-    write_atomic(output, text)
-    return True
 
 
 def import_flow(

@@ -278,7 +278,14 @@ class FlowRun:
             ]
         )
         support = shlex.join(
-            ["python", "-m", "flowenv.metaflow_env", "support", ".flowenv-support", datastore_type]
+            [
+                "python",
+                "-m",
+                "flowenv.metaflow.environment",
+                "support",
+                ".flowenv-support",
+                datastore_type,
+            ]
         )
         # A bare assignment fails with its command substitution (an export would not).
         return [
@@ -384,12 +391,14 @@ def step_environment(
 
 
 def _main(argv: Sequence[str]) -> int:
-    """``python -m flowenv.metaflow_env support DIR DATASTORE``: build, print the layer's path.
+    """``python -m flowenv.metaflow.environment support DIR DATASTORE``: build the layer.
+
+    Prints the layer's path.
 
     Run by the remote bootstrap commands with the executor's Python.
     """
     if len(argv) != 3 or argv[0] != "support":
-        raise SystemExit("usage: python -m flowenv.metaflow_env support DIR DATASTORE")
+        raise SystemExit("usage: python -m flowenv.metaflow.environment support DIR DATASTORE")
     layer = build_support_layer(Path(argv[1]), argv[2])
     print(os.path.relpath(layer))
     return 0
