@@ -144,6 +144,11 @@ def _files(root: Path) -> dict[str, bytes]:
     }
 
 
+def _written(root: Path) -> list[Path]:
+    """Every file under the project's lock dir (temporary ones included)."""
+    return [p for p in (root / "locks").rglob("*") if p.is_file()]
+
+
 def _twin(root: Path, name: str) -> Path:
     twin = root.parent / name
     twin.mkdir()
@@ -216,7 +221,7 @@ def test_a_served_failure_reports_exactly_what_an_in_process_one_does(
     server = warm.wait_for_server()
     assert flowenv("-C", root, "lock", env=warm.env) == cold
     assert warm.status() == (server, 1)
-    assert not list((root / "locks").rglob("*.toml")) if (root / "locks").exists() else True
+    assert not _written(root)
 
 
 def test_ci_and_flowenv_server_0_bypass_a_running_server(
@@ -412,9 +417,7 @@ def test_sigint_reaches_the_served_lock_and_uv_and_writes_nothing(
     assert client.returncode == 130, err
     assert "flowenv: interrupted" in err
     assert "Traceback" not in err
-    assert not (root / "locks").exists() or not [
-        p for p in (root / "locks").rglob("*") if p.is_file()
-    ]
+    assert not _written(root)
     _until(lambda: _marked(marker) == [], "uv to end")
     assert warm.status()[1] == 1
 
@@ -439,9 +442,7 @@ def test_a_killed_client_ends_its_served_lock(
     client.wait()
     _until(lambda: _marked(marker) == [], "uv to end")
     _until(lambda: not any(map(_alive, children)), "the server's child to end")
-    assert not (root / "locks").exists() or not [
-        p for p in (root / "locks").rglob("*") if p.is_file()
-    ]
+    assert not _written(root)
 
 
 def test_a_dead_servers_socket_file_is_replaced_and_rival_servers_leave_one(
@@ -469,3 +470,49 @@ def test_a_dead_servers_socket_file_is_replaced_and_rival_servers_leave_one(
     flowenv("server", "stop", env=warm.env)
     [winner] = [r for r in rivals if r.pid == pid]
     assert winner.wait(timeout=PATIENCE) == 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
+def test_a_served_lock_that_dies_is_an_error_never_a_second_run(
+    stalled_project: tuple[Path, _Stall, str], warm: Warm
+) -> None:
+    root, stall, marker = stalled_project
+    client = subprocess.Popen(
+        [*FLOWENV, "-C", str(root), "lock"],
+        env={**warm.env, "FLOWENV_TEST_MARKER": marker},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert stall.arrived.wait(PATIENCE), "uv never asked the index"
+        children = {parent for pid, parent in _marked(marker) if pid != client.pid}
+        assert children
+        assert client.pid not in children
+        for child in children:
+            os.kill(child, signal.SIGKILL)
+        _, err = client.communicate(timeout=PATIENCE)
+    finally:
+        client.kill()
+    assert client.returncode == 1
+    assert "ended without an exit status" in err
+    assert "FLOWENV_SERVER=0" in err
+    # The client returned while the index still held every request: it did not
+    # run the lock again in-process (that would wait on the index too).
+    assert not stall.release.is_set()
+    assert not _written(root)
+    _until(lambda: _marked(marker) == [], "the client to end the dead child's uv")
+
+
+def test_a_server_whose_socket_file_is_removed_leaves(
+    make_project: Callable[..., Path], warm: Warm
+) -> None:
+    root = make_project(BODY)
+    assert flowenv("-C", root, "lock", env=warm.env).code == 0
+    warm.wait_for_server()
+    for sock in warm.directory.glob("*.sock"):
+        sock.unlink()
+    warm.wait_all_gone()
+    # The next lock runs in-process and starts a new one.
+    assert flowenv("-C", root, "lock", env=warm.env).code == 0
+    warm.wait_for_server()

@@ -97,6 +97,8 @@ def _await(sock: object) -> int | None:
         _signal.signal(getattr(_signal, name), forward)
     status = _expect(tokens, b"exit")
     if status is None:
+        # The child died (killed, out of memory): its uv processes must not outlive it.
+        forward(_signal.SIGTERM, None)
         print(LOST_MESSAGE, file=sys.stderr)
         return 1
     return status
@@ -158,5 +160,5 @@ def start_server() -> None:
             file_actions=actions,
             setsid=True,
         )
-    except OSError:
+    except (OSError, NotImplementedError):  # NotImplementedError: no setsid for posix_spawn
         pass  # no server: every lock simply runs in-process

@@ -40,6 +40,8 @@ DEFAULT_IDLE = 600.0
 #: How long a connected client may take to send its request before it is dropped.
 _REQUEST_TIMEOUT = 5.0
 _FD_BYTES = array.array("i").itemsize * 3
+#: Seconds between checks that the socket file is still this server's.
+_CHECK_EVERY = 5.0
 
 
 def idle_seconds() -> float:
@@ -180,19 +182,27 @@ class Server:
     def close(self) -> None:
         """Stop listening; remove the socket file only if it is still this server's."""
         self.listener.close()
-        with contextlib.suppress(OSError):
-            info = os.lstat(self.path)
-            if (info.st_dev, info.st_ino) == self.inode:
+        if self.owns_socket():
+            with contextlib.suppress(OSError):
                 os.unlink(self.path)
+
+    def owns_socket(self) -> bool:
+        try:
+            info = os.lstat(self.path)
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) == self.inode
 
     def serve(self, idle: float) -> None:
         deadline = time.monotonic() + idle
         while True:
-            self.listener.settimeout(max(0.01, deadline - time.monotonic()))
+            # Woken every few seconds: a server whose socket file was removed
+            # can get no request, and would hold the lock a new one needs.
+            self.listener.settimeout(max(0.01, min(_CHECK_EVERY, deadline - time.monotonic())))
             try:
                 connection, _ = self.listener.accept()
             except TimeoutError:
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline or not self.owns_socket():
                     return
                 continue
             deadline = time.monotonic() + idle
@@ -229,9 +239,12 @@ class Server:
                 self.listener.close()
                 os.close(self.lock)
                 connection.settimeout(None)
-                from flowenv.warm.child import serve
+                try:
+                    from flowenv.warm.child import serve
 
-                serve(connection, request, fds)
+                    serve(connection, request, fds)
+                finally:
+                    os._exit(1)  # never back into the accept loop, whatever happened
             return True
         except OSError:
             return True
