@@ -14,7 +14,7 @@ warm-offline
 relock-one
     Change one step of a 100-step project and ``flowenv lock``. Reference:
     that env's own ``uv pip compile`` calls, one by one. Target <= 1.5.
-    Two rows, their runs interleaved: through the warm server the first lock
+    Two rows, their runs interleaved with uv's: through the warm server the first lock
     starts (what users get; see flowenv.warm), and in-process
     (``FLOWENV_SERVER=0``). The other scenarios' locks use the server too.
     Every server the benchmark started is stopped at its end.
@@ -298,26 +298,29 @@ def relock_rows(tmp: Path, index: Path, runs: int, env: dict[str, str]) -> list[
         _run(lock, env)  # back to the first state, untimed
         return seconds
 
-    served: list[float] = []
-    in_process: list[float] = []
-    for _ in range(runs):
-        served.append(flowenv(env))
-        in_process.append(flowenv(cold))
     toml.write_text(changed)
     config = load_config(toml)
     step = build_environments(config).get("step007")
     uv = uv_commands(step, config.project.platforms, tmp / "uv-relock")
     toml.write_text(original)
-    theirs = _median_seconds(lambda: _timed(uv, env), runs)
+    # Interleaved, so that a change in the machine's load weighs on all three alike.
+    served: list[float] = []
+    in_process: list[float] = []
+    reference: list[float] = []
+    for _ in range(runs):
+        served.append(flowenv(env))
+        in_process.append(flowenv(cold))
+        reference.append(_timed(uv, env))
+    theirs = statistics.median(reference)
     scenario = "re-lock after changing 1 of 100 steps"
-    reference = "that env's uv calls"
+    label = "that env's uv calls"
     return [
-        (scenario, statistics.median(served), 0.0, reference, theirs, 0.0, 1.5),
+        (scenario, statistics.median(served), 0.0, label, theirs, 0.0, 1.5),
         (
             f"{scenario}, no warm server (FLOWENV_SERVER=0)",
             statistics.median(in_process),
             0.0,
-            reference,
+            label,
             theirs,
             0.0,
             1.5,
