@@ -393,23 +393,34 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _stalled_lock(
+    project: tuple[Path, _Stall, str], warm: Warm, **popen: Any
+) -> tuple[subprocess.Popen[str], set[int]]:
+    """``flowenv lock`` started on the stalled index, once uv waits on it; and the uv's parents.
+
+    Those parents are the server's child: uv runs under it, never under the client.
+    """
+    root, stall, marker = project
+    client = subprocess.Popen(
+        [*FLOWENV, "-C", str(root), "lock"],
+        env={**warm.env, "FLOWENV_TEST_MARKER": marker},
+        text=True,
+        **popen,
+    )
+    assert stall.arrived.wait(PATIENCE), "uv never asked the index"
+    children = {parent for pid, parent in _marked(marker) if pid != client.pid}
+    assert children
+    assert client.pid not in children
+    return client, children
+
+
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
 def test_sigint_reaches_the_served_lock_and_uv_and_writes_nothing(
     stalled_project: tuple[Path, _Stall, str], warm: Warm
 ) -> None:
-    root, stall, marker = stalled_project
-    client = subprocess.Popen(
-        [*FLOWENV, "-C", str(root), "lock"],
-        env={**warm.env, "FLOWENV_TEST_MARKER": marker},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    root, _, marker = stalled_project
+    client, _ = _stalled_lock(stalled_project, warm, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        assert stall.arrived.wait(PATIENCE), "uv never asked the index"
-        # uv runs under the server's child, not under the client.
-        assert [pid for pid, parent in _marked(marker) if parent not in (client.pid, 0)]
-        assert not [pid for pid, parent in _marked(marker) if parent == client.pid]
         client.send_signal(signal.SIGINT)
         _, err = client.communicate(timeout=PATIENCE)
     finally:
@@ -426,18 +437,10 @@ def test_sigint_reaches_the_served_lock_and_uv_and_writes_nothing(
 def test_a_killed_client_ends_its_served_lock(
     stalled_project: tuple[Path, _Stall, str], warm: Warm
 ) -> None:
-    root, stall, marker = stalled_project
-    client = subprocess.Popen(
-        [*FLOWENV, "-C", str(root), "lock"],
-        env={**warm.env, "FLOWENV_TEST_MARKER": marker},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    root, _, marker = stalled_project
+    client, children = _stalled_lock(
+        stalled_project, warm, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    assert stall.arrived.wait(PATIENCE), "uv never asked the index"
-    workers = [(pid, parent) for pid, parent in _marked(marker) if pid != client.pid]
-    children = {parent for _, parent in workers}
-    assert workers
-    assert client.pid not in children, workers  # uv runs under the server's child
     client.kill()
     client.wait()
     _until(lambda: _marked(marker) == [], "uv to end")
@@ -477,18 +480,10 @@ def test_a_served_lock_that_dies_is_an_error_never_a_second_run(
     stalled_project: tuple[Path, _Stall, str], warm: Warm
 ) -> None:
     root, stall, marker = stalled_project
-    client = subprocess.Popen(
-        [*FLOWENV, "-C", str(root), "lock"],
-        env={**warm.env, "FLOWENV_TEST_MARKER": marker},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    client, children = _stalled_lock(
+        stalled_project, warm, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
-        assert stall.arrived.wait(PATIENCE), "uv never asked the index"
-        children = {parent for pid, parent in _marked(marker) if pid != client.pid}
-        assert children
-        assert client.pid not in children
         for child in children:
             os.kill(child, signal.SIGKILL)
         _, err = client.communicate(timeout=PATIENCE)

@@ -131,6 +131,20 @@ def _expect(tokens: Iterator[bytes], word: bytes) -> int | None:
     return None
 
 
+def _answers(path: str) -> bool:
+    """Whether a server listens at ``path`` (one that just retired has removed its socket)."""
+    import _socket
+
+    probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
 def start_server() -> None:
     """Start a warm server in the background for the next ``flowenv lock`` (if one may run).
 
@@ -141,8 +155,8 @@ def start_server() -> None:
     if not enabled():
         return
     path = socket_path(create=True)
-    if path is None:
-        return
+    if path is None or _answers(path):
+        return  # e.g. a server that declined a configuration with git packages
     null = os.devnull
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, null, os.O_RDONLY, 0),
