@@ -358,7 +358,7 @@ def stalled_project(
         root = make_project("", name="slow")
         (root / "flowenv.toml").write_text(
             '[project]\nname = "slow"\nplatforms = ["linux-64"]\n'
-            f'pypi.index-url = "{url}/"\n\n[base]\npython = "3.11"\n'
+            f'pypi.index-url = "{url}/simple/"\n\n[base]\npython = "3.11"\n'
             'pypi.packages = { alpha = ">=1" }\n'
         )
         try:
@@ -511,3 +511,31 @@ def test_a_server_whose_socket_file_is_removed_leaves(
     # The next lock runs in-process and starts a new one.
     assert flowenv("-C", root, "lock", env=warm.env).code == 0
     warm.wait_for_server()
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
+def test_ctrl_z_stops_the_served_lock_with_the_client_and_fg_resumes_it(
+    stalled_project: tuple[Path, _Stall, str], warm: Warm
+) -> None:
+    root, stall, _ = stalled_project
+    client, children = _stalled_lock(
+        stalled_project, warm, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        client.send_signal(signal.SIGTSTP)
+        _until(lambda: _state(client.pid) == "T", "the client to stop")
+        _until(lambda: all(_state(child) == "T" for child in children), "the child to stop")
+        client.send_signal(signal.SIGCONT)
+        _until(lambda: _state(client.pid) != "T", "the client to go on")
+        _until(lambda: all(_state(child) != "T" for child in children), "the child to go on")
+        stall.release.set()
+        out, err = client.communicate(timeout=PATIENCE)
+    finally:
+        client.kill()
+    assert client.returncode == 0, err
+    assert "written  base · linux-64" in out
+    assert len(_written(root)) == 1

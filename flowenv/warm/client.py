@@ -7,7 +7,8 @@ which imports ``enum``; no ``json``; ``_signal`` rather than ``signal``).
 
 Once the child has sent its pid, the client forwards SIGINT, SIGTERM, SIGHUP
 and SIGQUIT to the child's process group (a terminal would have sent them to
-uv as well) and exits with the child's status. If the connection ends before
+uv as well), stops and continues that group with itself on Ctrl-Z (SIGTSTP),
+and exits with the child's status. If the connection ends before
 the pid, nothing was done and the caller runs the command in-process; after
 the pid, the child may have written files, so it is an error and never a re-run.
 """
@@ -93,8 +94,15 @@ def _await(sock: object) -> int | None:
         except OSError:
             pass  # the group is gone: its status is on its way
 
+    def suspend(signum: int, frame: object) -> None:
+        # Ctrl-Z: the child's group stops with us and goes on when we do (`fg`, `bg`).
+        forward(_signal.SIGSTOP, None)
+        os.kill(os.getpid(), _signal.SIGSTOP)
+        forward(_signal.SIGCONT, None)
+
     for name in FORWARDED:
         _signal.signal(getattr(_signal, name), forward)
+    _signal.signal(_signal.SIGTSTP, suspend)
     status = _expect(tokens, b"exit")
     if status is None:
         # The child died (killed, out of memory): its uv processes must not outlive it.
