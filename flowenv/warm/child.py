@@ -112,7 +112,24 @@ def _become_client(request: framing.Request, fds: list[int]) -> None:
     os.umask(request.umask)
     os.environb.clear()
     os.environb.update(request.environ)
+    _forget_the_servers_environment()
     sys.argv = [os.fsdecode(arg) for arg in request.argv]
+
+
+def _forget_the_servers_environment() -> None:
+    """Drop what was read from the server's environment and kept, as the client's differs.
+
+    ``tempfile`` keeps the ``TMPDIR`` it first saw, ``time`` the ``TZ``, and
+    :func:`flowenv.resolvers.uv.uv_binary` the ``PATH`` it may have searched.
+    """
+    import tempfile
+    import time
+
+    tempfile.tempdir = None
+    time.tzset()
+    uv = sys.modules.get("flowenv.resolvers.uv")
+    if uv is not None:
+        uv.uv_binary.cache_clear()
 
 
 def _watch(connection: socket) -> None:

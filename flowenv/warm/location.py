@@ -73,6 +73,8 @@ def server_directory(create: bool = False) -> str | None:
             chosen = os.path.join(runtime, "flowenv")
         else:
             chosen = f"/tmp/flowenv-{os.getuid()}"
+    # Absolute: the server resolves it from "/", not from the client's cwd.
+    chosen = os.path.abspath(chosen)
     return chosen if _safe_directory(chosen, create) else None
 
 

@@ -301,11 +301,12 @@ def main(argv: Sequence[str]) -> int:
         print("usage: python -m flowenv.warm.server SOCKET", file=sys.stderr)
         return 2
     path = argv[0]
-    os.chdir("/")
     # The client computed this path; a server that would compute another one
     # (other interpreter options, another flowenv) would not behave like it.
+    # (Before the chdir: a relative FLOWENV_SERVER_DIR is the client's cwd's.)
     if socket_path(create=True) != path:
         return 0
+    os.chdir("/")  # hold no directory of the user's
     lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
