@@ -539,3 +539,24 @@ def test_ctrl_z_stops_the_served_lock_with_the_client_and_fg_resumes_it(
     assert client.returncode == 0, err
     assert "written  base · linux-64" in out
     assert len(_written(root)) == 1
+
+
+def test_a_served_lock_runs_in_the_clients_cwd_umask_and_environment(
+    make_project: Callable[..., Path], warm: Warm, tmp_path: Path
+) -> None:
+    root = make_project(BODY)
+    assert flowenv("-C", root, "lock", env=warm.env).code == 0  # starts the server
+    server = warm.wait_for_server()
+    shutil.rmtree(root / "locks")
+    # A cache directory the server never saw: the freshness record must land there.
+    cache = tmp_path / "client-cache"
+    env = {**warm.env, "FLOWENV_CACHE_DIR": str(cache)}
+    served = subprocess.run(
+        [*FLOWENV, "lock"], cwd=root, env=env, umask=0o077, capture_output=True, text=True
+    )
+    assert served.returncode == 0, served.stderr
+    assert warm.status() == (server, 1)
+    written = _written(root)
+    assert len(written) == 4
+    assert {path.stat().st_mode & 0o777 for path in written} == {0o600}
+    assert [p for p in cache.rglob("*") if p.is_file()]
