@@ -77,20 +77,14 @@ def _umask() -> int:
 
 def _await(sock: object) -> int | None:
     """Read the child's pid, then its exit status, forwarding signals in between."""
-    tokens = _tokens(sock)
-    try:
-        pid = _expect(tokens, b"pid")
-    except KeyboardInterrupt:
-        # Before the pid nothing was written; closing the connection ends the child.
-        print("flowenv: interrupted", file=sys.stderr)
-        return 130
-    if pid is None:
-        return None  # declined: the caller runs the command itself
     import _signal  # type: ignore[import-not-found]  # `signal` imports enum
+
+    tokens = _tokens(sock)
+    pid: int | None = None
 
     def forward(signum: int, frame: object) -> None:
         try:  # noqa: SIM105 - contextlib is an import the client does without
-            os.killpg(pid, signum)
+            os.killpg(pid, signum)  # type: ignore[arg-type]  # set before this is installed
         except OSError:
             pass  # the group is gone: its status is on its way
 
@@ -100,9 +94,24 @@ def _await(sock: object) -> int | None:
         os.kill(os.getpid(), _signal.SIGSTOP)
         forward(_signal.SIGCONT, None)
 
-    for name in FORWARDED:
-        _signal.signal(getattr(_signal, name), forward)
-    _signal.signal(_signal.SIGTSTP, suspend)
+    def install() -> None:
+        for name in FORWARDED:
+            _signal.signal(getattr(_signal, name), forward)
+        _signal.signal(_signal.SIGTSTP, suspend)
+
+    try:
+        pid = _expect(tokens, b"pid")
+        if pid is None:
+            return None  # declined: the caller runs the command itself
+        install()
+    except KeyboardInterrupt:
+        if pid is None:
+            # Before the pid nothing was written; closing the connection ends the child.
+            print("flowenv: interrupted", file=sys.stderr)
+            return 130
+        # Ctrl-C between the pid and the handlers: the child gets it all the same.
+        forward(_signal.SIGINT, None)
+        install()
     status = _expect(tokens, b"exit")
     if status is None:
         # The child died (killed, out of memory): its uv processes must not outlive it.
