@@ -27,6 +27,7 @@ import attrs
 import pytest
 
 from tests.support.index_server import serve_handler
+from tests.support.local_package import write_local_package
 from tests.support.wheels import build_simple_index
 
 pytestmark = pytest.mark.skipif(
@@ -295,18 +296,21 @@ def test_an_idle_server_exits_by_itself(make_project: Callable[..., Path], warm:
     assert not list(warm.directory.glob("*.sock"))
 
 
-def test_a_git_package_is_locked_in_process_not_by_the_server(
-    make_project: Callable[..., Path], warm: Warm
+@pytest.mark.parametrize("source", ["git package", "local package with a git dependency"])
+def test_a_lock_that_may_run_git_is_run_in_process_not_by_the_server(
+    make_project: Callable[..., Path], warm: Warm, source: str
 ) -> None:
     root = make_project(BODY)
     assert flowenv("-C", root, "lock", env=warm.env).code == 0
     server = warm.wait_for_server()
+    git_url = f"git+file:///nonexistent/gitlib@{'a' * 40}"
+    if source == "git package":
+        table = f'gitlib = {{ git = "{git_url[4:].split("@")[0]}", rev = "{"a" * 40}" }}'
+    else:
+        write_local_package(root / "libs" / "mylib", "mylib", "1.0", [f"gitlib @ {git_url}"])
+        table = 'mylib = { path = "libs/mylib" }'
     toml = root / "flowenv.toml"
-    toml.write_text(
-        toml.read_text()
-        + '\n[steps.fetch]\npypi.packages = { gitlib = { git = "file:///nonexistent/gitlib", '
-        + f'rev = "{"a" * 40}" }} }}\n'
-    )
+    toml.write_text(toml.read_text() + f"\n[steps.fetch]\npypi.packages = {{ {table} }}\n")
     cold = flowenv("-C", root, "lock", "fetch", env=_cold(warm.env))
     assert cold.code == 3, cold.err
     served = flowenv("-C", root, "lock", "fetch", env=warm.env)

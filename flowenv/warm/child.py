@@ -12,8 +12,9 @@ when the client's connection closes (the client was killed).
 The pid goes to the client only when the command commits (:func:`commit`,
 called by ``flowenv lock`` once its configuration is loaded) or ends. Until
 then the child may decline (:class:`Declined`) and the client runs the
-command itself: a configuration with git packages is declined, since git may
-ask for credentials on a terminal and the child has none.
+command itself: a configuration that may run git (a git package, a local
+package whose metadata names a ``git+`` URL) is declined, since git may ask
+for credentials on a terminal and the child has none.
 """
 
 from __future__ import annotations
@@ -56,21 +57,33 @@ def commit(config: Any) -> None:
     global _committed
     if _connection is None or _committed:
         return
-    if has_git_packages(config):
+    if might_prompt(config):
         raise Declined
     _committed = True
     _connection.sendall(framing.reply(b"pid", os.getpid()))
 
 
-def has_git_packages(config: Any) -> bool:
-    """Whether any table of ``config`` declares a package built from a git repository."""
+#: A local package's files that may name its own dependencies (and so a git URL among them).
+_METADATA_FILES = ("pyproject.toml", "setup.cfg", "setup.py")
+
+
+def might_prompt(config: Any) -> bool:
+    """Whether locking ``config`` may run git, which may ask for credentials on a terminal.
+
+    A package built from a git repository, or a local package whose metadata
+    names a ``git+`` URL (uv fetches it while building the package's metadata).
+    """
     tables = [config.base, *(decl for _, decl in config.steps), *(decl for _, decl in config.envs)]
     tables += [target for decl in tables for _, target in decl.targets]
-    return any(
-        (package.url or "").startswith("git+")
-        for decl in tables
-        for package in (*decl.pypi, *decl.pypi_constraints)
-    )
+    packages = [p for decl in tables for p in (*decl.pypi, *decl.pypi_constraints)]
+    if any(package.url.startswith("git+") for package in packages):
+        return True
+    for directory in {package.path for package in packages if package.path}:
+        for name in _METADATA_FILES:
+            with contextlib.suppress(OSError):
+                if b"git+" in (config.root / directory / name).read_bytes():
+                    return True
+    return False
 
 
 def _stdio(fd: int, template: Any, write: bool) -> io.TextIOWrapper:
