@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from flowenv.warm import framing
@@ -65,3 +68,19 @@ def test_status_and_stop_requests_and_replies() -> None:
 )
 def test_only_flowenv_lock_goes_to_the_server(argv: list[str], served: bool) -> None:
     assert is_lock(argv) is served
+
+
+def test_the_client_imports_nothing_heavy_before_handing_over() -> None:
+    # What `flowenv lock` loads before it connects: no enum (socket, signal, re),
+    # no json, no attrs; they are the milliseconds the warm server exists to save.
+    probe = (
+        "import sys; before = set(sys.modules)\n"
+        "import flowenv.cli, flowenv.warm.client, _socket, _signal\n"
+        "print(' '.join(sorted(set(sys.modules) - before)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    loaded = set(result.stdout.split())
+    assert "flowenv.warm.client" in loaded
+    assert not loaded & {"enum", "re", "json", "socket", "signal", "attrs", "argparse", "typing"}
