@@ -564,3 +564,32 @@ def test_a_served_lock_runs_in_the_clients_cwd_umask_and_environment(
     assert len(written) == 4
     assert {path.stat().st_mode & 0o777 for path in written} == {0o600}
     assert [p for p in cache.rglob("*") if p.is_file()]
+
+
+def test_the_server_a_lock_starts_holds_none_of_its_callers_pipes(
+    make_project: Callable[..., Path], warm: Warm
+) -> None:
+    import select
+
+    root = make_project(BODY)
+    read, write = os.pipe()
+    try:
+        result = subprocess.run(
+            [*FLOWENV, "-C", str(root), "lock"],
+            env=warm.env,
+            pass_fds=(write,),
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+        warm.wait_for_server()  # started by that lock, which held `write`
+        os.close(write)
+        write = -1
+        # EOF only once no process holds the write end: the server must not.
+        ready, _, _ = select.select([read], [], [], PATIENCE)
+        assert ready
+        assert os.read(read, 1) == b""
+    finally:
+        os.close(read)
+        if write != -1:
+            os.close(write)

@@ -162,11 +162,34 @@ def _answers(path: str) -> bool:
     return True
 
 
+def _inherited_fds() -> list[int]:
+    """Descriptors above 2 a spawned process would inherit (flowenv's own are not inheritable).
+
+    A caller's pipe (make's jobserver, a harness waiting for EOF) must not be
+    held open for ten minutes by a server started in passing.
+    """
+    listing = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
+    try:
+        names = os.listdir(listing)
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        fd = int(name)
+        if fd > 2:
+            try:
+                if os.get_inheritable(fd):
+                    found.append(fd)
+            except OSError:
+                continue  # the listing's own descriptor, closed by now
+    return found
+
+
 def start_server() -> None:
     """Start a warm server in the background for the next ``flowenv lock`` (if one may run).
 
     Detached: a new session, stdio on /dev/null, no inherited descriptor, so
-    it neither holds the terminal nor gets its signals. A server already
+    it neither holds the terminal (or a caller's pipe) nor gets its signals. A server already
     running, or a rival started at the same moment, makes it exit at once.
     """
     if not enabled():
@@ -175,11 +198,12 @@ def start_server() -> None:
     if path is None or _answers(path):
         return  # e.g. a server that declined a configuration with git packages
     null = os.devnull
-    actions = [
+    actions: list[tuple[object, ...]] = [
         (os.POSIX_SPAWN_OPEN, 0, null, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, null, os.O_WRONLY, 0),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
+    actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inherited_fds()]
     # -c rather than -m: -m would put the cwd first on sys.path, and a `flowenv`
     # directory there would be imported instead of the installed package.
     code = "import sys; del sys.path[0]; from flowenv.warm.server import main; main(sys.argv[1:])"
