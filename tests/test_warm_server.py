@@ -118,7 +118,7 @@ class Warm:
 @pytest.fixture
 def warm() -> Iterator[Warm]:
     # mkdtemp, not tmp_path: a socket path must stay under ~100 bytes.
-    directory = Path(tempfile.mkdtemp(prefix="fw-"))
+    directory = Path(tempfile.mkdtemp(prefix="fw-", dir="/tmp" if os.path.isdir("/tmp") else None))
     env = dict(
         os.environ, FLOWENV_SERVER="1", FLOWENV_SERVER_DIR=str(directory), FLOWENV_SERVER_IDLE="120"
     )
@@ -418,17 +418,22 @@ def _stalled_lock(
     return client, children
 
 
+def _after(client: subprocess.Popen[str], action: Callable[[], object]) -> tuple[str, str]:
+    """``action``, then the client's (stdout, stderr) once it ends; killed if anything fails."""
+    try:
+        action()
+        return client.communicate(timeout=PATIENCE)
+    finally:
+        client.kill()
+
+
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
 def test_sigint_reaches_the_served_lock_and_uv_and_writes_nothing(
     stalled_project: tuple[Path, _Stall, str], warm: Warm
 ) -> None:
     root, _, marker = stalled_project
     client, _ = _stalled_lock(stalled_project, warm, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        client.send_signal(signal.SIGINT)
-        _, err = client.communicate(timeout=PATIENCE)
-    finally:
-        client.kill()
+    _, err = _after(client, lambda: client.send_signal(signal.SIGINT))
     assert client.returncode == 130, err
     assert "flowenv: interrupted" in err
     assert "Traceback" not in err
@@ -487,12 +492,7 @@ def test_a_served_lock_that_dies_is_an_error_never_a_second_run(
     client, children = _stalled_lock(
         stalled_project, warm, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    try:
-        for child in children:
-            os.kill(child, signal.SIGKILL)
-        _, err = client.communicate(timeout=PATIENCE)
-    finally:
-        client.kill()
+    _, err = _after(client, lambda: [os.kill(child, signal.SIGKILL) for child in children])
     assert client.returncode == 1
     assert "ended without an exit status" in err
     assert "FLOWENV_SERVER=0" in err
@@ -529,7 +529,8 @@ def test_ctrl_z_stops_the_served_lock_with_the_client_and_fg_resumes_it(
     client, children = _stalled_lock(
         stalled_project, warm, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    try:
+
+    def suspend_and_resume() -> None:
         client.send_signal(signal.SIGTSTP)
         _until(lambda: _state(client.pid) == "T", "the client to stop")
         _until(lambda: all(_state(child) == "T" for child in children), "the child to stop")
@@ -537,9 +538,8 @@ def test_ctrl_z_stops_the_served_lock_with_the_client_and_fg_resumes_it(
         _until(lambda: _state(client.pid) != "T", "the client to go on")
         _until(lambda: all(_state(child) != "T" for child in children), "the child to go on")
         stall.release.set()
-        out, err = client.communicate(timeout=PATIENCE)
-    finally:
-        client.kill()
+
+    out, err = _after(client, suspend_and_resume)
     assert client.returncode == 0, err
     assert "written  base · linux-64" in out
     assert len(_written(root)) == 1

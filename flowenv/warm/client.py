@@ -60,9 +60,13 @@ def run_served(argv: Sequence[str]) -> int | None:
             )
             fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
             sent = sock.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
-            sock.sendall(request[sent:])
+            # Nothing more once the request is whole: a fast child (a configuration
+            # error) may have run and closed already, and an error here would send
+            # the command to run a second time in-process.
+            if sent < len(request):
+                sock.sendall(request[sent:])
         except OSError:
-            return None
+            return None  # the request is incomplete: the server runs nothing
         return _await(sock)
     finally:
         sock.close()
