@@ -93,15 +93,10 @@ def write_all_atomic(files: dict[Path, str]) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def leftover_temp_files(directory: Path) -> dict[Path, str]:
-    """Temp files a killed :func:`write_atomic` left in ``directory`` -> the name each was for."""
-    try:
-        entries = list(directory.iterdir())
-    except OSError:
-        return {}
-    found = {}
-    for entry in entries:
-        match = _TEMP_NAME.match(entry.name)
-        if match:
-            found[entry] = match["name"]
-    return found
+def temp_file_target(name: str) -> str | None:
+    """The name of the file a temporary file called ``name`` was for; None if it is not one.
+
+    Such a file is left behind only by a :func:`write_atomic` that was killed mid-write.
+    """
+    match = _TEMP_NAME.match(name)
+    return match["name"] if match else None

@@ -190,18 +190,27 @@ def remember_fresh(
 
 def _lock_name(target: LockTarget) -> str:
     """``"<env>/<lock file name>"``: how the freshness record names a target's lock."""
-    return f"{target.path.parent.name}/{target.path.name}"
+    # A path's parts are kept once computed; `.parent` builds a Path on every call,
+    # and a re-lock names each of its hundreds of targets three times.
+    parts = target.path.parts
+    if len(parts) < 3:  # never for a lock under the lock dir; named as `.parent` would
+        return f"{target.path.parent.name}/{target.path.name}"
+    return f"{parts[-2]}/{parts[-1]}"
 
 
-def _obsolete(config: Config, live_targets: Sequence[LockTarget]) -> list[Path]:
-    from flowenv.locks.freshness import lock_names
+def _obsolete(
+    config: Config, live_targets: Sequence[LockTarget], names: Sequence[str] | None = None
+) -> list[Path]:
+    """The obsolete locks among ``names`` (``"<env>/<file>"``; None: list the lock dir)."""
     from flowenv.locks.layout import recorded_input_hashes
 
+    if names is None:
+        from flowenv.locks.freshness import lock_names
+
+        names = lock_names(config.lock_root)
     # Names ("<env>/<file>"), not Paths: a Path per lock costs more than the comparison.
     live = {_lock_name(t) for t in live_targets}
-    candidates = [
-        config.lock_root / name for name in lock_names(config.lock_root) if name not in live
-    ]
+    candidates = [config.lock_root / name for name in names if name not in live]
     # Only files that carry flowenv's input hash, under the lock dir for real: a
     # file that merely has a lock's name (another tool's pylock, a hand-written
     # one) or lives behind a symlink out of the lock dir is not ours to judge.
@@ -258,9 +267,15 @@ def remove_obsolete_locks(config: Config, live: Sequence[LockTarget] | None = No
     them already (a full :func:`lock` returns them). The lock dir is confined
     to the project (the loader refuses one that leaves it), and only files
     flowenv wrote are candidates, so nothing another project or person wrote
-    is ever deleted.
+    is ever deleted. The temporary files :func:`remove_leftover_temp_files`
+    deletes go too, found in the same listing of the env directories (so a
+    full lock passes ``remove_temp_files=False`` to :func:`lock`).
     """
-    removed = obsolete_locks(config) if live is None else _obsolete(config, live)
+    names, temp_files = _list_lock_dir(config.lock_root)
+    _remove_quietly(temp_files)
+    if live is None:
+        live = select_targets(config, environments_of(config), Selection())
+    removed = _obsolete(config, live, names)
     for path in removed:
         try:
             path.unlink()
@@ -274,27 +289,56 @@ def remove_obsolete_locks(config: Config, live: Sequence[LockTarget] | None = No
 
 def remove_leftover_temp_files(config: Config) -> list[Path]:
     """Delete the temporary lock files a killed ``flowenv lock`` left; what was removed."""
-    from flowenv._atomic import leftover_temp_files
+    return _remove_quietly(_list_lock_dir(config.lock_root)[1])
+
+
+def _remove_quietly(paths: Sequence[Path]) -> list[Path]:
+    removed = []
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _list_lock_dir(lock_root: Path) -> tuple[list[str], list[Path]]:
+    """Every lock's ``"<env>/<file>"`` and every temporary lock file left, in one pass.
+
+    The locks as :func:`flowenv.locks.freshness.lock_names` lists them (hidden
+    directories skipped, a linked one followed); the temporary files only in
+    the lock dir's own directories (hidden ones too; a symbolic link is not
+    followed: what it points at is not the lock dir's to clean). Both sorted.
+    One listing of each env directory: at a hundred envs, listing them twice
+    was two milliseconds of every re-lock.
+    """
+    from flowenv._atomic import temp_file_target
     from flowenv.locks.layout import is_lock_name
 
-    removed = []
-    root = config.lock_root
+    root = os.fspath(lock_root)
     try:
-        # scandir knows each entry's type without a stat; a symbolic link is
-        # not followed: what it points at is not the lock dir's to clean.
+        # scandir knows each entry's type without a stat.
         with os.scandir(root) as entries:
-            directories = [
-                root / entry.name for entry in entries if entry.is_dir(follow_symlinks=False)
-            ]
+            found = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
     except OSError:  # no lock dir yet, or not a directory
-        directories = []
-    for directory in directories:
-        for tmp, name in leftover_temp_files(directory).items():
-            if is_lock_name(name):
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-                    removed.append(tmp)
-    return sorted(removed)
+        return [], []
+    names: list[str] = []
+    temp_files: list[Path] = []
+    for env, own_directory in found:
+        hidden = env.startswith(".")
+        if hidden and not own_directory:
+            continue
+        try:
+            files = os.listdir(os.path.join(root, env))
+        except OSError:  # a plain file, or gone meanwhile
+            continue
+        if not hidden:
+            names += (f"{env}/{name}" for name in files if is_lock_name(name))
+        if own_directory:
+            for name in files:
+                target = temp_file_target(name)
+                if target is not None and is_lock_name(target):
+                    temp_files.append(lock_root / env / name)
+    return sorted(names), sorted(temp_files)
 
 
 @attrs.frozen
@@ -363,11 +407,16 @@ def lock(
     jobs: int | None = None,
     on_plan: Callable[[int], None] | None = None,
     on_resolved: Callable[[str], None] | None = None,
+    *,
+    remove_temp_files: bool = True,
 ) -> list[LockResult]:
     """Lock what is stale (everything selected, with an upgrade) and write it atomically.
 
     Every resolution finishes before any file is written, so a failure in one
-    environment leaves every lock file as it was.
+    environment leaves every lock file as it was. Temporary lock files a
+    killed run left are deleted afterwards, unless ``remove_temp_files`` is
+    False: a caller that goes on to :func:`remove_obsolete_locks` (which
+    deletes them from the same listing) passes that.
     """
     options = options or LockOptions()
     environments = environments_of(config)
@@ -426,7 +475,8 @@ def lock(
     if errors:
         raise _combined(errors)
     written = _write_changed(texts)
-    remove_leftover_temp_files(config)
+    if remove_temp_files:
+        remove_leftover_temp_files(config)
     for target in todo:
         results.append(
             LockResult(target=target, status="written" if target.path in written else "unchanged")

@@ -90,9 +90,9 @@ class EnvSpec:
     #: ``target.<platform>`` tables change it (only pypi, conda and
     #: system_requirements are set); every other platform uses the fields above.
     targets: tuple[tuple[str, EnvDecl], ...] = ()
-    #: platform -> :meth:`input_hash`, filled as they are asked for: a lock run
-    #: asks for each several times (freshness, grouping, the lock, the record).
-    _input_hashes: dict[str, str] = attrs.field(
+    #: platform (and :meth:`_hash_key`) -> :meth:`input_hash`, filled as they are asked
+    #: for: a lock run asks for each several times (freshness, grouping, the lock, the record).
+    _input_hashes: dict[object, str] = attrs.field(
         factory=dict, init=False, repr=False, eq=False, hash=False
     )
 
@@ -177,10 +177,28 @@ class EnvSpec:
         """sha256 of :meth:`hash_inputs`; what a lock file records to decide staleness."""
         found = self._input_hashes.get(platform)
         if found is None:
-            inputs = self.hash_inputs(platform)
-            canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
-            found = self._input_hashes[platform] = sha256_hex(canonical.encode())
+            key = self._hash_key(platform)
+            found = self._input_hashes.get(key)
+            if found is None:
+                inputs = self.hash_inputs(platform)
+                canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
+                found = self._input_hashes[key] = sha256_hex(canonical.encode())
+            self._input_hashes[platform] = found
         return found
+
+    def _hash_key(self, platform: str) -> object:
+        """What :meth:`hash_inputs` depends on of ``platform``: platforms alike share a hash.
+
+        Outside its target tables an env reads the same everywhere but for the
+        system requirements that apply there, so such platforms (most, and
+        every platform of a project without target tables) are hashed once:
+        half of the hashing of a two-platform project.
+        """
+        if platform in dict(self.targets):
+            return platform
+        from flowenv.system import applicable
+
+        return ("", applicable(self.system_requirements, platform))
 
 
 @attrs.frozen(kw_only=True)
@@ -301,8 +319,17 @@ def build_environments(config: Config) -> Environments:
             users[env_name].append(step_name)
     specs: list[EnvSpec] = []
     project = config.project
+    # Steps share their parent's layers (the same list objects): fold those
+    # once per parent, then merge each step over the result. Folding is left
+    # to right, so that is the fold of all of them; at a hundred steps over
+    # base it halves the merging.
+    parent_folds: dict[tuple[int, ...], EnvDecl] = {}
     for env_name, env_layers in layers.items():
-        decl = _fold(env_layers)
+        parent_key = tuple(map(id, env_layers[:-1]))
+        parent_fold = parent_folds.get(parent_key)
+        if parent_fold is None:
+            parent_fold = parent_folds[parent_key] = _fold(env_layers[:-1])
+        decl = _merge(parent_fold, env_layers[-1])
         # The loader already rejected every environment without a Python version.
         assert decl.python, env_name
         platforms = decl.platforms if decl.platforms is not None else project.platforms

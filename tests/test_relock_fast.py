@@ -10,6 +10,7 @@ re-locks it, through the same ``flowenv -q lock`` users run.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -22,7 +23,7 @@ from flowenv.config.load import load_config
 from flowenv.lock import _real_env_dir, environments_of, lock
 from flowenv.locks import freshness
 from flowenv.locks.freshness import known_headers
-from flowenv.spec import build_environments
+from flowenv.spec import EnvSpec, build_environments
 from tests.support.local_package import write_local_package
 from tests.support.wheels import DEFAULT_WHEELS
 
@@ -254,4 +255,171 @@ def test_temp_files_behind_a_linked_env_dir_are_not_the_lock_dirs_to_clean(
     assert main(["-q", "-C", str(root), "lock"]) == 0
     assert not ours.exists()
     assert theirs.read_text() == "someone else's"
+    # A partial lock (no obsolete-lock pass after it) removes them itself.
+    ours.write_text("half a lock")
+    assert main(["-q", "-C", str(root), "lock", "base", "-p", "linux-64"]) == 0
+    assert not ours.exists()
+    assert theirs.read_text() == "someone else's"
     capsys.readouterr()
+
+
+def test_platforms_share_an_input_hash_only_when_their_inputs_are_the_same(make_project) -> None:
+    """A platform's hash is always the sha256 of its own inputs, however often one is asked.
+
+    Platforms that read alike (no target table, the same system requirements
+    applying) are hashed once; a target table or a requirement that applies on
+    one platform only keeps them apart.
+    """
+    from flowenv._sha256 import sha256_hex
+
+    root = make_project(
+        """\
+        [base]
+        python = "3.11"
+        pypi.packages = { alpha = "1.0" }
+
+        [steps.plain]
+        pypi.packages = { beta = "1.0" }
+
+        [steps.glibc]
+        system-requirements = { glibc = "2.28" }
+
+        [steps.cuda_macos]
+        system-requirements = { cuda = "12", macos = "13.0" }
+
+        [steps.targeted]
+        pypi.packages = { beta = "1.0" }
+        [steps.targeted.target.osx-arm64]
+        pypi.packages = { beta = "2.0" }
+        """
+    )
+    toml = root / "flowenv.toml"
+    toml.write_text(toml.read_text().replace('"osx-arm64"]', '"osx-arm64", "osx-64"]', 1))
+    config = load_config(toml)
+    assert config.project.platforms == ("linux-64", "osx-64", "osx-arm64")
+
+    def own_hash(env: object, platform: str) -> str:
+        inputs = env.hash_inputs(platform)  # type: ignore[attr-defined]
+        return sha256_hex(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode())
+
+    for order in (1, -1):  # asked in either platform order, on fresh objects
+        for env in build_environments(config).envs:
+            for platform in env.platforms[::order]:
+                assert env.input_hash(platform) == own_hash(env, platform), (env.name, platform)
+    envs = {env.name: env for env in build_environments(config).envs}
+
+    def distinct(name: str) -> int:
+        return len({envs[name].input_hash(p) for p in envs[name].platforms})
+
+    assert distinct("base") == distinct("plain") == 1
+    assert distinct("glibc") == 2  # linux-64 apart
+    assert distinct("cuda_macos") == 2  # cuda on linux, macos on both osx: the osx pair shares
+    assert distinct("targeted") == 2  # osx-arm64's table apart
+
+
+def test_one_listing_finds_the_locks_and_the_temp_files_the_two_listings_found(
+    tmp_path: Path,
+) -> None:
+    """Locks as the freshness listing names them; temp files only in the lock dir's own dirs."""
+    from flowenv.lock import _list_lock_dir
+
+    root = tmp_path / "locks"
+    outside = tmp_path / "outside"
+    for directory in (root / "a", root / ".hidden", root / "b", outside):
+        directory.mkdir(parents=True)
+    files = {
+        root / "a/pylock.linux-64.toml": "",
+        root / "a/conda-lock.yml": "",
+        root / "a/.pylock.linux-64.toml.x1y2.tmp": "left by a killed write",
+        root / "a/.notes.txt.x1y2.tmp": "not a lock's temp file",
+        root / "a/pylock.toml": "not a name flowenv gives a lock",
+        root / ".hidden/pylock.osx-64.toml": "",
+        root / ".hidden/.conda-lock.yml.abc.tmp": "",
+        root / "b/.pylock.osx-arm64.toml.q.tmp": "",
+        outside / "pylock.linux-64.toml": "",
+        outside / ".pylock.linux-64.toml.zz.tmp": "someone else's",
+        root / "plain-file": "",
+    }
+    for path, text in files.items():
+        path.write_text(text)
+    (root / "linked").symlink_to(outside)
+    (root / ".linked-hidden").symlink_to(outside)
+    names, temp_files = _list_lock_dir(root)
+    assert names == freshness.lock_names(root)
+    assert names == ["a/conda-lock.yml", "a/pylock.linux-64.toml", "linked/pylock.linux-64.toml"]
+    assert temp_files == [
+        root / ".hidden/.conda-lock.yml.abc.tmp",
+        root / "a/.pylock.linux-64.toml.x1y2.tmp",
+        root / "b/.pylock.osx-arm64.toml.q.tmp",
+    ]
+    assert _list_lock_dir(tmp_path / "missing") == ([], [])
+
+
+def test_a_record_read_again_answers_as_the_record_on_disk_says(
+    settled: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record's answer is kept between reads only while its bytes, the lock dir and
+    flowenv's code are the same: a rewritten, dropped or foreign record answers anew."""
+    toml, locks = settled / "flowenv.toml", settled / "locks"
+    every = {p.relative_to(locks).as_posix() for p in locks.glob("*/*")}
+    assert set(known_headers(toml, locks)) == every
+    assert set(known_headers(toml, locks)) == every  # the same bytes: the kept answer
+    # Rewritten on disk (a lock changed since): the new record answers.
+    lock_file = locks / "base/pylock.linux-64.toml"
+    lock_file.write_bytes(lock_file.read_bytes())
+    config = load_config(toml)
+    live = lock(config)
+    from flowenv.lock import remember_fresh
+
+    remember_fresh(config, freshness.digest_inputs([toml]), [r.target for r in live])
+    assert set(known_headers(toml, locks)) == every  # its new stat was recorded
+    record = freshness.record_path(toml)
+    text = json.loads(record.read_text())
+    del text["locks"]["base/pylock.linux-64.toml"]
+    record.write_text(json.dumps(text))
+    assert set(known_headers(toml, locks)) == every - {"base/pylock.linux-64.toml"}
+    # Another flowenv (its code signature) vouches for nothing, nor does a dropped record.
+    with monkeypatch.context() as patched:
+        patched.setattr(freshness, "_CODE_SIGNATURE", ["another flowenv"])
+        assert known_headers(toml, locks) == {}
+    assert set(known_headers(toml, locks)) == every - {"base/pylock.linux-64.toml"}
+    freshness.forget_record(toml)
+    assert known_headers(toml, locks) == {}
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/p/locks/env/pylock.linux-64.toml", "locks/env/conda-lock.yml", "env/x", "x", "/x", "/a/x"],
+)
+def test_a_lock_is_named_by_its_directory_and_file_as_before(path: str) -> None:
+    """``<env>/<file>`` from the path's parts names it exactly as ``.parent.name`` did."""
+    from flowenv.config.load import parse_config
+    from flowenv.lock import _lock_name
+    from flowenv.locks.layout import LockTarget
+
+    text = '[project]\nname = "p"\nplatforms = ["linux-64"]\n[base]\npython = "3.11"\n'
+    env = build_environments(parse_config(text, Path("/p/flowenv.toml"))).envs[0]
+    target = LockTarget(env, "linux-64", Path(path))
+    assert _lock_name(target) == f"{Path(path).parent.name}/{Path(path).name}"
+
+
+@pytest.mark.parametrize("name", ["uv-export.pylock.toml", "uv-export-with-project.pylock.toml"])
+def test_a_uv_output_parsed_once_gives_the_same_canonical_lock_and_stays_as_parsed(
+    name: str,
+) -> None:
+    """The agreement check's parse of uv's output is reused for the canonical form unchanged."""
+    import copy
+
+    import tomllib
+
+    from flowenv.locks.pylock import canonical_pylock
+
+    uv_output = (Path(__file__).parent / "data/real/pep751" / name).read_text()
+    env = EnvSpec(name="base", python="3.12")
+    parsed = tomllib.loads(uv_output)
+    before = copy.deepcopy(parsed)
+    for platform in ("linux-64", "osx-arm64"):
+        assert canonical_pylock(uv_output, env, platform, parsed) == canonical_pylock(
+            uv_output, env, platform
+        )
+    assert parsed == before

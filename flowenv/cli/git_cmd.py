@@ -78,7 +78,7 @@ def run_lock_hook(args: argparse.Namespace) -> int:
     from flowenv.lock import lock, remember_fresh, remove_obsolete_locks
 
     config, digests = config_and_digests(args)
-    results = lock(config)
+    results = lock(config, remove_temp_files=False)  # removed with the obsolete locks
     live = [r.target for r in results]
     written = [r for r in results if r.status == "written"]
     removed = remove_obsolete_locks(config, live)

@@ -85,6 +85,8 @@ def _lock(
     from flowenv.lockers import LockOptions
 
     options = LockOptions(upgrade=args.upgrade, upgrade_packages=tuple(args.upgrade_package))
+    # Only a full lock knows every live lock; a partial one leaves others' files alone.
+    whole = selection == Selection()
     if is_interactive() and not args.quiet:
         from flowenv.cli.progress import JobProgress
 
@@ -96,12 +98,12 @@ def _lock(
                 jobs=args.jobs,
                 on_plan=progress.plan,
                 on_resolved=progress.done,
+                remove_temp_files=not whole,
             )
     else:
-        results = lock(config, selection, options, jobs=args.jobs)
-    # Only a full lock knows every live lock; a partial one leaves others' files alone.
+        results = lock(config, selection, options, jobs=args.jobs, remove_temp_files=not whole)
     removed: list[Any] = []
-    if selection == Selection():
+    if whole:
         live = [result.target for result in results]
         removed = remove_obsolete_locks(config, live)
         remember_fresh(config, digests, live)

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from flowenv._bounds import TooDeep, TooLarge, parse_bounded, read_source
 from flowenv.config import stacks
 from flowenv.config.discover import PYPROJECT_NAME
-from flowenv.config.locate import KeyLines, KeyPath, line_of, locate_keys
+from flowenv.config.locate import KeyPath, LazyKeyLines, line_of, may_nest_too_deep
 from flowenv.config.models import (
     DEFAULT_CHANNELS,
     DEFAULT_LOCK_DIR,
@@ -132,7 +132,7 @@ class _Validator:
     def __init__(
         self,
         file: str,
-        lines: KeyLines,
+        lines: LazyKeyLines,
         prefix: KeyPath,
         root: Path = Path(),
         missing_source: MissingSource | None = None,
@@ -673,14 +673,23 @@ def _validate_python_present(
             v.error(("steps", name), f"no python version ({hint})")
 
 
-def read_toml(text: str) -> tuple[KeyLines, dict[str, Any]]:
-    """The line of every key and the parsed document; :class:`TooDeep` past the nesting bound.
+def read_toml(text: str) -> tuple[LazyKeyLines, dict[str, Any]]:
+    """The line of every key (found when asked) and the parsed document.
 
-    The linear line scan runs first: it refuses deep nesting (and long dotted
-    keys, on which tomllib is quadratic) before tomllib meets them.
+    :class:`TooDeep` past the nesting bound, with the line the linear line
+    scan names. The scan runs before tomllib only where a key may be longer
+    than the bound (tomllib is quadratic in a key's parts); elsewhere it runs
+    when tomllib fails, and its verdict comes first, exactly as when it always
+    ran first; on a valid file only when a message asks for a line.
     """
-    lines = locate_keys(text)
-    return lines, parse_bounded(tomllib.loads, text)
+    lines = LazyKeyLines(text)
+    if may_nest_too_deep(text):
+        lines.scan()
+    try:
+        return lines, parse_bounded(tomllib.loads, text)
+    except (tomllib.TOMLDecodeError, TooDeep):
+        lines.scan()
+        raise
 
 
 def _keys(table: object) -> tuple[str, ...]:

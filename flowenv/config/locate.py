@@ -224,6 +224,49 @@ def locate_keys(text: str) -> KeyLines:
     return _Scanner(text).scan()
 
 
-def line_of(lines: KeyLines, path: KeyPath) -> int | None:
+class LazyKeyLines:
+    """The :class:`KeyLines` of a text, scanned the first time a line is asked for.
+
+    Lines only serve messages: loading a valid configuration (every command,
+    every run) asks for none, and the scan was a third of reading a
+    hundred-step file.
+    """
+
+    __slots__ = ("_lines", "_text")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._lines: KeyLines | None = None
+
+    def scan(self) -> KeyLines:
+        """The lines (scanned now if not yet); :class:`TooDeep` past the nesting bound."""
+        if self._lines is None:
+            self._lines = locate_keys(self._text)
+        return self._lines
+
+    def line_of(self, path: KeyPath) -> int | None:
+        """The line of ``path``, or of its nearest located ancestor."""
+        try:
+            return self.scan().line_of(path)
+        except TooDeep:  # not met on a text tomllib read within the bound; no line then
+            return None
+
+
+def may_nest_too_deep(text: str) -> bool:
+    """Whether a key of ``text`` could have more than :data:`MAX_DEPTH` parts.
+
+    A dotted key (or header) lies on one line (TOML allows no line break
+    around its dots), so one with more parts than the bound needs that many
+    dots on one line. Only such a text has to be scanned before tomllib, which
+    is quadratic in a key's parts; any other depth tomllib meets recursing
+    (its RecursionError, or the depth of what it read) and the scan then names
+    the line.
+    """
+    if text.count(".") < MAX_DEPTH:
+        return False
+    return any(line.count(".") >= MAX_DEPTH for line in text.split("\n"))
+
+
+def line_of(lines: KeyLines | LazyKeyLines, path: KeyPath) -> int | None:
     """The line of ``path``, or of its nearest located ancestor."""
     return lines.line_of(path)

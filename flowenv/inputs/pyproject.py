@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from flowenv._bounds import TooDeep
-from flowenv.config.locate import KeyLines, KeyPath, line_of
+from flowenv.config.locate import KeyLines, KeyPath, LazyKeyLines, line_of
 from flowenv.errors import Diagnostic
 from flowenv.inputs import InputFileError
 from flowenv.inputs.requirements import (
@@ -46,7 +46,7 @@ class _Reader:
         self.reader = RequirementsReader(root)
         self.reader.files.append(_relative(path, root))
         self.data: dict[str, Any] = {}
-        self.lines = KeyLines()
+        self.lines: KeyLines | LazyKeyLines = KeyLines()
         self.project_name = ""
         #: Groups already expanded: including one again adds nothing, and redoing
         #: it lets a few lines fan out exponentially (20 includes x 10 levels).

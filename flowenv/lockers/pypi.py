@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +50,22 @@ def _previous(path: Path) -> str | None:
         return None
 
 
-def _packages(text: str | None) -> dict[str, dict[str, Any]]:
+def _parse(text: str) -> dict[str, Any] | None:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return None
+
+
+def _packages(text: str | None, document: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """name -> package table of a pylock ``text`` (``document``: its parsed form, if known)."""
     if text is None:
         return {}
-    try:
-        packages = tomllib.loads(text).get("packages", [])
-    except tomllib.TOMLDecodeError:
+    if document is None:
+        document = _parse(text)
+    if document is None:
         return {}  # an unreadable previous lock only loses its preferences
+    packages = document.get("packages", [])
     return {
         normalize_pypi_name(p["name"]): p
         for p in packages
@@ -156,9 +165,18 @@ def lock_pypi_env(
     if lead_platform in raw:
         outcome = raw[lead_platform]
         lead = outcome if isinstance(outcome, str) else None
+    # uv's outputs are read by the agreement check and then put in canonical
+    # form: each is parsed once (text -> document; None: not TOML).
+    documents: dict[str, dict[str, Any] | None] = {}
+
+    def parsed(text: str) -> dict[str, Any] | None:
+        if text not in documents:
+            documents[text] = _parse(text)
+        return documents[text]
+
     # A follower that disagrees with the lead on a shared package resolves
     # again, preferring the lead's pins; it keeps what it cannot install.
-    again = [p for p in order if p != lead_platform and _disagree(raw[p], lead)]
+    again = [p for p in order if p != lead_platform and _disagree(raw[p], lead, parsed)]
 
     def follow(platform: str) -> str | ResolutionError:
         previous, how = preferences(own[platform], lead, options)
@@ -172,22 +190,22 @@ def lock_pypi_env(
     if failures:
         # Every platform was tried: one run reports every failure, in platform order.
         raise ResolutionError("\n\n".join(exc.message for exc in failures))
-    out |= {
-        lock_path(config.lock_root, env, p).name: canonical_pylock(
-            localize(str(raw[p]), env, lock_path(config.lock_root, env, p).parent, config.root),
-            env,
-            p,
-        )
-        for p in order
-    }
+    for p in order:
+        path = lock_path(config.lock_root, env, p)
+        text = localize(str(raw[p]), env, path.parent, config.root)
+        out[path.name] = canonical_pylock(text, env, p, documents.get(text))
     return out
 
 
-def _disagree(outcome: str | ResolutionError, lead: str | None) -> bool:
+def _disagree(
+    outcome: str | ResolutionError,
+    lead: str | None,
+    parsed: Callable[[str], Mapping[str, Any] | None] = _parse,
+) -> bool:
     """Whether a resolution pins a package it shares with the lead's at another version."""
     if not isinstance(outcome, str) or lead is None:
         return False
-    mine, theirs = _packages(outcome), _packages(lead)
+    mine, theirs = _packages(outcome, parsed(outcome)), _packages(lead, parsed(lead))
     return disagree(
         {n: str(p.get("version")) for n, p in mine.items()},
         {n: str(p.get("version")) for n, p in theirs.items()},

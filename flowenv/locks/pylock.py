@@ -111,9 +111,14 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def canonical_pylock(uv_output: str, env: EnvSpec, platform: str) -> str:
-    """uv's pylock text -> flowenv's canonical pylock text for ``env`` on ``platform``."""
-    raw = tomllib.loads(uv_output)
+def canonical_pylock(
+    uv_output: str, env: EnvSpec, platform: str, parsed: Mapping[str, Any] | None = None
+) -> str:
+    """uv's pylock text -> flowenv's canonical pylock text for ``env`` on ``platform``.
+
+    ``parsed``: ``uv_output`` already parsed (read only: _scrub copies what is changed).
+    """
+    raw = tomllib.loads(uv_output) if parsed is None else parsed
     packages = sorted(
         _scrub(raw.get("packages", [])), key=lambda p: (p["name"], p.get("version", ""))
     )

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from flowenv._bounds import MAX_DEPTH, MAX_SOURCE_BYTES
+from flowenv._bounds import MAX_DEPTH, MAX_SOURCE_BYTES, TooDeep
 from flowenv.config.load import load_config, parse_config
-from flowenv.config.locate import locate_keys
+from flowenv.config.locate import locate_keys, may_nest_too_deep
 from flowenv.config.validators import MAX_NAME_LENGTH
 from flowenv.errors import ConfigError
 from flowenv.spec import build_environments
@@ -158,6 +158,65 @@ def test_nesting_1000_deep_is_one_error(
     root = _project(tmp_path, "", header='[project]\nname = "p"\n[project.store-options]\n')
     (root / "flowenv.toml").write_text((root / "flowenv.toml").read_text() + value + "\n")
     _refused(run_cli("-C", root, *command), f"nested more than {MAX_DEPTH} levels deep")
+
+
+def _located_error(text: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, Path("/p/flowenv.toml"))
+    return str(caught.value)
+
+
+def _scan_refuses_at(text: str) -> int | None:
+    """The line the line scan, run alone, refuses ``text`` at (what it reported running first)."""
+    with pytest.raises(TooDeep) as caught:
+        locate_keys(text)
+    return caught.value.line
+
+
+def test_deep_nesting_on_many_lines_names_the_line_the_scan_names() -> None:
+    """Arrays that break lines: no line has a long key, so tomllib meets the depth first.
+
+    The line scan then runs after it and names the line, as when it always ran first.
+    """
+    deep = "x = " + "[\n" * (MAX_DEPTH + 5) + "]" * (MAX_DEPTH + 5) + "\n"
+    text = HEADER + "\n[project.store-options]\n" + deep
+    assert not may_nest_too_deep(text)
+    line = _scan_refuses_at(text)
+    assert line == 107  # x = [ on line 9; the 99th array below x is the 101st level
+    assert _located_error(text).startswith(f"/p/flowenv.toml:{line}: invalid TOML: nested more")
+
+
+def test_a_deep_header_and_key_on_two_lines_name_the_line_the_scan_names() -> None:
+    """Each line's key is short; together they pass the bound (tomllib reads it, too deep)."""
+    header = "[project.store-options." + ".".join(["h"] * 60) + "]\n"
+    text = HEADER.replace("[base]", header + "k." + ".".join(["k"] * 60) + " = 1\n\n[base]")
+    assert not may_nest_too_deep(text)
+    assert _scan_refuses_at(text) == 6  # the key line, below the header on line 5
+    assert _located_error(text).startswith("/p/flowenv.toml:6: invalid TOML: nested more than")
+
+
+def test_a_syntax_error_before_a_deep_array_reports_the_depth_as_before() -> None:
+    """The scan's verdict comes first, as when it ran before tomllib on every file."""
+    text = HEADER + "broken = \n[project.store-options]\nx = " + "[" * 200 + "]" * 200 + "\n"
+    assert _scan_refuses_at(text) == 9
+    assert _located_error(text).startswith("/p/flowenv.toml:9: invalid TOML: nested more than")
+    assert _located_error(HEADER + "broken = \n").startswith(
+        "/p/flowenv.toml:7: invalid TOML: Invalid value"
+    )
+
+
+def test_a_key_longer_than_the_bound_is_refused_before_tomllib() -> None:
+    text = HEADER + "x" + ".a" * MAX_DEPTH + " = 1\n"
+    assert may_nest_too_deep(text)
+    assert not may_nest_too_deep(HEADER + "x" + ".a" * (MAX_DEPTH - 1) + " = 1\n")
+    assert _located_error(text).startswith("/p/flowenv.toml:7: invalid TOML: nested more than")
+
+
+def test_validation_errors_name_their_lines_without_an_upfront_scan() -> None:
+    """Lines are found only when a message asks; they are the same lines."""
+    text = HEADER + '\n[steps.a]\npypi.packages = { alpha = "1.0" }\n\n[steps.b]\npython = 3\n'
+    message = _located_error(text)
+    assert "/p/flowenv.toml:12: steps.b.python: expected a string, got an integer" in message
 
 
 def test_nesting_up_to_the_limit_is_read(tmp_path: Path) -> None:
