@@ -14,6 +14,10 @@ warm-offline
 relock-one
     Change one step of a 100-step project and ``flowenv lock``. Reference:
     that env's own ``uv pip compile`` calls, one by one. Target <= 1.5.
+    Two rows, their runs interleaved with uv's: through the warm server the first lock
+    starts (what users get; see flowenv.warm), and in-process
+    (``FLOWENV_SERVER=0``). The other scenarios' locks use the server too.
+    Every server the benchmark started is stopped at its end.
 cold-examples (needs https://pypi.org; skipped with ``--offline``)
     ``flowenv lock`` of the PyPI-only examples from an empty uv cache.
     References: the same uv commands one by one, and one
@@ -249,7 +253,27 @@ def warm_offline_row(tmp: Path, index: Path, runs: int, env: dict[str, str]) -> 
     return (scenario, ours, 0.0, "same uv calls one by one", theirs, 0.0, 1.1)
 
 
-def relock_row(tmp: Path, index: Path, runs: int, env: dict[str, str]) -> Row:
+def _wait_for_server(env: dict[str, str]) -> None:
+    """Until the warm server the first lock started answers (it imports and warms up first)."""
+    deadline = time.monotonic() + 60
+    status = [*_flowenv_command(), "server", "status"]
+    while time.monotonic() < deadline:
+        result = subprocess.run(status, capture_output=True, text=True, env=env, check=False)
+        if "warm server running" in result.stdout:
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"the warm server did not start: {result.stdout}{result.stderr}")
+
+
+def stop_servers(env: dict[str, str]) -> None:
+    """End the warm server this benchmark's locks started (it would idle on for 10 minutes)."""
+    subprocess.run(
+        [*_flowenv_command(), "server", "stop"], capture_output=True, env=env, check=False
+    )
+
+
+def relock_rows(tmp: Path, index: Path, runs: int, env: dict[str, str]) -> list[Row]:
+    """The re-lock through the warm server (what users get), and without it, runs interleaved."""
     project = generate_project(tmp, index, 100)
     toml = project / "flowenv.toml"
     original = toml.read_text()
@@ -257,29 +281,51 @@ def relock_row(tmp: Path, index: Path, runs: int, env: dict[str, str]) -> Row:
     changed = original.replace(before, after, 1)
     assert changed != original
     lock = [*_flowenv_command(), "-q", "-C", str(project), "lock"]
-    _run(lock, env)
+    cold = {**env, "FLOWENV_SERVER": "0"}
+    _run(lock, env)  # in-process: starts the warm server for the locks after it
+    if env.get("FLOWENV_SERVER") != "0" and not env.get("CI"):
+        _wait_for_server(env)
     # A user edits a step well after the last lock; a lock's stat proves nothing
     # in the seconds after it was written (see flowenv.locks.freshness), so
     # without this pause every run would read all 200 lock headers again.
     time.sleep(3.1)
     _run(lock, env)  # records the settled locks, as any lock after that pause would
 
-    def flowenv() -> float:
+    def flowenv(environ: dict[str, str]) -> float:
         toml.write_text(changed)
-        seconds = _timed([lock], env)
+        seconds = _timed([lock], environ)
         toml.write_text(original)
         _run(lock, env)  # back to the first state, untimed
         return seconds
 
-    ours = _median_seconds(flowenv, runs)
     toml.write_text(changed)
     config = load_config(toml)
     step = build_environments(config).get("step007")
     uv = uv_commands(step, config.project.platforms, tmp / "uv-relock")
     toml.write_text(original)
-    theirs = _median_seconds(lambda: _timed(uv, env), runs)
+    # Interleaved, so that a change in the machine's load weighs on all three alike.
+    served: list[float] = []
+    in_process: list[float] = []
+    reference: list[float] = []
+    for _ in range(runs):
+        served.append(flowenv(env))
+        in_process.append(flowenv(cold))
+        reference.append(_timed(uv, env))
+    theirs = statistics.median(reference)
     scenario = "re-lock after changing 1 of 100 steps"
-    return (scenario, ours, 0.0, "that env's uv calls", theirs, 0.0, 1.5)
+    label = "that env's uv calls"
+    return [
+        (scenario, statistics.median(served), 0.0, label, theirs, 0.0, 1.5),
+        (
+            f"{scenario}, no warm server (FLOWENV_SERVER=0)",
+            statistics.median(in_process),
+            0.0,
+            label,
+            theirs,
+            0.0,
+            1.5,
+        ),
+    ]
 
 
 def _pypi_org_only(env: EnvSpec) -> bool:
@@ -430,9 +476,7 @@ def _readme_table() -> str:
 
 def update_readme(text: str) -> None:
     readme = README.read_text(encoding="utf-8")
-    pattern = re.compile(
-        rf"({re.escape(TABLE_START)}\n).*?(\n{re.escape(TABLE_END)})", re.DOTALL
-    )
+    pattern = re.compile(rf"({re.escape(TABLE_START)}\n).*?(\n{re.escape(TABLE_END)})", re.DOTALL)
     if not pattern.search(readme):
         raise SystemExit(f"README.rst has no {TABLE_START} / {TABLE_END} markers")
     README.write_text(pattern.sub(lambda m: f"{m[1]}\n{text}{m[2]}", readme), encoding="utf-8")
@@ -464,14 +508,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             **base_env(),
             "UV_CACHE_DIR": str(root / "uv-cache"),
             "FLOWENV_CACHE_DIR": str(root / "flowenv-cache"),
+            # The warm server `flowenv lock` starts: this run's own, stopped at its end.
+            "FLOWENV_SERVER_DIR": str(root / "warm-server"),
         }
         index = build_index(root)
-        if "check" in wanted:
-            rows += check_rows(root, index, args.check_runs, env)
-        if "warm-offline" in wanted:
-            rows.append(warm_offline_row(root, index, args.runs, env))
-        if "relock-one" in wanted:
-            rows.append(relock_row(root, index, args.runs, env))
+        try:
+            if "check" in wanted:
+                rows += check_rows(root, index, args.check_runs, env)
+            if "warm-offline" in wanted:
+                rows.append(warm_offline_row(root, index, args.runs, env))
+            if "relock-one" in wanted:
+                rows += relock_rows(root, index, args.runs, env)
+        finally:
+            stop_servers(env)
     if "cold-examples" in wanted:
         rows += cold_rows(args.runs)
     if args.only:

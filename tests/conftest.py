@@ -29,6 +29,19 @@ def _private_uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _no_warm_server() -> Iterator[None]:
+    """No test's `flowenv lock` uses or starts a warm server (flowenv.warm) unless it says so.
+
+    A server left running would outlive the session, and one shared between
+    tests would answer with another test's environment. tests/test_warm_server.py
+    turns it on with a private FLOWENV_SERVER_DIR and stops it at teardown.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FLOWENV_SERVER", "0")
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _no_python_downloads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """uv's CPython download list is empty: no sync in a test fetches a real CPython build.
 

@@ -31,22 +31,48 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; ``argv`` None means this process is the ``flowenv`` program."""
-    quick = fast_lock_check(sys.argv[1:] if argv is None else argv)
+    """Run one command; ``argv`` None means this process is the ``flowenv`` program.
+
+    As the program, ``flowenv lock`` goes to the warm server when one is
+    running (:mod:`flowenv.warm`), after the ``lock --check`` fast path and
+    before argparse; an in-process ``lock`` starts one for the next time.
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    quick = fast_lock_check(args)
     if quick is not None:
         return quick
+    if argv is not None:
+        return run_command(args, program=False)
+    from flowenv.warm import client
+
+    served = client.run_served(args)
+    if served is not None:
+        return served
+    try:
+        return run_command(args, program=True)
+    finally:
+        if client.is_lock(args):
+            client.start_server()
+
+
+def run_command(args: Sequence[str], program: bool) -> int:
+    """Parse ``args`` and run the command: what ``flowenv`` and a warm server's child both run.
+
+    ``program``: this process ends when the command does (``flowenv`` itself,
+    or the warm server's child), not a caller that goes on (tests, embedding).
+    """
     from flowenv.cli.parser import build_parser, command_of
 
-    parser = build_parser(only=command_of(sys.argv[1:] if argv is None else argv))
-    args = parser.parse_args(argv)
-    if args.command is None:
+    parser = build_parser(only=command_of(args))
+    parsed = parser.parse_args(args)
+    if parsed.command is None:
         # Bare `flowenv`: the overview a newcomer needs, not an error.
         parser.print_help()
         return 0
     try:
-        return _run(args)
+        return _run(parsed)
     finally:
-        if argv is None:
+        if program:
             # The process ends next, and what is left (botocore's models,
             # aiohttp's sessions...) dies with it: without this, the final
             # garbage collections at exit cost 0.1-0.2 s of every store command.

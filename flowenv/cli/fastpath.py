@@ -11,9 +11,6 @@ only, like everything it imports.
 
 from __future__ import annotations
 
-from flowenv.config.discover import find_config
-from flowenv.locks.freshness import known_fresh
-
 # Not `from typing import TYPE_CHECKING`: see flowenv.locks.freshness.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -66,6 +63,11 @@ def fast_lock_check(argv: Sequence[str]) -> int | None:
         message, validated = None, False
     else:
         return None
+    # Imported only now: they bring re, enum and json (~9 ms), which a plain
+    # `flowenv lock` handed to the warm server (flowenv.warm) never needs.
+    from flowenv.config.discover import find_config
+    from flowenv.locks.freshness import known_fresh
+
     path = find_config(start=directory, explicit=explicit)
     if path is None or not known_fresh(path, validated=validated):
         return None

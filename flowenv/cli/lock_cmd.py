@@ -9,6 +9,7 @@ from typing import Any
 from flowenv.cli.common import add_selection, config_and_digests
 from flowenv.cli.fastpath import FRESH_MESSAGE
 from flowenv.errors import CheckFailed
+from flowenv.warm.child import commit as commit_warm
 
 
 def register(sub: Any) -> None:
@@ -54,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from flowenv.locks.layout import lock_status
 
     config, digests = config_and_digests(args)
+    # In a warm server's child: the command commits here, or is handed back to the client.
+    commit_warm(config)
     selection = Selection(envs=tuple(args.envs), platforms=tuple(args.platforms))
     if args.check:
         report = check(config, selection, digests)

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "diff": "flowenv.cli.diff_cmd",
     "export": "flowenv.cli.export_cmd",
     "git": "flowenv.cli.git_cmd",
+    "server": "flowenv.cli.server_cmd",
 }
 
 

@@ -277,9 +277,7 @@ def _parse_record(data: bytes) -> dict[str, Any] | None:
 
 
 def _is_stat(value: object) -> bool:
-    return (
-        isinstance(value, list) and len(value) == 5 and all(type(v) is int for v in value)
-    )
+    return isinstance(value, list) and len(value) == 5 and all(type(v) is int for v in value)
 
 
 def _is_hashes(value: object) -> bool:

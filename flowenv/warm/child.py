@@ -1,0 +1,205 @@
+"""One forked child of the warm server: become the client's process and run its command.
+
+The child takes the client's terminal (fds 0, 1, 2 received with SCM_RIGHTS)
+and rebuilds ``sys.stdin``/``stdout``/``stderr`` the way the interpreter
+does at start-up (line-buffered on a terminal, stderr always, same encoding
+and errors), takes its cwd, umask, environment (replaced wholesale) and
+``sys.argv``, and runs :func:`flowenv.cli.run_command` as the console
+script would. It is the leader of a process group of its own, so the
+signals the client forwards reach uv too; a watcher thread ends that group
+when the client's connection closes (the client was killed).
+
+The pid goes to the client only when the command commits (:func:`commit`,
+called by ``flowenv lock`` once its configuration is loaded) or ends. Until
+then the child may decline (:class:`Declined`) and the client runs the
+command itself: a configuration that may run git (a git package, a local
+package whose metadata names a ``git+`` URL) is declined, since git may ask
+for credentials on a terminal and the child has none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from flowenv.warm import framing
+
+if TYPE_CHECKING:
+    import io
+    from socket import socket
+
+# `flowenv lock` imports this module in every process for :func:`commit`: what
+# only a child needs (io, signal, _thread) is imported inside the functions.
+
+#: The connection to the client while this process is a warm child (None otherwise).
+_connection: socket | None = None
+_committed = False
+_finished = False
+#: The server's own stdio objects: dropping them would close fds 0-2, which are now the client's.
+_replaced: list[Any] = []
+
+
+#: The child's exit status when it handed the command back (the server counts what it served).
+DECLINED_STATUS = 75
+
+
+class Declined(BaseException):
+    """This command must run in the client's own process (a BaseException: no handler eats it)."""
+
+
+def commit(config: Any) -> None:
+    """Tell the client the command is under way (its pid); decline what must not run here.
+
+    A no-op outside a warm child. ``config`` is the loaded configuration.
+    """
+    global _committed
+    if _connection is None or _committed:
+        return
+    if might_prompt(config):
+        raise Declined
+    _committed = True
+    _connection.sendall(framing.reply(b"pid", os.getpid()))
+
+
+#: A local package's files that may name its own dependencies (and so a git URL among them).
+_METADATA_FILES = ("pyproject.toml", "setup.cfg", "setup.py")
+
+
+def might_prompt(config: Any) -> bool:
+    """Whether locking ``config`` may run git, which may ask for credentials on a terminal.
+
+    A package built from a git repository, or a local package whose metadata
+    names a ``git+`` URL (uv fetches it while building the package's metadata).
+    """
+    tables = [config.base, *(decl for _, decl in config.steps), *(decl for _, decl in config.envs)]
+    tables += [target for decl in tables for _, target in decl.targets]
+    packages = [p for decl in tables for p in (*decl.pypi, *decl.pypi_constraints)]
+    if any(package.url.startswith("git+") for package in packages):
+        return True
+    for directory in {package.path for package in packages if package.path}:
+        for name in _METADATA_FILES:
+            with contextlib.suppress(OSError):
+                if b"git+" in (config.root / directory / name).read_bytes():
+                    return True
+    return False
+
+
+def _stdio(fd: int, template: Any, write: bool) -> io.TextIOWrapper:
+    import io
+
+    raw = io.FileIO(fd, "wb" if write else "rb", closefd=False)
+    buffered: Any = io.BufferedWriter(raw) if write else io.BufferedReader(raw)
+    # As CPython's create_stdio: newline "\n", line-buffered on a terminal, and stderr always.
+    return io.TextIOWrapper(
+        buffered,
+        encoding=template.encoding,
+        errors=template.errors,
+        newline="\n",
+        line_buffering=raw.isatty() or fd == 2,
+    )
+
+
+def _become_client(request: framing.Request, fds: list[int]) -> None:
+    import signal
+
+    for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.setpgid(0, 0)
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    templates = (sys.__stdin__, sys.__stdout__, sys.__stderr__)
+    _replaced.extend(templates)
+    _replaced.extend((sys.stdin, sys.stdout, sys.stderr))
+    stdin, stdout, stderr = (
+        _stdio(fd, template, write=fd != 0) for fd, template in enumerate(templates)
+    )
+    sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
+    # The originals too: code that restores them (pytest, faulthandler) finds the client's.
+    for name, stream in (("__stdin__", stdin), ("__stdout__", stdout), ("__stderr__", stderr)):
+        setattr(sys, name, stream)
+    os.chdir(request.cwd)
+    os.umask(request.umask)
+    os.environb.clear()
+    os.environb.update(request.environ)
+    _forget_the_servers_environment()
+    sys.argv = [os.fsdecode(arg) for arg in request.argv]
+
+
+def _forget_the_servers_environment() -> None:
+    """Drop what was read from the server's environment and kept, as the client's differs.
+
+    ``tempfile`` keeps the ``TMPDIR`` it first saw, ``time`` the ``TZ``, and
+    :func:`flowenv.resolvers.uv.uv_binary` the ``PATH`` it may have searched.
+    """
+    import tempfile
+    import time
+
+    tempfile.tempdir = None
+    time.tzset()
+    uv = sys.modules.get("flowenv.resolvers.uv")
+    if uv is not None:
+        uv.uv_binary.cache_clear()
+
+
+def _watch(connection: socket) -> None:
+    """End this process group when the client goes away (it was killed: nobody waits)."""
+    import signal
+
+    try:
+        data = connection.recv(1)
+    except OSError:
+        data = b""
+    if not data and not _finished:
+        os.killpg(os.getpgrp(), signal.SIGTERM)
+
+
+def _exit_status(exc: SystemExit) -> int:
+    # What the interpreter does with a SystemExit that reaches the top.
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def serve(connection: socket, request: framing.Request, fds: list[int]) -> None:
+    """Run the request in this (forked) process, report to the client, and exit. Never returns."""
+    global _connection, _finished
+    try:
+        _become_client(request, fds)
+    except OSError:
+        os._exit(DECLINED_STATUS)  # e.g. the cwd is gone: the client, in-process, will say so
+    _connection = connection
+    # _thread, not threading: Thread.start() waits until the new thread runs,
+    # 0.5-3 ms of every lock on a busy machine, and this one needs no join.
+    import _thread
+
+    _thread.start_new_thread(_watch, (connection,))
+    from flowenv.cli import run_command
+
+    try:
+        status = run_command(sys.argv[1:], program=True)
+    except Declined:
+        os._exit(DECLINED_STATUS)  # closing without a pid: the client runs it itself
+    except SystemExit as exc:
+        status = _exit_status(exc)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        status = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    _finished = True
+    try:
+        if not _committed:
+            connection.sendall(framing.reply(b"pid", os.getpid()))
+        connection.sendall(framing.reply(b"exit", status & 0xFF))
+    finally:
+        os._exit(0)

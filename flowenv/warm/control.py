@@ -1,0 +1,72 @@
+"""``flowenv server status|stop`` as a library: ask the warm server this environment would use."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import attrs
+
+from flowenv.warm import framing
+from flowenv.warm.location import enabled, socket_path
+
+
+@attrs.frozen(kw_only=True)
+class ServerState:
+    """What is known of the warm server: off (and why), or its socket and, if running, its pid."""
+
+    off_reason: str | None = None
+    socket: str | None = None
+    pid: int | None = None
+    #: Locks its children ran to the end (declined and killed ones not counted).
+    served: int | None = None
+
+
+def _off_reason() -> str | None:
+    if os.environ.get("FLOWENV_SERVER", "1") == "0":
+        return "FLOWENV_SERVER=0"
+    if os.environ.get("CI"):
+        return "CI is set"
+    if not enabled():
+        return "this platform has no fork or Unix sockets"
+    return None
+
+
+def _ask(path: str, kind: bytes) -> dict[bytes, int]:
+    """The server's reply tokens to ``kind``, read to the end; empty when none answers."""
+    answer: dict[bytes, int] = {}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        try:
+            connection.settimeout(10)
+            connection.connect(path)
+            connection.sendall(framing.encode_request(kind))
+            data = b""
+            while chunk := connection.recv(4096):
+                data += chunk
+        except OSError:
+            return answer
+    for token in data.split(b"\0"):
+        parsed = framing.parse_reply(token)
+        if parsed is not None:
+            answer[parsed[0]] = parsed[1]
+    return answer
+
+
+def state() -> ServerState:
+    """Whether a warm server would be used here, where, and whether one is running."""
+    reason = _off_reason()
+    if reason is not None:
+        return ServerState(off_reason=reason)
+    path = socket_path()
+    if path is None:
+        return ServerState(off_reason="its directory is missing, not private or too long a path")
+    answer = _ask(path, framing.STATUS)
+    return ServerState(socket=path, pid=answer.get(b"server"), served=answer.get(b"served"))
+
+
+def stop() -> ServerState:
+    """End the running server (if any); its state as it was. Returns once it has let go."""
+    before = state()
+    if before.pid is not None and before.socket is not None:
+        _ask(before.socket, framing.STOP)
+    return before

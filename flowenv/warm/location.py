@@ -1,0 +1,115 @@
+"""Where the warm server's socket lives, whether it may be used, and its name.
+
+The directory is ``$FLOWENV_SERVER_DIR`` when set (tests use it), else
+``$XDG_RUNTIME_DIR/flowenv`` when that directory is ours, else
+``/tmp/flowenv-<uid>``. It is created 0700 and refused (everything then
+runs in-process) when it is a symlink, not ours, or open to group or others:
+anyone who could bind a socket there could answer our ``flowenv lock``.
+
+The socket's name is a short hash of what decides how the server behaves:
+the uid, the interpreter, flowenv's version and package directory, and every
+environment variable that affects interpreter start-up or text encoding
+(``PYTHON*``, ``LANG``, ``LC_*``). A process differing in any of them gets,
+and starts, a server of its own rather than one that would behave unlike it.
+
+Standard library only (and :mod:`flowenv._sha256`): the client imports this
+before argparse.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+
+from flowenv._sha256 import sha256_hex
+
+#: Below the AF_UNIX path limit everywhere (104 bytes on macOS and the BSDs, 108 on Linux).
+MAX_SOCKET_PATH = 100
+#: Environment variable names (and prefixes) that change how Python starts or encodes text.
+_STARTUP_PREFIXES = ("PYTHON", "LC_")
+_STARTUP_NAMES = ("LANG", "LANGUAGE")
+
+
+def enabled(environ: os._Environ[str] | dict[str, str] = os.environ) -> bool:
+    """Whether ``flowenv lock`` may go through a warm server at all here."""
+    if environ.get("FLOWENV_SERVER", "1") == "0" or environ.get("CI"):
+        return False
+    import _socket
+
+    return (
+        hasattr(os, "fork")
+        and hasattr(_socket, "AF_UNIX")
+        and hasattr(_socket, "SCM_RIGHTS")
+        and hasattr(_socket.socket, "sendmsg")
+    )
+
+
+def _safe_directory(path: str, create: bool) -> bool:
+    if create:
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        except OSError:
+            return False
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return (
+        stat.S_ISDIR(info.st_mode)
+        and info.st_uid == os.getuid()
+        and not info.st_mode & (stat.S_IRWXG | stat.S_IRWXO)
+    )
+
+
+def server_directory(create: bool = False) -> str | None:
+    """The socket's directory (made when ``create``); None when it is missing or unsafe."""
+    chosen = os.environ.get("FLOWENV_SERVER_DIR", "")
+    if not chosen:
+        runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+        if runtime and _owned(runtime):
+            chosen = os.path.join(runtime, "flowenv")
+        else:
+            chosen = f"/tmp/flowenv-{os.getuid()}"
+    # Absolute: the server resolves it from "/", not from the client's cwd.
+    chosen = os.path.abspath(chosen)
+    return chosen if _safe_directory(chosen, create) else None
+
+
+def _owned(path: str) -> bool:
+    try:
+        return os.stat(path).st_uid == os.getuid()
+    except OSError:
+        return False
+
+
+def identity() -> bytes:
+    """What the socket's name is a hash of (see the module docstring)."""
+    import flowenv
+
+    parts = [
+        str(os.getuid()),
+        # A server started with other interpreter options (-O, -X ...) would not run as we do.
+        repr(sys.flags),
+        repr(sorted(sys._xoptions.items())),
+        sys.executable,
+        flowenv.__version__,
+        os.path.dirname(os.path.abspath(flowenv.__file__)),
+    ]
+    parts += sorted(
+        f"{name}={value}"
+        for name, value in os.environ.items()
+        if name.startswith(_STARTUP_PREFIXES) or name in _STARTUP_NAMES
+    )
+    return "\0".join(parts).encode("utf-8", "surrogateescape")
+
+
+def socket_path(create: bool = False) -> str | None:
+    """The socket this process's ``flowenv lock`` would use; None when none may be used."""
+    directory = server_directory(create)
+    if directory is None:
+        return None
+    path = os.path.join(directory, f"lock-{sha256_hex(identity())[:16]}.sock")
+    return path if len(os.fsencode(path)) <= MAX_SOCKET_PATH else None
