@@ -34,20 +34,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; ``argv`` None means this process is the ``flowenv`` program.
 
     As the program, ``flowenv lock`` goes to the warm server when one is
-    running (:mod:`flowenv.warm`), after the ``lock --check`` fast path and
-    before argparse; an in-process ``lock`` starts one for the next time.
+    running (:mod:`flowenv.warm`), before argparse and before the fast path
+    (``lock --check`` tries the fast path first); an in-process ``lock``
+    starts one for the next time.
     """
     args = sys.argv[1:] if argv is None else list(argv)
+    if argv is None:
+        from flowenv.warm import client
+
+        # A lock the server takes needs no fast path first: its child decides
+        # freshness as fast, and the fast path's imports and record would be
+        # paid again by every re-lock. `lock --check`'s answer comes sooner
+        # from the fast path than through a child.
+        if not client.check_only(args):
+            served = client.run_served(args)
+            if served is not None:
+                return served
     quick = fast_lock_check(args)
     if quick is not None:
         return quick
     if argv is not None:
         return run_command(args, program=False)
-    from flowenv.warm import client
-
-    served = client.run_served(args)
-    if served is not None:
-        return served
+    if client.check_only(args):
+        served = client.run_served(args)
+        if served is not None:
+            return served
     try:
         return run_command(args, program=True)
     finally:

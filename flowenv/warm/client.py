@@ -42,6 +42,13 @@ def is_lock(argv: Sequence[str]) -> bool:
     return parsed is not None and bool(parsed[3]) and parsed[3][0] == "lock"
 
 
+def check_only(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` is ``flowenv [global options] lock --check``, which the fast path
+    (:mod:`flowenv.cli.fastpath`) answers best when every lock is fresh."""
+    parsed = split_globals(argv)
+    return parsed is not None and parsed[3] == ["lock", "--check"]
+
+
 def run_served(argv: Sequence[str]) -> int | None:
     """The exit status of ``flowenv ARGV`` run by the warm server; None: run it in-process."""
     if not is_lock(argv) or not enabled():
