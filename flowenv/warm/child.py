@@ -90,15 +90,49 @@ def _stdio(fd: int, template: Any, write: bool) -> io.TextIOWrapper:
     import io
 
     raw = io.FileIO(fd, "wb" if write else "rb", closefd=False)
-    buffered: Any = io.BufferedWriter(raw) if write else io.BufferedReader(raw)
-    # As CPython's create_stdio: newline "\n", line-buffered on a terminal, and stderr always.
-    return io.TextIOWrapper(
-        buffered,
+    raw.name = ("<stdin>", "<stdout>", "<stderr>")[fd]  # as in the interpreter's messages
+    # As CPython's create_stdio: newline "\n"; buffered (line-buffered on a
+    # terminal, and stderr always) unless -u or PYTHONUNBUFFERED made the
+    # server's own unbuffered (write-through, no buffer): the client's are too,
+    # as the variable is part of the socket's name.
+    buffered_stdio = not template.write_through
+    buffer: Any = raw
+    if not write:
+        buffer = io.BufferedReader(raw)
+    elif buffered_stdio:
+        buffer = io.BufferedWriter(raw)
+    stream = io.TextIOWrapper(
+        buffer,
         encoding=template.encoding,
         errors=template.errors,
         newline="\n",
-        line_buffering=raw.isatty() or fd == 2,
+        line_buffering=buffered_stdio and (raw.isatty() or fd == 2),
+        write_through=not buffered_stdio,
     )
+    stream.mode = "w" if write else "r"  # type: ignore[misc]  # as create_stdio sets it
+    return stream
+
+
+def _flush_stdio(status: int) -> int:
+    """Flush stdout and stderr as the interpreter does at exit, and the status it then exits with.
+
+    Output that cannot be written (``flowenv lock | head -0``: a closed pipe)
+    prints "Exception ignored in: <stdout>..." and makes the status 120.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if stream is None or getattr(stream, "closed", True):
+            continue
+        try:
+            stream.flush()
+        except (OSError, ValueError) as exc:
+            if stream is sys.stdout:
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stderr.write(
+                        f"Exception ignored in: {stream!r}\n{type(exc).__name__}: {exc}\n"
+                    )
+                    sys.stderr.flush()
+            status = 120
+    return status
 
 
 def _become_client(request: framing.Request, fds: list[int]) -> None:
@@ -193,9 +227,7 @@ def serve(connection: socket, request: framing.Request, fds: list[int]) -> None:
 
         traceback.print_exc()
         status = 1
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
+    status = _flush_stdio(status)
     _finished = True
     try:
         if not _committed:

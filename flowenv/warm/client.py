@@ -60,6 +60,11 @@ def run_served(argv: Sequence[str]) -> int | None:
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
+        if sock.fileno() <= 2:
+            # Our stdin, stdout or stderr is closed and the socket took its number:
+            # sent as that stream, the child would write its output into the
+            # connection. In-process, Python has None for a closed stream.
+            return None
         try:
             sock.connect(path)
             request = framing.encode_request(

@@ -1,0 +1,103 @@
+"""The warm server under attack and odd callers: each test is a defect found and fixed.
+
+Real processes, sockets and uv throughout (see tests/test_warm_server.py).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.test_warm_server import BODY, FLOWENV, Warm, _cold, flowenv, warm
+
+__all__ = ["warm"]  # the fixture, used by name
+
+
+def _shell(command: str, env: dict[str, str], root: Path) -> subprocess.CompletedProcess[str]:
+    flowenv_cmd = " ".join(FLOWENV)
+    return subprocess.run(
+        ["sh", "-c", command.replace("FLOWENV", flowenv_cmd)],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _started(warm: Warm, root: Path) -> int:
+    """Lock ``root`` in-process (which starts the server for ``warm.env``); the server's pid."""
+    first = flowenv("-C", root, "lock", env=warm.env)
+    assert first.code == 0, first.err
+    return warm.wait_for_server()
+
+
+@pytest.mark.parametrize("closed", ["<&-", ">&-", "2>&-"])
+def test_a_lock_with_stdin_stdout_or_stderr_closed_runs_as_in_process(
+    make_project: Callable[..., Path], warm: Warm, closed: str
+) -> None:
+    # The client's socket took the closed stream's number and was sent as that
+    # stream: the child wrote its output into the connection (stderr closed: the
+    # error went to the client as a garbled reply, not to stdout as in-process).
+    root = make_project(BODY)
+    server = _started(warm, root)
+    toml = root / "flowenv.toml"
+    toml.write_text(toml.read_text().replace('alpha = ">=1"', "alpha = 3"))
+    cold = _shell(f"FLOWENV lock {closed}", _cold(warm.env), root)
+    assert cold.returncode == 2
+    served = _shell(f"FLOWENV lock {closed}", warm.env, root)
+    assert (served.returncode, served.stdout, served.stderr) == (
+        cold.returncode,
+        cold.stdout,
+        cold.stderr,
+    )
+    assert warm.status() == (server, 0)  # it ran in-process
+
+
+def _into_closed_pipe(env: dict[str, str], root: Path) -> tuple[int, str]:
+    read, write = os.pipe()
+    os.close(read)  # every write gets EPIPE: `flowenv lock | head -0`, deterministically
+    try:
+        result = subprocess.run(
+            [*FLOWENV, "lock", "-U"],
+            env=env,
+            cwd=root,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        os.close(write)
+    return result.returncode, result.stderr
+
+
+@pytest.mark.parametrize("unbuffered", [False, True])
+def test_a_lock_into_a_closed_pipe_fails_as_in_process(
+    make_project: Callable[..., Path], warm: Warm, unbuffered: bool
+) -> None:
+    # Served, the child's final flush swallowed EPIPE (exit 0, nothing said),
+    # and its stdout was buffered even under PYTHONUNBUFFERED.
+    env = {k: v for k, v in warm.env.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    variant = Warm(env, warm.directory, warm.variants)
+    warm.variants.append(env)
+    root = make_project(BODY)
+    server = _started(variant, root)
+    cold_code, cold_err = _into_closed_pipe(_cold(env), root)
+    served_code, served_err = _into_closed_pipe(env, root)
+    if unbuffered:
+        # The first print fails: a traceback (its frames differ), exit 1.
+        assert (served_code, cold_code) == (1, 1)
+        assert served_err.splitlines()[-1] == cold_err.splitlines()[-1]
+        assert served_err.splitlines()[-1].startswith("BrokenPipeError")
+    else:
+        # The flush at exit fails: the interpreter's "Exception ignored", exit 120.
+        assert (served_code, served_err) == (cold_code, cold_err)
+        assert cold_code == 120
+    assert variant.status()[0] == server
