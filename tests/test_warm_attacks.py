@@ -5,14 +5,20 @@ Real processes, sockets and uv throughout (see tests/test_warm_server.py).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import shutil
+import socket
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.test_warm_server import BODY, FLOWENV, Warm, _cold, flowenv, warm
+from flowenv.warm import framing
+from tests.test_warm_server import BODY, FLOWENV, Warm, _cold, _files, flowenv, warm
 
 __all__ = ["warm"]  # the fixture, used by name
 
@@ -101,3 +107,49 @@ def test_a_lock_into_a_closed_pipe_fails_as_in_process(
         assert (served_code, served_err) == (cold_code, cold_err)
         assert cold_code == 120
     assert variant.status()[0] == server
+
+
+def _socket_of(warm: Warm) -> str:
+    found = re.search(r"socket (\S+)\)", flowenv("server", "status", env=warm.env).out)
+    assert found is not None
+    return found[1]
+
+
+def test_clients_that_stall_mid_request_delay_no_other_lock(
+    make_project: Callable[..., Path], warm: Warm
+) -> None:
+    # The server read each request to its end before accepting the next
+    # connection: one client stopped mid-request (Ctrl-Z, or hostile, a byte
+    # every few seconds) held every other `flowenv lock` waiting, for ever.
+    root = make_project(BODY)
+    server = _started(warm, root)
+    path = _socket_of(warm)
+    request = framing.encode_request(framing.RUN, str(root), 0o022, ["flowenv", "lock"], {})
+    stop = threading.Event()
+
+    def trickle(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            for byte in request:
+                if stop.wait(1.0):
+                    return
+                sock.send(bytes([byte]))
+
+    # Idle connections as well, more than the server keeps: the oldest are dropped.
+    stalled = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(40)]
+    trickler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        trickler.connect(path)
+        thread = threading.Thread(target=trickle, args=(trickler,), daemon=True)
+        thread.start()
+        for sock in stalled:
+            sock.connect(path)
+        shutil.rmtree(root / "locks")
+        served = flowenv("-C", root, "lock", env=warm.env)  # hung here before the fix
+        assert served.code == 0, served.err
+        assert len(_files(root)) == 4
+    finally:
+        stop.set()
+        trickler.close()
+        for sock in stalled:
+            sock.close()
+    assert warm.status() == (server, 1)  # served, and the server still answers

@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import gc
 import os
+import selectors
 import signal
 import socket
 import struct
@@ -37,8 +38,11 @@ from flowenv.warm import framing
 from flowenv.warm.location import socket_path
 
 DEFAULT_IDLE = 600.0
-#: How long a connected client may take to send its request before it is dropped.
+#: How long a connected client may take to send its whole request before it is dropped.
 _REQUEST_TIMEOUT = 5.0
+#: Connections whose request is still arriving; beyond this the oldest is dropped
+#: (its client runs in-process). Each holds at most one request (4 MiB) and 3 fds.
+_MAX_ARRIVING = 16
 _FD_BYTES = array.array("i").itemsize * 3
 #: Seconds between checks that the socket file is still this server's.
 _CHECK_EVERY = 5.0
@@ -158,6 +162,55 @@ def warm_up() -> None:
             os.environ.update(saved)
 
 
+class _Arriving:
+    """A connection whose request is still arriving: read as it comes, never waited on."""
+
+    __slots__ = ("connection", "data", "deadline", "fds")
+
+    def __init__(self, connection: socket.socket, deadline: float) -> None:
+        self.connection = connection
+        self.deadline = deadline
+        self.data = bytearray()
+        self.fds: list[int] = []
+
+    def read(self) -> framing.Request | bool:
+        """What has arrived: the whole request, True to wait for more, False to drop it."""
+        try:
+            data, ancillary, flags, _addr = self.connection.recvmsg(
+                65536, socket.CMSG_SPACE(_FD_BYTES)
+            )
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                received = array.array("i")
+                received.frombytes(payload[: len(payload) - len(payload) % received.itemsize])
+                self.fds.extend(received)
+        # More descriptors than a request's three (the kernel closed any beyond
+        # the buffer): a client of ours never sends them.
+        if not data or len(self.fds) > 3 or flags & socket.MSG_CTRUNC:
+            return False
+        self.data += data
+        if len(self.data) < 4:
+            return True
+        length = int.from_bytes(self.data[:4], "big")
+        if length > framing.MAX_REQUEST or len(self.data) - 4 > length:
+            return False
+        if len(self.data) - 4 < length:
+            return True
+        request = framing.decode_request(bytes(self.data[4:]))
+        return False if request is None else request
+
+    def close(self) -> None:
+        self.connection.close()
+        for fd in self.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.fds = []
+
+
 class Server:
     def __init__(self, path: str, listener: socket.socket, lock: int) -> None:
         self.path = path
@@ -168,6 +221,13 @@ class Server:
         self.stamps = module_stamps()
         #: Children that ran their command to the end (not declined, not killed).
         self.served = 0
+        # Requests are read as they arrive, from every connection at once: a
+        # client that stalls mid-request (stopped with Ctrl-Z, or hostile)
+        # delays no other lock.
+        self.arriving: dict[socket.socket, _Arriving] = {}
+        self.selector = selectors.DefaultSelector()
+        listener.setblocking(False)
+        self.selector.register(listener, selectors.EVENT_READ)
 
     def reap(self, *_: object) -> None:
         """Collect ended children (the SIGCHLD handler), counting those that served."""
@@ -185,6 +245,9 @@ class Server:
         if self.owns_socket():
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
+        # Their clients, seeing no pid, run their commands themselves.
+        for arriving in list(self.arriving.values()):
+            self.drop(arriving)
 
     def owns_socket(self) -> bool:
         try:
@@ -193,32 +256,65 @@ class Server:
             return False
         return (info.st_dev, info.st_ino) == self.inode
 
+    def drop(self, arriving: _Arriving) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(arriving.connection)
+        self.arriving.pop(arriving.connection, None)
+        arriving.close()
+
     def serve(self, idle: float) -> None:
         deadline = time.monotonic() + idle
         while True:
+            now = time.monotonic()
+            for arriving in [a for a in self.arriving.values() if a.deadline <= now]:
+                self.drop(arriving)
             # Woken every few seconds: a server whose socket file was removed
             # can get no request, and would hold the lock a new one needs.
-            self.listener.settimeout(max(0.01, min(_CHECK_EVERY, deadline - time.monotonic())))
-            try:
-                connection, _ = self.listener.accept()
-            except TimeoutError:
+            wake = min(deadline, now + _CHECK_EVERY, *(a.deadline for a in self.arriving.values()))
+            events = self.selector.select(max(0.01, wake - now))
+            if not events and not self.arriving:
                 if time.monotonic() >= deadline or not self.owns_socket():
                     return
                 continue
-            deadline = time.monotonic() + idle
-            with connection:
-                if not self.handle(connection):
-                    return
+            for key, _ in events:
+                if key.fileobj is self.listener:
+                    if self.accept():
+                        deadline = time.monotonic() + idle
+                    continue
+                arriving = self.arriving.get(key.fileobj)  # type: ignore[call-overload]
+                if arriving is None:
+                    continue  # dropped by an earlier event of this round
+                outcome = arriving.read()
+                if outcome is True:
+                    continue
+                self.selector.unregister(arriving.connection)
+                del self.arriving[arriving.connection]
+                try:
+                    if outcome is not False and not self.handle(arriving, outcome):
+                        return
+                finally:
+                    arriving.close()
 
-    def handle(self, connection: socket.socket) -> bool:
-        """Answer one connection; False when the server must exit."""
-        connection.settimeout(_REQUEST_TIMEOUT)
+    def accept(self) -> bool:
+        """Take a new connection (from our own uid only) to read its request as it arrives."""
+        try:
+            connection, _ = self.listener.accept()
+        except OSError:
+            return False  # e.g. out of descriptors: the client sees its connection end
         if not _same_user(connection):
-            return True
-        received = _receive(connection)
-        if received is None:
-            return True
-        request, fds = received
+            connection.close()
+            return False
+        connection.setblocking(False)
+        if len(self.arriving) >= _MAX_ARRIVING:
+            self.drop(min(self.arriving.values(), key=lambda a: a.deadline))
+        self.arriving[connection] = _Arriving(connection, time.monotonic() + _REQUEST_TIMEOUT)
+        self.selector.register(connection, selectors.EVENT_READ)
+        return True
+
+    def handle(self, arriving: _Arriving, request: framing.Request) -> bool:
+        """Answer one whole request; False when the server must exit."""
+        connection, fds = arriving.connection, arriving.fds
+        connection.settimeout(_REQUEST_TIMEOUT)
         try:
             if request.kind == framing.STATUS:
                 self.reap()
@@ -235,9 +331,13 @@ class Server:
             if changed(self.stamps):
                 return False  # the client, seeing no pid, runs the command itself
             if os.fork() == 0:
-                # The child must not keep the flock alive after the server is gone.
+                # The child must not keep the flock alive after the server is gone,
+                # nor hold other clients' connections (they would never see EOF).
                 self.listener.close()
                 os.close(self.lock)
+                self.selector.close()
+                for other in self.arriving.values():
+                    other.close()
                 connection.settimeout(None)
                 try:
                     from flowenv.warm.child import serve
@@ -248,10 +348,6 @@ class Server:
             return True
         except OSError:
             return True
-        finally:
-            for fd in fds:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
 
 
 def _same_user(connection: socket.socket) -> bool:
@@ -262,37 +358,6 @@ def _same_user(connection: socket.socket) -> bool:
         return bool(uid == os.getuid())
     # Elsewhere the socket's 0700 directory is the check (no portable peer-credential call).
     return True
-
-
-def _receive(connection: socket.socket) -> tuple[framing.Request, list[int]] | None:
-    fds: list[int] = []
-    try:
-        data, ancillary, _flags, _addr = connection.recvmsg(65536, socket.CMSG_SPACE(_FD_BYTES))
-        for level, kind, payload in ancillary:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                received = array.array("i")
-                received.frombytes(payload[: len(payload) - len(payload) % received.itemsize])
-                fds.extend(received)
-        if len(data) < 4:
-            raise OSError("short request")
-        length = int.from_bytes(data[:4], "big")
-        if length > framing.MAX_REQUEST:
-            raise OSError("request too large")
-        body = bytearray(data[4:])
-        while len(body) < length:
-            chunk = connection.recv(min(65536, length - len(body)))
-            if not chunk:
-                raise OSError("request cut short")
-            body += chunk
-        request = framing.decode_request(bytes(body))
-        if request is None:
-            raise OSError("malformed request")
-        return request, fds
-    except OSError:
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        return None
 
 
 def main(argv: Sequence[str]) -> int:
