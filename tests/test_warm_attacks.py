@@ -11,14 +11,16 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from flowenv.warm import framing
-from tests.test_warm_server import BODY, FLOWENV, Warm, _cold, _files, flowenv, warm
+from tests.test_warm_server import BODY, FLOWENV, Warm, _cold, _files, _until, flowenv, warm
 
 __all__ = ["warm"]  # the fixture, used by name
 
@@ -153,3 +155,91 @@ def test_clients_that_stall_mid_request_delay_no_other_lock(
         for sock in stalled:
             sock.close()
     assert warm.status() == (server, 1)  # served, and the server still answers
+
+
+_RECORDER = """
+import socket, sys
+listener = socket.socket(fileno=int(sys.argv[1]))
+listener.listen(8)
+listener.settimeout(60)
+total = 0
+while True:
+    connection, _ = listener.accept()
+    connection.settimeout(5)
+    received = b""
+    try:
+        while chunk := connection.recv(65536):
+            received += chunk
+    except OSError:
+        pass
+    connection.close()
+    if received == b"END":
+        break
+    total += len(received)
+print(total, flush=True)
+"""
+
+
+def _as_nobody(code: str, *args: str, **popen: Any) -> subprocess.Popen[str]:
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv to run a process as another uid")
+    return subprocess.Popen(
+        [
+            setpriv,
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            code,
+            *args,
+        ],
+        text=True,
+        **popen,
+    )
+
+
+def test_a_server_of_another_uid_at_our_socket_gets_nothing(
+    make_project: Callable[..., Path], warm: Warm
+) -> None:
+    # The client sent its environment (secrets included) and terminal to
+    # whatever listened at its socket path; the directory's check happens
+    # before, and a swapped directory or a runtime directory others can write
+    # to put someone else's server there.
+    root = make_project(BODY)
+    path = _socket_of(warm)
+    Path(path).parent.mkdir(mode=0o700, exist_ok=True)
+    bound = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    bound.bind(path)  # listen() is nobody's: the peer credentials are the listener's
+    try:
+        recorder = _as_nobody(
+            _RECORDER, str(bound.fileno()), pass_fds=(bound.fileno(),), stdout=subprocess.PIPE
+        )
+        bound.close()
+        _until(
+            lambda: _listening(path) or recorder.poll() is not None,
+            "nobody's server to listen",
+        )
+        result = flowenv("-C", root, "lock", env=warm.env)
+        assert result.code == 0, result.err
+        assert len(_files(root)) == 4  # run in-process
+        with socket.socket(socket.AF_UNIX) as end:
+            end.connect(path)
+            end.sendall(b"END")
+        out, _ = recorder.communicate(timeout=60)
+    finally:
+        bound.close()
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    # Not a byte from our client (nor from the probes).
+    assert out.strip() == "0"
+
+
+def _listening(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True

@@ -67,6 +67,8 @@ def run_served(argv: Sequence[str]) -> int | None:
             return None
         try:
             sock.connect(path)
+            if not _ours(sock):
+                return None
             request = framing.encode_request(
                 framing.RUN, os.getcwd(), _umask(), sys.argv, os.environb
             )
@@ -82,6 +84,23 @@ def run_served(argv: Sequence[str]) -> int | None:
         return _await(sock)
     finally:
         sock.close()
+
+
+def _ours(sock: object) -> bool:
+    """Whether the server listening on ``sock`` runs as our uid (Linux's SO_PEERCRED).
+
+    Its private directory should make that so; this makes sure, before our
+    environment and terminal go to it (a directory swapped after its check, a
+    runtime directory others can write to). Elsewhere the directory is the check.
+    """
+    import _socket
+
+    option = getattr(_socket, "SO_PEERCRED", None)
+    if option is None:
+        return True
+    # struct ucred: pid, uid, gid (32 bits each).
+    creds = sock.getsockopt(_socket.SOL_SOCKET, option, 12)  # type: ignore[attr-defined]
+    return int.from_bytes(creds[4:8], sys.byteorder) == os.getuid()
 
 
 def _umask() -> int:
