@@ -9,6 +9,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -20,9 +21,23 @@ from typing import Any
 import pytest
 
 from flowenv.warm import framing
-from tests.test_warm_server import BODY, FLOWENV, Warm, _cold, _files, _until, flowenv, warm
+from tests.test_warm_server import (
+    BODY,
+    FLOWENV,
+    Warm,
+    _after,
+    _cold,
+    _files,
+    _marked,
+    _Stall,
+    _stalled_lock,
+    _until,
+    flowenv,
+    stalled_project,
+    warm,
+)
 
-__all__ = ["warm"]  # the fixture, used by name
+__all__ = ["stalled_project", "warm"]  # fixtures, used by name
 
 
 def _shell(command: str, env: dict[str, str], root: Path) -> subprocess.CompletedProcess[str]:
@@ -243,3 +258,43 @@ def _listening(path: str) -> bool:
         except OSError:
             return False
     return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
+def test_a_served_lock_under_nohup_survives_a_hangup(
+    stalled_project: tuple[Path, _Stall, str], warm: Warm
+) -> None:
+    # The client replaced nohup's ignored SIGHUP with its forwarder: a closed
+    # terminal killed the served lock that the in-process one would have finished.
+    root, stall, _ = stalled_project
+    client, _ = _stalled_lock(
+        stalled_project,
+        warm,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )
+
+    def hang_up_then_release() -> None:
+        client.send_signal(signal.SIGHUP)
+        stall.release.set()
+
+    out, err = _after(client, hang_up_then_release)
+    assert client.returncode == 0, err
+    assert "written  base · linux-64" in out
+    assert len(_files(root)) == 1
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
+def test_a_served_lock_terminated_dies_of_the_signal_as_in_process(
+    stalled_project: tuple[Path, _Stall, str], warm: Warm
+) -> None:
+    # `timeout` or a supervisor's SIGTERM: in-process, flowenv dies of it; served,
+    # the client said "ended without an exit status" and exited 1.
+    root, _, marker = stalled_project
+    client, _ = _stalled_lock(stalled_project, warm, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, err = _after(client, lambda: client.send_signal(signal.SIGTERM))
+    assert client.returncode == -signal.SIGTERM, err
+    assert "without an exit status" not in err
+    assert not _files(root)
+    _until(lambda: _marked(marker) == [], "uv to end")

@@ -26,6 +26,7 @@ from flowenv.warm.location import enabled, socket_path
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+    from typing import Any
 
 #: The signals a terminal or a supervisor sends that the child's process group must get too.
 FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
@@ -116,8 +117,10 @@ def _await(sock: object) -> int | None:
 
     tokens = _tokens(sock)
     pid: int | None = None
+    forwarded: list[int] = []
 
     def forward(signum: int, frame: object) -> None:
+        forwarded.append(signum)
         try:  # noqa: SIM105 - contextlib is an import the client does without
             os.killpg(pid, signum)  # type: ignore[arg-type]  # set before this is installed
         except OSError:
@@ -130,9 +133,13 @@ def _await(sock: object) -> int | None:
         forward(_signal.SIGCONT, None)
 
     def install() -> None:
-        for name in FORWARDED:
-            _signal.signal(getattr(_signal, name), forward)
-        _signal.signal(_signal.SIGTSTP, suspend)
+        # A signal ignored here (nohup's SIGHUP, a background job's SIGINT) is
+        # ignored by the in-process command too: it stays ignored, and the
+        # child, outside our terminal's session, never gets it either.
+        for name, handler in (*((name, forward) for name in FORWARDED), ("SIGTSTP", suspend)):
+            signum = getattr(_signal, name)
+            if _signal.getsignal(signum) != _signal.SIG_IGN:
+                _signal.signal(signum, handler)
 
     try:
         pid = _expect(tokens, b"pid")
@@ -149,11 +156,22 @@ def _await(sock: object) -> int | None:
         install()
     status = _expect(tokens, b"exit")
     if status is None:
+        fatal = [signum for signum in forwarded if signum in _fatal_signals(_signal)]
         # The child died (killed, out of memory): its uv processes must not outlive it.
         forward(_signal.SIGTERM, None)
+        if fatal:
+            # Killed by the signal we passed on (`timeout`, a supervisor's
+            # SIGTERM): die of it too, as the in-process command would have.
+            _signal.signal(fatal[-1], _signal.SIG_DFL)
+            os.kill(os.getpid(), fatal[-1])
         print(LOST_MESSAGE, file=sys.stderr)
         return 1
     return status
+
+
+def _fatal_signals(signals: Any) -> tuple[int, ...]:
+    """The forwarded signals that kill a Python process (SIGINT is a KeyboardInterrupt)."""
+    return tuple(getattr(signals, name) for name in FORWARDED if name != "SIGINT")
 
 
 def _tokens(sock: object) -> Iterator[bytes]:
