@@ -298,3 +298,68 @@ def test_a_served_lock_terminated_dies_of_the_signal_as_in_process(
     assert "without an exit status" not in err
     assert not _files(root)
     _until(lambda: _marked(marker) == [], "uv to end")
+
+
+def _nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_client_that_runs_unlike_the_server_gets_a_server_of_its_own(
+    make_project: Callable[..., Path], warm: Warm
+) -> None:
+    # Groups, niceness, CPUs, namespaces and the loader's variables are the
+    # server's in its children, not the client's: `nice flowenv lock` once made
+    # every later lock (and its uv) run niced, and a client in `unshare -n`
+    # was served with the network it had shut out.
+    plain = _socket_of(warm)
+    prefixes = [["nice", "-n", "7"]]
+    if shutil.which("taskset") and len(os.sched_getaffinity(0)) > 1:
+        prefixes.append(["taskset", "-c", str(min(os.sched_getaffinity(0)))])
+    if os.geteuid() == 0 and shutil.which("setpriv"):
+        prefixes.append(["setpriv", "--groups=4242"])
+    if os.geteuid() == 0 and shutil.which("unshare"):
+        prefixes.append(["unshare", "-n"])
+    for prefix in prefixes:
+        status = subprocess.run(
+            [*prefix, *FLOWENV, "server", "status"], env=warm.env, capture_output=True, text=True
+        )
+        assert status.returncode == 0, status.stderr
+        assert plain not in status.stdout, prefix
+    for name in ("LD_LIBRARY_PATH", "LD_PRELOAD"):
+        variant = warm.variant(**{name: ""})
+        assert _socket_of(variant) != plain, name
+
+    # For real: a niced lock starts a niced server; a plain one is not served by it.
+    root = make_project(BODY)
+
+    def lock(*prefix: str) -> None:
+        result = subprocess.run(
+            [*prefix, *FLOWENV, "-C", str(root), "lock"],
+            env=warm.env,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+
+    lock("nice", "-n", "7")
+    _until(lambda: re.search(r"\(pid (\d+)", _niced_status(warm)) is not None, "niced server")
+    niced = re.search(r"\(pid (\d+)", _niced_status(warm))
+    assert niced is not None
+    assert _nice(int(niced[1])) == _nice(os.getpid()) + 7
+    lock()
+    server = warm.wait_for_server()
+    assert server != int(niced[1])
+    assert _nice(server) == _nice(os.getpid())
+    warm.variants.append(warm.env)  # the niced server is stopped by a niced `server stop`
+    subprocess.run([*["nice", "-n", "7"], *FLOWENV, "server", "stop"], env=warm.env, check=True)
+
+
+def _niced_status(warm: Warm) -> str:
+    return subprocess.run(
+        ["nice", "-n", "7", *FLOWENV, "server", "status"],
+        env=warm.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout

@@ -7,9 +7,11 @@ runs in-process) when it is a symlink, not ours, or open to group or others:
 anyone who could bind a socket there could answer our ``flowenv lock``.
 
 The socket's name is a short hash of what decides how the server behaves:
-the uid, the interpreter, flowenv's version and package directory, and every
-environment variable that affects interpreter start-up or text encoding
-(``PYTHON*``, ``LANG``, ``LC_*``). A process differing in any of them gets,
+the uid, the interpreter, flowenv's version and package directory, every
+environment variable that affects interpreter start-up, loading or text
+encoding (``PYTHON*``, ``LANG``, ``LC_*``, ``LD_*``), and what a forked child
+keeps of the server rather than of its client: the gid and groups, the
+niceness, the CPUs it may run on and the Linux namespaces. A process differing in any of them gets,
 and starts, a server of its own rather than one that would behave unlike it.
 
 Standard library only (and :mod:`flowenv._sha256`): the client imports this
@@ -27,8 +29,12 @@ from flowenv._sha256 import sha256_hex
 #: Below the AF_UNIX path limit everywhere (104 bytes on macOS and the BSDs, 108 on Linux).
 MAX_SOCKET_PATH = 100
 #: Environment variable names (and prefixes) that change how Python starts or encodes text.
-_STARTUP_PREFIXES = ("PYTHON", "LC_")
-_STARTUP_NAMES = ("LANG", "LANGUAGE")
+#: The dynamic loader's (LD_PRELOAD, LD_LIBRARY_PATH...) shape the server's process itself.
+_STARTUP_PREFIXES = ("PYTHON", "LC_", "LD_", "DYLD_")
+_STARTUP_NAMES = ("LANG", "LANGUAGE", "GLIBC_TUNABLES")
+#: Linux namespaces: a client in another one (a container, `unshare -n` for an
+#: offline build) sees other files, network and pids than a server outside it.
+_NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
 
 
 def enabled(environ: os._Environ[str] | dict[str, str] = os.environ) -> bool:
@@ -98,6 +104,17 @@ def identity() -> bytes:
         flowenv.__version__,
         os.path.dirname(os.path.abspath(flowenv.__file__)),
     ]
+    # What the child inherits from the server, not from the client: its groups
+    # (file access), niceness and CPUs (`nice`, `taskset`: uv's too), namespaces.
+    parts += [str(os.getgid()), repr(sorted(os.getgroups()))]
+    parts.append(str(os.getpriority(os.PRIO_PROCESS, 0)) if hasattr(os, "getpriority") else "")
+    if hasattr(os, "sched_getaffinity"):
+        parts.append(repr(sorted(os.sched_getaffinity(0))))
+    for namespace in _NAMESPACES:
+        try:
+            parts.append(os.readlink(f"/proc/self/ns/{namespace}"))
+        except OSError:
+            parts.append("")
     parts += sorted(
         f"{name}={value}"
         for name, value in os.environ.items()
