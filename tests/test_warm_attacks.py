@@ -363,3 +363,40 @@ def _niced_status(warm: Warm) -> str:
         text=True,
         check=True,
     ).stdout
+
+
+def _limited(limit: int, value: int) -> Callable[[], None]:
+    def apply() -> None:
+        import resource
+
+        resource.setrlimit(limit, (value, value))
+
+    return apply
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="resource limits are POSIX")
+def test_a_served_lock_runs_under_the_clients_resource_limits(
+    make_project: Callable[..., Path], warm: Warm
+) -> None:
+    # The child ran under the server's limits: `ulimit -f 0` (or -n, -v) made an
+    # in-process lock fail and a served one succeed.
+    import resource
+
+    root = make_project(BODY)
+    server = _started(warm, root)
+    outcomes = []
+    for env in (_cold(warm.env), warm.env):
+        shutil.rmtree(root / "locks", ignore_errors=True)
+        result = subprocess.run(
+            [*FLOWENV, "-C", str(root), "lock"],
+            env=env,
+            capture_output=True,
+            text=True,
+            preexec_fn=_limited(resource.RLIMIT_FSIZE, 0),
+        )
+        # The traceback's outer frames differ: its last line is the error.
+        last = result.stderr.splitlines()[-1:]
+        outcomes.append((result.returncode, result.stdout, last, _files(root)))
+    assert outcomes[0][0] != 0
+    assert outcomes[1] == outcomes[0]
+    assert warm.status() == (server, 1)  # the child ran it, and failed as in-process

@@ -135,8 +135,10 @@ def _flush_stdio(status: int) -> int:
     return status
 
 
-def _become_client(request: framing.Request, fds: list[int]) -> None:
+def _become_client(connection: socket, request: framing.Request, fds: list[int]) -> None:
     import signal
+
+    _adopt_limits(connection)
 
     for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(signum, signal.SIG_DFL)
@@ -161,6 +163,29 @@ def _become_client(request: framing.Request, fds: list[int]) -> None:
     os.environb.update(request.environ)
     _forget_the_servers_environment()
     sys.argv = [os.fsdecode(arg) for arg in request.argv]
+
+
+def _adopt_limits(connection: socket) -> None:
+    """Take the client's resource limits (``ulimit``), read from its process (Linux).
+
+    A limit above what the server may raise to (a higher hard limit) cannot
+    be taken: ValueError or OSError, and the client runs the command itself.
+    """
+    import resource
+    import socket as _sockets
+    import struct
+
+    if not hasattr(resource, "prlimit") or not hasattr(_sockets, "SO_PEERCRED"):
+        return
+    creds = connection.getsockopt(_sockets.SOL_SOCKET, _sockets.SO_PEERCRED, 12)
+    client = struct.unpack("3i", creds)[0]
+    for name in dir(resource):
+        if name.startswith("RLIMIT_"):
+            limit = getattr(resource, name)
+            # The client waits for our answer: its pid is still its own.
+            theirs = resource.prlimit(client, limit)
+            if resource.getrlimit(limit) != theirs:
+                resource.setrlimit(limit, theirs)
 
 
 def _forget_the_servers_environment() -> None:
@@ -205,8 +230,8 @@ def serve(connection: socket, request: framing.Request, fds: list[int]) -> None:
     """Run the request in this (forked) process, report to the client, and exit. Never returns."""
     global _connection, _finished
     try:
-        _become_client(request, fds)
-    except OSError:
+        _become_client(connection, request, fds)
+    except (OSError, ValueError):
         os._exit(DECLINED_STATUS)  # e.g. the cwd is gone: the client, in-process, will say so
     _connection = connection
     # _thread, not threading: Thread.start() waits until the new thread runs,
