@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -400,3 +401,32 @@ def test_a_served_lock_runs_under_the_clients_resource_limits(
     assert outcomes[0][0] != 0
     assert outcomes[1] == outcomes[0]
     assert warm.status() == (server, 1)  # the child ran it, and failed as in-process
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
+def test_no_more_than_max_servers_are_started(
+    make_project: Callable[..., Path], warm: Warm
+) -> None:
+    # One server per environment (PYTHON*, LC_*, nice...) and no bound: a loop
+    # over PYTHONHASHSEED left one server per value running for ten minutes.
+    import fcntl
+
+    from flowenv.warm.client import MAX_SERVERS
+
+    root = make_project(BODY)
+    held = []
+    try:
+        for number in range(MAX_SERVERS):  # what running servers hold
+            handle = open(warm.directory / f"lock-{number:016x}.sock.lock", "w")  # noqa: SIM115
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.append(handle)
+        marker = uuid.uuid4().hex
+        result = flowenv("-C", root, "lock", env={**warm.env, "FLOWENV_TEST_MARKER": marker})
+        assert result.code == 0, result.err
+        assert len(_files(root)) == 4
+        # posix_spawn has returned before the lock did: a server would be running now.
+        assert _marked(marker) == []
+    finally:
+        for handle in held:
+            handle.close()
+    assert warm.status() == (None, None)

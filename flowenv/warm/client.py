@@ -238,6 +238,35 @@ def _inherited_fds() -> list[int]:
     return found
 
 
+#: Servers running at once for one user at most (each holds ~20-40 MB for its idle time).
+MAX_SERVERS = 8
+
+
+def _running_servers(directory: str) -> int:
+    """How many servers hold their lock file in ``directory``."""
+    import fcntl
+
+    try:
+        names = [name for name in os.listdir(directory) if name.endswith(".sock.lock")]
+    except OSError:
+        return 0
+    running = 0
+    for name in names:
+        try:
+            fd = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            # Held by its server: ours fails. (A server starting this very moment
+            # may find ours instead and leave: the next lock starts it again.)
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            running += 1
+        finally:
+            os.close(fd)
+    return running
+
+
 def start_server() -> None:
     """Start a warm server in the background for the next ``flowenv lock`` (if one may run).
 
@@ -250,6 +279,8 @@ def start_server() -> None:
     path = socket_path(create=True)
     if path is None or _answers(path):
         return  # e.g. a server that declined a configuration with git packages
+    if _running_servers(os.path.dirname(path)) >= MAX_SERVERS:
+        return  # one per environment would pile up (a loop over PYTHONHASHSEED...)
     null = os.devnull
     actions: list[tuple[object, ...]] = [
         (os.POSIX_SPAWN_OPEN, 0, null, os.O_RDONLY, 0),
