@@ -430,3 +430,62 @@ def test_no_more_than_max_servers_are_started(
         for handle in held:
             handle.close()
     assert warm.status() == (None, None)
+
+
+_RAW_CLIENT = """
+import os, socket, sys
+from flowenv.warm import framing
+path, root = sys.argv[1:]
+request = framing.encode_request(
+    framing.RUN, root, 0o022, ["flowenv", "-C", root, "lock"], dict(os.environb)
+)
+with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+    sock.connect(path)
+    fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
+    reply = b""
+    try:
+        sock.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        while chunk := sock.recv(4096):
+            reply += chunk
+    except OSError:
+        pass  # refused: closed before or while the request went
+print(repr(reply))
+"""
+
+
+@pytest.mark.parametrize(
+    "confined",
+    [["unshare", "-n"], ["setpriv", "--no-new-privs"], ["setpriv", "--groups=4242"]],
+)
+def test_a_confined_process_of_our_uid_is_not_served(
+    make_project: Callable[..., Path], warm: Warm, confined: list[str]
+) -> None:
+    # A process of our uid in another namespace, under no_new_privs (a sandbox)
+    # or with other groups could send a request straight to the socket, and
+    # have its lock (uv, builds) run by the server outside its confinement.
+    if os.geteuid() != 0 or shutil.which(confined[0]) is None:
+        pytest.skip(f"needs root and {confined[0]}")
+    root = make_project(BODY)
+    server = _started(warm, root)
+    shutil.rmtree(root / "locks")
+    result = subprocess.run(
+        [*confined, sys.executable, "-c", _RAW_CLIENT, _socket_of(warm), str(root)],
+        env=warm.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "b''"  # refused: no pid, no status
+    assert not (root / "locks").exists()
+    assert warm.status() == (server, 0)
+    # The same request, unconfined, is served.
+    plain = subprocess.run(
+        [sys.executable, "-c", _RAW_CLIENT, _socket_of(warm), str(root)],
+        env=warm.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "exit 0" in plain.stdout, plain.stderr
+    assert len(_files(root)) == 4

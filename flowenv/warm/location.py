@@ -34,7 +34,7 @@ _STARTUP_PREFIXES = ("PYTHON", "LC_", "LD_", "DYLD_")
 _STARTUP_NAMES = ("LANG", "LANGUAGE", "GLIBC_TUNABLES")
 #: Linux namespaces: a client in another one (a container, `unshare -n` for an
 #: offline build) sees other files, network and pids than a server outside it.
-_NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
+NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
 
 
 def enabled(environ: os._Environ[str] | dict[str, str] = os.environ) -> bool:
@@ -110,7 +110,7 @@ def identity() -> bytes:
     parts.append(str(os.getpriority(os.PRIO_PROCESS, 0)) if hasattr(os, "getpriority") else "")
     if hasattr(os, "sched_getaffinity"):
         parts.append(repr(sorted(os.sched_getaffinity(0))))
-    for namespace in _NAMESPACES:
+    for namespace in NAMESPACES:
         try:
             parts.append(os.readlink(f"/proc/self/ns/{namespace}"))
         except OSError:

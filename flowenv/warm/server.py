@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flowenv.warm import framing
-from flowenv.warm.location import socket_path
+from flowenv.warm.location import NAMESPACES, socket_path
 
 DEFAULT_IDLE = 600.0
 #: How long a connected client may take to send its whole request before it is dropped.
@@ -219,6 +219,7 @@ class Server:
         info = os.stat(path)
         self.inode = (info.st_dev, info.st_ino)
         self.stamps = module_stamps()
+        self.confinement = confinement("self")
         #: Children that ran their command to the end (not declined, not killed).
         self.served = 0
         # Requests are read as they arrive, from every connection at once: a
@@ -301,7 +302,7 @@ class Server:
             connection, _ = self.listener.accept()
         except OSError:
             return False  # e.g. out of descriptors: the client sees its connection end
-        if not _same_user(connection):
+        if not _same_user(connection, self.confinement):
             connection.close()
             return False
         connection.setblocking(False)
@@ -350,12 +351,45 @@ class Server:
             return True
 
 
-def _same_user(connection: socket.socket) -> bool:
-    """The peer runs as our uid (SO_PEERCRED on Linux, getpeereid elsewhere)."""
+#: What confines a process beyond its uid, as /proc shows it (Linux): its namespaces
+#: (NAMESPACES) and these lines of /proc/PID/status.
+_STATUS_LINES = (
+    b"Groups:",
+    b"CapEff:",
+    b"CapBnd:",
+    b"NoNewPrivs:",
+    b"Seccomp:",
+    b"Seccomp_filters:",
+)
+
+
+def confinement(pid: int | str) -> tuple[bytes | str, ...]:
+    """The namespaces, groups, capabilities and sandbox (seccomp, no_new_privs) of ``pid``."""
+    found: list[bytes | str] = []
+    for namespace in NAMESPACES:
+        try:
+            found.append(os.readlink(f"/proc/{pid}/ns/{namespace}"))
+        except OSError:
+            found.append("")
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            found += [line for line in status if line.startswith(_STATUS_LINES)]
+    except OSError:
+        found.append("")
+    return tuple(found)
+
+
+def _same_user(connection: socket.socket, ours: tuple[bytes | str, ...]) -> bool:
+    """The peer is like us: our uid and gid (SO_PEERCRED on Linux) and our ``confinement``.
+
+    A process of our uid in a container, a sandbox (seccomp, no_new_privs, other
+    namespaces) or with fewer groups or capabilities would otherwise have its
+    lock, and what it runs (uv, builds), run by us outside its confinement.
+    """
     if hasattr(socket, "SO_PEERCRED"):
         creds = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        _pid, uid, _gid = struct.unpack("3i", creds)
-        return bool(uid == os.getuid())
+        pid, uid, gid = struct.unpack("3i", creds)
+        return (uid, gid) == (os.getuid(), os.getgid()) and confinement(pid) == ours
     # Elsewhere the socket's 0700 directory is the check (no portable peer-credential call).
     return True
 
