@@ -489,3 +489,19 @@ def test_a_confined_process_of_our_uid_is_not_served(
     )
     assert "exit 0" in plain.stdout, plain.stderr
     assert len(_files(root)) == 4
+
+
+def test_server_stop_ends_the_servers_of_other_environments_too(
+    make_project: Callable[..., Path], warm: Warm
+) -> None:
+    # One server per environment (LANG, PYTHON*, nice...): `server stop` ended
+    # only the one of the caller's environment and left the others running.
+    root = make_project(BODY)
+    other = warm.variant(LC_ALL="C")
+    _started(warm, root)
+    _started(other, root)
+    stopped = flowenv("server", "stop", env=warm.env)
+    assert stopped.code == 0, stopped.err
+    assert "stopped 1 warm server(s) of other environments too" in stopped.out
+    warm.wait_all_gone()
+    assert other.status() == (None, None)

@@ -18,7 +18,9 @@ def register(sub: Any) -> None:
     actions.add_parser("status", help="whether a warm server is running").set_defaults(
         run=run_status
     )
-    actions.add_parser("stop", help="end the warm server").set_defaults(run=run_stop)
+    actions.add_parser(
+        "stop", help="end the warm server (and those of other environments)"
+    ).set_defaults(run=run_stop)
 
 
 def _describe(state: Any, running: str) -> str:
@@ -39,5 +41,8 @@ def run_status(args: argparse.Namespace) -> int:
 def run_stop(args: argparse.Namespace) -> int:
     from flowenv.warm.control import stop
 
-    print(_describe(stop(), "warm server stopped"))
+    stopped = stop()
+    print(_describe(stopped, "warm server stopped"))
+    if stopped.others:
+        print(f"stopped {stopped.others} warm server(s) of other environments too")
     return 0

@@ -20,6 +20,8 @@ class ServerState:
     pid: int | None = None
     #: Locks its children ran to the end (declined and killed ones not counted).
     served: int | None = None
+    #: Servers of other environments (LANG, nice...) that ``stop`` ended too.
+    others: int = 0
 
 
 def _off_reason() -> str | None:
@@ -65,8 +67,25 @@ def state() -> ServerState:
 
 
 def stop() -> ServerState:
-    """End the running server (if any); its state as it was. Returns once it has let go."""
+    """End the running server (if any), and those of other environments in its directory.
+
+    Its state as it was, with how many others were stopped. Returns once they have let go.
+    """
     before = state()
-    if before.pid is not None and before.socket is not None:
+    if before.socket is None:
+        return before
+    if before.pid is not None:
         _ask(before.socket, framing.STOP)
-    return before
+    # Each environment that differs in what the socket's name hashes (LANG,
+    # PYTHON*, nice...) has a server of its own: `stop` is for all of them.
+    directory = os.path.dirname(before.socket)
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        names = []
+    others = 0
+    for name in names:
+        path = os.path.join(directory, name)
+        if name.startswith("lock-") and name.endswith(".sock") and path != before.socket:
+            others += b"server" in _ask(path, framing.STOP)
+    return attrs.evolve(before, others=others)
