@@ -28,19 +28,30 @@ def uv_binary() -> str:
 
     Looked up beside this interpreter's scripts first, so the pinned uv wins
     over whatever ``uv`` is on PATH. (``uv.find_uv_bin`` is not used: it fails
-    on interpreters whose sysconfig has no ``EXE``.)
+    on interpreters whose sysconfig has no ``EXE``.) The warm server's child
+    clears this cache (its client's PATH may differ); the installed one is
+    kept apart, as no environment variable moves it.
     """
-    exe = "uv.exe" if os.name == "nt" else "uv"
-    for scripts in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
-        candidate = Path(scripts) / exe
-        if candidate.is_file():
-            return str(candidate)
+    installed = _installed_uv()
+    if installed is not None:
+        return installed
     found = shutil.which("uv")
     if found is None:
         raise FlowenvError(
             "uv not found: install flowenv with its dependencies (pip install flowenv)"
         )
     return found
+
+
+@functools.cache
+def _installed_uv() -> str | None:
+    # sysconfig's first use costs ~1.5 ms: paid once per process, not per served lock.
+    exe = "uv.exe" if os.name == "nt" else "uv"
+    for scripts in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(scripts) / exe
+        if candidate.is_file():
+            return str(candidate)
+    return None
 
 
 def index_args(settings: PypiSettings) -> list[str]:

@@ -100,7 +100,11 @@ def identity() -> bytes:
         # A server started with other interpreter options (-O, -X ...) would not run as we do.
         repr(sys.flags),
         repr(sorted(sys._xoptions.items())),
-        sys.executable,
+        # The interpreter, not the name it was started by: a venv's python and
+        # python3 (one console script's shebang says one, `python -m` the other)
+        # are one program, and sys.prefix tells venvs that share it apart.
+        os.path.realpath(sys.executable),
+        sys.prefix,
         flowenv.__version__,
         os.path.dirname(os.path.abspath(flowenv.__file__)),
     ]
