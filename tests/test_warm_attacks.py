@@ -505,3 +505,18 @@ def test_server_stop_ends_the_servers_of_other_environments_too(
     assert "stopped 1 warm server(s) of other environments too" in stopped.out
     warm.wait_all_gone()
     assert other.status() == (None, None)
+
+
+def test_a_runtime_directory_others_may_write_to_is_not_used(warm: Warm) -> None:
+    # XDG_RUNTIME_DIR only had to be ours: in one that others may write to,
+    # they could rename our flowenv directory away and put theirs in its place.
+    runtime = warm.directory / "run"  # short: a socket path stays under ~100 bytes
+    (runtime / "flowenv").mkdir(parents=True, mode=0o700)
+    env = {k: v for k, v in warm.env.items() if k != "FLOWENV_SERVER_DIR"}
+    env["XDG_RUNTIME_DIR"] = str(runtime)
+    runtime.chmod(0o700)
+    assert str(runtime / "flowenv") in flowenv("server", "status", env=env).out
+    runtime.chmod(0o777)
+    out = flowenv("server", "status", env=env).out
+    assert str(runtime) not in out
+    assert f"/tmp/flowenv-{os.getuid()}" in out or "not private" in out

@@ -1,7 +1,8 @@
 """Where the warm server's socket lives, whether it may be used, and its name.
 
 The directory is ``$FLOWENV_SERVER_DIR`` when set (tests use it), else
-``$XDG_RUNTIME_DIR/flowenv`` when that directory is ours, else
+``$XDG_RUNTIME_DIR/flowenv`` when that directory is ours and only ours to
+write, else
 ``/tmp/flowenv-<uid>``. It is created 0700 and refused (everything then
 runs in-process) when it is a symlink, not ours, or open to group or others:
 anyone who could bind a socket there could answer our ``flowenv lock``.
@@ -85,10 +86,13 @@ def server_directory(create: bool = False) -> str | None:
 
 
 def _owned(path: str) -> bool:
+    """Ours, and writable by nobody else: in a runtime directory others may
+    write to, they could swap our ``flowenv`` directory for theirs."""
     try:
-        return os.stat(path).st_uid == os.getuid()
+        info = os.stat(path)
     except OSError:
         return False
+    return info.st_uid == os.getuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 def identity() -> bytes:
