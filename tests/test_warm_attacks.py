@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ from flowenv.warm import framing
 from tests.test_warm_server import (
     BODY,
     FLOWENV,
+    PATIENCE,
     Warm,
     _after,
     _cold,
@@ -520,3 +522,49 @@ def test_a_runtime_directory_others_may_write_to_is_not_used(warm: Warm) -> None
     out = flowenv("server", "status", env=env).out
     assert str(runtime) not in out
     assert f"/tmp/flowenv-{os.getuid()}" in out or "not private" in out
+
+
+def _fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="reads /proc")
+def test_malformed_requests_are_dropped_without_leaking_a_descriptor(
+    make_project: Callable[..., Path], warm: Warm
+) -> None:
+    root = make_project(BODY)
+    server = _started(warm, root)
+    path = _socket_of(warm)
+    baseline = _fd_count(server)
+    good = framing.encode_request(framing.RUN, str(root), 0o022, ["flowenv", "lock"], {})
+    pipes = [os.pipe() for _ in range(3)]
+    spare = [fd for pair in pipes for fd in pair]
+
+    def rights(fds: list[int]) -> list[tuple[int, int, bytes]]:
+        packed = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
+        return [(socket.SOL_SOCKET, socket.SCM_RIGHTS, packed)]
+
+    creds = struct.pack("3i", os.getpid(), os.getuid(), os.getgid())
+    attacks: list[tuple[bytes, list[tuple[int, int, bytes]]]] = [
+        (b"\xff\xff\xff\xff" + b"x" * 100, rights(spare[:3])),  # 4 GiB announced
+        (good[:-5], rights(spare[:3])),  # cut short, then closed
+        (good, []),  # no descriptors
+        (good, rights(spare)),  # six descriptors
+        (good, [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS, creds)]),  # no rights at all
+        (framing.encode_request(framing.RUN)[:4] + b"garbage\0", rights(spare[:3])),
+        (good + b"trailing", rights(spare[:3])),
+    ]
+    try:
+        for data, ancillary in attacks:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.connect(path)
+                with contextlib.suppress(OSError):
+                    sock.sendmsg([data], ancillary)
+                sock.shutdown(socket.SHUT_WR)
+                sock.settimeout(PATIENCE)
+                assert sock.recv(4096) == b"", data[:20]  # dropped: nothing run
+    finally:
+        for fd in spare:
+            os.close(fd)
+    assert warm.status() == (server, 0)  # still serving, nothing served
+    _until(lambda: _fd_count(server) == baseline, "the server to hold no dropped descriptor")
