@@ -22,4 +22,9 @@ Decisions:
   the command in-process, so the server can only ever make it faster.
 - Once the child has committed (sent its pid), a lost connection is an error,
   never a re-run: the child may have written files.
+- Only a process like the server is served: the client checks the server's
+  uid, the server its peer's uid, gid and (Linux) namespaces, groups,
+  capabilities and sandbox; and what a fork keeps of the server rather than
+  of its client (groups, niceness, CPUs, namespaces, loader variables) is in
+  the socket's name, while the client's resource limits are taken by the child.
 """
