@@ -109,6 +109,7 @@ hashes = { sha256 = "%s" } }]
 _LATE_IMPORTS = (
     "encodings.ascii",
     "queue",
+    "resource",  # each child takes its client's limits (~0.4 ms to import)
     "flowenv._atomic",
     "flowenv._threads",
     "flowenv.inputs",
