@@ -570,3 +570,27 @@ def test_malformed_requests_are_dropped_without_leaking_a_descriptor(
             os.close(fd)
     assert warm.status() == (server, 0)  # still serving, nothing served
     _until(lambda: _fd_count(server) == baseline, "the server to hold no dropped descriptor")
+
+
+def test_a_server_whose_modules_changed_leaves_on_a_request_it_cannot_read(
+    make_project: Callable[..., Path], warm: Warm, tmp_path: Path
+) -> None:
+    # Only a readable run request checked the modules: after an edit that
+    # changed the wire format (an editable install), the old server refused
+    # every new client's request, each of which ran in-process and reset its
+    # idle time, so it never left and no new server could start.
+    site = tmp_path / "site"
+    site.mkdir()
+    module = site / "sitecustomize.py"
+    module.write_text("LOADED = True\n")
+    old = warm.variant(PYTHONPATH=str(site))
+    root = make_project(BODY)
+    _started(old, root)
+    module.write_text("LOADED = True  # upgraded\n")
+    other_version = b"flowenv-warm/999\0run\0/\0" + b"22\0" + b"0\0"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(_socket_of(old))
+        sock.sendall(len(other_version).to_bytes(4, "big") + other_version)
+        sock.settimeout(PATIENCE)
+        assert sock.recv(4096) == b""
+    old.wait_all_gone()

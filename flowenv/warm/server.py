@@ -292,7 +292,13 @@ class Server:
                 self.selector.unregister(arriving.connection)
                 del self.arriving[arriving.connection]
                 try:
-                    if outcome is not False and not self.handle(arriving, outcome):
+                    if outcome is False:
+                        # Unreadable, maybe from a flowenv whose wire format changed
+                        # (an edited editable install): when our modules changed,
+                        # leave, or its every lock would run in-process while we live.
+                        if changed(self.stamps):
+                            return
+                    elif not self.handle(arriving, outcome):
                         return
                 finally:
                     arriving.close()
