@@ -38,6 +38,7 @@ from tests.test_warm_server import (
     flowenv,
     stalled_project,
     warm,
+    with_sitecustomize,
 )
 
 __all__ = ["stalled_project", "warm"]  # fixtures, used by name
@@ -579,11 +580,7 @@ def test_a_server_whose_modules_changed_leaves_on_a_request_it_cannot_read(
     # changed the wire format (an editable install), the old server refused
     # every new client's request, each of which ran in-process and reset its
     # idle time, so it never left and no new server could start.
-    site = tmp_path / "site"
-    site.mkdir()
-    module = site / "sitecustomize.py"
-    module.write_text("LOADED = True\n")
-    old = warm.variant(PYTHONPATH=str(site))
+    old, module = with_sitecustomize(warm, tmp_path)
     root = make_project(BODY)
     _started(old, root)
     module.write_text("LOADED = True  # upgraded\n")

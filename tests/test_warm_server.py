@@ -261,16 +261,20 @@ def test_an_unsafe_socket_directory_is_refused(
     assert "not private" in flowenv("server", "status", env=env).out
 
 
-def test_a_changed_module_retires_the_server_and_its_request_runs_in_process(
-    make_project: Callable[..., Path], warm: Warm, tmp_path: Path
-) -> None:
-    # A module every flowenv process loads at start-up (sitecustomize), edited
-    # on disk as an upgrade or an editable install's edit would be.
+def with_sitecustomize(warm: Warm, tmp_path: Path) -> tuple[Warm, Path]:
+    """A variant whose processes all load a sitecustomize module: edit it (the Path
+    returned) as an upgrade or an editable install's edit would be."""
     site = tmp_path / "site"
     site.mkdir()
     module = site / "sitecustomize.py"
     module.write_text("LOADED = True\n")
-    old = warm.variant(PYTHONPATH=str(site))
+    return warm.variant(PYTHONPATH=str(site)), module
+
+
+def test_a_changed_module_retires_the_server_and_its_request_runs_in_process(
+    make_project: Callable[..., Path], warm: Warm, tmp_path: Path
+) -> None:
+    old, module = with_sitecustomize(warm, tmp_path)
     env = old.env
     root = make_project(BODY)
     assert flowenv("-C", root, "lock", env=env).code == 0
