@@ -61,8 +61,8 @@ def main() -> None:
     import rattler
 
     from flowenv.config.load import load_config
-    from flowenv.lockers import LockOptions
-    from flowenv.lockers.conda import conda_specs, lock_conda_env, virtual_packages
+    from flowenv.resolution import LockOptions
+    from flowenv.resolution.conda import conda_specs, lock_conda_env, virtual_packages
     from flowenv.spec import build_environments
 
     with tempfile.TemporaryDirectory(prefix="flowenv-bench-") as tmp:

@@ -51,7 +51,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from flowenv.config.load import load_config  # noqa: E402
-from flowenv.resolvers.uv import compile_args  # noqa: E402
+from flowenv.engines.uv import compile_args  # noqa: E402
 from flowenv.spec import EnvSpec, build_environments  # noqa: E402
 from tests.support.wheels import WheelSpec, build_simple_index, build_wheel  # noqa: E402
 
@@ -211,14 +211,14 @@ def check_rows(tmp: Path, index: Path, runs: int, env: dict[str, str]) -> list[R
     for project in projects.values():
         _run([*_flowenv_command(), "-q", "-C", str(project), "lock"], env)
     # A lock's stat proves nothing in the seconds after it was written (see
-    # flowenv.locks.freshness): the first check after that records them.
+    # flowenv.lockfiles.freshness): the first check after that records them.
     time.sleep(3.1)
     for project in projects.values():
         _run([*_flowenv_command(), "-q", "-C", str(project), "lock", "--check"], env)
         # Measure the path users get: the full lock left a record the fast path trusts.
         config = str(project / "flowenv.toml")
         probe = (
-            "from pathlib import Path; from flowenv.locks.freshness import known_fresh as k; "
+            "from pathlib import Path; from flowenv.lockfiles.freshness import known_fresh as k; "
             f"assert k(Path({config!r}))"
         )
         _run([sys.executable, "-c", probe], env)
@@ -286,7 +286,7 @@ def relock_rows(tmp: Path, index: Path, runs: int, env: dict[str, str]) -> list[
     if env.get("FLOWENV_SERVER") != "0" and not env.get("CI"):
         _wait_for_server(env)
     # A user edits a step well after the last lock; a lock's stat proves nothing
-    # in the seconds after it was written (see flowenv.locks.freshness), so
+    # in the seconds after it was written (see flowenv.lockfiles.freshness), so
     # without this pause every run would read all 200 lock headers again.
     time.sleep(3.1)
     _run(lock, env)  # records the settled locks, as any lock after that pause would

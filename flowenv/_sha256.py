@@ -9,7 +9,7 @@ exists). Standard library only, like the fast path that imports it.
 
 from __future__ import annotations
 
-# Not `from typing import TYPE_CHECKING`: see flowenv.locks.freshness.
+# Not `from typing import TYPE_CHECKING`: see flowenv.lockfiles.freshness.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -5,7 +5,7 @@ of every package its classes come from. This reads the lock files only (no
 resolver, no network) and lists, per platform, every package locked in two
 or more envs at different versions, with the envs (and their steps) on each
 side. Packages meet by identity: a PyPI package, or a conda package that is
-a PyPI distribution (:mod:`flowenv.lockers.conda_pypi`: conda's ``pytorch``
+a PyPI distribution (:mod:`flowenv.resolution.conda_pypi`: conda's ``pytorch``
 is PyPI's ``torch``), by its PEP 503-normalised PyPI name; any other conda
 package as ``NAME (conda)`` (conda-forge's ``tzdata`` is not PyPI's).
 Versions compare as PEP 440 (``1.26`` is ``1.26.0``).
@@ -19,8 +19,8 @@ import attrs
 
 from flowenv.config.load import normalize_pypi_name
 from flowenv.config.models import Config
-from flowenv.lockers.conda_pypi import same_version
-from flowenv.locks.layout import CONDA_LOCK_NAME, is_fresh, targets
+from flowenv.lockfiles.layout import CONDA_LOCK_NAME, is_fresh, targets
+from flowenv.resolution.conda_pypi import same_version
 from flowenv.spec import EnvSpec, build_environments
 
 
@@ -60,15 +60,15 @@ class ConflictReport:
 def _locked(env: EnvSpec, path: Any, platform: str) -> dict[str, str]:
     """package identity -> version locked for ``platform`` in the lock at ``path``."""
     if path.name == CONDA_LOCK_NAME:
-        from flowenv.lockers.conda_pypi import identity
-        from flowenv.locks.condalock import read_conda_lock
+        from flowenv.lockfiles.condalock import read_conda_lock
+        from flowenv.resolution.conda_pypi import identity
 
         table = dict(env.pypi_map)
         return {
             identity(p.manager, p.name, p.version, (n for n, _ in p.dependencies), table): p.version
             for p in read_conda_lock(path).for_platform(platform)
         }
-    from flowenv.locks.pylock import read_pylock
+    from flowenv.lockfiles.pylock import read_pylock
 
     return {normalize_pypi_name(p.name): p.version for p in read_pylock(path)}
 

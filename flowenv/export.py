@@ -25,9 +25,9 @@ import attrs
 from flowenv.config.models import Config
 from flowenv.errors import UsageError
 from flowenv.lock import Selection, select_targets
-from flowenv.locks.condalock import LockedCondaPackage, read_conda_lock
-from flowenv.locks.layout import LockTarget
-from flowenv.locks.pylock import LockedPackage, packages_for, read_pylock_document
+from flowenv.lockfiles.condalock import LockedCondaPackage, read_conda_lock
+from flowenv.lockfiles.layout import LockTarget
+from flowenv.lockfiles.pylock import LockedPackage, packages_for, read_pylock_document
 from flowenv.spec import EnvSpec, build_environments, strip_credentials
 
 FORMATS = ("requirements", "explicit", "environment-yml")

@@ -324,7 +324,7 @@ def _local_env_id(config: Config | None, env_name: str, platform: str) -> str | 
     """With the project at hand, the env id of its local lock (None without config or lock)."""
     if config is None:
         return None
-    from flowenv.locks.layout import lock_path
+    from flowenv.lockfiles.layout import lock_path
     from flowenv.spec import build_environments
     from flowenv.store.plan import plan_target
 
@@ -332,7 +332,7 @@ def _local_env_id(config: Config | None, env_name: str, platform: str) -> str | 
     if env_name not in environments.names():
         return None
     env = environments.get(env_name)
-    from flowenv.locks.layout import LockTarget
+    from flowenv.lockfiles.layout import LockTarget
 
     target = LockTarget(env, platform, lock_path(config.lock_root, env, platform))
     if not target.path.exists():
@@ -465,8 +465,8 @@ def _prepare(
     """
     if manifest.kind != "pypi":
         return None
+    from flowenv.engines.uv import InterpreterNotFound, create_venv
     from flowenv.interpreters import install_build, installed_build, stored_build
-    from flowenv.resolvers.uv import InterpreterNotFound, create_venv
 
     assert manifest.python, "a pypi manifest always records its Python"
     uv_cache = cache.root / "uv"
@@ -491,7 +491,7 @@ def _install(
 ) -> None:
     wheels = [a for a in manifest.artifacts if a.manager == "pip"]
     if manifest.kind != "pypi":
-        from flowenv.resolvers.rattler import InstallPackage, install
+        from flowenv.engines.rattler import InstallPackage, install
 
         # rattler "downloads" from the verified cache files, never from a channel.
         packages = [
@@ -522,7 +522,7 @@ def _install_wheels(
     *,
     system: bool,
 ) -> None:
-    from flowenv.resolvers.uv import install_wheels_offline, requirements_text
+    from flowenv.engines.uv import install_wheels_offline, requirements_text
 
     # A find-links directory of hard links to the verified cache files: uv
     # picks, per pinned package, the wheel that fits the interpreter, and the

@@ -181,7 +181,7 @@ def store_interpreters(
         record_key = interpreter_key(platform, python)
         if record_key in present:
             continue
-        from flowenv.resolvers.uv import python_downloads
+        from flowenv.engines.uv import python_downloads
 
         if python not in downloads:
             downloads[python] = python_downloads(python)
@@ -227,7 +227,7 @@ def _fetch(
     cache: ArtifactCache, entry: Mapping[str, Any], python: str, platform: str
 ) -> tuple[PythonBuild, Path]:
     """uv downloads and checks the build; it enters flowenv's cache by its own sha256."""
-    from flowenv.resolvers.uv import download_python
+    from flowenv.engines.uv import download_python
 
     key = str(entry["key"])
     url = str(entry["url"])
@@ -292,7 +292,7 @@ def installed_build(cache: ArtifactCache, python: str, platform: str) -> PythonB
 def install_build(cache: ArtifactCache, build: PythonBuild, archive: Path, label: str) -> Path:
     """Install ``build`` from its verified ``archive`` into the cache; its interpreter."""
     from flowenv._atomic import write_atomic
-    from flowenv.resolvers.uv import install_python
+    from flowenv.engines.uv import install_python
 
     install_dir = _install_dir(cache)
     executable = build.executable(install_dir)

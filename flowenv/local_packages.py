@@ -34,7 +34,7 @@ from flowenv.spec import EnvSpec, strip_credentials
 if TYPE_CHECKING:
     # Only sync needs them: a lock (which imports this module for localize)
     # would otherwise import the store and OpenSSL before its first uv call.
-    from flowenv.locks.pylock import LockedPackage
+    from flowenv.lockfiles.pylock import LockedPackage
     from flowenv.store.layout import Artifact
     from flowenv.store.plan import EnvPlan
 
@@ -58,7 +58,7 @@ def localize(uv_output: str, env: EnvSpec, lock_dir: Path, root: Path) -> str:
     if not local:
         return uv_output
     from flowenv.config.load import normalize_pypi_name
-    from flowenv.locks.toml_render import render
+    from flowenv.lockfiles.toml_render import render
 
     document: dict[str, Any] = tomllib.loads(uv_output)
     for package in document.get("packages", []):
@@ -143,7 +143,7 @@ def _built(directory: Path, workdir: Path, source: str, settings: Any, label: st
     """
     import tempfile
 
-    from flowenv.resolvers.uv import build_wheel
+    from flowenv.engines.uv import build_wheel
 
     done = workdir / f"wheel-{source}"
     found = sorted(done.glob("*.whl"))

@@ -17,8 +17,8 @@ import attrs
 
 from flowenv.config.models import Config
 from flowenv.errors import FlowenvError, UsageError, WriteError
-from flowenv.lockers import LockOptions, locker_for
-from flowenv.locks.layout import LockTarget, is_fresh, targets
+from flowenv.lockfiles.layout import LockTarget, is_fresh, targets
+from flowenv.resolution import LockOptions, locker_for
 from flowenv.spec import Environments, EnvSpec, build_environments
 
 #: The last configuration :func:`environments_of` built, and what it built.
@@ -134,12 +134,12 @@ def check(
 ) -> CheckReport:
     """Find stale and obsolete locks, resolving nothing; remember a wholly fresh project.
 
-    ``digests`` are the :func:`~flowenv.locks.freshness.digest_inputs` of the
+    ``digests`` are the :func:`~flowenv.lockfiles.freshness.digest_inputs` of the
     configuration file taken before it was loaded; with them, a full check
     that finds every lock fresh writes the record ``lock --check``'s fast path
     trusts (and any other outcome drops it).
     """
-    from flowenv.locks.layout import CONDA_LOCK_NAME, validate_lock
+    from flowenv.lockfiles.layout import CONDA_LOCK_NAME, validate_lock
 
     environments = environments_of(config)
     selected = select_targets(config, environments, selection)
@@ -170,9 +170,9 @@ def remember_fresh(
 
     Called after a full check found nothing (``validated``: it also read every
     fresh pylock whole), or a full lock wrote every lock and removed the
-    obsolete ones. See :func:`flowenv.locks.freshness.write_record`.
+    obsolete ones. See :func:`flowenv.lockfiles.freshness.write_record`.
     """
-    from flowenv.locks import freshness
+    from flowenv.lockfiles import freshness
 
     others = freshness.digest_inputs(p for p in input_files(config) if p != config.path)
     if digests is None or others is None:
@@ -202,10 +202,10 @@ def _obsolete(
     config: Config, live_targets: Sequence[LockTarget], names: Sequence[str] | None = None
 ) -> list[Path]:
     """The obsolete locks among ``names`` (``"<env>/<file>"``; None: list the lock dir)."""
-    from flowenv.locks.layout import recorded_input_hashes
+    from flowenv.lockfiles.layout import recorded_input_hashes
 
     if names is None:
-        from flowenv.locks.freshness import lock_names
+        from flowenv.lockfiles.freshness import lock_names
 
         names = lock_names(config.lock_root)
     # Names ("<env>/<file>"), not Paths: a Path per lock costs more than the comparison.
@@ -304,7 +304,7 @@ def _remove_quietly(paths: Sequence[Path]) -> list[Path]:
 def _list_lock_dir(lock_root: Path) -> tuple[list[str], list[Path]]:
     """Every lock's ``"<env>/<file>"`` and every temporary lock file left, in one pass.
 
-    The locks as :func:`flowenv.locks.freshness.lock_names` lists them (hidden
+    The locks as :func:`flowenv.lockfiles.freshness.lock_names` lists them (hidden
     directories skipped, a linked one followed); the temporary files only in
     the lock dir's own directories (hidden ones too; a symbolic link is not
     followed: what it points at is not the lock dir's to clean). Both sorted.
@@ -312,7 +312,7 @@ def _list_lock_dir(lock_root: Path) -> tuple[list[str], list[Path]]:
     was two milliseconds of every re-lock.
     """
     from flowenv._atomic import temp_file_target
-    from flowenv.locks.layout import is_lock_name
+    from flowenv.lockfiles.layout import is_lock_name
 
     root = os.fspath(lock_root)
     try:
@@ -361,7 +361,7 @@ class _Job:
 def _jobs(todo: Sequence[LockTarget], environments: Environments) -> list[_Job]:
     # One job per distinct spec, with every platform it needs: a conda-lock.yml
     # holds them all, and a PyPI env resolves its lead platform first so the
-    # others can follow its versions (see flowenv.lockers.pypi).
+    # others can follow its versions (see flowenv.resolution.pypi).
     # A solve group: one job for its stale members, as they resolve together.
     grouped: dict[str, tuple[list[EnvSpec], list[str]]] = {}
     for target in todo:
@@ -444,7 +444,7 @@ def lock(
         # Only the hashes in each header decide here: a lock the freshness
         # record vouches for (unchanged since its header was read) is not read
         # again. Commands that use a lock's body read it whole.
-        from flowenv.locks.freshness import known_headers
+        from flowenv.lockfiles.freshness import known_headers
 
         known = known_headers(config.path, config.lock_root)
         stale = [not is_fresh(t, known.get(_lock_name(t))) for t in selected]
@@ -492,7 +492,7 @@ def _check_upgrade_packages(selected: Sequence[LockTarget], names: Sequence[str]
     if not names:
         return
     from flowenv.config.load import did_you_mean, normalize_pypi_name
-    from flowenv.locks.layout import locked_names
+    from flowenv.lockfiles.layout import locked_names
 
     known: set[str] = set()
     for target in selected:

@@ -12,7 +12,13 @@ from flowenv.diff.compare import platform_differences
 from flowenv.diff.load import read_conda_lock_text, read_pylock_text
 from flowenv.diff.model import EnvLocks, PlatformLock
 from flowenv.errors import FlowenvError, UsageError
-from flowenv.locks.layout import CONDA_LOCK_NAME, LockTarget, lock_status, targets, validate_lock
+from flowenv.lockfiles.layout import (
+    CONDA_LOCK_NAME,
+    LockTarget,
+    lock_status,
+    targets,
+    validate_lock,
+)
 from flowenv.spec import EnvSpec, build_environments, strip_credentials
 
 #: The (normalised) name at the start of a requirement line.

@@ -22,7 +22,7 @@ A group with a conda (or mixed) member is one joint *mixed* env: the conda
 specs of its conda members and the PyPI requirements of every member, each
 platform as the members are on it (``target.<platform>`` tables apply).
 Packages are matched by their PyPI name (a conda record counts when it is a
-PyPI distribution, :mod:`flowenv.lockers.conda_pypi`) and versions compare as
+PyPI distribution, :mod:`flowenv.resolution.conda_pypi`) and versions compare as
 PEP 440. Per platform:
 
 1. rattler solves the conda side. Where it holds a PyPI distribution at a
@@ -50,12 +50,12 @@ from typing import TYPE_CHECKING, TypeVar
 
 from flowenv.config.models import Config, SystemRequirements
 from flowenv.errors import ResolutionError, UsageError
-from flowenv.lockers import LockOptions
+from flowenv.resolution import LockOptions
 from flowenv.spec import Environments, EnvSpec
 
 if TYPE_CHECKING:
-    from flowenv.lockers.conda_pypi import PypiBound
-    from flowenv.resolvers.rattler import SolvedPackage
+    from flowenv.engines.rattler import SolvedPackage
+    from flowenv.resolution.conda_pypi import PypiBound
 
 __all__ = ["check_groups", "group_members", "group_pins", "lock_group"]
 
@@ -146,8 +146,8 @@ def _resolve(
     label: str,
     previous: str | None,
 ) -> dict[str, str]:
-    from flowenv.locks.pylock import parse_pylock
-    from flowenv.resolvers.uv import compile_pylock
+    from flowenv.engines.uv import compile_pylock
+    from flowenv.lockfiles.pylock import parse_pylock
 
     requirements, constraints = _requirements(members, config.root, platform)
     if not requirements:
@@ -300,8 +300,8 @@ def _bounds(members: Sequence[EnvSpec], platform: str, python: str) -> list[Pypi
     """
     from packaging.markers import Marker
 
-    from flowenv.lockers.conda_pypi import PypiBound
     from flowenv.platforms import marker_environment
+    from flowenv.resolution.conda_pypi import PypiBound
 
     environment = {**marker_environment(platform, python), "extra": ""}
     return [
@@ -338,8 +338,8 @@ def _steered(
     hold the versions to keep where they still fit; ``initial`` constraints
     (platform -> match specs) hold from the first solve.
     """
-    from flowenv.lockers.conda import records_of, solve_conda_env
-    from flowenv.lockers.conda_pypi import conda_constraints
+    from flowenv.resolution.conda import records_of, solve_conda_env
+    from flowenv.resolution.conda_pypi import conda_constraints
 
     steering: dict[str, list[str]] = {p: list((initial or {}).get(p, ())) for p in platforms}
     pins: CondaPins = {}
@@ -370,15 +370,15 @@ def _pypi_choice(
     constrained to that version. Empty when uv finds no answer either or
     moves nothing.
     """
-    from flowenv.lockers.conda import records_of
-    from flowenv.lockers.conda_pypi import (
+    from flowenv.engines.uv import compile_pylock
+    from flowenv.lockfiles.pylock import parse_pylock
+    from flowenv.lockfiles.toml_render import render
+    from flowenv.resolution.conda import records_of
+    from flowenv.resolution.conda_pypi import (
         conda_version_spec,
         provided_distributions,
         same_version,
     )
-    from flowenv.locks.pylock import parse_pylock
-    from flowenv.locks.toml_render import render
-    from flowenv.resolvers.uv import compile_pylock
 
     requirements = [p.requirement(config.root) for p in joint.pypi_on(platform)]
     if not requirements:
@@ -421,15 +421,15 @@ def _pypi_choice(
 def _locked_pypi(config: Config, env: EnvSpec, platform: str) -> dict[str, str]:
     """PyPI name -> version ``env``'s lock on disk holds for ``platform`` (pip part only)."""
     from flowenv.errors import FlowenvError
-    from flowenv.locks.layout import lock_path
+    from flowenv.lockfiles.layout import lock_path
 
     path = lock_path(config.lock_root, env, platform)
     try:
         if env.kind == "pypi":
-            from flowenv.locks.pylock import read_pylock
+            from flowenv.lockfiles.pylock import read_pylock
 
             return {p.name: p.version for p in read_pylock(path) if p.version}
-        from flowenv.locks.condalock import read_conda_lock
+        from flowenv.lockfiles.condalock import read_conda_lock
 
         entries = read_conda_lock(path).for_platform(platform)
     except (OSError, FlowenvError):
@@ -441,7 +441,7 @@ def _kept_pypi(
     config: Config, members: Sequence[EnvSpec], platforms: Sequence[str]
 ) -> dict[str, str | None]:
     """Per platform, a pylock of every member's locked PyPI versions: what a re-lock keeps."""
-    from flowenv.locks.toml_render import render
+    from flowenv.lockfiles.toml_render import render
 
     out: dict[str, str | None] = {}
     for platform in platforms:
@@ -473,10 +473,10 @@ def _conda_group_pins(
     PyPI distributions the joint conda solution installs (by PyPI name, at
     conda's version) and the joint pip versions.
     """
-    from flowenv.lockers.conda import lock_conda_env, records_of
-    from flowenv.lockers.conda_pypi import provided_distributions
-    from flowenv.locks.condalock import parse_conda_lock
-    from flowenv.locks.layout import CONDA_LOCK_NAME
+    from flowenv.lockfiles.condalock import parse_conda_lock
+    from flowenv.lockfiles.layout import CONDA_LOCK_NAME
+    from flowenv.resolution.conda import lock_conda_env, records_of
+    from flowenv.resolution.conda_pypi import provided_distributions
 
     joint = _joint(members)
     # The conda members' locks on disk: a re-lock keeps their versions where they fit.
@@ -539,11 +539,11 @@ def _conda_group_pins(
 def _identities(text: str, platform: str, overrides: Iterable[tuple[str, str]]) -> dict[str, str]:
     """What a conda-lock's ``platform`` installs: package identity -> version.
 
-    Keyed by :func:`~flowenv.lockers.conda_pypi.identity`, so that conda and
+    Keyed by :func:`~flowenv.resolution.conda_pypi.identity`, so that conda and
     PyPI packages meet by what they are, not by how they are spelt.
     """
-    from flowenv.lockers.conda_pypi import identity
-    from flowenv.locks.condalock import parse_conda_lock
+    from flowenv.lockfiles.condalock import parse_conda_lock
+    from flowenv.resolution.conda_pypi import identity
 
     table = dict(overrides)
     return {
@@ -562,8 +562,8 @@ def _alone(
     config: Config, env: EnvSpec, platforms: Sequence[str], options: LockOptions
 ) -> dict[str, dict[str, str]]:
     """platform -> package identity -> version of ``env`` resolved on its own."""
-    from flowenv.lockers.conda import lock_conda_env
-    from flowenv.locks.layout import CONDA_LOCK_NAME
+    from flowenv.lockfiles.layout import CONDA_LOCK_NAME
+    from flowenv.resolution.conda import lock_conda_env
 
     mine = [p for p in platforms if p in env.platforms]
     if env.kind == "pypi":
@@ -606,7 +606,7 @@ def _report(
     """Why a group has no joint answer: per platform, the packages its members,
     each resolved alone (``alone``: platform -> env -> package -> version), differ on
     (as PEP 440 versions)."""
-    from flowenv.lockers.conda_pypi import same_version
+    from flowenv.resolution.conda_pypi import same_version
 
     lines = []
     for platform, by_env_versions in alone.items():
@@ -643,7 +643,7 @@ def lock_group(
     """Lock ``envs`` (members of ``group``) for ``platforms``: lock path -> text."""
     if any(env.kind == "conda" for env in group):
         return _lock_conda_group(config, group, envs, platforms, options)
-    from flowenv.lockers.pypi import lock_pypi_env
+    from flowenv.resolution.pypi import lock_pypi_env
 
     # Every member's locked versions are kept where they still fit.
     kept = _kept_pypi(config, group, platforms)
@@ -665,8 +665,8 @@ def _lock_conda_group(
     options: LockOptions,
 ) -> dict[Path, str]:
     """A group with a conda member: every member at the joint solution's versions."""
-    from flowenv.lockers.conda import lock_conda_env
-    from flowenv.lockers.pypi import lock_pypi_env
+    from flowenv.resolution.conda import lock_conda_env
+    from flowenv.resolution.pypi import lock_pypi_env
 
     conda_pins, pypi_pins = _conda_group_pins(config, group, platforms, options)
     out: dict[Path, str] = {}

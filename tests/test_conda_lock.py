@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from flowenv.cli import main
-from flowenv.locks.condalock import read_conda_lock
-from flowenv.resolvers.rattler import InstallPackage, install
+from flowenv.engines.rattler import InstallPackage, install
+from flowenv.lockfiles.condalock import read_conda_lock
 from tests.support.conda_channel import (
     CondaChannels,
     conda_lock_parse,

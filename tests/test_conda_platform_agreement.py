@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from flowenv.cli import main
-from flowenv.locks.condalock import read_conda_lock
-from flowenv.resolvers import rattler
+from flowenv.engines import rattler
+from flowenv.lockfiles.condalock import read_conda_lock
 from tests.support.conda_channel import CondaSpec, _python, build_channel
 from tests.support.wheels import WheelSpec
 

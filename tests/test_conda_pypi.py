@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from flowenv.cli import main
-from flowenv.lockers.conda_pypi import CondaRecord, provided_distributions, pypi_name
-from flowenv.locks.condalock import read_conda_lock
+from flowenv.lockfiles.condalock import read_conda_lock
+from flowenv.resolution.conda_pypi import CondaRecord, provided_distributions, pypi_name
 from tests.support.conda_channel import CondaChannels
 from tests.support.real_data import CONDA_META, LINUX_LOCK
 from tests.support.wheels import WheelSpec

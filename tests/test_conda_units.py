@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flowenv.lockers.conda import best_wheel, python_spec, virtual_packages
-from flowenv.locks.condalock import (
+from flowenv.lockfiles.condalock import (
     CondaLock,
     LockedCondaPackage,
     parse_conda_lock,
     render_conda_lock,
 )
-from flowenv.locks.layout import recorded_input_hash
-from flowenv.locks.pylock import LockedWheel
+from flowenv.lockfiles.layout import recorded_input_hash
+from flowenv.lockfiles.pylock import LockedWheel
+from flowenv.resolution.conda import best_wheel, python_spec, virtual_packages
 from tests.support.conda_channel import conda_lock_parse
 
 

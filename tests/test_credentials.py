@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from flowenv.cli import main
-from flowenv.locks.pylock import read_pylock
+from flowenv.lockfiles.pylock import read_pylock
 from flowenv.store.cache import ArtifactCache, fetch_locked
 from flowenv.url_credentials import SourceAuth, redact, strip_credentials
 from tests.support.conda_channel import CondaChannels
@@ -154,7 +154,7 @@ def test_resolution_failure_with_valid_credentials_does_not_echo_them(
 
 
 def test_canonical_pylock_strips_userinfo_from_every_url() -> None:
-    from flowenv.locks.pylock import canonical_pylock
+    from flowenv.lockfiles.pylock import canonical_pylock
     from flowenv.spec import EnvSpec
 
     uv_output = (

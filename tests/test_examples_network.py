@@ -11,7 +11,7 @@ import pytest
 from packaging.utils import parse_wheel_filename
 
 from flowenv.cli import main
-from flowenv.locks.pylock import read_pylock
+from flowenv.lockfiles.pylock import read_pylock
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

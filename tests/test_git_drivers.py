@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from flowenv.cli import main
-from flowenv.locks.pylock import read_pylock
+from flowenv.lockfiles.pylock import read_pylock
 from tests.support.git_repo import FLOWENV, commit_all, git, init_repo
 from tests.test_diff_formats import _new_conda
 

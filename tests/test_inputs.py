@@ -17,8 +17,8 @@ from flowenv.cli import main
 from flowenv.config.load import load_config
 from flowenv.errors import ConfigError
 from flowenv.lock import stale_targets
-from flowenv.locks.condalock import read_conda_lock
-from flowenv.locks.pylock import read_pylock
+from flowenv.lockfiles.condalock import read_conda_lock
+from flowenv.lockfiles.pylock import read_pylock
 from flowenv.spec import build_environments
 from tests.support.local_package import write_local_package
 
@@ -598,7 +598,7 @@ def test_lock_check_fast_path_sees_an_edited_input_file_and_never_trusts_a_local
     make_project, capsys, monkeypatch
 ) -> None:
     from flowenv.cli.fastpath import fast_lock_check
-    from flowenv.locks import freshness
+    from flowenv.lockfiles import freshness
 
     monkeypatch.setattr(freshness, "_RACY_NS", 0)
     root = make_project(REQUIREMENTS_BASE)

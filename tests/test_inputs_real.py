@@ -11,7 +11,7 @@ from packaging.version import Version
 
 from flowenv.cli import main
 from flowenv.config.load import load_config
-from flowenv.locks.pylock import read_pylock
+from flowenv.lockfiles.pylock import read_pylock
 from flowenv.spec import EnvSpec, build_environments
 
 DATA = Path(__file__).parent / "data" / "inputs"

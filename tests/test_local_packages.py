@@ -17,8 +17,8 @@ from flowenv.diff.load import read_pylock_text
 from flowenv.errors import ConfigError, LockFileError, UsageError
 from flowenv.inputs.local import source_hash
 from flowenv.lock import Selection, select_targets, stale_targets
-from flowenv.locks.condalock import parse_conda_lock, read_conda_lock
-from flowenv.locks.pylock import read_pylock
+from flowenv.lockfiles.condalock import parse_conda_lock, read_conda_lock
+from flowenv.lockfiles.pylock import read_pylock
 from flowenv.spec import build_environments
 from flowenv.store import open_store
 from flowenv.store.layout import Manifest
@@ -283,7 +283,7 @@ def test_a_local_package_in_a_mixed_conda_env_locks_syncs_and_hydrates_offline(
     assert built.filename == "mylib-0.3.0-py3-none-any.whl"
     # Without libs/ (deleted above), the store-only commands' loader takes the
     # hash conda-lock.yml records, and the lock is still fresh.
-    from flowenv.locks.recorded_sources import recorded_source_hash
+    from flowenv.lockfiles.recorded_sources import recorded_source_hash
 
     assert recorded_source_hash(root, root / "locks", "libs/mylib") == digest
     executor_view = load_config(root / "flowenv.toml", missing_source=recorded_source_hash)
@@ -586,7 +586,7 @@ def test_a_named_pipe_in_a_local_package_is_an_error_not_a_hang(make_project, ma
 def test_locks_that_disagree_on_a_missing_source_vouch_for_nothing(
     make_project, make_index
 ) -> None:
-    from flowenv.locks.recorded_sources import recorded_source_hash
+    from flowenv.lockfiles.recorded_sources import recorded_source_hash
 
     root = _project(make_project, make_index)
     _linux_only(root)

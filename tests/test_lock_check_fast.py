@@ -25,9 +25,9 @@ from flowenv.cli import main
 from flowenv.cli.fastpath import fast_lock_check
 from flowenv.config.load import load_config
 from flowenv.lock import lock
-from flowenv.locks import freshness, reading
-from flowenv.locks.freshness import known_fresh, known_headers, record_path
-from flowenv.locks.pylock import read_pylock
+from flowenv.lockfiles import freshness, reading
+from flowenv.lockfiles.freshness import known_fresh, known_headers, record_path
+from flowenv.lockfiles.pylock import read_pylock
 from flowenv.spec import build_environments
 
 BODY = """

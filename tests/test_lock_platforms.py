@@ -13,9 +13,9 @@ from pathlib import Path
 
 from flowenv.cli import main
 from flowenv.config.load import load_config
-from flowenv.lockers import LockOptions
-from flowenv.lockers.pypi import lock_pypi_env, preferences
-from flowenv.locks.pylock import parse_pylock, read_pylock
+from flowenv.lockfiles.pylock import parse_pylock, read_pylock
+from flowenv.resolution import LockOptions
+from flowenv.resolution.pypi import lock_pypi_env, preferences
 from flowenv.spec import build_environments
 from tests.support.wheels import WheelSpec
 

@@ -12,9 +12,9 @@ import pytest
 
 from flowenv.cli import is_interactive, main
 from flowenv.config.load import load_config
+from flowenv.engines.uv import uv_binary
 from flowenv.lock import lock
-from flowenv.locks.pylock import read_pylock
-from flowenv.resolvers.uv import uv_binary
+from flowenv.lockfiles.pylock import read_pylock
 from tests.support.wheels import WheelSpec
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from flowenv.cli import main
-from flowenv.locks.condalock import read_conda_lock
-from flowenv.locks.pylock import read_pylock
+from flowenv.lockfiles.condalock import read_conda_lock
+from flowenv.lockfiles.pylock import read_pylock
 from flowenv.platforms import host_platform
 from tests.support.conda_channel import MAIN_PACKAGES, CondaSpec, build_channel
 from tests.support.wheels import WheelSpec, build_simple_index, build_wheel

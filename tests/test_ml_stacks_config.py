@@ -225,8 +225,8 @@ def test_schema_knows_the_new_keys() -> None:
 
 def test_mixed_env_pip_part_picks_the_wheel_the_requirements_allow() -> None:
     """conda-lock holds one file per pip package: the best one for the declared glibc/macOS."""
-    from flowenv.lockers.conda import best_wheel
-    from flowenv.locks.pylock import LockedWheel
+    from flowenv.lockfiles.pylock import LockedWheel
+    from flowenv.resolution.conda import best_wheel
 
     # File names as PyPI lists them for cryptography 45.0.5.
     names = [

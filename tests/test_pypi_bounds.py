@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowenv.lockers.conda_pypi import (
+from flowenv.resolution.conda_pypi import (
     CondaRecord,
     PypiBound,
     conda_constraints,

@@ -22,7 +22,7 @@ from packaging.utils import canonicalize_name
 
 from flowenv.cli import main
 from flowenv.config.load import load_config
-from flowenv.locks.condalock import CondaLock, LockedCondaPackage, read_conda_lock
+from flowenv.lockfiles.condalock import CondaLock, LockedCondaPackage, read_conda_lock
 from flowenv.platforms import KNOWN_PLATFORMS
 from flowenv.spec import build_environments
 from tests.support.git_repo import commit_all, init_repo

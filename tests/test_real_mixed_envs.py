@@ -19,7 +19,7 @@ import pytest
 from flowenv.cli import main
 from flowenv.config.load import load_config
 from flowenv.export import export
-from flowenv.locks.condalock import read_conda_lock
+from flowenv.lockfiles.condalock import read_conda_lock
 from tests.support.conda_channel import conda_lock_parse, conda_lock_render_explicit
 from tests.support.real_data import LINUX_LOCK
 from tests.support.wheels import WheelSpec

@@ -17,8 +17,8 @@ import pytest
 
 from flowenv.cli import main
 from flowenv.config.load import load_config
-from flowenv.locks.layout import LockTarget, lock_path
-from flowenv.locks.pylock import read_pylock_document
+from flowenv.lockfiles.layout import LockTarget, lock_path
+from flowenv.lockfiles.pylock import read_pylock_document
 from flowenv.spec import build_environments
 from flowenv.store.plan import plan_target
 from tests.support.git_repo import commit_all, init_repo

@@ -21,8 +21,8 @@ from flowenv.cli import main
 from flowenv.cli.parser import build_parser, command_of
 from flowenv.config.load import load_config
 from flowenv.lock import _real_env_dir, environments_of, lock
-from flowenv.locks import freshness
-from flowenv.locks.freshness import known_headers
+from flowenv.lockfiles import freshness
+from flowenv.lockfiles.freshness import known_headers
 from flowenv.spec import EnvSpec, build_environments
 from tests.support.local_package import write_local_package
 from tests.support.wheels import DEFAULT_WHEELS
@@ -395,7 +395,7 @@ def test_a_lock_is_named_by_its_directory_and_file_as_before(path: str) -> None:
     """``<env>/<file>`` from the path's parts names it exactly as ``.parent.name`` did."""
     from flowenv.config.load import parse_config
     from flowenv.lock import _lock_name
-    from flowenv.locks.layout import LockTarget
+    from flowenv.lockfiles.layout import LockTarget
 
     text = '[project]\nname = "p"\nplatforms = ["linux-64"]\n[base]\npython = "3.11"\n'
     env = build_environments(parse_config(text, Path("/p/flowenv.toml"))).envs[0]
@@ -412,7 +412,7 @@ def test_a_uv_output_parsed_once_gives_the_same_canonical_lock_and_stays_as_pars
 
     import tomllib
 
-    from flowenv.locks.pylock import canonical_pylock
+    from flowenv.lockfiles.pylock import canonical_pylock
 
     uv_output = (Path(__file__).parent / "data/real/pep751" / name).read_text()
     env = EnvSpec(name="base", python="3.12")

@@ -9,7 +9,7 @@ import pytest
 from flowenv.cli import main
 from flowenv.config.load import load_config
 from flowenv.lock import stale_targets
-from flowenv.locks.pylock import read_pylock
+from flowenv.lockfiles.pylock import read_pylock
 from tests.support.wheels import DEFAULT_WHEELS, WheelSpec
 
 #: omega accepts any alpha; alone it gets the newest (2.0, which pulls beta).
@@ -139,7 +139,7 @@ def test_a_step_with_nothing_of_its_own_cannot_name_a_group(
 
 
 def _conda_versions(path: Path, platform: str) -> dict[str, tuple[str, str]]:
-    from flowenv.locks.condalock import read_conda_lock
+    from flowenv.lockfiles.condalock import read_conda_lock
 
     return {p.name: (p.manager, p.version) for p in read_conda_lock(path).for_platform(platform)}
 

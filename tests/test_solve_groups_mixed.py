@@ -14,8 +14,8 @@ import pytest
 from flowenv.cli import main
 from flowenv.config.load import load_config
 from flowenv.lock import stale_targets
-from flowenv.locks.condalock import read_conda_lock
-from flowenv.locks.pylock import read_pylock
+from flowenv.lockfiles.condalock import read_conda_lock
+from flowenv.lockfiles.pylock import read_pylock
 from tests.support.conda_channel import MAIN_PACKAGES, CondaSpec, build_channel
 from tests.support.wheels import DEFAULT_WHEELS, WheelSpec
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from flowenv.cli import main
-from flowenv.locks.condalock import read_conda_lock
-from flowenv.locks.pylock import read_pylock
+from flowenv.lockfiles.condalock import read_conda_lock
+from flowenv.lockfiles.pylock import read_pylock
 from tests.support.wheels import WheelSpec
 from tests.test_real_mixed_envs import PYPI_WHEELS
 from tests.test_real_mixed_envs import _project as real_project

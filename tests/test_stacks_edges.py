@@ -382,7 +382,7 @@ def test_channel_order_from_channel_prefixes_does_not_depend_on_hash_seeds(
     )
     script = (
         "import sys; from pathlib import Path; from flowenv.config.load import load_config; "
-        "from flowenv.spec import build_environments; from flowenv.lockers.conda import "
+        "from flowenv.spec import build_environments; from flowenv.resolution.conda import "
         "lock_channels; print(lock_channels(build_environments(load_config(Path(sys.argv[1])))"
         ".get('base')))"
     )
@@ -481,7 +481,7 @@ def test_exporting_one_other_category_keeps_main_as_conda_lock_renders(
 ) -> None:
     """conda-lock's test-multiple-categories.yml: ``dev`` alone has no python; main does."""
     from flowenv.cli import main
-    from flowenv.locks.condalock import read_conda_lock
+    from flowenv.lockfiles.condalock import read_conda_lock
     from tests.support.real_data import REAL
     from tests.test_real_lock_files import _conda_lock_render, _explicit_lines, _project
 

@@ -20,7 +20,7 @@ def config_and_digests(args: argparse.Namespace) -> tuple[Config, dict[str, str]
     The configuration file is digested before it is loaded, so a record can
     never pair a verdict on these bytes with the digest of newer ones.
     """
-    from flowenv.locks.freshness import digest_inputs
+    from flowenv.lockfiles.freshness import digest_inputs
 
     path = discover_config(start=args.directory, explicit=args.config)
     digests = digest_inputs([path])

@@ -44,7 +44,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from flowenv._atomic import write_atomic
     from flowenv.export import export, export_target
-    from flowenv.locks.layout import is_fresh
+    from flowenv.lockfiles.layout import is_fresh
 
     config = config_from_args(args)
     platform = args.platform

@@ -3,7 +3,7 @@
 Pre-commit runs ``lock --check`` (or the ``git lock-hook``) on every commit;
 most of its time used to be importing the CLI. When the command line is
 exactly ``[-q] [-C DIR] [-c FILE] lock --check`` (or ``git lock-hook``, or
-``-q lock``) and the freshness record (:mod:`flowenv.locks.freshness`) proves
+``-q lock``) and the freshness record (:mod:`flowenv.lockfiles.freshness`) proves
 every lock fresh, this answers at once. Any other command line, and
 any doubt, returns None: the full path decides and reports. Standard library
 only, like everything it imports.
@@ -11,7 +11,7 @@ only, like everything it imports.
 
 from __future__ import annotations
 
-# Not `from typing import TYPE_CHECKING`: see flowenv.locks.freshness.
+# Not `from typing import TYPE_CHECKING`: see flowenv.lockfiles.freshness.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -66,7 +66,7 @@ def fast_lock_check(argv: Sequence[str]) -> int | None:
     # Imported only now: they bring re, enum and json (~9 ms), which a plain
     # `flowenv lock` handed to the warm server (flowenv.warm) never needs.
     from flowenv.config.discover import find_config
-    from flowenv.locks.freshness import known_fresh
+    from flowenv.lockfiles.freshness import known_fresh
 
     path = find_config(start=directory, explicit=explicit)
     if path is None or not known_fresh(path, validated=validated):

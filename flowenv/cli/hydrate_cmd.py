@@ -79,7 +79,7 @@ def optional_config(args: argparse.Namespace) -> Any:
             return None
     else:
         path = discover_config(start=args.directory, explicit=args.config)
-    from flowenv.locks.recorded_sources import recorded_source_hash
+    from flowenv.lockfiles.recorded_sources import recorded_source_hash
 
     # From the store alone: an executor's checkout may lack local package sources.
     return load_config(path, missing_source=recorded_source_hash)

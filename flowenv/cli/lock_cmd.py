@@ -52,7 +52,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from flowenv.lock import Selection, check
-    from flowenv.locks.layout import lock_status
+    from flowenv.lockfiles.layout import lock_status
 
     config, digests = config_and_digests(args)
     # In a warm server's child: the command commits here, or is handed back to the client.
@@ -82,7 +82,7 @@ def _lock(
 ) -> int:
     from flowenv.cli import is_interactive
     from flowenv.lock import Selection, lock, remember_fresh, remove_obsolete_locks
-    from flowenv.lockers import LockOptions
+    from flowenv.resolution import LockOptions
 
     options = LockOptions(upgrade=args.upgrade, upgrade_packages=tuple(args.upgrade_package))
     # Only a full lock knows every live lock; a partial one leaves others' files alone.

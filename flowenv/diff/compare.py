@@ -143,7 +143,7 @@ def platform_differences(env: EnvLocks) -> dict[str, dict[str, str]]:
     """Packages an env locks at different versions per platform: name -> platform -> version.
 
     flowenv makes every platform follow the lead platform's versions where it
-    can (see :mod:`flowenv.lockers.pypi`); what remains here is where a platform
+    can (see :mod:`flowenv.resolution.pypi`); what remains here is where a platform
     could not, the thing to know before an artifact pickled on one platform is
     loaded on another. A package locked on one platform only is not listed.
     """

@@ -35,8 +35,8 @@ from flowenv.config.discover import PYPROJECT_NAME
 from flowenv.config.models import DEFAULT_LOCK_DIR
 from flowenv.diff.model import Locked, LockSet, PlatformLock
 from flowenv.errors import LockFileError
-from flowenv.locks.condalock import parse_conda_lock
-from flowenv.locks.pylock import LockedPackage, PyLock, parse_pylock_document
+from flowenv.lockfiles.condalock import parse_conda_lock
+from flowenv.lockfiles.pylock import LockedPackage, PyLock, parse_pylock_document
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -67,7 +67,7 @@ class WorkTree:
         self.repo = repo
 
     def read(self, path: str) -> str | None:
-        from flowenv.locks.reading import read_lock_file
+        from flowenv.lockfiles.reading import read_lock_file
 
         file = self.repo / path
         if not file.exists():

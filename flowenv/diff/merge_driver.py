@@ -36,8 +36,8 @@ from flowenv._atomic import write_atomic
 from flowenv.config.discover import discover_config
 from flowenv.config.load import parse_config
 from flowenv.errors import FlowenvError
-from flowenv.lockers import LockOptions, locker_for
-from flowenv.locks.layout import CONDA_LOCK_NAME
+from flowenv.lockfiles.layout import CONDA_LOCK_NAME
+from flowenv.resolution import LockOptions, locker_for
 from flowenv.spec import build_environments
 
 _GITHEAD = re.compile(r"^GITHEAD_([0-9a-f]{40}|[0-9a-f]{64})$")

@@ -212,7 +212,7 @@ class FlowRun:
 
         A stale or missing lock is refused (CheckFailed), as at the start of a run.
         """
-        from flowenv.locks.layout import LockTarget, lock_path
+        from flowenv.lockfiles.layout import LockTarget, lock_path
         from flowenv.store.plan import plan_target
 
         spec = self.environments.get(env)

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 import attrs
 
 from flowenv.errors import CheckFailed, UsageError
-from flowenv.locks.layout import LockTarget, is_fresh
+from flowenv.lockfiles.layout import LockTarget, is_fresh
 from flowenv.spec import strip_credentials
 from flowenv.store.layout import Artifact, Manifest, check_filename, check_sha256
 
 if TYPE_CHECKING:
-    from flowenv.locks.pylock import LockedPackage
+    from flowenv.lockfiles.pylock import LockedPackage
 
 
 @attrs.frozen(kw_only=True)
@@ -49,7 +49,7 @@ def plan_target(target: LockTarget) -> EnvPlan:
 
 
 def _plan_pypi(target: LockTarget) -> EnvPlan:
-    from flowenv.locks.pylock import packages_for, read_pylock_document
+    from flowenv.lockfiles.pylock import packages_for, read_pylock_document
 
     where = str(target.path)
     lock = read_pylock_document(target.path)
@@ -101,7 +101,7 @@ def _not_deployable(package: LockedPackage) -> str:
 
 
 def _plan_conda(target: LockTarget) -> EnvPlan:
-    from flowenv.locks.condalock import read_conda_lock
+    from flowenv.lockfiles.condalock import read_conda_lock
 
     lock = read_conda_lock(target.path)
     where = str(target.path)

@@ -292,7 +292,7 @@ def _uv_cache_prune(uv_cache: Path) -> None:
     if not uv_cache.is_dir():
         return
     from flowenv._subprocess import describe_failure, run
-    from flowenv.resolvers.uv import uv_binary
+    from flowenv.engines.uv import uv_binary
 
     args = [uv_binary(), "cache", "prune", "--cache-dir", str(uv_cache), "--quiet", "--no-config"]
     result = run(args, env={**os.environ, "UV_NO_PROGRESS": "1"})

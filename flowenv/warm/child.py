@@ -192,14 +192,14 @@ def _forget_the_servers_environment() -> None:
     """Drop what was read from the server's environment and kept, as the client's differs.
 
     ``tempfile`` keeps the ``TMPDIR`` it first saw, ``time`` the ``TZ``, and
-    :func:`flowenv.resolvers.uv.uv_binary` the ``PATH`` it may have searched.
+    :func:`flowenv.engines.uv.uv_binary` the ``PATH`` it may have searched.
     """
     import tempfile
     import time
 
     tempfile.tempdir = None
     time.tzset()
-    uv = sys.modules.get("flowenv.resolvers.uv")
+    uv = sys.modules.get("flowenv.engines.uv")
     if uv is not None:
         uv.uv_binary.cache_clear()
 

@@ -22,7 +22,7 @@ from flowenv.cli.fastpath import split_globals
 from flowenv.warm import framing
 from flowenv.warm.location import enabled, socket_path
 
-# Not `from typing import TYPE_CHECKING`: see flowenv.locks.freshness.
+# Not `from typing import TYPE_CHECKING`: see flowenv.lockfiles.freshness.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-# Not `from typing import TYPE_CHECKING`: see flowenv.locks.freshness.
+# Not `from typing import TYPE_CHECKING`: see flowenv.lockfiles.freshness.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -114,9 +114,9 @@ _LATE_IMPORTS = (
     "flowenv._threads",
     "flowenv.inputs",
     "flowenv.lock",
-    "flowenv.lockers.pypi",
-    "flowenv.locks.pylock",
-    "flowenv.resolvers.uv",
+    "flowenv.resolution.pypi",
+    "flowenv.lockfiles.pylock",
+    "flowenv.engines.uv",
     "flowenv.solve_groups",
 )
 
@@ -155,7 +155,7 @@ def warm_up() -> None:
                     ):
                         run_command(["-q", "-C", directory, *argv], program=False)
             with contextlib.suppress(Exception):
-                from flowenv.locks.pylock import parse_pylock
+                from flowenv.lockfiles.pylock import parse_pylock
 
                 parse_pylock(_SAMPLE_PYLOCK)
         finally:

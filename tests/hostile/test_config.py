@@ -412,8 +412,8 @@ def test_virtual_package_names_are_single_tokens(tmp_path: Path) -> None:
 
 def test_no_line_break_ever_reaches_a_requirements_file() -> None:
     """The last check before uv, behind the loader's and the store readers' own."""
+    from flowenv.engines.uv import requirements_text
     from flowenv.errors import FlowenvError
-    from flowenv.resolvers.uv import requirements_text
 
     assert requirements_text(["alpha==1.0", "beta[x]>=2"]) == "alpha==1.0\nbeta[x]>=2\n"
     for hostile in ("alpha\n-r /etc/passwd", "alpha\r-r x", "alpha\x00"):

@@ -151,7 +151,7 @@ def pinned_project(
     """
     import json
 
-    from flowenv.locks.toml_render import render
+    from flowenv.lockfiles.toml_render import render
 
     urls = dict(settings.indexes)
     used = sorted(set(pinned.values()))

@@ -17,8 +17,8 @@ from urllib.parse import unquote
 import attrs
 
 from flowenv._atomic import write_atomic
-from flowenv.locks.reading import Node, load_toml, read_lock_file
-from flowenv.locks.toml_render import render
+from flowenv.lockfiles.reading import Node, load_toml, read_lock_file
+from flowenv.lockfiles.toml_render import render
 from flowenv.platforms import ENVIRONMENT_MARKERS
 from flowenv.spec import EnvSpec, strip_credentials
 

@@ -3,7 +3,7 @@
 One file holds every platform of a conda or mixed environment: conda packages
 (``manager: conda``) and the PyPI part (``manager: pip``). flowenv records its
 input hash per platform in ``metadata.custom_metadata`` under
-``flowenv-input-hash-<platform>`` (see :mod:`flowenv.locks.layout`).
+``flowenv-input-hash-<platform>`` (see :mod:`flowenv.lockfiles.layout`).
 
 This module defines the models, parses files (flowenv's and conda-lock's
 own) and renders flowenv's: deterministically (packages in conda-lock's own
@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from flowenv.locks.reading import Node, load_yaml, read_lock_file
+from flowenv.lockfiles.reading import Node, load_yaml, read_lock_file
 
 INPUT_HASH_KEY = "flowenv-input-hash-{platform}"
 

@@ -7,7 +7,7 @@ not taken from PyPI: its PyPI name is constrained to conda's version (so PyPI
 packages that need it agree with conda) and left out of the pip part.
 
 Which conda packages are PyPI distributions, and under which name, is
-decided from their records in :mod:`flowenv.lockers.conda_pypi` (conda's
+decided from their records in :mod:`flowenv.resolution.conda_pypi` (conda's
 ``pytorch`` is PyPI's ``torch``; conda-forge's ``tzdata`` is not PyPI's).
 """
 
@@ -19,10 +19,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from flowenv.config.models import Config, SystemRequirements
+from flowenv.engines import rattler
 from flowenv.errors import FlowenvError, ResolutionError
-from flowenv.lockers import LockOptions, disagree
-from flowenv.lockers.conda_pypi import CondaRecord, provided_distributions
-from flowenv.locks.condalock import (
+from flowenv.lockfiles.condalock import (
     INPUT_HASH_KEY,
     CondaLock,
     LockedCondaPackage,
@@ -30,9 +29,10 @@ from flowenv.locks.condalock import (
     read_conda_lock,
     render_conda_lock,
 )
-from flowenv.locks.layout import CONDA_LOCK_NAME, lock_path
-from flowenv.locks.pylock import LockedWheel
-from flowenv.resolvers import rattler
+from flowenv.lockfiles.layout import CONDA_LOCK_NAME, lock_path
+from flowenv.lockfiles.pylock import LockedWheel
+from flowenv.resolution import LockOptions, disagree
+from flowenv.resolution.conda_pypi import CondaRecord, provided_distributions
 from flowenv.spec import EnvSpec, strip_credentials
 from flowenv.system import applicable, uv_target, virtual_package_overrides
 
@@ -154,7 +154,7 @@ def _preferred(previous: CondaLock | None, platform: str, options: LockOptions) 
 
 def _as_pylock(entries: Iterable[LockedCondaPackage]) -> str | None:
     """The pip part of a lock's platform as a pylock, which uv reads for its preferred versions."""
-    from flowenv.locks.toml_render import render
+    from flowenv.lockfiles.toml_render import render
 
     packages = []
     for package in entries:
@@ -175,7 +175,7 @@ def _as_pylock(entries: Iterable[LockedCondaPackage]) -> str | None:
 
 
 def records_of(solution: Iterable[rattler.SolvedPackage]) -> list[CondaRecord]:
-    """A conda solution's records, as :mod:`flowenv.lockers.conda_pypi` judges them."""
+    """A conda solution's records, as :mod:`flowenv.resolution.conda_pypi` judges them."""
     return [
         CondaRecord(name=p.name, version=p.version, depends=p.depends, noarch=p.noarch)
         for p in solution
@@ -195,11 +195,11 @@ def _pip_part(
     """The pip entries of one platform; ``own`` and ``lead`` are pylocks of preferred pins.
 
     The lead's pins win over the platform's own, exactly as for a PyPI-only env
-    (:func:`flowenv.lockers.pypi.preferences`).
+    (:func:`flowenv.resolution.pypi.preferences`).
     """
-    from flowenv.lockers.pypi import preferences
-    from flowenv.locks.pylock import parse_pylock
-    from flowenv.resolvers.uv import compile_pylock
+    from flowenv.engines.uv import compile_pylock
+    from flowenv.lockfiles.pylock import parse_pylock
+    from flowenv.resolution.pypi import preferences
 
     python = next((p.version for p in solution if p.name == "python"), None)
     if python is None:

@@ -28,13 +28,13 @@ from typing import Any
 
 from flowenv.config.load import normalize_pypi_name
 from flowenv.config.models import Config
+from flowenv.engines.uv import compile_pylock
 from flowenv.errors import ResolutionError
 from flowenv.local_packages import localize
-from flowenv.lockers import LockOptions, disagree
-from flowenv.locks.layout import lock_path, recorded_input_hash
-from flowenv.locks.pylock import EMPTY_PYLOCK, canonical_pylock
-from flowenv.locks.toml_render import render
-from flowenv.resolvers.uv import compile_pylock
+from flowenv.lockfiles.layout import lock_path, recorded_input_hash
+from flowenv.lockfiles.pylock import EMPTY_PYLOCK, canonical_pylock
+from flowenv.lockfiles.toml_render import render
+from flowenv.resolution import LockOptions, disagree
 from flowenv.spec import EnvSpec
 
 if sys.version_info >= (3, 11):

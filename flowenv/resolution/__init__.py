@@ -1,4 +1,4 @@
-"""Lockers turn one environment's spec into lock file text, one per environment kind.
+"""Resolution: one environment's spec into lock file text, a locker per environment kind.
 
 A locker is looked up by :attr:`EnvSpec.kind` in :data:`LOCKERS` (a lazy
 ``"module:function"`` registry, so ``lock --check`` never imports uv or rattler
@@ -50,8 +50,8 @@ class Locker(Protocol):
 
 
 LOCKERS: dict[str, str] = {
-    "pypi": "flowenv.lockers.pypi:lock_pypi_env",
-    "conda": "flowenv.lockers.conda:lock_conda_env",
+    "pypi": "flowenv.resolution.pypi:lock_pypi_env",
+    "conda": "flowenv.resolution.conda:lock_conda_env",
 }
 
 

@@ -1,7 +1,7 @@
 """Where each environment's lock lives and whether it is fresh, without parsing it fully.
 
 This module is on the ``lock --check`` path: it reads the input hash a lock
-records from its header (see :mod:`flowenv.locks.freshness`) and imports
+records from its header (see :mod:`flowenv.lockfiles.freshness`) and imports
 nothing heavy.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import attrs
 
-from flowenv.locks.freshness import CONDA_LOCK_NAME, hashes_in, is_lock_name, lock_files
+from flowenv.lockfiles.freshness import CONDA_LOCK_NAME, hashes_in, is_lock_name, lock_files
 from flowenv.spec import EnvSpec
 
 __all__ = [
@@ -79,7 +79,7 @@ def recorded_input_hashes(path: Path) -> dict[str, str]:
     :class:`~flowenv.errors.LockFileError`, not "stale": re-locking over a
     file nobody can read would hide the real problem.
     """
-    from flowenv.locks.reading import read_lock_file
+    from flowenv.lockfiles.reading import read_lock_file
 
     if not path.exists() and not path.is_symlink():
         return {}
@@ -95,7 +95,7 @@ def is_fresh(target: LockTarget, header: Mapping[str, str] | None = None) -> boo
     """Whether the lock on disk was made from exactly this target's inputs.
 
     ``header``: the input hashes the lock's header is known to hold (see
-    :func:`flowenv.locks.freshness.known_headers`); None: read the lock.
+    :func:`flowenv.lockfiles.freshness.known_headers`); None: read the lock.
     """
     recorded = recorded_input_hashes(target.path) if header is None else header
     if recorded.get(target.platform) != target.env.input_hash(target.platform):
@@ -110,8 +110,8 @@ def validate_lock(path: Path) -> None:
     as fresh reads the whole file first, so that a damaged or hostile lock is
     an error there, not in the executor that installs it.
     """
-    from flowenv.locks.condalock import read_conda_lock
-    from flowenv.locks.pylock import read_pylock_document
+    from flowenv.lockfiles.condalock import read_conda_lock
+    from flowenv.lockfiles.pylock import read_pylock_document
 
     if path.name == CONDA_LOCK_NAME:
         read_conda_lock(path)

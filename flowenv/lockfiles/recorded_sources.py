@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from flowenv.errors import FlowenvError
-from flowenv.locks.freshness import CONDA_LOCK_NAME, lock_files
+from flowenv.lockfiles.freshness import CONDA_LOCK_NAME, lock_files
 
 
 def recorded_source_hash(root: Path, lock_root: Path | None, directory: str) -> str | None:
@@ -40,10 +40,10 @@ def recorded_source_hash(root: Path, lock_root: Path | None, directory: str) -> 
 def _local_entries(lock: Path) -> list[tuple[str, str]]:
     """(directory relative to the lock's folder, source hash) of each local package in ``lock``."""
     if lock.name == CONDA_LOCK_NAME:
-        from flowenv.locks.condalock import read_conda_lock
+        from flowenv.lockfiles.condalock import read_conda_lock
 
         return [(p.directory, p.source_hash) for p in read_conda_lock(lock).packages if p.directory]
-    from flowenv.locks.pylock import read_pylock
+    from flowenv.lockfiles.pylock import read_pylock
 
     return [
         (p.directory, p.source_hash) for p in read_pylock(lock) if p.directory and p.source_hash

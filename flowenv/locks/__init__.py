@@ -1,1 +1,0 @@
-"""Lock files: where they live, what they record, how they are written."""
