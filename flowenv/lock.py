@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -288,14 +289,29 @@ def remove_obsolete_locks(config: Config, live: Sequence[LockTarget] | None = No
 
 
 def remove_leftover_temp_files(config: Config) -> list[Path]:
-    """Delete the temporary lock files a killed ``flowenv lock`` left; what was removed."""
+    """Delete the temporary lock files a killed ``flowenv lock`` left; what was removed.
+
+    Only those older than :data:`LEFTOVER_AGE_SECONDS`: a younger one may be a
+    concurrent lock's, about to be renamed into place.
+    """
     return _remove_quietly(_list_lock_dir(config.lock_root)[1])
 
 
+#: A lock's temporary file lives for the milliseconds between writing and
+#: renaming it: one older than this was left by a killed run. A younger one may
+#: be another `flowenv lock` of this project writing right now (two terminals,
+#: or the warm server serving two), whose rename would fail if it were removed.
+LEFTOVER_AGE_SECONDS = 60.0
+
+
 def _remove_quietly(paths: Sequence[Path]) -> list[Path]:
+    """Remove the temporary lock files among ``paths`` that no running lock can still own."""
     removed = []
+    now = time.time()
     for path in paths:
         with contextlib.suppress(OSError):
+            if now - path.lstat().st_mtime < LEFTOVER_AGE_SECONDS:
+                continue
             path.unlink()
             removed.append(path)
     return removed

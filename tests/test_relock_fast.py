@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ import pytest
 from flowenv.cli import main
 from flowenv.cli.parser import build_parser, command_of
 from flowenv.config.load import load_config
-from flowenv.lock import _real_env_dir, environments_of, lock
+from flowenv.lock import LEFTOVER_AGE_SECONDS, _real_env_dir, environments_of, lock
 from flowenv.lockfiles import freshness
 from flowenv.lockfiles.freshness import known_headers
 from flowenv.spec import EnvSpec, build_environments
@@ -251,12 +252,19 @@ def test_temp_files_behind_a_linked_env_dir_are_not_the_lock_dirs_to_clean(
     theirs.write_text("someone else's")
     (root / "locks/old").symlink_to(outside)
     ours = root / "locks/base/.pylock.linux-64.toml.a8b9c0.tmp"
-    ours.write_text("half a lock")
+
+    def left_by_a_killed_lock() -> None:
+        ours.write_text("half a lock")
+        old = time.time() - LEFTOVER_AGE_SECONDS - 1
+        os.utime(ours, (old, old))
+        os.utime(theirs, (old, old), follow_symlinks=False)
+
+    left_by_a_killed_lock()
     assert main(["-q", "-C", str(root), "lock"]) == 0
     assert not ours.exists()
     assert theirs.read_text() == "someone else's"
     # A partial lock (no obsolete-lock pass after it) removes them itself.
-    ours.write_text("half a lock")
+    left_by_a_killed_lock()
     assert main(["-q", "-C", str(root), "lock", "base", "-p", "linux-64"]) == 0
     assert not ours.exists()
     assert theirs.read_text() == "someone else's"
@@ -423,3 +431,18 @@ def test_a_uv_output_parsed_once_gives_the_same_canonical_lock_and_stays_as_pars
             uv_output, env, platform
         )
     assert parsed == before
+
+
+def test_a_young_temp_file_may_be_a_concurrent_locks_and_is_left_alone(
+    make_project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two ``flowenv lock`` runs of one project at once: neither removes the other's
+    temporary file between its write and its rename (that rename then failed)."""
+    root = make_project('[base]\npython = "3.11"\npypi.packages = { alpha = "1.0" }\n')
+    assert main(["-q", "-C", str(root), "lock"]) == 0
+    writing = root / "locks/base/.pylock.osx-arm64.toml.c0ncur.tmp"
+    writing.write_text("being written by another flowenv lock")
+    assert main(["-C", str(root), "lock"]) == 0  # not -q: the fast path would skip the clean-up
+    assert main(["-q", "-C", str(root), "lock", "base", "-p", "linux-64"]) == 0
+    assert writing.read_text() == "being written by another flowenv lock"
+    capsys.readouterr()

@@ -8,6 +8,7 @@ This is also the one place that maps errors to exit codes.
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import sys
@@ -92,6 +93,14 @@ def run_command(args: Sequence[str], program: bool) -> int:
             gc.freeze()
 
 
+#: errno values that mean the machine ran out of something it limits, not a flowenv bug.
+_LIMIT_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in ("EFBIG", "EMFILE", "ENFILE", "ENOSPC", "EDQUOT")
+    if hasattr(errno, name)
+)
+
+
 def _run(args: argparse.Namespace) -> int:
     from flowenv.errors import FlowenvError
 
@@ -110,6 +119,16 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("flowenv: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # Not a bug but this machine's limits (a full disk, `ulimit -f` or -n):
+        # one message and the usage exit code, no traceback.
+        if exc.errno not in _LIMIT_ERRNOS:
+            raise
+        from flowenv.errors import EXIT_USAGE
+
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"flowenv: error: {exc.strerror}{where} (a limit of this machine)", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def is_interactive() -> bool:

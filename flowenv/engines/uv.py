@@ -43,15 +43,21 @@ def uv_binary() -> str:
     return found
 
 
-@functools.cache
+_installed: list[str] = []
+
+
 def _installed_uv() -> str | None:
-    # sysconfig's first use costs ~1.5 ms: paid once per process, not per served lock.
-    exe = "uv.exe" if os.name == "nt" else "uv"
-    for scripts in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
-        candidate = Path(scripts) / exe
-        if candidate.is_file():
-            return str(candidate)
-    return None
+    # Found once per process (sysconfig's first use costs ~1.5 ms), not again in
+    # every served lock; not found is not remembered: a uv installed beside the
+    # interpreter later (into a warm server's venv) is then seen.
+    if not _installed:
+        exe = "uv.exe" if os.name == "nt" else "uv"
+        for scripts in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+            candidate = Path(scripts) / exe
+            if candidate.is_file():
+                _installed.append(str(candidate))
+                break
+    return _installed[0] if _installed else None
 
 
 def index_args(settings: PypiSettings) -> list[str]:
