@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from flowenv.lock import LEFTOVER_AGE_SECONDS
 from flowenv.store import store_url_for
 from tests.support.cli_runner import CONFIG_COMMANDS, Outcome
 from tests.support.unprivileged import IS_ROOT, run_as_nobody
@@ -133,8 +135,11 @@ def test_temp_files_of_a_killed_lock_are_cleaned_on_the_next_run(
         env_dir / ".conda-lock.yml.a8b9c0.tmp",
     ]
     mine = env_dir / ".notes.txt.abc123.tmp"  # not a lock's temp file: never touched
+    # Left by a killed run: older than any concurrent lock's could be.
+    killed_at = time.time() - LEFTOVER_AGE_SECONDS - 1
     for path in (*leftovers, mine):
         path.write_text("half a lock")
+        os.utime(path, (killed_at, killed_at))
     assert run_cli("-C", root, "lock").code == 0  # fresh: nothing resolved, still cleaned
     assert [p for p in leftovers if p.exists()] == []
     assert mine.exists()
