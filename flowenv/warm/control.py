@@ -8,7 +8,7 @@ import socket
 import attrs
 
 from flowenv.warm import framing
-from flowenv.warm.location import enabled, socket_path
+from flowenv.warm.location import off_reason, socket_path
 
 
 @attrs.frozen(kw_only=True)
@@ -22,16 +22,6 @@ class ServerState:
     served: int | None = None
     #: Servers of other environments (LANG, nice...) that ``stop`` ended too.
     others: int = 0
-
-
-def _off_reason() -> str | None:
-    if os.environ.get("FLOWENV_SERVER", "1") == "0":
-        return "FLOWENV_SERVER=0"
-    if os.environ.get("CI"):
-        return "CI is set"
-    if not enabled():
-        return "this platform has no fork or Unix sockets"
-    return None
 
 
 def _ask(path: str, kind: bytes) -> dict[bytes, int]:
@@ -56,7 +46,7 @@ def _ask(path: str, kind: bytes) -> dict[bytes, int]:
 
 def state() -> ServerState:
     """Whether a warm server would be used here, where, and whether one is running."""
-    reason = _off_reason()
+    reason = off_reason()
     if reason is not None:
         return ServerState(off_reason=reason)
     path = socket_path()

@@ -38,18 +38,27 @@ _STARTUP_NAMES = ("LANG", "LANGUAGE", "GLIBC_TUNABLES")
 NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
 
 
-def enabled(environ: os._Environ[str] | dict[str, str] = os.environ) -> bool:
-    """Whether ``flowenv lock`` may go through a warm server at all here."""
-    if environ.get("FLOWENV_SERVER", "1") == "0" or environ.get("CI"):
-        return False
+def off_reason(environ: os._Environ[str] | dict[str, str] = os.environ) -> str | None:
+    """Why ``flowenv lock`` may not go through a warm server here; None when it may."""
+    if environ.get("FLOWENV_SERVER", "1") == "0":
+        return "FLOWENV_SERVER=0"
+    if environ.get("CI"):
+        return "CI is set"
     import _socket
 
-    return (
+    if not (
         hasattr(os, "fork")
         and hasattr(_socket, "AF_UNIX")
         and hasattr(_socket, "SCM_RIGHTS")
         and hasattr(_socket.socket, "sendmsg")
-    )
+    ):
+        return "this platform has no fork or Unix sockets"
+    return None
+
+
+def enabled(environ: os._Environ[str] | dict[str, str] = os.environ) -> bool:
+    """Whether ``flowenv lock`` may go through a warm server at all here."""
+    return off_reason(environ) is None
 
 
 def _safe_directory(path: str, create: bool) -> bool:
