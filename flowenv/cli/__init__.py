@@ -40,26 +40,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     starts one for the next time.
     """
     args = sys.argv[1:] if argv is None else list(argv)
-    if argv is None:
-        from flowenv.warm import client
+    if argv is not None:
+        quick = fast_lock_check(args)
+        return quick if quick is not None else run_command(args, program=False)
+    from flowenv.warm import client
 
-        # A lock the server takes needs no fast path first: its child decides
-        # freshness as fast, and the fast path's imports and record would be
-        # paid again by every re-lock. `lock --check`'s answer comes sooner
-        # from the fast path than through a child.
-        if not client.check_only(args):
-            served = client.run_served(args)
-            if served is not None:
-                return served
+    # `lock --check`'s answer comes sooner from the fast path than through a
+    # child; any other lock goes to the server first, whose child decides
+    # freshness as fast (the fast path's imports and record would be paid
+    # again by every re-lock).
+    fast_first = client.check_only(args)
+    if not fast_first and (served := client.run_served(args)) is not None:
+        return served
     quick = fast_lock_check(args)
     if quick is not None:
         return quick
-    if argv is not None:
-        return run_command(args, program=False)
-    if client.check_only(args):
-        served = client.run_served(args)
-        if served is not None:
-            return served
+    if fast_first and (served := client.run_served(args)) is not None:
+        return served
     try:
         return run_command(args, program=True)
     finally:
