@@ -4,8 +4,8 @@ The child takes the client's terminal (fds 0, 1, 2 received with SCM_RIGHTS)
 and rebuilds ``sys.stdin``/``stdout``/``stderr`` the way the interpreter
 does at start-up (line-buffered on a terminal, stderr always, same encoding
 and errors), takes its cwd, umask, environment (replaced wholesale) and
-``sys.argv``, and runs :func:`flowenv.cli.run_command` as the console
-script would. It is the leader of a process group of its own, so the
+``sys.argv``, and runs :func:`flowenv.cli.answer` (the fast path, else the command) as
+the console script would. It is the leader of a process group of its own, so the
 signals the client forwards reach uv too; a watcher thread ends that group
 when the client's connection closes (the client was killed).
 
@@ -239,10 +239,10 @@ def serve(connection: socket, request: framing.Request, fds: list[int]) -> None:
     import _thread
 
     _thread.start_new_thread(_watch, (connection,))
-    from flowenv.cli import run_command
+    from flowenv.cli import answer
 
     try:
-        status = run_command(sys.argv[1:], program=True)
+        status = answer(sys.argv[1:], program=True)
     except Declined:
         os._exit(DECLINED_STATUS)  # closing without a pid: the client runs it itself
     except SystemExit as exc:

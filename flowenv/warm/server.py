@@ -131,7 +131,7 @@ def warm_up() -> None:
     """
     import importlib
 
-    from flowenv.cli import run_command
+    from flowenv.cli import answer
 
     for name in _LATE_IMPORTS:
         with contextlib.suppress(ImportError):
@@ -153,7 +153,7 @@ def warm_up() -> None:
                         contextlib.redirect_stdout(null),
                         contextlib.redirect_stderr(null),
                     ):
-                        run_command(["-q", "-C", directory, *argv], program=False)
+                        answer(["-q", "-C", directory, *argv], program=False)
             with contextlib.suppress(Exception):
                 from flowenv.lockfiles.pylock import parse_pylock
 
