@@ -31,11 +31,13 @@ from typing import Any, TypeVar
 import attrs
 
 from flowenv._sha256 import sha256_hex
+from flowenv.config import memo
 from flowenv.config.models import (
     NO_TARGET,
     CondaPackage,
     Config,
     EnvDecl,
+    ProjectSettings,
     PypiPackage,
     PypiSettings,
     SystemRequirements,
@@ -340,51 +342,75 @@ def build_environments(config: Config) -> Environments:
     # to right, so that is the fold of all of them; at a hundred steps over
     # base it halves the merging.
     parent_folds: dict[tuple[int, ...], EnvDecl] = {}
+    memo.SPECS.start()
     for env_name, env_layers in layers.items():
-        parent_key = tuple(map(id, env_layers[:-1]))
-        parent_fold = parent_folds.get(parent_key)
-        if parent_fold is None:
-            parent_fold = parent_folds[parent_key] = _fold(env_layers[:-1])
-        decl = _merge(parent_fold, env_layers[-1])
-        # The loader already rejected every environment without a Python version.
-        assert decl.python, env_name
-        platforms = decl.platforms if decl.platforms is not None else project.platforms
-        specs.append(
-            EnvSpec(
-                name=env_name,
-                python=decl.python,
-                pypi=decl.pypi,
-                conda=decl.conda,
-                channels=decl.channels if decl.channels is not None else project.conda.channels,
-                channel_priority=project.conda.channel_priority,
-                virtual_packages=project.conda.virtual_packages,
-                pypi_map=project.conda.pypi_map,
-                pypi_settings=project.pypi,
-                steps=tuple(sorted(users[env_name])),
-                pypi_constraints=decl.pypi_constraints,
-                solve_group=decl.solve_group,
-                # A target table's files count too: lock --check digests every input.
-                inputs=tuple(
-                    dict.fromkeys(
-                        (
-                            *decl.inputs,
-                            *(
-                                f
-                                for layer in env_layers
-                                for _, t in layer.targets
-                                for f in t.inputs
-                            ),
-                        )
-                    )
-                ),
-                platforms=platforms,
-                system_requirements=decl.system_requirements,
-                targets=_per_platform(env_layers, decl, platforms),
-            )
+        # Everything _env_spec reads: the env's layers, its users and the three
+        # project settings (platforms, conda, pypi). Layers compare by value, so
+        # a table read again from a changed input file makes a new key.
+        key = (
+            env_name,
+            tuple(env_layers),
+            tuple(users[env_name]),
+            project.platforms,
+            project.conda,
+            project.pypi,
         )
+        spec: EnvSpec | None = memo.SPECS.get(key)
+        if spec is None:
+            parent_key = tuple(map(id, env_layers[:-1]))
+            parent_fold = parent_folds.get(parent_key)
+            if parent_fold is None:
+                parent_fold = parent_folds[parent_key] = _fold(env_layers[:-1])
+            spec = _env_spec(env_name, env_layers, parent_fold, users[env_name], project)
+            memo.SPECS.put(key, spec)
+        specs.append(spec)
     return Environments(
         envs=tuple(sorted(_with_group_hashes(specs), key=lambda e: e.name)),
         step_envs=tuple(sorted(step_envs.items())),
+    )
+
+
+def _env_spec(
+    env_name: str,
+    env_layers: list[EnvDecl],
+    parent_fold: EnvDecl,
+    users: list[str],
+    project: ProjectSettings,
+) -> EnvSpec:
+    """The merged environment ``env_name`` (the fold of ``env_layers``, the last over the rest).
+
+    Reads of the project its platforms, conda and pypi settings only
+    (build_environments keys its memo by them).
+    """
+    decl = _merge(parent_fold, env_layers[-1])
+    # The loader already rejected every environment without a Python version.
+    assert decl.python, env_name
+    platforms = decl.platforms if decl.platforms is not None else project.platforms
+    return EnvSpec(
+        name=env_name,
+        python=decl.python,
+        pypi=decl.pypi,
+        conda=decl.conda,
+        channels=decl.channels if decl.channels is not None else project.conda.channels,
+        channel_priority=project.conda.channel_priority,
+        virtual_packages=project.conda.virtual_packages,
+        pypi_map=project.conda.pypi_map,
+        pypi_settings=project.pypi,
+        steps=tuple(sorted(users)),
+        pypi_constraints=decl.pypi_constraints,
+        solve_group=decl.solve_group,
+        # A target table's files count too: lock --check digests every input.
+        inputs=tuple(
+            dict.fromkeys(
+                (
+                    *decl.inputs,
+                    *(f for layer in env_layers for _, t in layer.targets for f in t.inputs),
+                )
+            )
+        ),
+        platforms=platforms,
+        system_requirements=decl.system_requirements,
+        targets=_per_platform(env_layers, decl, platforms),
     )
 
 
@@ -394,17 +420,33 @@ def _with_group_hashes(specs: Sequence[EnvSpec]) -> list[EnvSpec]:
     for spec in specs:
         if spec.solve_group is not None:
             members.setdefault(spec.solve_group, []).append(spec)
-    hashes = {
-        group: sha256_hex(
+    hashes = {group: _group_hash(envs) for group, envs in members.items()}
+    return [
+        _grouped(spec, hashes[spec.solve_group]) if spec.solve_group else spec for spec in specs
+    ]
+
+
+def _group_hash(members: Sequence[EnvSpec]) -> str:
+    """sha256 over every member's inputs on each of its platforms (memoised by the members)."""
+    key = ("group", tuple(members))
+    found: str | None = memo.SPECS.get(key)
+    if found is None:
+        found = sha256_hex(
             json.dumps(
-                sorted([e.name, {p: e.hash_inputs(p) for p in e.platforms}] for e in envs),
+                sorted([e.name, {p: e.hash_inputs(p) for p in e.platforms}] for e in members),
                 sort_keys=True,
                 separators=(",", ":"),
             ).encode()
         )
-        for group, envs in members.items()
-    }
-    return [
-        attrs.evolve(spec, group_hash=hashes[spec.solve_group]) if spec.solve_group else spec
-        for spec in specs
-    ]
+        memo.SPECS.put(key, found)
+    return found
+
+
+def _grouped(spec: EnvSpec, group_hash: str) -> EnvSpec:
+    """``spec`` with its group's hash: the same object as last time, input hashes and all."""
+    key = ("grouped", spec, group_hash)
+    found: EnvSpec | None = memo.SPECS.get(key)
+    if found is None:
+        found = attrs.evolve(spec, group_hash=group_hash)
+        memo.SPECS.put(key, found)
+    return found

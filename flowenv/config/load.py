@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from flowenv._bounds import TooDeep, TooLarge, parse_bounded, read_source
-from flowenv.config import stacks
+from flowenv.config import memo, stacks
 from flowenv.config.discover import PYPROJECT_NAME
 from flowenv.config.locate import KeyPath, LazyKeyLines, line_of, may_nest_too_deep
 from flowenv.config.models import (
@@ -64,6 +64,8 @@ STEP_KEYS = (*ENV_KEYS, "disabled", "env")
 PYPI_KEYS = ("packages", "libraries", "requirements", "pyproject")
 CONDA_KEYS = ("packages", "libraries", "channels", "environment-file")
 CHANNEL_PRIORITIES = ("strict", "flexible", "disabled")
+#: In a table's repr, the keys that make validating it read files (as repr spells them).
+_READS_FILES = tuple(repr(key) for key in ("requirements", "pyproject", "environment-file", "path"))
 
 # "\Z", never "$": "$" also matches before a trailing newline, and a newline
 # in a name would reach uv's requirement files as a line of its own.
@@ -348,6 +350,33 @@ class _Validator:
         return out
 
     # -- environments ----------------------------------------------------------
+    def memoised_env_decl(self, raw: object, path: KeyPath, allowed: tuple[str, ...]) -> EnvDecl:
+        """:meth:`env_decl`, kept from one run to the next (:mod:`flowenv.config.memo`).
+
+        What env_decl reads: the raw table, ``path`` and ``allowed``, the
+        project's platforms and index names (read before any env table), and
+        on error only the file, its lines and the key prefix. A table whose
+        validation reports nothing is keyed by the first five: the same key
+        validates the same way again, so the error-only inputs never matter
+        for a kept result. ``repr`` of the raw table tells ``1`` from ``1.0``,
+        ``true`` and ``"1"``, and keeps key order. Never kept: a table that
+        names files (input files, a local package's ``path``: they read the
+        disk, and ``root``, ``lock_root`` and ``missing_source`` with them),
+        spotted conservatively (a package called "path" is not kept either),
+        and a table that reported an error (reported afresh every time).
+        """
+        text = repr(raw)
+        if any(marker in text for marker in _READS_FILES):
+            return self.env_decl(raw, path, allowed)
+        key = (text, path, allowed, self.project_platforms, self.index_names)
+        decl: EnvDecl | None = memo.DECLS.get(key)
+        if decl is None:
+            reported = len(self.diagnostics)
+            decl = self.env_decl(raw, path, allowed)
+            if len(self.diagnostics) == reported:
+                memo.DECLS.put(key, decl)
+        return decl
+
     def env_decl(self, raw: object, path: KeyPath, allowed: tuple[str, ...]) -> EnvDecl:
         table = self.table(raw, path, allowed)
         python = self.string(table, "python", path)
@@ -725,11 +754,13 @@ def parse_config(text: str, path: Path, *, missing_source: MissingSource | None 
     top = v.table(data, (), TOP_KEYS)
     project = v.project(top.get("project", {}), root)
     v.lock_root = root / project.lock_dir
-    base = v.env_decl(top.get("base", {}), ("base",), BASE_KEYS)
+    memo.DECLS.start()
+    env_decl = v.memoised_env_decl
+    base = env_decl(top.get("base", {}), ("base",), BASE_KEYS)
     steps_raw = v.table(top.get("steps", {}), ("steps",), _keys(top.get("steps")))
     envs_raw = v.table(top.get("envs", {}), ("envs",), _keys(top.get("envs")))
-    steps = {name: v.env_decl(raw, ("steps", name), STEP_KEYS) for name, raw in steps_raw.items()}
-    envs = {name: v.env_decl(raw, ("envs", name), ENV_KEYS) for name, raw in envs_raw.items()}
+    steps = {name: env_decl(raw, ("steps", name), STEP_KEYS) for name, raw in steps_raw.items()}
+    envs = {name: env_decl(raw, ("envs", name), ENV_KEYS) for name, raw in envs_raw.items()}
     _validate_steps(v, base, steps, envs)
     if v.diagnostics:
         # In file order, so the report reads top to bottom like the file.

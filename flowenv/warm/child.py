@@ -226,8 +226,15 @@ def _exit_status(exc: SystemExit) -> int:
     return 1
 
 
-def serve(connection: socket, request: framing.Request, fds: list[int]) -> None:
-    """Run the request in this (forked) process, report to the client, and exit. Never returns."""
+def serve(
+    connection: socket, request: framing.Request, fds: list[int], memo_fd: int | None = None
+) -> None:
+    """Run the request in this (forked) process, report to the client, and exit. Never returns.
+
+    ``memo_fd``: where a run that ended with status 0 sends its configuration
+    memo back to the server (:mod:`flowenv.warm.memo_channel`), once the
+    client has its status.
+    """
     global _connection, _finished
     try:
         _become_client(connection, request, fds)
@@ -258,5 +265,9 @@ def serve(connection: socket, request: framing.Request, fds: list[int]) -> None:
         if not _committed:
             connection.sendall(framing.reply(b"pid", os.getpid()))
         connection.sendall(framing.reply(b"exit", status & 0xFF))
+        if status == 0 and memo_fd is not None:
+            from flowenv.warm.memo_channel import send
+
+            send(memo_fd)
     finally:
         os._exit(0)

@@ -34,7 +34,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from flowenv.warm import framing
+from flowenv.warm import framing, memo_channel
 from flowenv.warm.location import NAMESPACES, socket_path
 
 DEFAULT_IDLE = 600.0
@@ -227,6 +227,8 @@ class Server:
         # client that stalls mid-request (stopped with Ctrl-Z, or hostile)
         # delays no other lock.
         self.arriving: dict[socket.socket, _Arriving] = {}
+        #: Children's configuration memos still arriving (flowenv.warm.memo_channel), by fd.
+        self.memos: dict[int, memo_channel.MemoReader] = {}
         self.selector = selectors.DefaultSelector()
         listener.setblocking(False)
         self.selector.register(listener, selectors.EVENT_READ)
@@ -283,6 +285,9 @@ class Server:
                     if self.accept():
                         deadline = time.monotonic() + idle
                     continue
+                if isinstance(key.data, memo_channel.MemoReader):
+                    self.read_memo(key.data)
+                    continue
                 arriving = self.arriving.get(key.fileobj)  # type: ignore[call-overload]
                 if arriving is None:
                     continue  # dropped by an earlier event of this round
@@ -319,6 +324,32 @@ class Server:
         self.selector.register(connection, selectors.EVENT_READ)
         return True
 
+    def await_memo(self, channel: tuple[int, int] | None) -> None:
+        """Read a forked child's memo as it arrives (its write end is the child's alone)."""
+        if channel is None:
+            return
+        read, write = channel
+        os.close(write)
+        reader = memo_channel.MemoReader(read)
+        try:
+            self.selector.register(read, selectors.EVENT_READ, reader)
+        except (OSError, ValueError):
+            reader.close()
+            return
+        self.memos[read] = reader
+
+    def read_memo(self, reader: memo_channel.MemoReader) -> None:
+        """Take what has arrived of a child's memo; adopt it whole (a cut one is dropped)."""
+        outcome = reader.read()
+        if outcome is True:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(reader.fd)
+        self.memos.pop(reader.fd, None)
+        reader.close()
+        if outcome is not False and outcome:
+            memo_channel.receive(outcome, self.stamps)
+
     def handle(self, arriving: _Arriving, request: framing.Request) -> bool:
         """Answer one whole request; False when the server must exit."""
         connection, fds = arriving.connection, arriving.fds
@@ -338,7 +369,13 @@ class Server:
                 return True
             if changed(self.stamps):
                 return False  # the client, seeing no pid, runs the command itself
-            if os.fork() == 0:
+            channel = memo_channel.open_channel()
+            try:
+                pid = os.fork()
+            except OSError:
+                memo_channel.close_channel(channel)
+                raise
+            if pid == 0:
                 # The child must not keep the flock alive after the server is gone,
                 # nor hold other clients' connections (they would never see EOF).
                 self.listener.close()
@@ -346,13 +383,20 @@ class Server:
                 self.selector.close()
                 for other in self.arriving.values():
                     other.close()
+                for reader in self.memos.values():
+                    reader.close()
                 connection.settimeout(None)
                 try:
                     from flowenv.warm.child import serve
 
-                    serve(connection, request, fds)
+                    memo_fd = None
+                    if channel is not None:
+                        os.close(channel[0])
+                        memo_fd = channel[1]
+                    serve(connection, request, fds, memo_fd=memo_fd)
                 finally:
                     os._exit(1)  # never back into the accept loop, whatever happened
+            self.await_memo(channel)
             return True
         except OSError:
             return True

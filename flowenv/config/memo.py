@@ -1,0 +1,102 @@
+"""Pure configuration results kept from one run to the next, keyed by all they depend on.
+
+A one-step re-lock of a hundred-step project validates the same hundred
+tables, merges the same hundred environments and hashes the same two hundred
+env × platform inputs as the run before. This memo keeps those results:
+
+* :data:`DECLS`: a table's validated :class:`~flowenv.config.models.EnvDecl`
+  (see ``_Validator.memoised_env_decl`` in :mod:`flowenv.config.load` for the key);
+* :data:`SPECS`: an environment's merged :class:`~flowenv.spec.EnvSpec`, whose
+  input hashes, once asked for, travel with it (see :mod:`flowenv.spec`).
+
+Each key holds *every* input of the function it memoises, so a hit is what a
+fresh computation would give: a memo that missed an input would write wrong
+locks, far worse than none. Results that read files (input files, local
+packages) or reported an error are never kept.
+
+Bounded: each table keeps the entries its latest call used (``start`` is
+called once per configuration or build), so a long-lived process holds one
+configuration's worth. Across runs the memo lives in the warm server
+(:mod:`flowenv.warm`): a child that locked successfully sends :func:`export`
+back, the server :func:`adopt`\\s it, and the next fork inherits it. The
+server exits when any module it or its children loaded changes on disk, so an
+entry never outlives the code that made it.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+#: Bumped whenever what an entry means changes (only a forked child of the same code sends one).
+_VERSION = 1
+#: A payload beyond this is refused (a thousand steps take about 2 MB).
+MAX_PAYLOAD = 64 << 20
+
+
+class Table:
+    """One memoised function's results: those of the latest call, and of the one before."""
+
+    __slots__ = ("last", "now")
+
+    def __init__(self) -> None:
+        #: What the previous call used (or what the warm server adopted).
+        self.last: dict[Any, Any] = {}
+        #: What the current call used so far.
+        self.now: dict[Any, Any] = {}
+
+    def start(self) -> None:
+        """A new call begins: what the last one used is what may be reused."""
+        if self.now:
+            self.last, self.now = self.now, {}
+
+    def get(self, key: Any) -> Any:
+        """The result kept for ``key`` (kept for the next call too), or None."""
+        found = self.now.get(key)
+        if found is None:
+            found = self.last.get(key)
+            if found is not None:
+                self.now[key] = found
+        return found
+
+    def put(self, key: Any, value: Any) -> None:
+        self.now[key] = value
+
+    def clear(self) -> None:
+        self.last, self.now = {}, {}
+
+
+DECLS = Table()
+SPECS = Table()
+_TABLES = {"decls": DECLS, "specs": SPECS}
+
+
+def export(extra: Any = None) -> bytes:
+    """Every table's latest entries (and ``extra``), as :func:`adopt` takes them back."""
+    body = pickle.dumps(
+        (_VERSION, {name: table.now or table.last for name, table in _TABLES.items()}, extra),
+        protocol=pickle.HIGHEST_PROTOCOL,
+    )
+    return len(body).to_bytes(8, "big") + body
+
+
+def adopt(payload: bytes) -> Any:
+    """Take a forked child's :func:`export` as what the next call may reuse; its ``extra``.
+
+    A payload cut short (the child died while sending) or from another
+    version changes nothing and gives None. Only ever called on bytes from
+    a child of this very process (same uid, same code): unpickling is safe.
+    """
+    if len(payload) < 8 or int.from_bytes(payload[:8], "big") != len(payload) - 8:
+        return None
+    try:
+        version, tables, extra = pickle.loads(payload[8:])
+    except Exception:
+        return None
+    if version != _VERSION or not isinstance(tables, dict):
+        return None
+    for name, table in _TABLES.items():
+        entries = tables.get(name)
+        if isinstance(entries, dict):
+            table.last, table.now = {}, entries
+    return extra

@@ -1,0 +1,103 @@
+"""The configuration memo's way back from a warm child to the server (:mod:`flowenv.config.memo`).
+
+The memo pays only across runs, and each run is a fresh fork: what a child
+learnt dies with it unless it is sent back. So before each fork the server
+opens a pipe (:func:`open_channel`); the child, once its client has its exit
+status 0 and no longer waits, writes :func:`flowenv.config.memo.export` into
+it (:func:`send`) and exits; the server reads it as it arrives, registered in
+its selector beside the connections (:class:`MemoReader`: never a blocking
+read, a size cap, and a child that dies mid-send leaves a short payload that
+is dropped), and adopts it (:func:`receive`), so the next fork inherits it.
+
+With the memo come the (mtime, size) stamps of every module the child had
+loaded: the server adds those it did not load itself to the stamps it
+checks before each fork, so it exits (and its memo with it) when any code
+that computed an entry changes on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+#: Read at most this much per wake-up, so one large payload never holds up the accept loop.
+_CHUNK = 256 << 10
+
+
+def open_channel() -> tuple[int, int] | None:
+    """A pipe (read end, write end) for one child's memo; None when none can be had (no fds)."""
+    try:
+        read, write = os.pipe()
+    except OSError:
+        return None
+    os.set_blocking(read, False)
+    return read, write
+
+
+def close_channel(channel: tuple[int, int] | None) -> None:
+    for fd in channel or ():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+class MemoReader:
+    """The read end of one child's channel, and what has arrived of its payload so far."""
+
+    __slots__ = ("data", "fd")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.data = bytearray()
+
+    def read(self) -> bytes | bool:
+        """What has arrived: the whole payload at EOF, True to wait for more, False to drop it."""
+        from flowenv.config.memo import MAX_PAYLOAD
+
+        try:
+            chunk = os.read(self.fd, _CHUNK)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        if not chunk:
+            return bytes(self.data)
+        self.data += chunk
+        return len(self.data) <= MAX_PAYLOAD
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+def receive(payload: bytes, stamps: dict[str, tuple[int, int]]) -> bool:
+    """Adopt a child's memo; add its modules' stamps to ``stamps``. False if it was unusable."""
+    from flowenv.config import memo
+
+    extra = memo.adopt(payload)
+    if not isinstance(extra, dict):
+        return False
+    for path, stamp in extra.items():
+        stamps.setdefault(path, stamp)
+    return True
+
+
+def send(fd: int) -> None:
+    """Write this child's memo into its channel (called after the client has its status).
+
+    The client's stdio is let go first: a shell pipeline or a caller reading
+    the command's output waits for EOF, not for the memo. The write blocks
+    only on the pipe's buffer, which the server drains as it arrives.
+    """
+    memo = sys.modules.get("flowenv.config.memo")
+    if memo is None:
+        return  # no configuration was loaded: nothing was learnt
+    null = os.open(os.devnull, os.O_RDWR)
+    for target in (0, 1, 2):
+        os.dup2(null, target)
+    os.close(null)
+    from flowenv.warm.server import module_stamps
+
+    view = memoryview(memo.export(module_stamps()))
+    while view:
+        view = view[os.write(fd, view) :]
