@@ -75,7 +75,7 @@ class CondaPackage:
         return f"{prefix}{self.name} {self.spec}".strip()
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, cache_hash=True)
 class PypiSettings:
     """Where PyPI packages come from. Credentials never live here (env, netrc, keyring)."""
 
@@ -86,7 +86,7 @@ class PypiSettings:
     indexes: tuple[tuple[str, str], ...] = ()
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, cache_hash=True)
 class CondaSettings:
     """Where conda packages come from, and how channels are prioritised."""
 
@@ -135,7 +135,10 @@ class SystemRequirements:
         )
 
 
-@attrs.frozen(kw_only=True)
+# cache_hash: an EnvDecl (and the two settings beside it) is part of the key of every
+# env in the configuration memo (flowenv.config.memo), looked up on every load; the
+# fields are all immutable, so the hash never goes stale.
+@attrs.frozen(kw_only=True, cache_hash=True)
 class EnvDecl:
     """What one ``[base]``, ``[steps.NAME]`` or ``[envs.NAME]`` table declares, unmerged.
 
