@@ -226,13 +226,22 @@ def _exit_status(exc: SystemExit) -> int:
     return 1
 
 
-def serve(connection: socket, request: framing.Request, fds: list[int]) -> None:
-    """Run the request in this (forked) process, report to the client, and exit. Never returns."""
+def serve(connection: socket, request: framing.Request, fds: list[int], verdict: int) -> None:
+    """Run the request in this (forked) process, report to the client, and exit. Never returns.
+
+    ``verdict`` is a pipe on which the server says, after forking us, whether
+    its code is still what is on disk (b"1"): anything else, and the command is
+    handed back to the client, which runs it with the new code.
+    """
     global _connection, _finished
     try:
         _become_client(connection, request, fds)
+        current = os.read(verdict, 1) == b"1"
+        os.close(verdict)
     except (OSError, ValueError):
         os._exit(DECLINED_STATUS)  # e.g. the cwd is gone: the client, in-process, will say so
+    if not current:
+        os._exit(DECLINED_STATUS)
     _connection = connection
     # _thread, not threading: Thread.start() waits until the new thread runs,
     # 0.5-3 ms of every lock on a busy machine, and this one needs no join.

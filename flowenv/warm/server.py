@@ -336,11 +336,14 @@ class Server:
                 return False
             if request.kind != framing.RUN or len(fds) != 3:
                 return True
-            if changed(self.stamps):
-                return False  # the client, seeing no pid, runs the command itself
+            # Whether our modules changed on disk is decided while the child
+            # starts (0.4 ms of stats off every lock's path): the child runs
+            # nothing before it has this verdict, and declines on a change.
+            verdict, tell = os.pipe()
             if os.fork() == 0:
                 # The child must not keep the flock alive after the server is gone,
                 # nor hold other clients' connections (they would never see EOF).
+                os.close(tell)
                 self.listener.close()
                 os.close(self.lock)
                 self.selector.close()
@@ -350,10 +353,15 @@ class Server:
                 try:
                     from flowenv.warm.child import serve
 
-                    serve(connection, request, fds)
+                    serve(connection, request, fds, verdict)
                 finally:
                     os._exit(1)  # never back into the accept loop, whatever happened
-            return True
+            os.close(verdict)
+            current = not changed(self.stamps)
+            with contextlib.suppress(OSError):  # the child is gone already
+                os.write(tell, b"1" if current else b"0")
+            os.close(tell)
+            return current  # changed: the child declines, the client runs it, we leave
         except OSError:
             return True
 
