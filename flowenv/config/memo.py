@@ -71,6 +71,20 @@ SPECS = Table()
 _TABLES = {"decls": DECLS, "specs": SPECS}
 
 
+Snapshot = list[tuple[dict[Any, Any], dict[Any, Any]]]
+
+
+def snapshot() -> Snapshot:
+    """Every table's state, for :func:`restore`."""
+    return [(table.last, table.now) for table in _TABLES.values()]
+
+
+def restore(saved: Snapshot) -> None:
+    """Put every table back as :func:`snapshot` found it."""
+    for table, (last, now) in zip(_TABLES.values(), saved, strict=True):
+        table.last, table.now = last, now
+
+
 def export(extra: Any = None) -> bytes:
     """Every table's latest entries (and ``extra``), as :func:`adopt` takes them back."""
     body = pickle.dumps(

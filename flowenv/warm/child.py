@@ -226,20 +226,22 @@ def _exit_status(exc: SystemExit) -> int:
     return 1
 
 
-def serve(
-    connection: socket, request: framing.Request, fds: list[int], memo_fd: int | None = None
-) -> None:
+def serve(connection: socket, request: framing.Request, fds: list[int], verdict: int) -> None:
     """Run the request in this (forked) process, report to the client, and exit. Never returns.
 
-    ``memo_fd``: where a run that ended with status 0 sends its configuration
-    memo back to the server (:mod:`flowenv.warm.memo_channel`), once the
-    client has its status.
+    ``verdict`` is a pipe on which the server says, after forking us, whether
+    its code is still what is on disk (b"1"): anything else, and the command is
+    handed back to the client, which runs it with the new code.
     """
     global _connection, _finished
     try:
         _become_client(connection, request, fds)
+        current = os.read(verdict, 1) == b"1"
+        os.close(verdict)
     except (OSError, ValueError):
         os._exit(DECLINED_STATUS)  # e.g. the cwd is gone: the client, in-process, will say so
+    if not current:
+        os._exit(DECLINED_STATUS)
     _connection = connection
     # _thread, not threading: Thread.start() waits until the new thread runs,
     # 0.5-3 ms of every lock on a busy machine, and this one needs no join.
@@ -265,9 +267,10 @@ def serve(
         if not _committed:
             connection.sendall(framing.reply(b"pid", os.getpid()))
         connection.sendall(framing.reply(b"exit", status & 0xFF))
-        if status == 0 and memo_fd is not None:
-            from flowenv.warm.memo_channel import send
+        if status == 0:
+            # The client has its status: what this run learnt goes back to the server.
+            from flowenv.warm.memo_channel import send_back
 
-            send(memo_fd)
+            send_back()
     finally:
         os._exit(0)

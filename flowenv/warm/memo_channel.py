@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Callable
 
 #: Read at most this much per wake-up, so one large payload never holds up the accept loop.
 _CHUNK = 256 << 10
@@ -44,10 +45,12 @@ def close_channel(channel: tuple[int, int] | None) -> None:
 class MemoReader:
     """The read end of one child's channel, and what has arrived of its payload so far."""
 
-    __slots__ = ("data", "fd")
+    __slots__ = ("data", "fd", "pid")
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, pid: int = 0) -> None:
         self.fd = fd
+        #: The child writing it.
+        self.pid = pid
         self.data = bytearray()
 
     def read(self) -> bytes | bool:
@@ -65,9 +68,31 @@ class MemoReader:
         self.data += chunk
         return len(self.data) <= MAX_PAYLOAD
 
+    def drain(self) -> bytes | bool:
+        """:meth:`read` for as long as there is something to read now: for a child that
+        has exited, what is left of its payload is in the pipe's buffer."""
+        import select
+
+        while True:
+            outcome = self.read()
+            if outcome is not True or not select.select([self.fd], [], [], 0)[0]:
+                return outcome
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self.fd)
+
+
+def preserving(run: Callable[[], None]) -> None:
+    """``run()`` (a spare's warm-up on a sample project) with the memo put back as it was:
+    the sample's configuration would otherwise push out the one the next lock needs."""
+    from flowenv.config import memo
+
+    saved = memo.snapshot()
+    try:
+        run()
+    finally:
+        memo.restore(saved)
 
 
 def receive(payload: bytes, stamps: dict[str, tuple[int, int]]) -> bool:
@@ -80,6 +105,24 @@ def receive(payload: bytes, stamps: dict[str, tuple[int, int]]) -> bool:
     for path, stamp in extra.items():
         stamps.setdefault(path, stamp)
     return True
+
+
+#: In a child: the write end of its channel (set by :func:`in_child` right after the fork).
+_child_fd: int | None = None
+
+
+def in_child(channel: tuple[int, int] | None) -> None:
+    """In a child just forked (or a spare): keep its channel's write end, close the read end."""
+    global _child_fd
+    if channel is not None:
+        os.close(channel[0])
+        _child_fd = channel[1]
+
+
+def send_back() -> None:
+    """Send this child's memo through its channel, if it has one."""
+    if _child_fd is not None:
+        send(_child_fd)
 
 
 def send(fd: int) -> None:
