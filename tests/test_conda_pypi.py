@@ -173,7 +173,7 @@ pypi.packages = {{ torchmetrics = "*" }}
     # Told that conda's pytorch is no PyPI distribution, the PyPI side installs torch.
     config.write_text(
         config.read_text().replace(
-            "pypi.index-url", "conda.pypi-map = { pytorch = false }\npypi.index-url"
+            'pypi.index-url', 'conda.pypi-map = { pytorch = false }\npypi.index-url'
         )
     )
     assert main(["-q", "-C", str(root), "lock"]) == 0

@@ -140,15 +140,7 @@ def test_real_conda_lock_exports(
             outputs = {}
             for fmt in FORMATS:
                 code, out, err = _run(
-                    capsys,
-                    "-C",
-                    str(root),
-                    "export",
-                    "base",
-                    "-p",
-                    platform,
-                    "--format",
-                    fmt,
+                    capsys, "-C", str(root), "export", "base", "-p", platform, "--format", fmt,
                     *flags,
                 )
                 assert code == 0, err
@@ -267,13 +259,8 @@ def test_sync_refuses_what_hydrate_could_not_verify(
         f"    flowenv-input-hash-{platform}: '{env.input_hash(platform)}'\n"
         for platform in _platforms(read_conda_lock(source))
     )
-    text = re.sub(
-        r"^metadata:\n",
-        lambda _: "metadata:\n  custom_metadata:\n" + hashes,
-        path.read_text(),
-        count=1,
-        flags=re.MULTILINE,
-    )
+    text = re.sub(r"^metadata:\n", lambda _: "metadata:\n  custom_metadata:\n" + hashes,
+                  path.read_text(), count=1, flags=re.MULTILINE)
     path.write_text(text)
     code, _, err = _run(capsys, "-C", str(root), "sync")
     assert code == 2, err

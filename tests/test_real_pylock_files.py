@@ -187,9 +187,9 @@ def test_unchanged_copy_diffs_empty(tmp_path: Path, capsys: pytest.CaptureFixtur
     capsys.readouterr()
     assert main(["-C", str(root), "diff", "--format", "json", "base"]) == 0
     (env,) = json.loads(capsys.readouterr().out)["envs"]
-    assert [(p["platform"], [c["package"] for c in p["changes"]]) for p in env["platforms"]] == [
-        ("linux-64", ["demo"])
-    ]
+    assert [
+        (p["platform"], [c["package"] for c in p["changes"]]) for p in env["platforms"]
+    ] == [("linux-64", ["demo"])]
 
 
 def test_environments_excluding_the_platform_are_refused(

@@ -337,7 +337,10 @@ def _imported_by(args: list[str], watched: str) -> str:
     process has imported everything already).
     """
     probe = (
-        f"import sys\nfrom flowenv.cli import main\ncode = main({args!r})\nprint(code, {watched})\n"
+        "import sys\n"
+        "from flowenv.cli import main\n"
+        f"code = main({args!r})\n"
+        f"print(code, {watched})\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "FLOWENV_S3_BACKEND"}
     ran = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)

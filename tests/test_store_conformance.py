@@ -479,7 +479,7 @@ def test_without_the_protocol_the_race_breaks_the_store(
 
 
 def test_each_s3_target_is_served_by_the_client_it_names(store_target) -> None:
-    """ "s3" runs these tests through flowenv's own S3 client, "s3fs" through the fallback."""
+    """"s3" runs these tests through flowenv's own S3 client, "s3fs" through the fallback."""
     served = open_store(store_target.url, store_target.options).backend.module
     expected = {
         "s3": "flowenv.store.s3_fast",

@@ -40,7 +40,9 @@ def test_a_file_size_limit_is_an_error_not_a_traceback(tmp_path: Path) -> None:
     # 16 bytes: enough for tempfile's probe, not for the flowenv.toml `import` writes.
     # (Not `lock`: uv, which inherits the limit, would be killed writing its output.)
     (tmp_path / "requirements.txt").write_text("alpha==1.0\n")
-    result = _flowenv_under(resource.RLIMIT_FSIZE, 16, "import", "requirements.txt", cwd=tmp_path)
+    result = _flowenv_under(
+        resource.RLIMIT_FSIZE, 16, "import", "requirements.txt", cwd=tmp_path
+    )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("flowenv: error: File too large")

@@ -68,8 +68,7 @@ def _pylock(root: Path, body: str) -> str:
 
 def _conda_lock(root: Path, packages: str) -> str:
     """A conda-lock v1 file fresh for ``root``'s config, with ``packages`` as its ``package:``."""
-    return (
-        textwrap.dedent(f"""\
+    return textwrap.dedent(f"""\
         version: 1
         metadata:
           content_hash:
@@ -83,9 +82,7 @@ def _conda_lock(root: Path, packages: str) -> str:
           - ../../flowenv.toml
           custom_metadata:
             flowenv-input-hash-linux-64: '{_input_hash(root)}'
-        """)
-        + packages
-    )
+        """) + packages
 
 
 _WHEEL = "[[packages.wheels]]\nurl = 'https://x.example/alpha-2.0-py3-none-any.whl'\n"
@@ -142,8 +139,12 @@ PYLOCK_CASES: list[tuple[str, Callable[[Path], str], str]] = [
     ),
 ]
 
-_BILLION_LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
-    f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)
+_BILLION_LAUGHS = (
+    'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]\n"
+        for i in range(8)
+    )
 )
 
 CONDA_CASES: list[tuple[str, Callable[[Path], str], str]] = [
@@ -254,13 +255,8 @@ def _hostile_params() -> list[object]:
     )
     return [
         pytest.param(
-            config,
-            lock_name,
-            text_of,
-            expected,
-            command.values[0],
-            id=f"{kind}-{case}-{command.id}",
-            marks=command.marks,
+            config, lock_name, text_of, expected, command.values[0],
+            id=f"{kind}-{case}-{command.id}", marks=command.marks,
         )
         for kind, config, lock_name, cases, conda in kinds
         for case, text_of, expected in cases
@@ -270,13 +266,8 @@ def _hostile_params() -> list[object]:
 
 @pytest.mark.parametrize(("config", "lock_name", "text_of", "expected", "args"), _hostile_params())
 def test_hostile_lock_is_one_clear_error(
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    config: str,
-    lock_name: str,
-    text_of: Callable[[Path], str],
-    expected: str,
-    args: list[str],
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], config: str, lock_name: str,
+    text_of: Callable[[Path], str], expected: str, args: list[str],
 ) -> None:
     root = _project(tmp_path, config, lock_name, text_of)
     code, out = _run(root, capsys, args)
@@ -295,10 +286,7 @@ def test_hostile_lock_is_one_clear_error(
     ids=[f"pylock-{c[0]}" for c in PYLOCK_CASES] + [f"conda-{c[0]}" for c in CONDA_CASES],
 )
 def test_textconv_prints_a_hostile_lock_as_it_is(
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    config: str,
-    lock_name: str,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], config: str, lock_name: str,
     text_of: Callable[[Path], str],
 ) -> None:
     root = _project(tmp_path, config, lock_name, text_of)
@@ -315,10 +303,7 @@ def test_textconv_prints_a_hostile_lock_as_it_is(
     ids=["pylock", "conda-lock"],
 )
 def test_unreadable_lock_is_an_error_not_stale(
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    args: list[str],
-    config: str,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], config: str,
     lock_name: str,
 ) -> None:
     """A lock that exists but cannot be read: a directory in its place (any user), and mode 000."""
@@ -370,30 +355,18 @@ def _run_unprivileged(tmp_path: Path, root: Path, args: list[str]) -> tuple[int,
             "GIT_CONFIG_VALUE_0": "*",
         }
         result = subprocess.run(
-            [
-                setpriv,
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                sys.executable,
-                "-m",
-                "flowenv",
-                "-C",
-                str(shared / "proj"),
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-            cwd=shared,
+            [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+             sys.executable, "-m", "flowenv", "-C", str(shared / "proj"), *args],
+            capture_output=True, text=True, env=env, check=False, cwd=shared,
         )
     finally:
         shutil.rmtree(shared, ignore_errors=True)
     return result.returncode, result.stdout + result.stderr
 
 
-def test_non_utf8_lock_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_non_utf8_lock_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = _project(tmp_path, PYPI_CONFIG, "pylock.linux-64.toml", lambda _: "")
     path = root / "locks" / "base" / "pylock.linux-64.toml"
     path.write_bytes(b"lock-version = '\xff'\n")
