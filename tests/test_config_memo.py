@@ -381,13 +381,13 @@ def _child_sends(path: Path, channel: tuple[int, int], cut: bool = False) -> int
     if pid == 0:  # pragma: no cover - runs in the child
         status = 1
         try:
-            os.close(channel[0])
+            memo_channel.in_child(channel, ())
             outcome(path)
             if cut:
-                payload = memo.export({})
+                payload = memo.export(memo.inherited(), {})
                 os.write(channel[1], payload[: len(payload) // 2])
                 os.kill(os.getpid(), 9)  # dies mid-send
-            memo_channel.send(channel[1])
+            memo_channel.send_back()
             status = 0
         finally:
             os._exit(status)
@@ -472,11 +472,56 @@ def test_an_oversized_or_foreign_payload_is_refused(tmp_path: Path) -> None:
     finally:
         reader.close()
         os.close(write_end)
-    good = memo.export({})
+    good = memo.export(memo.inherited(), {})
     assert memo.adopt(good) == {}
     assert memo.adopt(good[:-1]) is None
     assert memo.adopt(b"") is None
     import pickle
 
-    other = pickle.dumps((0, {}, {}))
+    other = pickle.dumps((0, 0, {}, {}))
     assert memo.adopt(len(other).to_bytes(8, "big") + other) is None
+
+
+@_forked
+def test_a_childs_delta_leaves_the_parent_with_what_the_child_used(tmp_path: Path) -> None:
+    """The child sends the positions of the entries it used and its new ones: the
+    parent ends up with the child's one-step-changed configuration, nothing more."""
+    path = write(tmp_path / "p", RICH)
+    before = outcome(path)
+    changed = RICH.replace('pandas = "2.2.3"', 'pandas = "2.2.2"')
+    path.write_text(changed)
+    channel = memo_channel.open_channel()
+    assert channel is not None
+    pid = _child_sends(path, channel)
+    reader = memo_channel.MemoReader(channel[0])
+    payload = _receive(reader)
+    reader.close()
+    assert os.waitpid(pid, 0)[1] == 0
+    assert isinstance(payload, bytes)
+    assert memo_channel.receive(payload, {})
+    # What the child's load used: every table of the changed file, once.
+    assert len(memo.DECLS.now) == len(before[1].steps) + len(before[1].envs) + 1
+    after = outcome(path)
+    assert after == fresh(path)
+    assert served(before, after) >= {"gpu", "evaluate", "train", "mixed"}
+    assert after[1].step("features") != before[1].step("features")
+
+
+def test_a_delta_from_another_state_adds_to_the_memo_without_pruning(tmp_path: Path) -> None:
+    """Two children forked from one state (two locks at once): the second's positions
+    refer to a state the first one's adoption replaced, so its entries are added."""
+    first, second = write(tmp_path / "a", RICH), write(tmp_path / "b", RICH.replace("3.11", "3.12"))
+    since = memo.inherited()
+    outcome(first)
+    one = memo.export(since)
+    memo.restore([({}, {}), ({}, {})])
+    outcome(second)
+    two = memo.export(since)
+    memo.restore([({}, {}), ({}, {})])
+    assert memo.adopt(one) is None  # no extra sent
+    kept = len(memo.DECLS.now)
+    assert kept
+    memo.adopt(two)
+    assert len(memo.DECLS.now) > kept  # both configurations' entries
+    for path in (first, second):
+        assert outcome(path) == fresh(path)

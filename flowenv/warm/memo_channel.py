@@ -20,7 +20,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Container
+from typing import Any
 
 #: Read at most this much per wake-up, so one large payload never holds up the accept loop.
 _CHUNK = 256 << 10
@@ -107,30 +108,42 @@ def receive(payload: bytes, stamps: dict[str, tuple[int, int]]) -> bool:
     return True
 
 
-#: In a child: the write end of its channel (set by :func:`in_child` right after the fork).
+#: In a child: the write end of its channel, the memo it was forked with and the
+#: module files the server already watches (set by :func:`in_child` right after the fork).
 _child_fd: int | None = None
+_inherited: Any = None
+_known: Container[str] = ()
 
 
-def in_child(channel: tuple[int, int] | None) -> None:
-    """In a child just forked (or a spare): keep its channel's write end, close the read end."""
-    global _child_fd
-    if channel is not None:
-        os.close(channel[0])
-        _child_fd = channel[1]
+def in_child(channel: tuple[int, int] | None, known: Container[str]) -> None:
+    """In a child just forked (or a spare): keep its channel's write end, close the read
+    end, and note what it starts from (``known``: the module files the server stamps)."""
+    global _child_fd, _inherited, _known
+    if channel is None:
+        return
+    os.close(channel[0])
+    _child_fd = channel[1]
+    from flowenv.config import memo
+
+    _inherited = memo.inherited()
+    _known = known
 
 
 def send_back() -> None:
     """Send this child's memo through its channel, if it has one."""
     if _child_fd is not None:
-        send(_child_fd)
+        send(_child_fd, _inherited, _known)
 
 
-def send(fd: int) -> None:
-    """Write this child's memo into its channel (called after the client has its status).
+def send(fd: int, since: Any, known: Container[str] = ()) -> None:
+    """Write this process's memo (a delta against ``since``) into ``fd``; called after
+    the client has its status.
 
     The client's stdio is let go first: a shell pipeline or a caller reading
     the command's output waits for EOF, not for the memo. The write blocks
-    only on the pipe's buffer, which the server drains as it arrives.
+    only on the pipe's buffer, which the server drains as it arrives. With
+    the memo go the stamps of the modules this process loaded that are not
+    in ``known``.
     """
     memo = sys.modules.get("flowenv.config.memo")
     if memo is None:
@@ -139,8 +152,18 @@ def send(fd: int) -> None:
     for target in (0, 1, 2):
         os.dup2(null, target)
     os.close(null)
-    from flowenv.warm.server import module_stamps
-
-    view = memoryview(memo.export(module_stamps()))
+    view = memoryview(memo.export(since, _new_stamps(known)))
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _new_stamps(known: Container[str]) -> dict[str, tuple[int, int]]:
+    """(mtime_ns, size) of each loaded module's file not in ``known``."""
+    stamps: dict[str, tuple[int, int]] = {}
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and path not in known and path not in stamps:
+            with contextlib.suppress(OSError):
+                info = os.stat(path)
+                stamps[path] = (info.st_mtime_ns, info.st_size)
+    return stamps

@@ -305,7 +305,7 @@ class Server:
 
         def forget() -> None:
             self.forget()
-            memo_channel.in_child(channel)
+            memo_channel.in_child(channel, self.stamps)
 
         self.spare = Spare.fork(forget, lambda: memo_channel.preserving(prepare_spare))
         if self.spare is not None:
@@ -481,7 +481,7 @@ class Server:
             if pid == 0:
                 os.close(tell)
                 self.forget()
-                memo_channel.in_child(channel)
+                memo_channel.in_child(channel, self.stamps)
                 connection.settimeout(None)
                 try:
                     from flowenv.warm.child import serve
