@@ -14,11 +14,12 @@ fresh computation would give: a memo that missed an input would write wrong
 locks, far worse than none. Results that read files (input files, local
 packages) or reported an error are never kept.
 
-Bounded: each table keeps the entries its latest call used (``start`` is
-called once per configuration or build), so a long-lived process holds one
-configuration's worth. Across runs the memo lives in the warm server
-(:mod:`flowenv.warm`): a child that locked successfully sends :func:`export`
-back, the server :func:`adopt`\\s it, and the next fork inherits it. The
+Bounded: each table keeps the entries its latest two calls used (``start``
+is called once per configuration or build), so a long-lived process holds
+two configurations' worth. Across runs the memo lives in the warm server
+(:mod:`flowenv.warm`): a child that locked successfully sends what changed
+(:func:`export`), the server :func:`adopt`\\s it, and the next fork inherits
+it. The
 server exits when any module it or its children loaded changes on disk, so an
 entry never outlives the code that made it.
 """
