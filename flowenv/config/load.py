@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -169,10 +169,14 @@ class _Validator:
         if not isinstance(value, dict):
             self.error(path, f"expected a table, got {_type_name(value)}")
             return {}
+        # [steps] and [envs] allow their own keys, thousands of them in a large
+        # project: a tuple's membership test made those two checks quadratic
+        # (14 ms of a 1000-step load).
+        known: Collection[str] = frozenset(allowed) if len(allowed) > 16 else allowed
         for key in value:
-            if key not in allowed:
+            if key not in known:
                 self.error((*path, key), f"unknown key{did_you_mean(key, allowed)}")
-        return {k: v for k, v in value.items() if k in allowed}
+        return {k: v for k, v in value.items() if k in known}
 
     def typed(self, value: object, path: KeyPath, kind: type[T], what: str) -> T | None:
         # bool is an int subclass; never accept one where the other is meant.
