@@ -407,6 +407,20 @@ def _receive(reader: memo_channel.MemoReader) -> bytes | bool:
                 return outcome_
 
 
+def _payload_from_child(path: Path, cut: bool = False) -> bytes:
+    """What a forked child that loads ``path`` sends back through a real channel."""
+    channel = memo_channel.open_channel()
+    assert channel is not None
+    pid = _child_sends(path, channel, cut)
+    reader = memo_channel.MemoReader(channel[0])
+    payload = _receive(reader)
+    reader.close()
+    status = os.waitpid(pid, 0)[1]
+    assert cut or status == 0
+    assert isinstance(payload, bytes)
+    return payload
+
+
 def _forked(test: Callable[..., None]) -> Callable[..., None]:
     return pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")(test)
 
@@ -414,14 +428,7 @@ def _forked(test: Callable[..., None]) -> Callable[..., None]:
 @_forked
 def test_a_childs_memo_reaches_the_parent_and_serves_its_next_load(tmp_path: Path) -> None:
     path = write(tmp_path / "p", RICH)
-    channel = memo_channel.open_channel()
-    assert channel is not None
-    pid = _child_sends(path, channel)
-    reader = memo_channel.MemoReader(channel[0])
-    payload = _receive(reader)
-    reader.close()
-    assert os.waitpid(pid, 0)[1] == 0
-    assert isinstance(payload, bytes)
+    payload = _payload_from_child(path)
     stamps: dict[str, tuple[int, int]] = {}
     assert memo_channel.receive(payload, stamps)
     # The child's modules come along, so the server notices when their code changes.
@@ -444,14 +451,7 @@ def test_a_child_that_dies_mid_send_leaves_the_memo_as_it_was(tmp_path: Path) ->
     outcome(write(tmp_path / "q", RICH.replace('"3.11"', '"3.12"')))
     kept = (dict(memo.DECLS.now), dict(memo.SPECS.now))
     assert all(kept)
-    channel = memo_channel.open_channel()
-    assert channel is not None
-    pid = _child_sends(path, channel, cut=True)
-    reader = memo_channel.MemoReader(channel[0])
-    payload = _receive(reader)
-    reader.close()
-    os.waitpid(pid, 0)
-    assert isinstance(payload, bytes)
+    payload = _payload_from_child(path, cut=True)
     assert payload
     stamps: dict[str, tuple[int, int]] = {}
     assert not memo_channel.receive(payload, stamps)
@@ -490,15 +490,7 @@ def test_a_childs_delta_leaves_the_parent_with_what_the_child_used(tmp_path: Pat
     before = outcome(path)
     changed = RICH.replace('pandas = "2.2.3"', 'pandas = "2.2.2"')
     path.write_text(changed)
-    channel = memo_channel.open_channel()
-    assert channel is not None
-    pid = _child_sends(path, channel)
-    reader = memo_channel.MemoReader(channel[0])
-    payload = _receive(reader)
-    reader.close()
-    assert os.waitpid(pid, 0)[1] == 0
-    assert isinstance(payload, bytes)
-    assert memo_channel.receive(payload, {})
+    assert memo_channel.receive(_payload_from_child(path), {})
     # What the child's load used: every table of the changed file, once.
     assert len(memo.DECLS.now) == len(before[1].steps) + len(before[1].envs) + 1
     after = outcome(path)
