@@ -187,6 +187,33 @@ def test_the_first_lock_starts_the_server_and_the_next_is_served_identically(
     assert warm.status() == (server, 2)
 
 
+def test_a_fresh_served_lock_is_answered_by_the_childs_fast_path(
+    make_project: Callable[..., Path], warm: Warm
+) -> None:
+    """A lock with nothing to do takes the fast path in the child, as it would in-process:
+    the full path would have rewritten the freshness record."""
+    from flowenv.lockfiles.freshness import record_path
+
+    root = make_project(BODY)
+    assert flowenv("-C", root, "lock", env=warm.env).code == 0  # in-process; starts the server
+    server = warm.wait_for_server()
+    # A lock's stat vouches for nothing in the seconds after it was written
+    # (flowenv.lockfiles.freshness): the first lock after that records them.
+    time.sleep(3.1)
+    assert flowenv("-C", root, "lock", env=warm.env).code == 0
+    record = record_path(root / "flowenv.toml")
+    before = (record.read_bytes(), record.stat().st_mtime_ns)
+    # A quiet lock: what the fast path answers (it prints nothing when all is fresh).
+    served = flowenv("-q", "-C", root, "lock", env=warm.env)
+    assert served == Run(0, "", "")
+    assert warm.status() == (server, 2)
+    assert (record.read_bytes(), record.stat().st_mtime_ns) == before
+    # The full path, for contrast: the same lock, not quiet, records again.
+    assert "fresh" in flowenv("-C", root, "lock", env=warm.env).out
+    assert warm.status() == (server, 3)
+    assert record.stat().st_mtime_ns != before[1]
+
+
 @pytest.mark.parametrize(
     ("edit", "code", "expected"),
     [

@@ -41,27 +41,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = sys.argv[1:] if argv is None else list(argv)
     if argv is not None:
-        quick = fast_lock_check(args)
-        return quick if quick is not None else run_command(args, program=False)
+        return answer(args, program=False)
     from flowenv.warm import client
 
     # `lock --check`'s answer comes sooner from the fast path than through a
-    # child; any other lock goes to the server first, whose child decides
-    # freshness as fast (the fast path's imports and record would be paid
-    # again by every re-lock).
+    # child; any other lock goes to the server first, whose child tries the
+    # same fast path, warm (here its imports and record would be paid again
+    # by every re-lock).
     fast_first = client.check_only(args)
     if not fast_first and (served := client.run_served(args)) is not None:
-        return served
+        client.exit_now(served)
     quick = fast_lock_check(args)
     if quick is not None:
         return quick
     if fast_first and (served := client.run_served(args)) is not None:
-        return served
+        client.exit_now(served)
     try:
         return run_command(args, program=True)
     finally:
         if client.is_lock(args):
             client.start_server()
+
+
+def answer(args: Sequence[str], program: bool) -> int:
+    """The fast path's answer when it has one (a fresh ``lock`` or ``lock --check``), else
+    :func:`run_command`'s: what an in-process call and a warm server's child run."""
+    quick = fast_lock_check(args)
+    return quick if quick is not None else run_command(args, program=program)
 
 
 def run_command(args: Sequence[str], program: bool) -> int:

@@ -8,6 +8,8 @@ warms the whole lock path once; later ``flowenv lock`` runs connect to it
 (:mod:`flowenv.warm.client`), hand over their argv, cwd, umask, environment
 and terminal (fds 0, 1, 2), and the server forks a child that runs the
 command exactly as the console script would (:mod:`flowenv.warm.child`).
+While idle, the server keeps a spare child forked and warmed ahead of the
+next request (:mod:`flowenv.warm.spare`).
 
 Decisions:
 

@@ -4,8 +4,8 @@ The child takes the client's terminal (fds 0, 1, 2 received with SCM_RIGHTS)
 and rebuilds ``sys.stdin``/``stdout``/``stderr`` the way the interpreter
 does at start-up (line-buffered on a terminal, stderr always, same encoding
 and errors), takes its cwd, umask, environment (replaced wholesale) and
-``sys.argv``, and runs :func:`flowenv.cli.run_command` as the console
-script would. It is the leader of a process group of its own, so the
+``sys.argv``, and runs :func:`flowenv.cli.answer` (the fast path, else the command) as
+the console script would. It is the leader of a process group of its own, so the
 signals the client forwards reach uv too; a watcher thread ends that group
 when the client's connection closes (the client was killed).
 
@@ -226,23 +226,32 @@ def _exit_status(exc: SystemExit) -> int:
     return 1
 
 
-def serve(connection: socket, request: framing.Request, fds: list[int]) -> None:
-    """Run the request in this (forked) process, report to the client, and exit. Never returns."""
+def serve(connection: socket, request: framing.Request, fds: list[int], verdict: int) -> None:
+    """Run the request in this (forked) process, report to the client, and exit. Never returns.
+
+    ``verdict`` is a pipe on which the server says, after forking us, whether
+    its code is still what is on disk (b"1"): anything else, and the command is
+    handed back to the client, which runs it with the new code.
+    """
     global _connection, _finished
     try:
         _become_client(connection, request, fds)
+        current = os.read(verdict, 1) == b"1"
+        os.close(verdict)
     except (OSError, ValueError):
         os._exit(DECLINED_STATUS)  # e.g. the cwd is gone: the client, in-process, will say so
+    if not current:
+        os._exit(DECLINED_STATUS)
     _connection = connection
     # _thread, not threading: Thread.start() waits until the new thread runs,
     # 0.5-3 ms of every lock on a busy machine, and this one needs no join.
     import _thread
 
     _thread.start_new_thread(_watch, (connection,))
-    from flowenv.cli import run_command
+    from flowenv.cli import answer
 
     try:
-        status = run_command(sys.argv[1:], program=True)
+        status = answer(sys.argv[1:], program=True)
     except Declined:
         os._exit(DECLINED_STATUS)  # closing without a pid: the client runs it itself
     except SystemExit as exc:

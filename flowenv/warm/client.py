@@ -26,7 +26,7 @@ from flowenv.warm.location import enabled, socket_path
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
-    from typing import Any
+    from typing import Any, NoReturn
 
 #: The signals a terminal or a supervisor sends that the child's process group must get too.
 FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
@@ -85,6 +85,22 @@ def run_served(argv: Sequence[str]) -> int | None:
         return _await(sock)
     finally:
         sock.close()
+
+
+def exit_now(status: int) -> NoReturn:
+    """End this process with the served command's status, skipping the interpreter's finalisation.
+
+    Nothing of the client's needs it (no file open, no atexit hook), and it
+    cost ~2 ms of every served lock. Our own stdout and stderr (the child wrote
+    to the same descriptors, unbuffered by us) are flushed first, as at exit.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status & 0xFF)
 
 
 def _ours(sock: object) -> bool:

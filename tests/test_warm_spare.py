@@ -1,0 +1,132 @@
+"""The warm server's spare (flowenv.warm.spare): a child forked ahead of the next lock.
+
+Real processes throughout (see tests/test_warm_server.py). A spare that was
+not handed a request never exits on its own, so a spare that is gone after a
+lock while its server lives and counts one more lock served is the one that
+served it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.test_warm_attacks import _started
+from tests.test_warm_server import (
+    BODY,
+    Warm,
+    _alive,
+    _cold,
+    _files,
+    _until,
+    flowenv,
+    warm,
+    with_sitecustomize,
+)
+
+__all__ = ["warm"]  # a fixture, used by name
+
+pytestmark = pytest.mark.skipif(
+    not Path("/proc/self/task").exists(), reason="reads a process's children from /proc"
+)
+
+
+def _children(pid: int) -> set[int]:
+    """The living children of ``pid`` (Linux's /proc/PID/task/*/children)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found |= {int(c) for c in (task / "children").read_text().split()}
+        except OSError:
+            continue
+    return {child for child in found if _alive(child)}
+
+
+def _ended(pid: int) -> bool:
+    return not _alive(pid)
+
+
+def _spare_of(server: int) -> int:
+    """The server's one child once it has nothing to serve: its spare."""
+    _until(lambda: len(_children(server)) == 1, "the server's spare")
+    (spare,) = _children(server)
+    return spare
+
+
+def test_the_spare_serves_the_next_lock_and_another_takes_its_place(
+    make_project: Callable[..., Path], warm: Warm
+) -> None:
+    cold_root = make_project(BODY)
+    root = cold_root.parent / "served"
+    shutil.copytree(cold_root, root)
+    server = _started(warm, root)
+    expected = flowenv("-C", cold_root, "lock", env=_cold(warm.env))
+    shutil.rmtree(root / "locks")
+    for served in (1, 2):
+        spare = _spare_of(server)
+        result = flowenv("-C", root, "lock", env=warm.env)
+        assert result == expected
+        assert _files(root) == _files(cold_root)
+        assert warm.status() == (server, served)
+        _until(functools.partial(_ended, spare), "the spare that served to end")
+        assert _spare_of(server) != spare
+        shutil.rmtree(root / "locks")
+
+
+def test_a_killed_spare_costs_nothing_but_a_fork(
+    make_project: Callable[..., Path], warm: Warm
+) -> None:
+    root = make_project(BODY)
+    server = _started(warm, root)
+    spare = _spare_of(server)
+    os.kill(spare, signal.SIGKILL)
+    _until(lambda: spare not in _children(server), "the killed spare to be reaped")
+    shutil.rmtree(root / "locks")
+    result = flowenv("-C", root, "lock", env=warm.env)
+    assert result.code == 0, result.err
+    assert len(_files(root)) == 4
+    # Served (by a fork: the dead spare was dropped), and a new spare follows.
+    assert warm.status() == (server, 1)
+    assert _spare_of(server) != spare
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_the_spare_leaves_with_its_server(
+    make_project: Callable[..., Path], warm: Warm, how: str
+) -> None:
+    root = make_project(BODY)
+    server = _started(warm, root)
+    spare = _spare_of(server)
+    if how == "stop":
+        assert "stopped" in flowenv("server", "stop", env=warm.env).out
+    else:
+        os.kill(server, signal.SIGKILL)
+    _until(lambda: not _alive(spare), "the spare to leave with its server")
+    assert not warm.status()[0]
+
+
+def test_a_spare_forked_before_a_module_changed_hands_the_lock_back(
+    make_project: Callable[..., Path], warm: Warm, tmp_path: Path
+) -> None:
+    # The spare ran the old code's warm-up; its verdict says the code changed,
+    # so it declines before anything, the client locks in-process (and starts
+    # a new server) and the old server leaves with its spare.
+    old, module = with_sitecustomize(warm, tmp_path)
+    root = make_project(BODY)
+    server = _started(old, root)
+    spare = _spare_of(server)
+    module.write_text("LOADED = True  # upgraded\n")
+    shutil.rmtree(root / "locks")
+    result = flowenv("-C", root, "lock", env=old.env)
+    assert result.code == 0, result.err
+    assert len(_files(root)) == 4
+    _until(lambda: not _alive(spare) and not _alive(server), "the old server and spare to leave")
+    new = old.wait_for_server()  # the in-process lock started it
+    assert new != server
+    assert old.status() == (new, 0)
