@@ -245,20 +245,50 @@ def _inside(real_root: str, real_directory: str) -> bool:
     )
 
 
-def _real_env_dir(lock_root: Path, real_root: str, directory: Path) -> str:
+def _linked_names(lock_root: Path) -> frozenset[str]:
+    """The names directly below the lock dir that are symbolic links (none if it is unreadable).
+
+    One ``scandir`` (each entry's type comes with the listing) instead of one
+    ``lstat`` per env directory: at a hundred envs, those were most of a
+    millisecond of every re-lock.
+    """
+    try:
+        with os.scandir(lock_root) as entries:
+            return frozenset(entry.name for entry in entries if entry.is_symlink())
+    except OSError:  # no lock dir yet (nothing below it is a link), or not a directory
+        return frozenset()
+
+
+def _real_env_dir(
+    lock_root: Path, real_root: str, directory: Path, links: frozenset[str] | None = None
+) -> str:
     """``os.path.realpath(directory)`` for an env directory, from the lock dir's real path.
 
     An env's directory is ``<lock dir>/<env name>``, and env names are plain
     names (no separator, no ``..``): unless the directory itself is a symbolic
     link, its real path is the lock dir's real path joined with its name. One
     ``lstat`` instead of one per path component: at a hundred envs, resolving
-    each directory whole was a few ms of every re-lock.
+    each directory whole was a few ms of every re-lock. ``links``: the
+    :func:`_linked_names` of ``lock_root``, when the caller listed them (no
+    ``lstat`` at all then).
     """
-    name = directory.name
-    plain = directory.parent == lock_root and name not in ("", ".", "..") and os.sep not in name
-    if plain and not os.path.islink(directory):
-        return os.path.join(real_root, name)
-    return os.path.realpath(directory)
+    return _real_dir(lock_root.parts, real_root, directory.parts, links)
+
+
+def _real_dir(
+    root_parts: tuple[str, ...],
+    real_root: str,
+    parts: tuple[str, ...],
+    links: frozenset[str] | None,
+) -> str:
+    """:func:`_real_env_dir` of the directory whose ``Path.parts`` are ``parts``."""
+    name = parts[-1] if parts else ""
+    plain = parts[:-1] == root_parts and name not in ("", ".", "..") and os.sep not in name
+    if plain:
+        linked = os.path.islink(os.path.join(*parts)) if links is None else name in links
+        if not linked:
+            return os.path.join(real_root, name)
+    return os.path.realpath(os.path.join(*parts) if parts else ".")
 
 
 def remove_obsolete_locks(config: Config, live: Sequence[LockTarget] | None = None) -> list[Path]:
@@ -438,16 +468,21 @@ def lock(
     environments = environments_of(config)
     selected = select_targets(config, environments, selection)
     _check_upgrade_packages(selected, options.upgrade_packages)
-    # Strings and one realpath per env directory: a Path.resolve() per target
-    # was a large part of a one-step re-lock of a hundred steps.
+    # Strings and one listing of the lock dir: a Path.resolve() per target, then
+    # a Path.parent and an lstat per env directory, were a large part of a
+    # one-step re-lock of a hundred steps. A target's directory is its path's
+    # parts less the file name (Path keeps its parts once computed).
     lock_root = config.lock_root
     real_root = os.path.realpath(lock_root)
-    real_dirs: dict[Path, str] = {}
+    root_parts = lock_root.parts
+    links = _linked_names(lock_root)
+    inside: dict[tuple[str, ...], bool] = {}
     for target in selected:
-        parent = target.path.parent
-        if parent not in real_dirs:
-            real_dirs[parent] = _real_env_dir(lock_root, real_root, parent)
-        if not _inside(real_root, real_dirs[parent]):
+        directory = target.path.parts[:-1]
+        if directory not in inside:
+            real = _real_dir(root_parts, real_root, directory, links)
+            inside[directory] = _inside(real_root, real)
+        if not inside[directory]:
             # Checked before resolving: neither the old lock there is read nor a new one written.
             raise WriteError(
                 f"refusing {target.path}: {target.path.parent} is a symbolic link out of the "
@@ -473,6 +508,29 @@ def lock(
     work = _jobs(todo, environments)
     if on_plan:
         on_plan(len(work))
+    # Imported here: `lock --check` imports this module and never needs it.
+    from flowenv._scratch import removed_later
+
+    # uv's scratch directories are removed while the locks are written.
+    with removed_later():
+        written = _write_changed(_resolve(config, work, options, jobs, on_resolved))
+    if remove_temp_files:
+        remove_leftover_temp_files(config)
+    for target in todo:
+        results.append(
+            LockResult(target=target, status="written" if target.path in written else "unchanged")
+        )
+    return sorted(results, key=lambda r: (r.target.env.name, r.target.platform))
+
+
+def _resolve(
+    config: Config,
+    work: Sequence[_Job],
+    options: LockOptions,
+    jobs: int | None,
+    on_resolved: Callable[[str], None] | None,
+) -> dict[Path, str]:
+    """Every job's lock texts, ``jobs`` at a time; one error for all that failed."""
     texts: dict[Path, str] = {}
     errors: list[tuple[str, FlowenvError]] = []
     # Imported here: `lock --check` imports this module and never needs it.
@@ -490,14 +548,7 @@ def lock(
             on_resolved(job.label)
     if errors:
         raise _combined(errors)
-    written = _write_changed(texts)
-    if remove_temp_files:
-        remove_leftover_temp_files(config)
-    for target in todo:
-        results.append(
-            LockResult(target=target, status="written" if target.path in written else "unchanged")
-        )
-    return sorted(results, key=lambda r: (r.target.env.name, r.target.platform))
+    return texts
 
 
 def _check_upgrade_packages(selected: Sequence[LockTarget], names: Sequence[str]) -> None:

@@ -21,7 +21,13 @@ import pytest
 from flowenv.cli import main
 from flowenv.cli.parser import build_parser, command_of
 from flowenv.config.load import load_config
-from flowenv.lock import LEFTOVER_AGE_SECONDS, _real_env_dir, environments_of, lock
+from flowenv.lock import (
+    LEFTOVER_AGE_SECONDS,
+    _linked_names,
+    _real_env_dir,
+    environments_of,
+    lock,
+)
 from flowenv.lockfiles import freshness
 from flowenv.lockfiles.freshness import known_headers
 from flowenv.spec import EnvSpec, build_environments
@@ -114,14 +120,25 @@ def test_env_directories_resolve_as_realpath_does(tmp_path: Path) -> None:
         real_project / "linked-locks",
     ):
         real_root = os.path.realpath(lock_root)
+        # One listing of the lock dir names its links, as an lstat of each directory would.
+        links = _linked_names(lock_root)
+        assert links == {"out", "alias", "dangling"}
         for name in ("plain", "inner", "out", "alias", "dangling", "missing"):
             directory = lock_root / name
             assert _real_env_dir(lock_root, real_root, directory) == os.path.realpath(directory)
+            assert _real_env_dir(lock_root, real_root, directory, links) == (
+                os.path.realpath(directory)
+            )
     # Not directly below the lock dir: the full resolution answers.
     deeper = real_project / "locks/inner/x"
     assert _real_env_dir(real_project / "locks", real_project.as_posix(), deeper) == (
         os.path.realpath(deeper)
     )
+    assert _real_env_dir(real_project / "locks", real_project.as_posix(), deeper, links) == (
+        os.path.realpath(deeper)
+    )
+    # No lock dir yet: nothing below it is a link.
+    assert _linked_names(tmp_path / "no-such-dir") == frozenset()
 
 
 def test_environments_are_built_once_per_configuration_object(make_project) -> None:
@@ -446,3 +463,57 @@ def test_a_young_temp_file_may_be_a_concurrent_locks_and_is_left_alone(
     assert main(["-q", "-C", str(root), "lock", "base", "-p", "linux-64"]) == 0
     assert writing.read_text() == "being written by another flowenv lock"
     capsys.readouterr()
+
+
+def test_a_lock_known_unchanged_is_recorded_with_the_stat_it_was_found_at(
+    settled: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """write_record takes the stats known_headers just found instead of stat'ing every lock
+    again; the record is the one stat'ing would write, and a lock written in between is
+    vouched for by neither (its old stat never matches it again)."""
+    toml, locks = settled / "flowenv.toml", settled / "locks"
+    config = load_config(toml)
+    live = [r.target for r in lock(config)]
+    expected: dict[str, dict[str, str]] = {}
+    for target in live:
+        name = target.path.relative_to(locks).as_posix()
+        expected.setdefault(name, {})[target.platform] = target.env.input_hash(target.platform)
+    # A clock past the racy window of every lock (their ctime cannot be set back).
+    monkeypatch.setattr(freshness, "_RACY_NS", 3_000_000_000)
+    newest = max(os.stat(locks / name).st_ctime_ns for name in expected)
+    clock = [newest + 2 * freshness._RACY_NS]
+    monkeypatch.setattr(freshness, "time", type("Clock", (), {"time_ns": lambda: clock[0]}))
+    inputs = freshness.digest_inputs([toml])
+    assert inputs is not None
+    freshness.write_record(toml, inputs, locks, expected, validated=False)
+    assert set(known_headers(toml, locks)) == set(expected)
+    stat_calls: list[str] = []
+    signature = freshness._signature
+
+    def counted(path: str, now_ns: int) -> list[int] | None:
+        stat_calls.append(path)
+        return signature(path, now_ns)
+
+    monkeypatch.setattr(freshness, "_signature", counted)
+    freshness.write_record(toml, inputs, locks, expected, validated=False)
+    assert stat_calls == []  # every lock was just found at its recorded stat
+    reused = json.loads(freshness.record_path(toml).read_text())
+    freshness._LAST_SEEN.clear()
+    freshness.write_record(toml, inputs, locks, expected, validated=False)
+    assert len(stat_calls) == len(expected)
+    assert json.loads(freshness.record_path(toml).read_text()) == reused
+    # Too long ago (a lock written since might no longer look just written): stat'ed again.
+    assert set(known_headers(toml, locks)) == set(expected)
+    stat_calls.clear()
+    clock[0] += freshness._RACY_NS
+    freshness.write_record(toml, inputs, locks, expected, validated=False)
+    assert len(stat_calls) == len(expected)
+    # A lock rewritten after known_headers found it: its old stat is recorded, which
+    # vouches for nothing from then on, as the None a fresh stat (just written) gives.
+    assert set(known_headers(toml, locks)) == set(expected)
+    rewritten = locks / "base/pylock.linux-64.toml"
+    rewritten.write_bytes(rewritten.read_bytes())
+    clock[0] = max(clock[0], os.stat(rewritten).st_ctime_ns + 2 * freshness._RACY_NS)
+    freshness.write_record(toml, inputs, locks, {"base/pylock.linux-64.toml": {}}, validated=False)
+    assert "base/pylock.linux-64.toml" not in known_headers(toml, locks)
+    assert not freshness.known_fresh(toml, validated=False)

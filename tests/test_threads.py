@@ -47,9 +47,27 @@ def test_an_exception_reaches_the_caller_with_its_index() -> None:
 
 
 def test_leaving_early_waits_for_the_running_calls() -> None:
-    calls = [lambda i=i: i for i in range(50)]
-    for outcome in as_finished(calls, 2):
-        assert outcome.index in range(50)
-        break
-    # Closing the loop stopped and joined the workers: none is left running.
-    assert not [t for t in threading.enumerate() if t.name.startswith("flowenv-worker")]
+    lock = threading.Lock()
+    started: list[int] = []
+    ended: list[int] = []
+    release = threading.Event()
+
+    def call(i: int) -> int:
+        with lock:
+            started.append(i)
+        if i > 0:
+            release.wait()  # still running when the caller leaves the loop
+        with lock:
+            ended.append(i)
+        return i
+
+    calls = [lambda i=i: call(i) for i in range(50)]
+    loop = as_finished(calls, 2)
+    first = next(loop)
+    assert first.index == 0
+    threading.Timer(0.05, release.set).start()
+    loop.close()
+    # Closing the loop stopped the workers and waited for them: every call that
+    # started has ended, and no further call was started.
+    assert sorted(started) == sorted(ended)
+    assert len(started) < 50

@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
 def _lock(
     args: argparse.Namespace, config: Any, selection: Any, digests: dict[str, str] | None
 ) -> int:
+    from flowenv._scratch import removed_later
     from flowenv.cli import is_interactive
     from flowenv.lock import Selection, lock, remember_fresh, remove_obsolete_locks
     from flowenv.resolution import LockOptions
@@ -87,26 +88,29 @@ def _lock(
     options = LockOptions(upgrade=args.upgrade, upgrade_packages=tuple(args.upgrade_package))
     # Only a full lock knows every live lock; a partial one leaves others' files alone.
     whole = selection == Selection()
-    if is_interactive() and not args.quiet:
-        from flowenv.cli.progress import JobProgress
+    # uv's scratch directories are removed in the background until the locks
+    # are written, the obsolete ones removed and freshness recorded.
+    with removed_later():
+        if is_interactive() and not args.quiet:
+            from flowenv.cli.progress import JobProgress
 
-        with JobProgress("resolving") as progress:
-            results = lock(
-                config,
-                selection,
-                options,
-                jobs=args.jobs,
-                on_plan=progress.plan,
-                on_resolved=progress.done,
-                remove_temp_files=not whole,
-            )
-    else:
-        results = lock(config, selection, options, jobs=args.jobs, remove_temp_files=not whole)
-    removed: list[Any] = []
-    if whole:
-        live = [result.target for result in results]
-        removed = remove_obsolete_locks(config, live)
-        remember_fresh(config, digests, live)
+            with JobProgress("resolving") as progress:
+                results = lock(
+                    config,
+                    selection,
+                    options,
+                    jobs=args.jobs,
+                    on_plan=progress.plan,
+                    on_resolved=progress.done,
+                    remove_temp_files=not whole,
+                )
+        else:
+            results = lock(config, selection, options, jobs=args.jobs, remove_temp_files=not whole)
+        removed: list[Any] = []
+        if whole:
+            live = [result.target for result in results]
+            removed = remove_obsolete_locks(config, live)
+            remember_fresh(config, digests, live)
     if not args.quiet:
         for result in results:
             relative = result.target.path.relative_to(config.root)

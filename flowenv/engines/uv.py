@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from flowenv import _scratch as scratch
 from flowenv._subprocess import describe_failure, run
 from flowenv.config.models import PypiSettings, SystemRequirements
 from flowenv.errors import FlowenvError, ResolutionError, StoreError
@@ -200,7 +201,9 @@ def compile_pylock(
     of the resolution with everything only they need (uv ``--excludes``:
     packages something else already installs).
     """
-    with tempfile.TemporaryDirectory(prefix="flowenv-uv-") as tmp:
+    # Removed through flowenv._scratch: in the background while `flowenv lock` runs.
+    tmp = tempfile.mkdtemp(prefix="flowenv-uv-")
+    try:
         workdir = Path(tmp)
         if pinned:
             requirements_in = workdir / "pyproject.toml"
@@ -244,6 +247,8 @@ def compile_pylock(
         if result.returncode != 0:
             raise ResolutionError(f"cannot resolve {label}:\n{describe_failure(args, result)}")
         return output.read_text(encoding="utf-8")
+    finally:
+        scratch.remove(tmp)
 
 
 def _offline_env(cache_dir: Path) -> dict[str, str]:

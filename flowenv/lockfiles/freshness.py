@@ -338,6 +338,12 @@ def _vouched_by_record(
     return vouched
 
 
+#: What the last :func:`known_headers` found: the vouched answer it used (the object
+#: :func:`_vouched_by_record` keeps), when it took its stats, and the locks whose
+#: stat was the one recorded.
+_LAST_SEEN: list[tuple[dict[str, tuple[Stat, dict[str, str]]], int, frozenset[str]]] = []
+
+
 def known_headers(config_path: str | Path, lock_root: str | Path) -> dict[str, dict[str, str]]:
     """``"<env>/<lock name>"`` -> the input hashes its header holds, for locks known unchanged.
 
@@ -349,11 +355,32 @@ def known_headers(config_path: str | Path, lock_root: str | Path) -> dict[str, d
     """
     root = os.fspath(lock_root)
     now = time.time_ns()
-    return {
-        name: found
-        for name, (stat, found) in _vouched_by_record(config_path, root).items()
+    vouched = _vouched_by_record(config_path, root)
+    found = {
+        name: hashes
+        for name, (stat, hashes) in vouched.items()
         if _signature(os.path.join(root, name), now) == stat
     }
+    _LAST_SEEN[:] = [(vouched, now, frozenset(found))]
+    return found
+
+
+def _seen_unchanged(vouched: Mapping[str, object], now_ns: int) -> frozenset[str]:
+    """The locks :func:`known_headers` found at their recorded stat less than a tick ago.
+
+    Only for the same vouched answer (the record's bytes, lock dir and code
+    unchanged since), and only within :data:`_RACY_NS`: a lock written since
+    then has a ctime that recent, so :func:`_signature` would give None for it
+    now. Recording its old stat instead is as good as None: no later stat of
+    the file can equal it (ctime cannot be set back), so it vouches for nothing.
+    Every lock not written since has the stat it had: the one recorded.
+    """
+    if not _LAST_SEEN:
+        return frozenset()
+    seen_vouched, seen_at, names = _LAST_SEEN[0]
+    if seen_vouched is not vouched or not 0 <= now_ns - seen_at < _RACY_NS:
+        return frozenset()
+    return names
 
 
 def write_record(
@@ -375,13 +402,22 @@ def write_record(
     and the file did not change while it was read nor just before: a later
     :func:`known_fresh` then needs nothing but the same stats. A lock the
     previous record vouches for with the same stat and these hashes is not
-    read again: its header cannot have changed.
+    read again: its header cannot have changed. One :func:`known_headers`
+    just found at that stat is not even stat'ed again (see
+    :func:`_seen_unchanged`): a re-lock of a hundred steps stat'ed every lock
+    twice.
     """
     root = os.fspath(lock_root)
     now = time.time_ns()
     previous = _vouched_by_record(config_path, root)
+    seen = _seen_unchanged(previous, now)
     locks: dict[str, Stat | None] = {}
     for name, hashes in expected.items():
+        if name in seen:
+            stat, found = previous[name]
+            if found == hashes:
+                locks[name] = stat
+                continue
         path = os.path.join(root, name)
         before = _signature(path, now)
         if before is None:
