@@ -26,7 +26,6 @@ entry never outlives the code that made it.
 
 from __future__ import annotations
 
-import pickle
 from typing import Any
 
 #: Bumped whenever what an entry means changes (only a forked child of the same code sends one).
@@ -110,6 +109,8 @@ def export(since: Inherited, extra: Any = None) -> bytes:
     milliseconds at a hundred steps, in the child before it exits and in the
     server before its next spare).
     """
+    import pickle  # only a warm child sends: not on every load's import path (~2 ms)
+
     generation, bases = since
     tables = {}
     for name, table in _TABLES.items():
@@ -134,6 +135,8 @@ def adopt(payload: bytes) -> Any:
     uid, same code): unpickling is safe.
     """
     global _generation
+    import pickle
+
     if len(payload) < 8 or int.from_bytes(payload[:8], "big") != len(payload) - 8:
         return None
     try:
