@@ -130,3 +130,28 @@ def test_a_spare_forked_before_a_module_changed_hands_the_lock_back(
     new = old.wait_for_server()  # the in-process lock started it
     assert new != server
     assert old.status() == (new, 0)
+
+
+def test_served_locks_parse_alike_one_after_another(
+    make_project: Callable[..., Path], warm: Warm
+) -> None:
+    """A warm child parses with the lock parser the server built once
+    (flowenv.cli.parser.kept_parser): options of one lock never reach the next,
+    and usage errors read as in-process."""
+    root = make_project(BODY)
+    server = _started(warm, root)
+    runs = [
+        ("lock", "--no-such-option"),
+        ("lock", "-p", "nowhere-64"),
+        ("lock", "train", "-p", "linux-64", "--upgrade"),
+        ("lock", "train"),
+        ("-q", "lock"),
+        ("lock", "--check"),
+    ]
+    for args in runs:
+        served = flowenv("-C", root, *args, env=warm.env)
+        assert served == flowenv("-C", root, *args, env=_cold(warm.env)), args
+        assert "Traceback" not in served.err
+    assert flowenv("-C", root, "lock", "--no-such-option", env=warm.env).code == 2
+    # All served (the check too: no record made by a check lets the client answer it).
+    assert warm.status() == (server, len(runs) + 1)

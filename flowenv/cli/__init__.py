@@ -76,9 +76,10 @@ def run_command(args: Sequence[str], program: bool) -> int:
     ``program``: this process ends when the command does (``flowenv`` itself,
     or the warm server's child), not a caller that goes on (tests, embedding).
     """
-    from flowenv.cli.parser import build_parser, command_of
+    from flowenv.cli.parser import build_parser, command_of, kept_parser
 
-    parser = build_parser(only=command_of(args))
+    only = command_of(args)
+    parser = kept_parser(only) if program else build_parser(only)
     parsed = parser.parse_args(args)
     if parsed.command is None:
         # Bare `flowenv`: the overview a newcomer needs, not an error.

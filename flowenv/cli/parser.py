@@ -119,6 +119,23 @@ def command_of(argv: Sequence[str]) -> str | None:
     return word if word in COMMANDS else None
 
 
+#: Parsers built by :func:`kept_parser`, by the command they were built for.
+_KEPT: dict[str | None, argparse.ArgumentParser] = {}
+
+
+def kept_parser(only: str | None) -> argparse.ArgumentParser:
+    """:func:`build_parser` built once per process and kept (a parser is not changed by parsing).
+
+    For a warm server's children: the server builds the lock's parser while it
+    warms up, and each child parses with it (0.35 ms a lock). In-process
+    callers (tests, embedding) build a new one each time, so a command module
+    patched between calls is the one that runs.
+    """
+    if only not in _KEPT:
+        _KEPT[only] = build_parser(only)
+    return _KEPT[only]
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The command line's parser; ``only``: register that command alone (see :func:`command_of`).
 

@@ -258,14 +258,6 @@ def _record(
     }
 
 
-def _load_record(config_path: str | Path) -> dict[str, Any] | None:
-    """The record of ``config_path`` if it has this flowenv's format, else None."""
-    try:
-        return _parse_record(_read(_record_file(config_path)))
-    except OSError:
-        return None
-
-
 def _parse_record(data: bytes) -> dict[str, Any] | None:
     try:
         record = json.loads(data)
@@ -455,7 +447,17 @@ def known_fresh(config_path: str | Path, *, validated: bool = True) -> bool:
     (``lock --check``), so a record made by a lock run, which does not read
     fresh locks whole, does not do.
     """
-    record = _load_record(config_path)
+    try:
+        data = _read(_record_file(config_path))
+    except OSError:
+        return False
+    # After an edit (the usual reason to run `lock`) the configuration's digest
+    # is not in the record at all: that answers before the record is parsed
+    # (0.2 ms at a hundred steps, on every re-lock's way to the full path).
+    digest = _file_sha256(os.fspath(config_path))
+    if digest is None or digest.encode() not in data:
+        return False
+    record = _parse_record(data)
     if record is None:
         return False
     made_by_check = record.get("validated")

@@ -136,6 +136,9 @@ def warm_up() -> None:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     _run_sample(["lock", "--check"], ["lock"])
+    from flowenv.cli.parser import kept_parser
+
+    kept_parser("lock")  # every child's `lock` parses with it
     with contextlib.suppress(Exception):
         from flowenv.lockfiles.pylock import parse_pylock
 
