@@ -29,6 +29,20 @@ def _private_uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _private_tmpdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Processes the tests start make their temporary files in a session directory.
+
+    Tests kill locks mid-resolution (SIGKILL, a forwarded SIGTERM): what those
+    leave (uv's scratch directory) then goes with pytest's temporary
+    directories instead of piling up in /tmp. (This process's own tempfile
+    directory was chosen before: in-process calls are unaffected.)
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(tmp_path_factory.mktemp("tmp")))
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _no_warm_server() -> Iterator[None]:
     """No test's `flowenv lock` uses or starts a warm server (flowenv.warm) unless it says so.
 
