@@ -329,11 +329,20 @@ def relock_rows(tmp: Path, index: Path, runs: int, env: dict[str, str]) -> list[
 
 
 def _pypi_org_only(env: EnvSpec) -> bool:
+    """Every package by name from pypi.org, declared in flowenv.toml itself.
+
+    An env whose packages come from input files (requirements.txt...) or are
+    local or URL packages is left out: only flowenv.toml is copied to the
+    benchmark's directory, and a local package's build is not pypi.org's.
+    """
     settings = env.pypi_settings
+    packages = [p for platform in env.platforms for p in env.pypi_on(platform)]
     return (
         env.kind == "pypi"
         and settings.index_url in (None, "https://pypi.org/simple")
         and not (settings.extra_index_urls or settings.find_links or settings.indexes)
+        and not env.inputs
+        and not any(p.path or p.url for p in packages)
     )
 
 
