@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import signal
 from collections.abc import Callable
@@ -52,10 +53,17 @@ def _ended(pid: int) -> bool:
     return not _alive(pid)
 
 
-def _spare_of(server: int) -> int:
-    """The server's one child once it has nothing to serve: its spare."""
-    _until(lambda: len(_children(server)) == 1, "the server's spare")
-    (spare,) = _children(server)
+def _ready(warm: Warm) -> int | None:
+    """The pid of the spare ``flowenv server status`` says is ready, if any."""
+    match = re.search(r"a spare ready: pid (\d+)", flowenv("server", "status", env=warm.env).out)
+    return int(match[1]) if match else None
+
+
+def _spare_of(warm: Warm, server: int) -> int:
+    """The server's spare, once it is ready (a lock before that is forked, not handed to it)."""
+    _until(lambda: _ready(warm) in _children(server), "the server's spare to be ready")
+    spare = _ready(warm)
+    assert spare is not None
     return spare
 
 
@@ -69,13 +77,13 @@ def test_the_spare_serves_the_next_lock_and_another_takes_its_place(
     expected = flowenv("-C", cold_root, "lock", env=_cold(warm.env))
     shutil.rmtree(root / "locks")
     for served in (1, 2):
-        spare = _spare_of(server)
+        spare = _spare_of(warm, server)
         result = flowenv("-C", root, "lock", env=warm.env)
         assert result == expected
         assert _files(root) == _files(cold_root)
         assert warm.status() == (server, served)
         _until(functools.partial(_ended, spare), "the spare that served to end")
-        assert _spare_of(server) != spare
+        assert _spare_of(warm, server) != spare
         shutil.rmtree(root / "locks")
 
 
@@ -84,7 +92,7 @@ def test_a_killed_spare_costs_nothing_but_a_fork(
 ) -> None:
     root = make_project(BODY)
     server = _started(warm, root)
-    spare = _spare_of(server)
+    spare = _spare_of(warm, server)
     os.kill(spare, signal.SIGKILL)
     _until(lambda: spare not in _children(server), "the killed spare to be reaped")
     shutil.rmtree(root / "locks")
@@ -93,7 +101,7 @@ def test_a_killed_spare_costs_nothing_but_a_fork(
     assert len(_files(root)) == 4
     # Served (by a fork: the dead spare was dropped), and a new spare follows.
     assert warm.status() == (server, 1)
-    assert _spare_of(server) != spare
+    assert _spare_of(warm, server) != spare
 
 
 @pytest.mark.parametrize("how", ["stop", "kill"])
@@ -102,7 +110,7 @@ def test_the_spare_leaves_with_its_server(
 ) -> None:
     root = make_project(BODY)
     server = _started(warm, root)
-    spare = _spare_of(server)
+    spare = _spare_of(warm, server)
     if how == "stop":
         assert "stopped" in flowenv("server", "stop", env=warm.env).out
     else:
@@ -120,7 +128,7 @@ def test_a_spare_forked_before_a_module_changed_hands_the_lock_back(
     old, module = with_sitecustomize(warm, tmp_path)
     root = make_project(BODY)
     server = _started(old, root)
-    spare = _spare_of(server)
+    spare = _spare_of(old, server)
     module.write_text("LOADED = True  # upgraded\n")
     shutil.rmtree(root / "locks")
     result = flowenv("-C", root, "lock", env=old.env)
@@ -155,3 +163,27 @@ def test_served_locks_parse_alike_one_after_another(
     assert flowenv("-C", root, "lock", "--no-such-option", env=warm.env).code == 2
     # All served (the check too: no record made by a check lets the client answer it).
     assert warm.status() == (server, len(runs) + 1)
+
+
+def test_a_stopped_spare_is_let_go_and_never_handed_a_lock(
+    make_project: Callable[..., Path], warm: Warm
+) -> None:
+    # Handed a request while stopped (SIGSTOP), a spare would sit on it, the
+    # client waiting, until continued: the server lets a stopped spare go, and
+    # the lock is served by a fork or by the next spare.
+    root = make_project(BODY)
+    server = _started(warm, root)
+    spare = _spare_of(warm, server)
+    os.kill(spare, signal.SIGSTOP)
+    try:
+        # Let go: the spare it reports ready is another (forked since) or none.
+        _until(lambda: _ready(warm) != spare, "the server to let the stopped spare go")
+        shutil.rmtree(root / "locks")
+        result = flowenv("-C", root, "lock", env=warm.env)
+        assert result.code == 0, result.err
+        assert len(_files(root)) == 4
+        assert warm.status() == (server, 1)
+    finally:
+        os.kill(spare, signal.SIGCONT)
+    _until(functools.partial(_ended, spare), "the spare let go to leave once continued")
+    assert _spare_of(warm, server) != spare

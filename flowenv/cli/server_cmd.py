@@ -28,7 +28,8 @@ def _describe(state: Any, running: str) -> str:
         return f"warm server off: {state.off_reason}"
     if state.pid is None:
         return f"no warm server running (socket {state.socket})"
-    return f"{running} (pid {state.pid}, {state.served} locks served, socket {state.socket})"
+    spare = f", a spare ready: pid {state.spare}" if state.spare else ""
+    return f"{running} (pid {state.pid}, {state.served} locks served{spare}, socket {state.socket})"
 
 
 def run_status(args: argparse.Namespace) -> int:

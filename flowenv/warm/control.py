@@ -22,6 +22,8 @@ class ServerState:
     served: int | None = None
     #: Servers of other environments (LANG, nice...) that ``stop`` ended too.
     others: int = 0
+    #: The pid of its spare when one is ready for the next lock (flowenv.warm.spare).
+    spare: int | None = None
 
 
 def _ask(path: str, kind: bytes) -> dict[bytes, int]:
@@ -53,7 +55,12 @@ def state() -> ServerState:
     if path is None:
         return ServerState(off_reason="its directory is missing, not private or too long a path")
     answer = _ask(path, framing.STATUS)
-    return ServerState(socket=path, pid=answer.get(b"server"), served=answer.get(b"served"))
+    return ServerState(
+        socket=path,
+        pid=answer.get(b"server"),
+        served=answer.get(b"served"),
+        spare=answer.get(b"spare") or None,
+    )
 
 
 def stop() -> ServerState:

@@ -6,7 +6,8 @@ Standard library only and no ``json``: the client imports this on every
 A request is ``<4-byte big-endian length><VERSION>\\0<kind>\\0<field>\\0...``;
 a run request's fields are the cwd, the umask (octal), the argv count, the
 argv and then the environment as ``NAME=VALUE``. Every reply is one
-``<word> <value>\\0`` token: ``pid N``, ``exit N``, ``server N``.
+``<word> <value>\\0`` token: ``pid N``, ``exit N``; ``server N``,
+``served N``, ``spare N`` (a status).
 """
 
 from __future__ import annotations

@@ -257,13 +257,27 @@ class Server:
         os.set_blocking(self.wakeup_write, False)
         self.selector.register(self.wakeup, selectors.EVENT_READ)
 
-    def reap(self, *_: object) -> None:
-        """Collect ended children (the SIGCHLD handler), counting those that served."""
+    def reap(self) -> None:
+        """Collect ended children, counting those that served; drop a spare that was stopped.
+
+        Only ever called from the loop, never from the SIGCHLD handler (which
+        only wakes the loop): a child that ended at once could otherwise be
+        reaped between its fork and its entry in ``active``, and stay there for
+        ever, and with it no spare would be forked again.
+        """
         with contextlib.suppress(ChildProcessError):
             while True:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status = os.waitpid(-1, os.WNOHANG | os.WUNTRACED)
                 if pid == 0:
-                    return
+                    break
+                if os.WIFSTOPPED(status):
+                    # A stopped spare would take a request and sit on it (the
+                    # client waiting) until continued: it is let go (it leaves
+                    # when continued), and the next request is forked. A stopped
+                    # child serving a client (Ctrl-Z) is simply stopped.
+                    if self.spare is not None and pid == self.spare.pid:
+                        self.drop_spare()
+                    continue
                 if pid in self.active and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
                     self.served += 1
                 self.active.discard(pid)
@@ -452,8 +466,11 @@ class Server:
         try:
             if request.kind == framing.STATUS:
                 self.reap()
+                ready = self.spare.pid if self.spare is not None and self.spare.ready else 0
                 connection.sendall(
-                    framing.reply(b"server", os.getpid()) + framing.reply(b"served", self.served)
+                    framing.reply(b"server", os.getpid())
+                    + framing.reply(b"served", self.served)
+                    + framing.reply(b"spare", ready)
                 )
                 return True
             if request.kind == framing.STOP:
@@ -466,14 +483,18 @@ class Server:
             # starts (0.4 ms of stats off every lock's path): the child runs
             # nothing before it has this verdict, and declines on a change.
             spare = self.spare
-            if spare is not None and spare.ready and spare.hand(arriving.data, connection, fds):
-                # A child serving a client now: no longer the spare.
-                self.active.add(spare.pid)
-                self.selector.unregister(spare.channel)
-                self.spare = None
-                current = not changed(self.stamps)
-                spare.tell(current)
-                return current  # changed: the child declines, the client runs it, we leave
+            if spare is not None and spare.ready:
+                if spare.hand(arriving.data, connection, fds):
+                    # A child serving a client now: no longer the spare.
+                    self.active.add(spare.pid)
+                    self.selector.unregister(spare.channel)
+                    self.spare = None
+                    current = not changed(self.stamps)
+                    spare.tell(current)
+                    return current  # changed: the child declines, the client runs it, we leave
+                # It could not take the request (it died, or took part of it and
+                # stalled): let it go, it must never get a second one.
+                self.drop_spare()
             verdict, tell = os.pipe()
             channel = memo_channel.open_channel()
             try:
@@ -572,7 +593,9 @@ def main(argv: Sequence[str]) -> int:
     listener.listen(64)
     server = Server(path, listener, lock)
     signal.set_wakeup_fd(server.wakeup_write)
-    signal.signal(signal.SIGCHLD, server.reap)
+    # A handler of its own (not SIG_DFL) so that SIGCHLD writes the wake-up fd;
+    # the loop reaps (Server.reap).
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     gc.collect()
