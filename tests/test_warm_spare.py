@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,16 +23,23 @@ from tests.test_warm_attacks import _started
 from tests.test_warm_server import (
     BODY,
     Warm,
+    _after,
     _alive,
     _cold,
     _files,
+    _marked,
+    _Stall,
+    _stalled_lock,
+    _state,
     _until,
+    _written,
     flowenv,
+    stalled_project,
     warm,
     with_sitecustomize,
 )
 
-__all__ = ["warm"]  # a fixture, used by name
+__all__ = ["stalled_project", "warm"]  # fixtures, used by name
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/task").exists(), reason="reads a process's children from /proc"
@@ -187,3 +195,35 @@ def test_a_stopped_spare_is_let_go_and_never_handed_a_lock(
         os.kill(spare, signal.SIGCONT)
     _until(functools.partial(_ended, spare), "the spare let go to leave once continued")
     assert _spare_of(warm, server) != spare
+
+
+def test_ctrl_z_and_ctrl_c_reach_a_lock_the_spare_serves(
+    stalled_project: tuple[Path, _Stall, str], warm: Warm
+) -> None:
+    # The signal tests of tests/test_warm_server.py may run through a fork or
+    # the spare (timing decides): this one makes sure of the spare.
+    root, _, marker = stalled_project
+    server = warm.wait_for_server()
+    spare = _spare_of(warm, server)
+    client, children = _stalled_lock(
+        stalled_project, warm, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert children == {spare}  # uv runs under the spare
+
+    def suspend_resume_interrupt() -> None:
+        client.send_signal(signal.SIGTSTP)
+        _until(lambda: _state(client.pid) == "T", "the client to stop")
+        _until(lambda: _state(spare) == "T", "the spare serving it to stop")
+        client.send_signal(signal.SIGCONT)
+        _until(lambda: _state(spare) not in ("T", "t"), "the spare to go on")
+        client.send_signal(signal.SIGINT)
+
+    _, err = _after(client, suspend_resume_interrupt)
+    assert client.returncode == 130, err
+    assert "flowenv: interrupted" in err
+    assert "Traceback" not in err
+    assert not _written(root)
+    _until(lambda: _marked(marker) == [], "uv to end")
+    # Stopped while serving, it stayed a child serving a client, counted when it
+    # reported (the fixture's first lock ran in-process).
+    assert warm.status() == (server, 1)
