@@ -100,3 +100,17 @@ def parse_reply(token: bytes) -> tuple[bytes, int] | None:
         return word, int(value)
     except ValueError:
         return None
+
+
+def received_fds(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
+    """The descriptors an ``SCM_RIGHTS`` message of ``recvmsg``'s ancillary data carries."""
+    import array
+    import socket
+
+    fds: list[int] = []
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            received = array.array("i")
+            received.frombytes(payload[: len(payload) - len(payload) % received.itemsize])
+            fds.extend(received)
+    return fds

@@ -23,6 +23,8 @@ import sys
 from collections.abc import Callable, Container
 from typing import Any
 
+from flowenv.warm.stamps import module_stamps
+
 #: Read at most this much per wake-up, so one large payload never holds up the accept loop.
 _CHUNK = 256 << 10
 
@@ -152,18 +154,6 @@ def send(fd: int, since: Any, known: Container[str] = ()) -> None:
     for target in (0, 1, 2):
         os.dup2(null, target)
     os.close(null)
-    view = memoryview(memo.export(since, _new_stamps(known)))
+    view = memoryview(memo.export(since, module_stamps(skip=known)))
     while view:
         view = view[os.write(fd, view) :]
-
-
-def _new_stamps(known: Container[str]) -> dict[str, tuple[int, int]]:
-    """(mtime_ns, size) of each loaded module's file not in ``known``."""
-    stamps: dict[str, tuple[int, int]] = {}
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if isinstance(path, str) and path not in known and path not in stamps:
-            with contextlib.suppress(OSError):
-                info = os.stat(path)
-                stamps[path] = (info.st_mtime_ns, info.st_size)
-    return stamps

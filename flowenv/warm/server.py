@@ -37,6 +37,7 @@ from pathlib import Path
 from flowenv.warm import framing, memo_channel
 from flowenv.warm.location import NAMESPACES, socket_path
 from flowenv.warm.spare import Spare
+from flowenv.warm.stamps import changed, module_stamps
 
 DEFAULT_IDLE = 600.0
 #: How long a connected client may take to send its whole request before it is dropped.
@@ -54,29 +55,6 @@ def idle_seconds() -> float:
         return float(os.environ.get("FLOWENV_SERVER_IDLE", DEFAULT_IDLE))
     except ValueError:
         return DEFAULT_IDLE
-
-
-def module_stamps() -> dict[str, tuple[int, int]]:
-    """(mtime_ns, size) of every loaded module's file: what a changed install changes."""
-    stamps: dict[str, tuple[int, int]] = {}
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if isinstance(path, str) and path not in stamps:
-            with contextlib.suppress(OSError):
-                info = os.stat(path)
-                stamps[path] = (info.st_mtime_ns, info.st_size)
-    return stamps
-
-
-def changed(stamps: dict[str, tuple[int, int]]) -> bool:
-    for path, stamp in stamps.items():
-        try:
-            info = os.stat(path)
-        except OSError:
-            return True
-        if (info.st_mtime_ns, info.st_size) != stamp:
-            return True
-    return False
 
 
 _SAMPLE_CONFIG = """\
@@ -199,11 +177,7 @@ class _Arriving:
             return True
         except OSError:
             return False
-        for level, kind, payload in ancillary:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                received = array.array("i")
-                received.frombytes(payload[: len(payload) - len(payload) % received.itemsize])
-                self.fds.extend(received)
+        self.fds.extend(framing.received_fds(ancillary))
         # More descriptors than a request's three (the kernel closed any beyond
         # the buffer): a client of ours never sends them.
         if not data or len(self.fds) > 3 or flags & socket.MSG_CTRUNC:

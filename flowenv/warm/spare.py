@@ -145,12 +145,7 @@ def _receive(channel: socket.socket) -> tuple[socket.socket, framing.Request, li
     """The request and its descriptors, read to the request's last byte and no further
     (the verdict byte that follows is :func:`flowenv.warm.child.serve`'s to read)."""
     head, ancillary, flags, _ = channel.recvmsg(4, socket.CMSG_SPACE(_FD_BYTES))
-    fds: list[int] = []
-    for level, kind, payload in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            received = array.array("i")
-            received.frombytes(payload[: len(payload) - len(payload) % received.itemsize])
-            fds.extend(received)
+    fds = framing.received_fds(ancillary)
     while len(head) < 4:
         more = channel.recv(4 - len(head))
         if not more:
